@@ -1,0 +1,72 @@
+//! The prime factorisation job from the original Dipla, as a Dipla guest.
+//!
+//! Build with `just build-guests` and run with `just demo`.
+
+use dipla_guest::task;
+
+/// The prime factors of `n`, smallest first, with multiplicity (`12` gives `[2, 2, 3]`).
+///
+/// Plain trial division: odd divisors only after 2, up to the square root of what is left.
+/// `0` and `1` have no prime factors.
+#[task]
+pub fn factorise(mut n: u64) -> Vec<u64> {
+    let mut factors = Vec::new();
+    if n < 2 {
+        return factors;
+    }
+    while n % 2 == 0 {
+        factors.push(2);
+        n /= 2;
+    }
+    let mut d = 3;
+    while d <= n / d {
+        while n % d == 0 {
+            factors.push(d);
+            n /= d;
+        }
+        d += 2;
+    }
+    if n > 1 {
+        factors.push(n);
+    }
+    factors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_numbers() {
+        assert_eq!(factorise(0), Vec::<u64>::new());
+        assert_eq!(factorise(1), Vec::<u64>::new());
+        assert_eq!(factorise(2), vec![2]);
+        assert_eq!(factorise(12), vec![2, 2, 3]);
+        assert_eq!(factorise(97), vec![97]);
+        assert_eq!(factorise(1001), vec![7, 11, 13]);
+    }
+
+    #[test]
+    fn factors_multiply_back_and_are_prime() {
+        for n in 1_000_000_000_000u64..1_000_000_000_050 {
+            let factors = factorise(n);
+            assert_eq!(factors.iter().product::<u64>(), n);
+            assert!(factors.windows(2).all(|w| w[0] <= w[1]));
+            for &p in &factors {
+                assert_eq!(factorise(p), vec![p], "{p} is not prime");
+            }
+        }
+    }
+
+    #[test]
+    fn large_primes_and_squares() {
+        assert_eq!(
+            factorise(u64::MAX),
+            vec![3, 5, 17, 257, 641, 65537, 6700417]
+        );
+        assert_eq!(
+            factorise(4_294_967_291 * 4_294_967_291),
+            vec![4_294_967_291; 2]
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The `#[task]` attribute of the Dipla guest SDK (`dipla-guest`). Use it through that crate.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
+
+/// Export a function as a Dipla task.
+///
+/// The function stays an ordinary Rust function (call it, test it natively); built for
+/// `wasm32-unknown-unknown` it is also exported under its own name with the Dipla guest ABI.
+/// Parameters must implement `serde::Deserialize` and be taken by value; the result must
+/// implement `serde::Serialize`, or be a `Result<T: Serialize, E: Display>`.
+#[proc_macro_attribute]
+pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = TokenStream2::from(attr);
+    let function = parse_macro_input!(item as ItemFn);
+    match expand(attr, &function) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => {
+            let error = error.into_compile_error();
+            quote!(#function #error).into()
+        }
+    }
+}
+
+/// The guest ABI version the generated code implements (equal to `dipla_guest::ABI_VERSION`).
+const ABI_VERSION: u32 = 1;
+
+/// Export names the ABI itself uses, which a task must not take.
+const RESERVED: &[&str] = &["memory", "cabi_realloc", "dipla_panic_message"];
+
+fn expand(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
+    if !attr.is_empty() {
+        return Err(syn::Error::new_spanned(attr, "#[task] takes no arguments"));
+    }
+    let sig = &function.sig;
+    let name = &sig.ident;
+    let export = name.to_string();
+    check_signature(function)?;
+    if RESERVED.contains(&export.as_str()) || export.starts_with("dipla_") {
+        return Err(syn::Error::new_spanned(
+            name,
+            format!("`{export}` is reserved by the Dipla guest ABI; rename the task"),
+        ));
+    }
+
+    let mut types = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                return Err(syn::Error::new_spanned(
+                    receiver,
+                    "a #[task] must be a free function: it cannot take `self`",
+                ));
+            }
+            FnArg::Typed(typed) => types.push(check_parameter(&typed.ty)?),
+        }
+    }
+    let args: Vec<_> = (0..types.len())
+        .map(|i| format_ident!("__arg{i}"))
+        .collect();
+    let decode = match types.len() {
+        1 => {
+            let ty = &types[0];
+            quote!(let __arg0: #ty = ::dipla_guest::__private::decode(__input)?;)
+        }
+        _ => quote!(let (#(#args,)*): (#(#types,)*) = ::dipla_guest::__private::decode(__input)?;),
+    };
+    let asserts = types
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> ::dipla_guest::__private::assert_input::<#ty>();));
+    let output_span = match &sig.output {
+        ReturnType::Default => sig.ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let encode =
+        quote_spanned!(output_span=> (&::dipla_guest::__private::Returned(__value)).encode());
+    let record = format!("{{\"abi\":{ABI_VERSION},\"task\":\"{export}\"}}\n");
+    let record_len = record.len();
+    let record = syn::LitByteStr::new(record.as_bytes(), Span::call_site());
+
+    Ok(quote! {
+        #function
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn __dipla_check_types() {
+                #(#asserts)*
+            }
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(export_name = #export)]
+            extern "C" fn __dipla_task(ptr: u32, len: u32) -> u64 {
+                ::dipla_guest::__private::run(ptr, len, |__input| {
+                    #[allow(unused_imports)]
+                    use ::dipla_guest::__private::{EncodeResult as _, EncodeValue as _};
+                    let __run = || -> ::core::result::Result<::std::vec::Vec<u8>, ::std::vec::Vec<u8>> {
+                        #decode
+                        let __value = #name(#(#args),*);
+                        ::core::result::Result::Ok(#encode)
+                    };
+                    match __run() {
+                        ::core::result::Result::Ok(__out) | ::core::result::Result::Err(__out) => __out,
+                    }
+                })
+            }
+
+            #[unsafe(link_section = "dipla")]
+            #[used]
+            static __DIPLA_TASK_RECORD: [u8; #record_len] = *#record;
+        };
+    })
+}
+
+fn check_signature(function: &ItemFn) -> syn::Result<()> {
+    let sig = &function.sig;
+    let fail = |tokens: &dyn quote::ToTokens, why: &str| Err(syn::Error::new_spanned(tokens, why));
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return fail(
+            &sig.generics,
+            "a #[task] cannot be generic: its parameter and result types must be concrete, \
+             because they cross the wasm boundary as JSON",
+        );
+    }
+    if let Some(token) = &sig.asyncness {
+        return fail(token, "a #[task] cannot be async");
+    }
+    if let Some(token) = &sig.unsafety {
+        return fail(
+            token,
+            "a #[task] cannot be unsafe: the host calls it with checked input",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        return fail(
+            abi,
+            "a #[task] is a plain Rust function: remove the `extern` ABI",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        return fail(variadic, "a #[task] cannot be variadic");
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Type::ImplTrait(_) = **ty {
+            return fail(ty, "a #[task] must name its result type, not `impl Trait`");
+        }
+    }
+    Ok(())
+}
+
+fn check_parameter(ty: &Type) -> syn::Result<&Type> {
+    match ty {
+        Type::Reference(reference) => Err(syn::Error::new_spanned(
+            reference,
+            "task parameters are decoded from JSON and passed by value: take the owned type \
+             instead of a reference",
+        )),
+        Type::ImplTrait(_) => Err(syn::Error::new_spanned(
+            ty,
+            "a #[task] cannot take `impl Trait`: name a concrete type",
+        )),
+        _ => Ok(ty),
+    }
+}

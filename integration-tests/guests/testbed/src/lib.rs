@@ -1,0 +1,118 @@
+//! Guest tasks for Dipla's tests and benchmarks: tiny ones, slow ones, and hostile ones that
+//! try to escape or exhaust the sandbox.
+
+use dipla_guest::task;
+
+/// The tiny task of the throughput benchmarks.
+#[task]
+pub fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+/// Several parameters arrive as a JSON array.
+#[task]
+pub fn describe(name: String, count: u32, tags: Vec<String>) -> String {
+    format!("{name} x{count} [{}]", tags.join(","))
+}
+
+/// Burns about `rounds` iterations of integer work, then returns `seed` (a slow task).
+#[task]
+pub fn burn(seed: u64, rounds: u64) -> u64 {
+    let mut x = seed;
+    for _ in 0..rounds {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    std::hint::black_box(x);
+    seed
+}
+
+/// Returns an error for odd numbers.
+#[task]
+pub fn even_only(x: u64) -> Result<u64, String> {
+    if x % 2 == 0 {
+        Ok(x / 2)
+    } else {
+        Err(format!("{x} is odd"))
+    }
+}
+
+/// Never returns.
+#[task]
+pub fn spin(_x: u64) -> u64 {
+    let mut i = 0u64;
+    loop {
+        i = std::hint::black_box(i.wrapping_add(1));
+    }
+}
+
+/// Allocates `mb` MiB and touches every page.
+#[task]
+pub fn hog(mb: u64) -> u64 {
+    let mut blocks = Vec::new();
+    for _ in 0..mb {
+        let mut block = vec![0u8; 1 << 20];
+        for page in block.iter_mut().step_by(4096) {
+            *page = 1;
+        }
+        blocks.push(block);
+    }
+    blocks.iter().map(|b| b.len() as u64).sum()
+}
+
+/// Recurses `depth` levels deep.
+#[task]
+pub fn recurse(depth: u64) -> u64 {
+    fn down(n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            1 + std::hint::black_box(down(std::hint::black_box(n - 1)))
+        }
+    }
+    down(depth)
+}
+
+/// Panics with a message.
+#[task]
+pub fn explode(x: u64) -> u64 {
+    panic!("exploded on {x}")
+}
+
+/// Reads far outside linear memory: a wasm trap that is not a panic.
+#[task]
+pub fn wild_read(address: u32) -> u64 {
+    // SAFETY: none; this is the point. In wasm the read traps instead of doing harm.
+    unsafe { std::ptr::read_volatile(address as usize as *const u64) }
+}
+
+/// Returns `len` bytes of output.
+#[task]
+pub fn flood(len: usize) -> String {
+    "x".repeat(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_run_natively() {
+        assert_eq!(square(12), 144);
+        assert_eq!(
+            describe("a".into(), 2, vec!["x".into(), "y".into()]),
+            "a x2 [x,y]"
+        );
+        assert_eq!(burn(7, 1000), 7);
+        assert_eq!(even_only(4), Ok(2));
+        assert_eq!(even_only(3), Err("3 is odd".into()));
+        assert_eq!(recurse(100), 100);
+        assert_eq!(hog(2), 2 << 20);
+        assert_eq!(flood(3), "xxx");
+    }
+
+    #[test]
+    #[should_panic(expected = "exploded on 3")]
+    fn explode_panics() {
+        explode(3);
+    }
+}

@@ -1,0 +1,32 @@
+//! The Dipla wire protocol: every message a server and a worker exchange.
+//!
+//! A worker connects to the server's WebSocket endpoint (`/ws`) and the two speak JSON text
+//! frames, one message per frame, each an object with a single key naming the message,
+//! `{"tasks": {...}}` (serde's externally tagged form, which passes task inputs and outputs
+//! through as raw JSON without buffering):
+//!
+//! - [`WorkerMessage`]: `hello` first, then `fetch_module` and `results`.
+//! - [`ServerMessage`]: `welcome` in answer to `hello`, then `tasks` and finally `goodbye`.
+//!
+//! Module bytes are the one exception: the server sends them as a binary frame holding exactly
+//! the module, and the worker recognises them by their sha256 ([`ModuleHash`]), which it must
+//! have asked for. Nothing else is ever sent as binary.
+//!
+//! The crate is serde-only so both sides (and tests, and third-party workers) share one
+//! definition; `tests/golden.rs` pins the JSON of every message.
+
+mod hash;
+mod limits;
+mod server;
+mod worker;
+
+pub use hash::{ModuleHash, ParseHashError};
+pub use limits::TaskLimits;
+pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
+pub use worker::{FailureKind, Hello, TaskFailure, TaskResult, WorkerMessage};
+
+/// The protocol version this crate speaks. A server refuses a `hello` with another version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Raw JSON text, passed through without being parsed into a value (task inputs and outputs).
+pub type RawJson = serde_json::value::RawValue;

@@ -1,0 +1,49 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{ModuleHash, RawJson, TaskLimits};
+
+/// A message from the server to a worker (a JSON text frame).
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The answer to an acceptable `hello`.
+    Welcome(Welcome),
+    /// Tasks to run. The worker answers each task, in any order, with a [`crate::TaskResult`].
+    Tasks(TaskBatch),
+    /// The server has no more work for this worker and is closing the connection.
+    Goodbye {
+        /// Why, for the worker's log.
+        reason: String,
+    },
+}
+
+/// The server's answer to a `hello`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The protocol version the server speaks (equal to the worker's).
+    pub protocol: u32,
+    /// The id the server gave this connection, for logs on both sides.
+    pub worker: u64,
+}
+
+/// Tasks that share a module, an export and limits.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct TaskBatch {
+    /// The module to run, by content hash. A worker without it asks with `fetch_module`.
+    pub module: ModuleHash,
+    /// The task export to call.
+    pub export: String,
+    /// Limits for each task of the batch.
+    pub limits: TaskLimits,
+    /// The tasks.
+    pub tasks: Vec<TaskItem>,
+}
+
+/// One task of a [`TaskBatch`].
+#[derive(Serialize, Deserialize, Debug)]
+pub struct TaskItem {
+    /// The server's id for this attempt at the task; the result must carry it back.
+    pub id: u64,
+    /// The task's argument as JSON (an array of the arguments when the task takes several).
+    pub input: Box<RawJson>,
+}

@@ -1,0 +1,160 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ModuleHash, RawJson};
+
+/// A message from a worker to the server (a JSON text frame).
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerMessage {
+    /// The first message on every connection.
+    Hello(Hello),
+    /// Asks for the bytes of modules this worker does not have; the server answers with one
+    /// binary frame per module.
+    FetchModule {
+        /// The modules wanted.
+        hashes: Vec<ModuleHash>,
+    },
+    /// Results of finished tasks, in any order, batched as the worker sees fit.
+    Results {
+        /// The results.
+        results: Vec<TaskResult>,
+    },
+}
+
+/// Who a worker is and what it offers.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// The protocol version the worker speaks ([`crate::PROTOCOL_VERSION`]).
+    pub protocol: u32,
+    /// A human-readable name, for logs and dashboards. Not trusted for anything.
+    pub name: String,
+    /// The worker program's version.
+    pub version: String,
+    /// How many tasks the worker runs at once.
+    pub cores: u32,
+    /// The volunteer's cap on one task's memory, in MiB.
+    pub max_memory_mb: u32,
+    /// The volunteer's cap on one task's fuel.
+    pub max_fuel: u64,
+}
+
+/// The result of one task.
+///
+/// Exactly one of `output` and `error` is present; [`TaskResult::outcome`] checks that.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct TaskResult {
+    /// The id from the [`crate::TaskItem`].
+    pub id: u64,
+    /// Fuel the task consumed (deterministic for a given module, input and limits).
+    pub fuel: u64,
+    /// Wall-clock time the task took on the worker, in microseconds (for scheduling only).
+    pub micros: u64,
+    /// The task's return value as JSON, when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Box<RawJson>>,
+    /// Why the task failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskFailure>,
+}
+
+impl TaskResult {
+    /// A successful result.
+    pub fn success(id: u64, fuel: u64, micros: u64, output: Box<RawJson>) -> Self {
+        Self {
+            id,
+            fuel,
+            micros,
+            output: Some(output),
+            error: None,
+        }
+    }
+
+    /// A failed result.
+    pub fn failure(id: u64, fuel: u64, micros: u64, error: TaskFailure) -> Self {
+        Self {
+            id,
+            fuel,
+            micros,
+            output: None,
+            error: Some(error),
+        }
+    }
+
+    /// The output or the failure; `None` when the message has both or neither (a protocol
+    /// violation).
+    pub fn outcome(&self) -> Option<Result<&RawJson, &TaskFailure>> {
+        match (&self.output, &self.error) {
+            (Some(output), None) => Some(Ok(output)),
+            (None, Some(error)) => Some(Err(error)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a task failed.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailure {
+    /// The class of failure; decides whether a retry can help.
+    pub kind: FailureKind,
+    /// A human-readable reason (a panic message, the guest's error, the trap).
+    pub message: String,
+}
+
+impl fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// The class of a task failure.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The task returned an error.
+    Guest,
+    /// The task panicked.
+    Panic,
+    /// The task trapped (out-of-bounds access, division by zero, unreachable, ...).
+    Trap,
+    /// The task used all its fuel.
+    OutOfFuel,
+    /// The task tried to grow its memory past the limit.
+    MemoryLimit,
+    /// The task overflowed the wasm stack.
+    StackOverflow,
+    /// The task hit the wall-clock backstop (not deterministic: depends on the machine).
+    Timeout,
+    /// The module or export cannot be run (imports, missing export, wrong signature, bad ABI).
+    Rejected,
+    /// The task's output broke the ABI (out-of-bounds pointer, too large, not JSON).
+    BadOutput,
+    /// The worker itself failed (for example it could not fetch the module).
+    Worker,
+}
+
+impl FailureKind {
+    /// Whether every honest worker gets the same failure for the same task: if so, running
+    /// the task again elsewhere gives the same answer.
+    pub fn is_deterministic(self) -> bool {
+        !matches!(self, Self::Timeout | Self::Worker | Self::StackOverflow)
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Guest => "task error",
+            Self::Panic => "panic",
+            Self::Trap => "trap",
+            Self::OutOfFuel => "out of fuel",
+            Self::MemoryLimit => "memory limit",
+            Self::StackOverflow => "stack overflow",
+            Self::Timeout => "timeout",
+            Self::Rejected => "module rejected",
+            Self::BadOutput => "bad output",
+            Self::Worker => "worker error",
+        })
+    }
+}

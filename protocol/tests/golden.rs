@@ -1,0 +1,162 @@
+//! Golden tests: the exact JSON of every message. A change here is a protocol change: bump
+//! `PROTOCOL_VERSION` and update docs/ARCHITECTURE.md with it.
+
+use dipla_protocol::{
+    FailureKind, Hello, ModuleHash, PROTOCOL_VERSION, RawJson, ServerMessage, TaskBatch,
+    TaskFailure, TaskItem, TaskLimits, TaskResult, Welcome, WorkerMessage,
+};
+
+fn raw(text: &str) -> Box<RawJson> {
+    RawJson::from_string(text.to_owned()).unwrap()
+}
+
+fn hash() -> ModuleHash {
+    ModuleHash::of(b"abc")
+}
+
+const HASH: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+/// Serialises `message`, compares it with `golden`, and checks that `golden` parses back to
+/// the same JSON.
+fn pin<T: serde::Serialize + serde::de::DeserializeOwned>(message: &T, golden: &str) {
+    let text = serde_json::to_string(message).unwrap();
+    assert_eq!(text, golden);
+    let back: T = serde_json::from_str(golden).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), golden);
+}
+
+#[test]
+fn protocol_version_is_one() {
+    assert_eq!(PROTOCOL_VERSION, 1);
+}
+
+#[test]
+fn hello() {
+    pin(
+        &WorkerMessage::Hello(Hello {
+            protocol: 1,
+            name: "volunteer-7".into(),
+            version: "0.1.0".into(),
+            cores: 4,
+            max_memory_mb: 512,
+            max_fuel: 1_000_000,
+        }),
+        r#"{"hello":{"protocol":1,"name":"volunteer-7","version":"0.1.0","cores":4,"max_memory_mb":512,"max_fuel":1000000}}"#,
+    );
+}
+
+#[test]
+fn fetch_module() {
+    pin(
+        &WorkerMessage::FetchModule {
+            hashes: vec![hash()],
+        },
+        &format!(r#"{{"fetch_module":{{"hashes":["{HASH}"]}}}}"#),
+    );
+}
+
+#[test]
+fn results() {
+    pin(
+        &WorkerMessage::Results {
+            results: vec![
+                TaskResult::success(7, 1200, 35, raw("[2,2,3]")),
+                TaskResult::failure(
+                    8,
+                    10,
+                    4,
+                    TaskFailure {
+                        kind: FailureKind::Panic,
+                        message: "boom".into(),
+                    },
+                ),
+            ],
+        },
+        r#"{"results":{"results":[{"id":7,"fuel":1200,"micros":35,"output":[2,2,3]},{"id":8,"fuel":10,"micros":4,"error":{"kind":"panic","message":"boom"}}]}}"#,
+    );
+}
+
+#[test]
+fn failure_kinds() {
+    let kinds = [
+        (FailureKind::Guest, "guest"),
+        (FailureKind::Panic, "panic"),
+        (FailureKind::Trap, "trap"),
+        (FailureKind::OutOfFuel, "out_of_fuel"),
+        (FailureKind::MemoryLimit, "memory_limit"),
+        (FailureKind::StackOverflow, "stack_overflow"),
+        (FailureKind::Timeout, "timeout"),
+        (FailureKind::Rejected, "rejected"),
+        (FailureKind::BadOutput, "bad_output"),
+        (FailureKind::Worker, "worker"),
+    ];
+    for (kind, text) in kinds {
+        pin(&kind, &format!("\"{text}\""));
+    }
+}
+
+#[test]
+fn welcome() {
+    pin(
+        &ServerMessage::Welcome(Welcome {
+            protocol: 1,
+            worker: 3,
+        }),
+        r#"{"welcome":{"protocol":1,"worker":3}}"#,
+    );
+}
+
+#[test]
+fn tasks() {
+    pin(
+        &ServerMessage::Tasks(TaskBatch {
+            module: hash(),
+            export: "factorise".into(),
+            limits: TaskLimits {
+                fuel: 5000,
+                memory_mb: 64,
+                timeout_ms: 1000,
+            },
+            tasks: vec![
+                TaskItem {
+                    id: 1,
+                    input: raw("12"),
+                },
+                TaskItem {
+                    id: 2,
+                    input: raw(r#"[1,"a"]"#),
+                },
+            ],
+        }),
+        &format!(
+            r#"{{"tasks":{{"module":"{HASH}","export":"factorise","limits":{{"fuel":5000,"memory_mb":64,"timeout_ms":1000}},"tasks":[{{"id":1,"input":12}},{{"id":2,"input":[1,"a"]}}]}}}}"#
+        ),
+    );
+}
+
+#[test]
+fn goodbye() {
+    pin(
+        &ServerMessage::Goodbye {
+            reason: "job finished".into(),
+        },
+        r#"{"goodbye":{"reason":"job finished"}}"#,
+    );
+}
+
+#[test]
+fn a_result_must_have_exactly_one_outcome() {
+    let both: TaskResult = serde_json::from_str(
+        r#"{"id":1,"fuel":0,"micros":0,"output":1,"error":{"kind":"panic","message":"x"}}"#,
+    )
+    .unwrap();
+    assert!(both.outcome().is_none());
+    let neither: TaskResult = serde_json::from_str(r#"{"id":1,"fuel":0,"micros":0}"#).unwrap();
+    assert!(neither.outcome().is_none());
+}
+
+#[test]
+fn unknown_message_types_are_errors() {
+    assert!(serde_json::from_str::<WorkerMessage>(r#"{"steal_everything":{}}"#).is_err());
+    assert!(serde_json::from_str::<ServerMessage>(r#"{"hello":{}}"#).is_err());
+}

@@ -1,0 +1,233 @@
+//! The Dipla guest ABI, version 1: what a module must look like to run as a Dipla guest.
+//!
+//! A guest is a core wasm module that **imports nothing** and exports:
+//!
+//! - `memory`: its linear memory;
+//! - `cabi_realloc(old_ptr: i32, old_len: i32, align: i32, new_len: i32) -> i32`: an
+//!   allocator (the component model's); the host calls `cabi_realloc(0, 0, 1, len)` to get room
+//!   for a task's input;
+//! - one function per task, `(in_ptr: i32, in_len: i32) -> i64`, taking the input's JSON and
+//!   returning `(out_ptr << 32) | out_len`. The output's first byte is a status: `0` and the
+//!   rest is the result's JSON, or `1` and the rest is a UTF-8 error message;
+//! - optionally `dipla_panic_message() -> i64`: after a trap, `(ptr << 32) | len` of a UTF-8
+//!   message explaining it (a panic), or 0;
+//! - a custom section named `dipla` holding one JSON object per line,
+//!   `{"abi":1,"task":"<export>"}`, for each task export.
+//!
+//! The host uses a fresh instance for every task and throws it away afterwards, so a guest
+//! never needs to free anything. `docs/ARCHITECTURE.md` has a worked example in WAT.
+
+use serde::Deserialize;
+use thiserror::Error;
+use wasmparser::{Parser, Payload};
+
+/// The guest ABI version this sandbox runs.
+pub const ABI_VERSION: u32 = 1;
+/// The name of the custom section listing a module's tasks.
+pub const SECTION: &str = "dipla";
+/// The exported linear memory.
+pub const MEMORY: &str = "memory";
+/// The exported allocator.
+pub const REALLOC: &str = "cabi_realloc";
+/// The optional export that explains the last trap.
+pub const PANIC_MESSAGE: &str = "dipla_panic_message";
+/// Output status: the rest of the output is the result's JSON.
+pub const STATUS_OK: u8 = 0;
+/// Output status: the rest of the output is an error message.
+pub const STATUS_ERR: u8 = 1;
+
+/// What [`inspect`] learns about a module without compiling it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// The task exports the `dipla` section lists, in order.
+    pub tasks: Vec<String>,
+    /// The module's imports as `module.name` (a runnable guest has none).
+    pub imports: Vec<String>,
+}
+
+/// Why a module is not a runnable Dipla guest.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AbiError {
+    /// The bytes are not a valid wasm module.
+    #[error("not a valid wasm module: {0}")]
+    Invalid(String),
+    /// The module imports something; the sandbox provides nothing to import.
+    #[error(
+        "the module imports {}; a Dipla guest may import nothing (the sandbox has no host functions)",
+        .0.join(", ")
+    )]
+    Imports(Vec<String>),
+    /// A required export is missing or has the wrong type.
+    #[error("the module must export {what}")]
+    Export {
+        /// The export and the type it must have.
+        what: String,
+    },
+    /// There is no `dipla` custom section.
+    #[error(
+        "the module has no `dipla` custom section listing its tasks (was it built with the Dipla guest SDK?)"
+    )]
+    NoSection,
+    /// The `dipla` custom section is malformed.
+    #[error("the `dipla` custom section is malformed at line {line}: {why}")]
+    BadSection {
+        /// The 1-based line at fault.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The module was built for another ABI version.
+    #[error(
+        "the module was built for guest ABI version {0}; this sandbox runs version {ABI_VERSION}"
+    )]
+    Version(u32),
+    /// A named task is not one of the module's tasks.
+    #[error("`{name}` is not a task of this module (its tasks: {})", list(.tasks))]
+    NotATask {
+        /// The name asked for.
+        name: String,
+        /// The module's tasks.
+        tasks: Vec<String>,
+    },
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    abi: u32,
+    task: String,
+}
+
+/// Reads a module's imports and its `dipla` section, without compiling it.
+///
+/// # Errors
+/// When the bytes are not wasm, or the section is missing, malformed or of another version.
+pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
+    let mut imports = Vec::new();
+    let mut section = None::<Vec<u8>>;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| AbiError::Invalid(e.to_string()))? {
+            Payload::Version {
+                encoding: wasmparser::Encoding::Component,
+                ..
+            } => {
+                return Err(AbiError::Invalid(
+                    "this is a component; Dipla runs core modules".to_owned(),
+                ));
+            }
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import.map_err(|e| AbiError::Invalid(e.to_string()))?;
+                    imports.push(format!("{}.{}", import.module, import.name));
+                }
+            }
+            Payload::CustomSection(reader) if reader.name() == SECTION => {
+                // The linker concatenates the records of every task into one section; tolerate
+                // several sections too, as a hand-written guest may have.
+                section
+                    .get_or_insert_default()
+                    .extend_from_slice(reader.data());
+            }
+            _ => {}
+        }
+    }
+    let section = section.ok_or(AbiError::NoSection)?;
+    let text = std::str::from_utf8(&section).map_err(|e| AbiError::BadSection {
+        line: 1,
+        why: format!("not UTF-8: {e}"),
+    })?;
+    let mut tasks: Vec<String> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = serde_json::from_str(line).map_err(|e| AbiError::BadSection {
+            line: i + 1,
+            why: e.to_string(),
+        })?;
+        if record.abi != ABI_VERSION {
+            return Err(AbiError::Version(record.abi));
+        }
+        if !tasks.contains(&record.task) {
+            tasks.push(record.task);
+        }
+    }
+    Ok(ModuleInfo { tasks, imports })
+}
+
+impl ModuleInfo {
+    /// Checks that `name` is one of the module's tasks.
+    ///
+    /// # Errors
+    /// [`AbiError::NotATask`], listing the tasks there are.
+    pub fn check_task(&self, name: &str) -> Result<(), AbiError> {
+        if self.tasks.iter().any(|task| task == name) {
+            Ok(())
+        } else {
+            Err(AbiError::NotATask {
+                name: name.to_owned(),
+                tasks: self.tasks.clone(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(wat: &str) -> Vec<u8> {
+        wat::parse_str(wat).unwrap()
+    }
+
+    #[test]
+    fn reads_tasks_and_imports() {
+        let info = inspect(&module(
+            r#"(module
+                (import "env" "clock" (func))
+                (@custom "dipla" "{\"abi\":1,\"task\":\"a\"}\n")
+                (@custom "dipla" "{\"abi\":1,\"task\":\"b\"}\n{\"abi\":1,\"task\":\"a\"}\n"))"#,
+        ))
+        .unwrap();
+        assert_eq!(info.tasks, ["a", "b"]);
+        assert_eq!(info.imports, ["env.clock"]);
+        assert!(info.check_task("b").is_ok());
+        assert_eq!(
+            info.check_task("c").unwrap_err().to_string(),
+            "`c` is not a task of this module (its tasks: a, b)"
+        );
+    }
+
+    #[test]
+    fn a_module_without_the_section_is_refused() {
+        assert_eq!(inspect(&module("(module)")), Err(AbiError::NoSection));
+    }
+
+    #[test]
+    fn other_versions_and_malformed_records_are_refused() {
+        let v2 = module(r#"(module (@custom "dipla" "{\"abi\":2,\"task\":\"a\"}"))"#);
+        assert_eq!(inspect(&v2), Err(AbiError::Version(2)));
+        let bad = module(r#"(module (@custom "dipla" "{\"abi\":1,\"task\":\"a\"}\nnope"))"#);
+        assert!(matches!(
+            inspect(&bad),
+            Err(AbiError::BadSection { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_not_a_module() {
+        assert!(matches!(
+            inspect(b"\0asm garbage"),
+            Err(AbiError::Invalid(_))
+        ));
+        assert!(matches!(inspect(b"hello"), Err(AbiError::Invalid(_))));
+    }
+}

@@ -1,0 +1,496 @@
+use std::path::Path;
+use std::time::Instant;
+
+use dipla_protocol::{FailureKind, RawJson, TaskFailure};
+use wasmtime::{Instance, Memory, Module, Store, Trap, ValType};
+
+use crate::abi::{self, AbiError, ModuleInfo};
+use crate::config::{EPOCH_TICK, MAX_WASM_STACK};
+use crate::limits::{LimitExceeded, Limiter, Limits};
+
+/// The longest error or panic message kept from a guest.
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Fuel granted to read a panic message after a trap (the task may have used all of its own).
+const PANIC_MESSAGE_FUEL: u64 = 1_000_000;
+
+/// A compiled guest module, ready to run tasks. Cheap to clone.
+#[derive(Clone)]
+pub struct Guest {
+    module: Module,
+    info: ModuleInfo,
+}
+
+/// What running one task gave.
+#[derive(Debug)]
+pub struct Run {
+    /// Fuel consumed, up to the end or the failure (deterministic except after a timeout).
+    pub fuel: u64,
+    /// Wall-clock time the task took, in microseconds.
+    pub micros: u64,
+    /// The task's JSON output, or why it failed.
+    pub outcome: Result<Box<RawJson>, TaskFailure>,
+}
+
+fn failure(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
+    TaskFailure {
+        kind,
+        message: message.into(),
+    }
+}
+
+impl Guest {
+    pub(crate) fn new(module: Module, info: ModuleInfo) -> Self {
+        Self { module, info }
+    }
+
+    /// What the module's `dipla` section says.
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// Checks that `export` is a task of this module with the task signature.
+    ///
+    /// # Errors
+    /// When it is not listed in the `dipla` section or has another type.
+    pub fn check_task(&self, export: &str) -> Result<(), AbiError> {
+        self.info.check_task(export)?;
+        if crate::sandbox::has_func(
+            &self.module,
+            export,
+            &[ValType::I32, ValType::I32],
+            &[ValType::I64],
+        ) {
+            Ok(())
+        } else {
+            Err(AbiError::Export {
+                what: format!("task `{export}` as `(i32, i32) -> i64`"),
+            })
+        }
+    }
+
+    /// Writes the compiled code to `path` for [`crate::Sandbox::load_precompiled`].
+    ///
+    /// # Errors
+    /// When serialising or writing fails.
+    pub fn serialize(&self, path: &Path) -> std::io::Result<()> {
+        let bytes = self.module.serialize().map_err(std::io::Error::other)?;
+        std::fs::write(path, bytes)
+    }
+
+    /// Runs task `export` on the JSON `input` in a fresh instance under `limits`.
+    ///
+    /// Never panics on anything the guest does: every misbehaviour ends as a
+    /// [`TaskFailure`] naming its cause.
+    pub fn run(&self, export: &str, input: &[u8], limits: &Limits) -> Run {
+        let started = Instant::now();
+        let mut store = Store::new(
+            self.module.engine(),
+            Limiter {
+                memory_bytes: limits.memory_bytes,
+            },
+        );
+        store.limiter(|limiter| limiter);
+        let outcome = match store.set_fuel(limits.fuel) {
+            Ok(()) => {
+                let ticks = limits
+                    .timeout
+                    .as_millis()
+                    .div_ceil(EPOCH_TICK.as_millis())
+                    .max(1);
+                store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+                store.epoch_deadline_trap();
+                self.call(&mut store, export, input, limits)
+            }
+            Err(error) => Err(failure(
+                FailureKind::Worker,
+                format!("cannot set fuel: {error}"),
+            )),
+        };
+        let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        Run {
+            fuel,
+            micros,
+            outcome,
+        }
+    }
+
+    fn call(
+        &self,
+        store: &mut Store<Limiter>,
+        export: &str,
+        input: &[u8],
+        limits: &Limits,
+    ) -> Result<Box<RawJson>, TaskFailure> {
+        let instance = Instance::new(&mut *store, &self.module, &[])
+            .map_err(|e| classify(store, None, e, limits))?;
+        let rejected = |what: String| failure(FailureKind::Rejected, what);
+        let memory = instance
+            .get_memory(&mut *store, abi::MEMORY)
+            .ok_or_else(|| rejected("the module exports no `memory`".into()))?;
+        let realloc = instance
+            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut *store, abi::REALLOC)
+            .map_err(|e| rejected(format!("bad `cabi_realloc` export: {e}")))?;
+        let task = instance
+            .get_typed_func::<(i32, i32), i64>(&mut *store, export)
+            .map_err(|_| {
+                rejected(format!(
+                    "the module has no task `{export}` of type (i32, i32) -> i64"
+                ))
+            })?;
+
+        let len = i32::try_from(input.len())
+            .map_err(|_| failure(FailureKind::BadOutput, "the input is larger than 2 GiB"))?;
+        let ptr = realloc
+            .call(&mut *store, (0, 0, 1, len))
+            .map_err(|e| classify(store, Some(&instance), e, limits))?;
+        memory
+            .write(&mut *store, ptr as u32 as usize, input)
+            .map_err(|_| {
+                failure(
+                    FailureKind::BadOutput,
+                    "`cabi_realloc` returned memory out of bounds",
+                )
+            })?;
+        let packed = task
+            .call(&mut *store, (ptr, len))
+            .map_err(|e| classify(store, Some(&instance), e, limits))? as u64;
+        read_output(store, memory, packed, limits)
+    }
+}
+
+/// Reads and checks the output a task returned as `(ptr << 32) | len`.
+fn read_output(
+    store: &Store<Limiter>,
+    memory: Memory,
+    packed: u64,
+    limits: &Limits,
+) -> Result<Box<RawJson>, TaskFailure> {
+    let bad = |why: String| failure(FailureKind::BadOutput, why);
+    let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    if len > limits.max_output_bytes {
+        return Err(bad(format!(
+            "the output is {len} bytes; the limit is {}",
+            limits.max_output_bytes
+        )));
+    }
+    let bytes = memory.data(store).get(ptr..ptr + len).ok_or_else(|| {
+        bad(format!(
+            "the output ({len} bytes at {ptr:#x}) is out of bounds"
+        ))
+    })?;
+    match bytes.split_first() {
+        Some((&abi::STATUS_OK, json)) => {
+            let text = std::str::from_utf8(json)
+                .map_err(|_| bad("the output is not UTF-8 JSON".to_owned()))?;
+            RawJson::from_string(text.to_owned())
+                .map_err(|e| bad(format!("the output is not valid JSON: {e}")))
+        }
+        Some((&abi::STATUS_ERR, message)) => Err(failure(FailureKind::Guest, text(message))),
+        Some((status, _)) => Err(bad(format!("unknown output status byte {status}"))),
+        None => Err(bad("the output is empty (no status byte)".to_owned())),
+    }
+}
+
+/// A guest message as text: lossy UTF-8, at most [`MAX_MESSAGE_BYTES`].
+fn text(bytes: &[u8]) -> String {
+    let mut text =
+        String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_MESSAGE_BYTES)]).into_owned();
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        text.push_str("...");
+    }
+    text
+}
+
+/// Names the cause of an error raised while a guest ran.
+fn classify(
+    store: &mut Store<Limiter>,
+    instance: Option<&Instance>,
+    error: wasmtime::Error,
+    limits: &Limits,
+) -> TaskFailure {
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        return failure(limit.kind(), limit.to_string());
+    }
+    let Some(trap) = error.downcast_ref::<Trap>() else {
+        return failure(FailureKind::Trap, format!("{error:#}"));
+    };
+    match trap {
+        Trap::OutOfFuel => failure(
+            FailureKind::OutOfFuel,
+            format!("the task used all of its {} fuel", limits.fuel),
+        ),
+        Trap::StackOverflow => failure(
+            FailureKind::StackOverflow,
+            format!(
+                "the task overflowed the {} KiB wasm stack",
+                MAX_WASM_STACK / 1024
+            ),
+        ),
+        Trap::Interrupt => failure(
+            FailureKind::Timeout,
+            format!(
+                "the task ran past the wall-clock limit of {:?}",
+                limits.timeout
+            ),
+        ),
+        Trap::UnreachableCodeReached => match instance.and_then(|i| panic_message(store, i)) {
+            Some(message) => failure(FailureKind::Panic, message),
+            None => failure(FailureKind::Trap, trap.to_string()),
+        },
+        other => failure(FailureKind::Trap, other.to_string()),
+    }
+}
+
+/// The guest's explanation of its last trap, if it exports one.
+fn panic_message(store: &mut Store<Limiter>, instance: &Instance) -> Option<String> {
+    let get = instance
+        .get_typed_func::<(), i64>(&mut *store, abi::PANIC_MESSAGE)
+        .ok()?;
+    let memory = instance.get_memory(&mut *store, abi::MEMORY)?;
+    // Reading the message must not count against the task: restore its fuel afterwards.
+    let remaining = store.get_fuel().ok()?;
+    store.set_fuel(PANIC_MESSAGE_FUEL).ok()?;
+    store.set_epoch_deadline(10);
+    let packed = get.call(&mut *store, ());
+    store.set_fuel(remaining).ok()?;
+    let packed = packed.ok()? as u64;
+    let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    if len == 0 {
+        return None;
+    }
+    memory
+        .data(&*store)
+        .get(ptr..ptr.checked_add(len)?)
+        .map(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Sandbox;
+
+    /// A hand-written guest: `echo` returns its input, and the other tasks misbehave.
+    const GUEST: &str = r#"(module
+        (memory (export "memory") 1)
+        (global $heap (mut i32) (i32.const 1024))
+        (func $alloc (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $p i32)
+            (local.set $p (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (local.get 3)))
+            (local.get $p))
+        (func $pack (param $ptr i32) (param $len i32) (result i64)
+            (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32))
+                    (i64.extend_i32_u (local.get $len))))
+        (func (export "echo") (param $ptr i32) (param $len i32) (result i64)
+            (local $out i32)
+            (local.set $out (call $alloc (i32.const 0) (i32.const 0) (i32.const 1)
+                                         (i32.add (local.get $len) (i32.const 1))))
+            (i32.store8 (local.get $out) (i32.const 0))
+            (memory.copy (i32.add (local.get $out) (i32.const 1)) (local.get $ptr) (local.get $len))
+            (call $pack (local.get $out) (i32.add (local.get $len) (i32.const 1))))
+        (func (export "refuse") (param i32 i32) (result i64)
+            (i32.store (i32.const 0) (i32.const 0x6f6e01)) ;; bytes 01 "n" "o"
+            (call $pack (i32.const 0) (i32.const 3)))
+        (func (export "spin") (param i32 i32) (result i64)
+            (loop $l (br $l)) (unreachable))
+        (func (export "grow") (param i32 i32) (result i64)
+            (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+            (i64.const 0))
+        (func $deep (export "deep") (param i32 i32) (result i64)
+            (call $deep (local.get 0) (local.get 1)))
+        (func (export "crash") (param i32 i32) (result i64) (unreachable))
+        (func (export "wild") (param i32 i32) (result i64) (i64.const 0xffff000000000010))
+        (func (export "nan") (param i32 i32) (result i64)
+            ;; Writes the bits of 0.0/0.0 as 16 hex digits and returns them as a JSON string.
+            (local $bits i64) (local $i i32) (local $nibble i32)
+            (local.set $bits (i64.reinterpret_f64 (f64.div (f64.const 0) (f64.const 0))))
+            (i32.store8 (i32.const 100) (i32.const 0))
+            (i32.store8 (i32.const 101) (i32.const 34))
+            (i32.store8 (i32.const 118) (i32.const 34))
+            (loop $l
+                (local.set $nibble (i32.wrap_i64 (i64.and (i64.shr_u (local.get $bits)
+                    (i64.extend_i32_u (i32.sub (i32.const 60) (i32.mul (local.get $i) (i32.const 4)))))
+                    (i64.const 15))))
+                (i32.store8 (i32.add (i32.const 102) (local.get $i))
+                    (i32.add (local.get $nibble)
+                        (select (i32.const 48) (i32.const 87) (i32.lt_u (local.get $nibble) (i32.const 10)))))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $l (i32.lt_u (local.get $i) (i32.const 16))))
+            (call $pack (i32.const 100) (i32.const 19)))
+        (@custom "dipla" "{\"abi\":1,\"task\":\"echo\"}\n{\"abi\":1,\"task\":\"spin\"}\n")
+    )"#;
+
+    fn guest() -> Guest {
+        let sandbox = Sandbox::new().unwrap();
+        sandbox.compile(&wat::parse_str(GUEST).unwrap()).unwrap()
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            fuel: 50_000_000,
+            memory_bytes: 4 << 20,
+            ..Limits::default()
+        }
+    }
+
+    fn fails(export: &str, limits: &Limits) -> TaskFailure {
+        let run = guest().run(export, b"1", limits);
+        run.outcome.expect_err("the task should fail")
+    }
+
+    #[test]
+    fn a_hand_written_guest_runs() {
+        let run = guest().run("echo", br#"{"a":[1,2]}"#, &limits());
+        assert_eq!(run.outcome.unwrap().get(), r#"{"a":[1,2]}"#);
+        assert!(run.fuel > 0);
+    }
+
+    #[test]
+    fn fuel_is_deterministic() {
+        let guest = guest();
+        let a = guest.run("echo", b"[1,2,3]", &limits()).fuel;
+        let b = guest.run("echo", b"[1,2,3]", &limits()).fuel;
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn guest_errors_carry_their_message() {
+        assert_eq!(
+            fails("refuse", &limits()),
+            failure(FailureKind::Guest, "no")
+        );
+    }
+
+    #[test]
+    fn infinite_loops_run_out_of_fuel() {
+        let failure = fails("spin", &limits());
+        assert_eq!(failure.kind, FailureKind::OutOfFuel);
+        assert!(failure.message.contains("50000000 fuel"), "{failure}");
+    }
+
+    #[test]
+    fn the_wall_clock_backstop_stops_a_task_with_fuel_to_spare() {
+        let limits = Limits {
+            fuel: u64::MAX / 2,
+            timeout: Duration::from_millis(50),
+            ..limits()
+        };
+        let started = Instant::now();
+        assert_eq!(fails("spin", &limits).kind, FailureKind::Timeout);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn memory_bombs_hit_the_limit() {
+        let failure = fails("grow", &limits());
+        assert_eq!(failure.kind, FailureKind::MemoryLimit);
+        assert!(failure.message.contains("limit is 4194304"), "{failure}");
+    }
+
+    #[test]
+    fn a_memory_larger_than_the_limit_cannot_even_start() {
+        let tight = Limits {
+            memory_bytes: 1000,
+            ..limits()
+        };
+        assert_eq!(fails("echo", &tight).kind, FailureKind::MemoryLimit);
+    }
+
+    #[test]
+    fn deep_recursion_overflows_the_stack() {
+        assert_eq!(fails("deep", &limits()).kind, FailureKind::StackOverflow);
+    }
+
+    #[test]
+    fn traps_are_failures() {
+        let failure = fails("crash", &limits());
+        assert_eq!(failure.kind, FailureKind::Trap);
+        assert!(failure.message.contains("unreachable"), "{failure}");
+    }
+
+    #[test]
+    fn outputs_out_of_bounds_are_refused() {
+        assert_eq!(fails("wild", &limits()).kind, FailureKind::BadOutput);
+        let small = Limits {
+            max_output_bytes: 4,
+            ..limits()
+        };
+        let run = guest().run("echo", b"[1,2,3,4,5]", &small);
+        assert_eq!(run.outcome.unwrap_err().kind, FailureKind::BadOutput);
+    }
+
+    #[test]
+    fn input_that_is_not_json_comes_back_as_bad_output() {
+        let run = guest().run("echo", b"not json", &limits());
+        assert_eq!(run.outcome.unwrap_err().kind, FailureKind::BadOutput);
+    }
+
+    #[test]
+    fn unknown_exports_are_rejected() {
+        assert_eq!(fails("nope", &limits()).kind, FailureKind::Rejected);
+        assert_eq!(fails("memory", &limits()).kind, FailureKind::Rejected);
+    }
+
+    #[test]
+    fn nan_bits_are_canonical() {
+        let run = guest().run("nan", b"0", &limits());
+        assert_eq!(run.outcome.unwrap().get(), r#""7ff8000000000000""#);
+    }
+
+    #[test]
+    fn modules_that_import_anything_are_refused() {
+        let sandbox = Sandbox::new().unwrap();
+        let module = GUEST.replacen(
+            "(memory",
+            r#"(import "env" "now" (func (result i64))) (memory"#,
+            1,
+        );
+        let error = sandbox
+            .compile(&wat::parse_str(module).unwrap())
+            .err()
+            .unwrap();
+        assert_eq!(error, AbiError::Imports(vec!["env.now".into()]));
+        assert!(error.to_string().contains("may import nothing"));
+    }
+
+    #[test]
+    fn missing_abi_exports_are_refused() {
+        let sandbox = Sandbox::new().unwrap();
+        let module = GUEST.replace(r#"(export "cabi_realloc")"#, "");
+        let error = sandbox
+            .compile(&wat::parse_str(module).unwrap())
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("cabi_realloc"), "{error}");
+    }
+
+    #[test]
+    fn check_task_needs_the_listing_and_the_signature() {
+        let guest = guest();
+        assert!(guest.check_task("echo").is_ok());
+        assert!(matches!(
+            guest.check_task("refuse"),
+            Err(AbiError::NotATask { .. })
+        ));
+        assert!(matches!(guest.check_task("spin"), Ok(())));
+    }
+
+    #[test]
+    fn precompiled_modules_load_back() {
+        let sandbox = Sandbox::new().unwrap();
+        let bytes = wat::parse_str(GUEST).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.cwasm");
+        sandbox.compile(&bytes).unwrap().serialize(&path).unwrap();
+        // SAFETY: written just above by this process.
+        let loaded = unsafe { sandbox.load_precompiled(&bytes, &path) }.unwrap();
+        assert_eq!(
+            loaded.run("echo", b"7", &limits()).outcome.unwrap().get(),
+            "7"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! The sandbox that runs untrusted Dipla guest modules.
+//!
+//! Workers run every task here, and the server uses the same code to admit modules (and later
+//! to run users' verifier functions), so a guest sees exactly the same machine everywhere.
+//!
+//! - [`abi`]: the guest ABI: what a module must export, and [`abi::inspect`], which reads it
+//!   without compiling anything.
+//! - [`Sandbox`]: one wasmtime engine configured for determinism and confinement (the whole
+//!   configuration is in [`config`]), with the wall-clock ticker behind its timeouts.
+//! - [`Guest`]: a compiled module; [`Guest::run`] runs one task in a fresh store under
+//!   [`Limits`] and reports a [`Run`].
+
+pub mod abi;
+pub mod config;
+mod guest;
+mod limits;
+mod sandbox;
+
+pub use guest::{Guest, Run};
+pub use limits::Limits;
+pub use sandbox::Sandbox;

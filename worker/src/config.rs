@@ -1,0 +1,44 @@
+//! What the volunteer running a worker decides.
+
+use dipla_sandbox::Limits;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The server's WebSocket URL, such as `ws://host:7070/ws`.
+    pub server: String,
+    /// A name for logs and dashboards.
+    pub name: String,
+    /// How many tasks to run at once (one thread each).
+    pub cores: usize,
+    /// The volunteer's caps: a task never gets more than these, whatever the server asks.
+    pub caps: Limits,
+}
+
+impl WorkerConfig {
+    /// A worker for `server` with every core and the default caps.
+    pub fn new(server: impl Into<String>) -> Self {
+        Self {
+            server: server.into(),
+            name: default_name(),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            caps: Limits {
+                fuel: 100_000_000_000,
+                memory_bytes: 1 << 30,
+                timeout: std::time::Duration::from_secs(600),
+                ..Limits::default()
+            },
+        }
+    }
+}
+
+/// `hostname-pid`.
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,27 @@
+//! The Dipla worker: one generic program that runs any job's tasks, sandboxed.
+//!
+//! A worker connects to a server ([`run`]), says hello with what it offers, and then runs
+//! whatever tasks it is sent, fetching each module by content hash the first time it needs
+//! it. It trusts nothing it receives: modules are checked against their hash and the guest ABI
+//! before compiling, every task runs in a fresh wasmtime store under the smaller of the
+//! server's and the volunteer's limits ([`WorkerConfig::caps`]), and a module that imports
+//! anything is refused.
+//!
+//! - [`config`]: what the volunteer decides.
+//! - [`cache`]: compiled modules by hash, in memory and on disk.
+//! - `executor`: the threads that run tasks.
+//! - `session`: one connection to a server, speaking `dipla-protocol`.
+
+pub mod cache;
+pub mod config;
+mod error;
+mod executor;
+mod session;
+
+pub use cache::ModuleCache;
+pub use config::WorkerConfig;
+pub use error::WorkerError;
+pub use session::run;
+
+/// The largest WebSocket message a worker accepts (a module or a batch of tasks).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;

@@ -1,0 +1,316 @@
+//! One connection to a server: hello, then tasks until goodbye.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dipla_protocol::{
+    FailureKind, Hello, ModuleHash, PROTOCOL_VERSION, ServerMessage, TaskBatch, TaskFailure,
+    TaskResult, WorkerMessage,
+};
+use dipla_sandbox::abi::AbiError;
+use dipla_sandbox::{Guest, Limits};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::executor::{Executor, Work};
+use crate::{MAX_MESSAGE_BYTES, ModuleCache, WorkerConfig, WorkerError};
+
+/// How long the server has to answer `hello`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most results sent in one message.
+const MAX_RESULTS_PER_MESSAGE: usize = 1024;
+
+/// Connects to the server in `config`, serves it until it says goodbye, and returns its
+/// reason.
+///
+/// # Errors
+/// When the server cannot be reached, refuses the worker, breaks the protocol, or the
+/// connection drops.
+pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, WorkerError> {
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(&config.server, Some(ws_config), true)
+            .await
+            .map_err(|source| WorkerError::Connect {
+                url: config.server.clone(),
+                source,
+            })?;
+    let (mut sink, mut stream) = socket.split();
+
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        name: config.name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        cores: u32::try_from(config.cores).unwrap_or(u32::MAX),
+        max_memory_mb: u32::try_from(config.caps.memory_bytes >> 20).unwrap_or(u32::MAX),
+        max_fuel: config.caps.fuel,
+    };
+    sink.send(encode(&WorkerMessage::Hello(hello))).await?;
+    let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_message(&mut stream))
+        .await
+        .map_err(|_| WorkerError::Timeout(HANDSHAKE_TIMEOUT))??;
+    let ServerMessage::Welcome(welcome) = welcome else {
+        return Err(WorkerError::Protocol(format!(
+            "expected welcome, got {welcome:?}"
+        )));
+    };
+    tracing::info!(server = %config.server, id = welcome.worker, "joined");
+
+    let (control, control_rx) = mpsc::channel(64);
+    let (results, results_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(sink, control_rx, results_rx));
+    let executor = Executor::start(config.cores, results.clone())
+        .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
+    let mut session = Session {
+        cache: cache.clone(),
+        caps: config.caps,
+        executor,
+        results,
+        control,
+        modules: HashMap::new(),
+        events: mpsc::unbounded_channel(),
+    };
+    let ended = session.serve(&mut stream).await;
+    drop(session);
+    // Let the writer flush what is queued, then close.
+    match writer.await {
+        Ok(Ok(())) | Err(_) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "writer ended with an error"),
+    }
+    ended
+}
+
+type Stream = futures_util::stream::SplitStream<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+>;
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+/// What a module hash stands for on this connection.
+enum Slot {
+    /// Being loaded from the cache or fetched; these batches wait for it.
+    Pending {
+        batches: Vec<TaskBatch>,
+        requested: bool,
+    },
+    Ready(Guest),
+    Rejected(TaskFailure),
+}
+
+/// The outcome of looking a module up or compiling it, off the async runtime.
+enum Event {
+    Loaded(ModuleHash, Option<Guest>),
+    Compiled(ModuleHash, Result<Guest, AbiError>),
+}
+
+struct Session {
+    cache: ModuleCache,
+    caps: Limits,
+    executor: Executor,
+    results: mpsc::UnboundedSender<TaskResult>,
+    control: mpsc::Sender<WorkerMessage>,
+    modules: HashMap<ModuleHash, Slot>,
+    events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+}
+
+impl Session {
+    async fn serve(&mut self, stream: &mut Stream) -> Result<String, WorkerError> {
+        loop {
+            tokio::select! {
+                message = next_frame(stream) => match message? {
+                    Frame::Message(ServerMessage::Tasks(batch)) => self.on_batch(batch),
+                    Frame::Message(ServerMessage::Goodbye { reason }) => return Ok(reason),
+                    Frame::Message(other) => {
+                        return Err(WorkerError::Protocol(format!("unexpected {other:?}")));
+                    }
+                    Frame::Module(bytes) => self.on_module(bytes)?,
+                },
+                Some(event) = self.events.1.recv() => self.on_event(event).await?,
+            }
+        }
+    }
+
+    fn on_batch(&mut self, batch: TaskBatch) {
+        let hash = batch.module;
+        match self.modules.get_mut(&hash) {
+            Some(Slot::Ready(guest)) => {
+                let guest = guest.clone();
+                self.submit(&guest, batch);
+            }
+            Some(Slot::Pending { batches, .. }) => batches.push(batch),
+            Some(Slot::Rejected(failure)) => {
+                let failure = failure.clone();
+                self.fail(batch, &failure);
+            }
+            None => {
+                self.modules.insert(
+                    hash,
+                    Slot::Pending {
+                        batches: vec![batch],
+                        requested: false,
+                    },
+                );
+                let (cache, events) = (self.cache.clone(), self.events.0.clone());
+                tokio::task::spawn_blocking(move || {
+                    let _ = events.send(Event::Loaded(hash, cache.get(&hash)));
+                });
+            }
+        }
+    }
+
+    fn on_module(&mut self, bytes: Vec<u8>) -> Result<(), WorkerError> {
+        let hash = ModuleHash::of(&bytes);
+        match self.modules.get_mut(&hash) {
+            Some(Slot::Pending {
+                requested: requested @ true,
+                ..
+            }) => *requested = false,
+            _ => {
+                return Err(WorkerError::Protocol(format!(
+                    "received module {hash}, which this worker did not ask for"
+                )));
+            }
+        }
+        tracing::debug!(%hash, bytes = bytes.len(), "received module");
+        let (cache, events) = (self.cache.clone(), self.events.0.clone());
+        tokio::task::spawn_blocking(move || {
+            let _ = events.send(Event::Compiled(hash, cache.insert(&hash, &bytes)));
+        });
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: Event) -> Result<(), WorkerError> {
+        let (hash, outcome) = match event {
+            Event::Loaded(hash, Some(guest)) => (hash, Ok(guest)),
+            Event::Loaded(hash, None) => {
+                if let Some(Slot::Pending { requested, .. }) = self.modules.get_mut(&hash) {
+                    *requested = true;
+                }
+                let fetch = WorkerMessage::FetchModule { hashes: vec![hash] };
+                return self.control.send(fetch).await.map_err(|_| closed());
+            }
+            Event::Compiled(hash, outcome) => (hash, outcome),
+        };
+        let slot = match outcome {
+            Ok(guest) => Slot::Ready(guest),
+            Err(error) => {
+                tracing::warn!(%hash, %error, "refusing module");
+                let message = format!("module {hash} refused: {error}");
+                Slot::Rejected(TaskFailure {
+                    kind: FailureKind::Rejected,
+                    message,
+                })
+            }
+        };
+        let Some(Slot::Pending { batches, .. }) = self.modules.insert(hash, slot) else {
+            return Ok(());
+        };
+        for batch in batches {
+            self.on_batch(batch);
+        }
+        Ok(())
+    }
+
+    fn submit(&self, guest: &Guest, batch: TaskBatch) {
+        let limits = Limits::from_task(&batch.limits).min(self.caps);
+        let export: Arc<str> = batch.export.into();
+        for item in batch.tasks {
+            let work = Work {
+                guest: guest.clone(),
+                export: export.clone(),
+                limits,
+                item,
+            };
+            self.executor.submit(work);
+        }
+    }
+
+    fn fail(&self, batch: TaskBatch, failure: &TaskFailure) {
+        for item in batch.tasks {
+            let _ = self
+                .results
+                .send(TaskResult::failure(item.id, 0, 0, failure.clone()));
+        }
+    }
+}
+
+fn closed() -> WorkerError {
+    WorkerError::Closed("the connection's writer stopped".to_owned())
+}
+
+enum Frame {
+    Message(ServerMessage),
+    Module(Vec<u8>),
+}
+
+/// The next message or module, answering pings on the way.
+async fn next_frame(stream: &mut Stream) -> Result<Frame, WorkerError> {
+    loop {
+        let frame = stream
+            .next()
+            .await
+            .ok_or_else(|| WorkerError::Closed("the connection ended".to_owned()))??;
+        match frame {
+            Message::Text(text) => {
+                return serde_json::from_str(&text)
+                    .map(Frame::Message)
+                    .map_err(|e| WorkerError::Protocol(format!("bad message: {e}")));
+            }
+            Message::Binary(bytes) => return Ok(Frame::Module(bytes.into())),
+            Message::Close(frame) => {
+                let reason =
+                    frame.map_or_else(|| "no reason given".to_owned(), |f| f.reason.to_string());
+                return Err(WorkerError::Closed(reason));
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+}
+
+async fn next_message(stream: &mut Stream) -> Result<ServerMessage, WorkerError> {
+    match next_frame(stream).await? {
+        Frame::Message(message) => Ok(message),
+        Frame::Module(_) => Err(WorkerError::Protocol("unexpected binary frame".to_owned())),
+    }
+}
+
+fn encode(message: &WorkerMessage) -> Message {
+    // Serialising these types cannot fail: every map key is a string.
+    Message::text(serde_json::to_string(message).unwrap_or_default())
+}
+
+/// Sends control messages and batches of results until both channels close, then closes.
+async fn write_loop(
+    mut sink: Sink,
+    mut control: mpsc::Receiver<WorkerMessage>,
+    mut results: mpsc::UnboundedReceiver<TaskResult>,
+) -> Result<(), WorkerError> {
+    loop {
+        let message = tokio::select! {
+            biased;
+            Some(message) = control.recv() => message,
+            Some(first) = results.recv() => {
+                let mut batch = vec![first];
+                while batch.len() < MAX_RESULTS_PER_MESSAGE {
+                    match results.try_recv() {
+                        Ok(result) => batch.push(result),
+                        Err(_) => break,
+                    }
+                }
+                WorkerMessage::Results { results: batch }
+            }
+            else => break,
+        };
+        sink.send(encode(&message)).await?;
+    }
+    sink.close().await?;
+    Ok(())
+}
