@@ -82,6 +82,16 @@ impl TaskResult {
         }
     }
 
+    /// The output or the failure, consuming the result; `None` when the message has both or
+    /// neither (a protocol violation).
+    pub fn into_outcome(self) -> Option<Result<Box<RawJson>, TaskFailure>> {
+        match (self.output, self.error) {
+            (Some(output), None) => Some(Ok(output)),
+            (None, Some(error)) => Some(Err(error)),
+            _ => None,
+        }
+    }
+
     /// The output or the failure; `None` when the message has both or neither (a protocol
     /// violation).
     pub fn outcome(&self) -> Option<Result<&RawJson, &TaskFailure>> {

@@ -18,4 +18,4 @@ mod sandbox;
 
 pub use guest::{Guest, Run};
 pub use limits::Limits;
-pub use sandbox::Sandbox;
+pub use sandbox::{Sandbox, SandboxError};

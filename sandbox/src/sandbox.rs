@@ -7,6 +7,11 @@ use crate::abi::{self, AbiError};
 use crate::config::{EPOCH_TICK, engine_config};
 use crate::guest::Guest;
 
+/// The sandbox cannot start on this machine.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the wasm engine: {0}")]
+pub struct SandboxError(String);
+
 /// One configured wasmtime engine and the ticker behind its wall-clock limits.
 ///
 /// Cheap to clone; compile a module once with [`Sandbox::compile`] and run it many times.
@@ -21,8 +26,8 @@ impl Sandbox {
     ///
     /// # Errors
     /// When wasmtime rejects the configuration on this machine.
-    pub fn new() -> Result<Self, wasmtime::Error> {
-        let engine = Engine::new(&engine_config())?;
+    pub fn new() -> Result<Self, SandboxError> {
+        let engine = Engine::new(&engine_config()).map_err(|e| SandboxError(format!("{e:#}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("dipla-epoch".into())
@@ -35,7 +40,7 @@ impl Sandbox {
                     }
                 }
             })
-            .map_err(wasmtime::Error::new)?;
+            .map_err(|e| SandboxError(format!("cannot start the epoch ticker: {e}")))?;
         Ok(Self { engine })
     }
 

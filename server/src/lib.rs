@@ -1,1 +1,28 @@
-//! placeholder
+//! The Dipla server: the single source of truth of a job.
+//!
+//! It reads a job manifest ([`manifest`]) into a validated [`Job`], accepts workers over
+//! WebSockets ([`transport`]), hands them tasks by content hash and measured pace
+//! ([`coordinator`], which does no I/O so it can be tested deterministically), and writes the
+//! results as JSON Lines in input order ([`output`]). [`Server`] ties the parts together, with
+//! embedded local workers so a single machine is enough.
+//!
+//! It never trusts a worker: every message is parsed into typed protocol messages and checked
+//! against what that worker was actually given.
+
+pub mod coordinator;
+mod error;
+mod inputs;
+mod job;
+pub mod manifest;
+pub mod output;
+mod server;
+mod state;
+mod stats;
+pub mod transport;
+
+pub use error::ManifestError;
+pub use inputs::Inputs;
+pub use job::{Job, Module, Stage};
+pub use server::{RunOptions, Server, Summary};
+pub use state::{Handle, WorkerSummary};
+pub use stats::{Stats, StatsSnapshot};

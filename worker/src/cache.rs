@@ -1,3 +1,5 @@
+//! Compiled modules by content hash, in memory and on disk.
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

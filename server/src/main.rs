@@ -1,0 +1,135 @@
+//! `dipla-server`: run a job over sandboxed wasm workers.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dipla_sandbox::Sandbox;
+use dipla_server::{RunOptions, Server, manifest};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "The Dipla server: runs a job over sandboxed WebAssembly workers."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the job a manifest describes and write its results as JSON Lines.
+    Run {
+        /// The job manifest (TOML).
+        manifest: PathBuf,
+        /// Where to write results (default: stdout).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Accept remote workers on this address, such as 0.0.0.0:7070.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Workers to run inside this process, one core each [default: every core without
+        /// --listen, none with it].
+        #[arg(long)]
+        local_workers: Option<usize>,
+        /// Where local workers cache compiled modules (default: in memory only).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run {
+            manifest: path,
+            out,
+            listen,
+            local_workers,
+            cache_dir,
+        } => {
+            let sandbox = Sandbox::new().context("cannot start the sandbox")?;
+            let job = manifest::load(&path, &sandbox)?;
+            let options = RunOptions {
+                listen,
+                local_workers: local_workers.unwrap_or(if listen.is_some() {
+                    0
+                } else {
+                    RunOptions::default().local_workers
+                }),
+                cache_dir,
+                ..RunOptions::default()
+            };
+            let server = Server::bind(job, options).await.with_context(|| {
+                format!(
+                    "cannot listen on {}",
+                    listen.map_or("loopback".into(), |a| a.to_string())
+                )
+            })?;
+            eprintln!("dipla-server: workers connect to {}", server.worker_url()?);
+            let writer: Box<dyn Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let summary = tokio::select! {
+                summary = server.run(writer) => summary.context("the run failed")?,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("dipla-server: interrupted; results written so far are kept");
+                    return Ok(ExitCode::from(130));
+                }
+            };
+            eprintln!("dipla-server: {summary}");
+            Ok(if summary.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,dipla_server=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

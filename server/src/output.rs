@@ -1,0 +1,88 @@
+//! Results as JSON Lines, one line per task in input order:
+//!
+//! ```json
+//! {"stage":"factors","index":0,"input":1000000000000,"output":[2,2,2,2,2,2,2,2,2,2,2,2,5,5,5,5,5,5,5,5,5,5,5,5]}
+//! {"stage":"factors","index":1,"input":1000000000001,"error":"panic: ..."}
+//! ```
+
+use std::io::Write;
+
+use dipla_protocol::RawJson;
+use serde::Serialize;
+
+use crate::coordinator::Finished;
+
+#[derive(Serialize)]
+struct Line<'a> {
+    stage: &'a str,
+    index: u64,
+    input: &'a RawJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a RawJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Writes one result line for `finished`, the task of stage `stage` with input `input`.
+///
+/// # Errors
+/// When writing fails.
+pub fn write_line(
+    out: &mut impl Write,
+    stage: &str,
+    input: &RawJson,
+    finished: &Finished,
+) -> std::io::Result<()> {
+    let line = Line {
+        stage,
+        index: finished.task.index,
+        input,
+        output: finished.outcome.as_ref().ok().map(|output| &**output),
+        error: finished.outcome.as_ref().err().map(ToString::to_string),
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use dipla_protocol::{FailureKind, TaskFailure};
+
+    use super::*;
+    use crate::coordinator::TaskRef;
+
+    fn raw(text: &str) -> Box<RawJson> {
+        RawJson::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn lines_match_the_documented_format() {
+        let mut out = Vec::new();
+        let task = TaskRef { stage: 0, index: 3 };
+        let ok = Finished {
+            task,
+            outcome: Ok(raw("[2,2,3]")),
+            attempts: 1,
+        };
+        write_line(&mut out, "factors", &raw("12"), &ok).unwrap();
+        let failure = TaskFailure {
+            kind: FailureKind::Panic,
+            message: "boom (at src/lib.rs:3)".into(),
+        };
+        let failed = Finished {
+            task,
+            outcome: Err(failure),
+            attempts: 3,
+        };
+        write_line(&mut out, "factors", &raw("12"), &failed).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            concat!(
+                r#"{"stage":"factors","index":3,"input":12,"output":[2,2,3]}"#,
+                "\n",
+                r#"{"stage":"factors","index":3,"input":12,"error":"panic: boom (at src/lib.rs:3)"}"#,
+                "\n"
+            )
+        );
+    }
+}

@@ -1,0 +1,228 @@
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use dipla_sandbox::{Limits, Sandbox};
+use dipla_worker::{ModuleCache, WorkerConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::coordinator::Counts;
+use crate::output::write_line;
+use crate::state::Handle;
+use crate::stats::StatsSnapshot;
+use crate::{Job, transport};
+
+/// How `run` runs a job.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where to accept workers; `None` for loopback on a free port (local workers only).
+    pub listen: Option<SocketAddr>,
+    /// Workers to run inside the server process, one core each.
+    pub local_workers: usize,
+    /// Where local workers cache compiled modules (`None`: in memory only).
+    pub cache_dir: Option<PathBuf>,
+    /// Caps for local workers' tasks.
+    pub local_caps: Limits,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            local_workers: std::thread::available_parallelism().map_or(1, usize::from),
+            cache_dir: None,
+            local_caps: WorkerConfig::new("").caps,
+        }
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Tasks in the job.
+    pub tasks: u64,
+    /// What happened to them.
+    pub counts: Counts,
+    /// Traffic.
+    pub stats: StatsSnapshot,
+    /// Wall-clock time from accepting workers to the last result.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Whether every task succeeded.
+    pub fn success(&self) -> bool {
+        self.counts.failed == 0 && self.counts.succeeded == self.tasks
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Counts {
+            succeeded,
+            failed,
+            retried,
+            requeued,
+        } = self.counts;
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "{} tasks: {succeeded} succeeded, {failed} failed ({retried} retries, {requeued} \
+             re-run after a worker was lost) in {secs:.2} s ({:.0} tasks/s); {} workers, {} \
+             module transfers",
+            self.tasks,
+            (succeeded + failed) as f64 / secs.max(1e-9),
+            self.stats.workers_joined,
+            self.stats.module_transfers,
+        )
+    }
+}
+
+/// A job bound to a listening socket, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    handle: Handle,
+    options: RunOptions,
+}
+
+impl Server {
+    /// Binds the worker endpoint for `job`.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(job: Job, options: RunOptions) -> std::io::Result<Self> {
+        let addr = options.listen.unwrap_or((Ipv4Addr::LOCALHOST, 0).into());
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self {
+            listener,
+            handle: Handle::new(job),
+            options,
+        })
+    }
+
+    /// The address workers connect to.
+    ///
+    /// # Errors
+    /// When the socket has no address (it always has once bound).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The URL workers connect to (`ws://ADDR/ws`, with loopback for an unspecified address).
+    ///
+    /// # Errors
+    /// When the socket has no address.
+    pub fn worker_url(&self) -> std::io::Result<String> {
+        let mut addr = self.local_addr()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(format!("ws://{addr}/ws"))
+    }
+
+    /// A handle to watch the job while it runs.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs the job to the end, writing result lines to `out` in input order as they become
+    /// available, and returns the summary.
+    ///
+    /// # Errors
+    /// When writing results fails, or no worker can ever join (no local workers and no
+    /// `listen` address).
+    pub async fn run(self, mut out: impl Write) -> std::io::Result<Summary> {
+        if self.options.local_workers == 0 && self.options.listen.is_none() {
+            return Err(std::io::Error::other(
+                "no workers: give --local-workers N, or --listen ADDR for remote workers",
+            ));
+        }
+        let url = self.worker_url()?;
+        let Self {
+            listener,
+            handle,
+            options,
+        } = self;
+        let started = Instant::now();
+        let server =
+            tokio::spawn(axum::serve(listener, transport::router(handle.clone())).into_future());
+        tracing::info!(%url, tasks = handle.job().task_count(), "accepting workers");
+
+        let mut workers = JoinSet::new();
+        if options.local_workers > 0 {
+            let sandbox = Sandbox::new().map_err(std::io::Error::other)?;
+            let cache = ModuleCache::new(sandbox, options.cache_dir.clone())?;
+            for i in 0..options.local_workers {
+                let config = WorkerConfig {
+                    server: url.clone(),
+                    name: format!("local-{i}"),
+                    cores: 1,
+                    caps: options.local_caps,
+                };
+                let cache = cache.clone();
+                workers.spawn(async move {
+                    if let Err(error) = dipla_worker::run(&config, &cache).await {
+                        tracing::warn!(worker = %config.name, %error, "local worker stopped");
+                    }
+                });
+            }
+        }
+
+        let written = write_results(&handle, &mut out).await;
+        let elapsed = started.elapsed();
+        handle.shared.done.send_replace(true);
+        let farewell = async {
+            while handle.connected() > 0 {
+                let closed = handle.shared.disconnected.notified();
+                if handle.connected() == 0 {
+                    break;
+                }
+                closed.await;
+            }
+            while workers.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(FAREWELL, farewell).await.is_err() {
+            tracing::debug!("some workers did not leave in time");
+        }
+        server.abort();
+        written?;
+        Ok(Summary {
+            tasks: handle.job().task_count(),
+            counts: handle.counts(),
+            stats: handle.stats(),
+            elapsed,
+        })
+    }
+}
+
+/// How long connections get to close once the job is done.
+const FAREWELL: Duration = Duration::from_secs(5);
+
+/// Writes results as they become ready, in order, until the job is complete.
+async fn write_results(handle: &Handle, out: &mut impl Write) -> std::io::Result<()> {
+    loop {
+        let progress = handle.shared.progress.notified();
+        let (ready, complete) = {
+            let mut coordinator = handle.coordinator();
+            (coordinator.take_ready(), coordinator.is_complete())
+        };
+        for finished in &ready {
+            let stage = &handle.job().stages[finished.task.stage];
+            write_line(
+                out,
+                &stage.name,
+                &stage.inputs.get(finished.task.index),
+                finished,
+            )?;
+        }
+        if !ready.is_empty() {
+            out.flush()?;
+        }
+        if complete {
+            return Ok(());
+        }
+        progress.await;
+    }
+}

@@ -1,0 +1,250 @@
+//! The WebSocket endpoint workers connect to (`/ws`), one task per connection.
+//!
+//! A connection is layered like the protocol: frames become typed [`WorkerMessage`]s, which
+//! become coordinator events. It ends on the worker's close, on any protocol violation (with a
+//! close frame giving the reason), or with a `goodbye` when the job is done.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::Response;
+use dipla_protocol::{
+    PROTOCOL_VERSION, ServerMessage, TaskBatch, TaskItem, Welcome, WorkerMessage,
+};
+use futures_util::{SinkExt, StreamExt};
+
+use crate::coordinator::Assignment;
+use crate::state::Handle;
+
+/// The largest message a worker may send.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// How long a new connection has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most cores a worker is believed to have.
+const MAX_CORES: u32 = 1024;
+
+/// The router for the worker endpoint.
+pub(crate) fn router(handle: Handle) -> axum::Router {
+    axum::Router::new()
+        .route("/ws", axum::routing::get(upgrade))
+        .with_state(handle)
+}
+
+async fn upgrade(ws: WebSocketUpgrade, State(handle): State<Handle>) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| connection(socket, handle))
+}
+
+/// Why a connection ended.
+enum End {
+    /// The job is done; say goodbye.
+    Done,
+    /// The worker went away.
+    Gone,
+    /// The worker broke the protocol; close with this reason.
+    Violation(String),
+}
+
+async fn connection(socket: WebSocket, handle: Handle) {
+    handle.shared.connections.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, mut stream) = socket.split();
+    let end = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str(&text) {
+            Ok(WorkerMessage::Hello(hello)) if hello.protocol != PROTOCOL_VERSION => {
+                End::Violation(format!(
+                    "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
+                    hello.protocol
+                ))
+            }
+            Ok(WorkerMessage::Hello(hello)) => {
+                let id = handle.next_worker_id();
+                let cores = hello.cores.clamp(1, MAX_CORES) as usize;
+                tracing::info!(id, name = %hello.name, cores, "worker joined");
+                handle.shared.stats.joined();
+                handle.named(id, Some(hello.name.clone()));
+                handle.coordinator().join(id, cores);
+                let end = serve(id, &mut sink, &mut stream, &handle).await;
+                handle.coordinator().leave(id);
+                handle.named(id, None);
+                handle.wake_all();
+                handle.shared.progress.notify_one();
+                tracing::info!(id, name = %hello.name, "worker left");
+                end
+            }
+            Ok(_) => End::Violation("the first message must be hello".into()),
+            Err(error) => End::Violation(format!("bad hello: {error}")),
+        },
+        Ok(_) => End::Violation("the first message must be a hello text frame".into()),
+        Err(_) => End::Violation(format!("no hello within {HELLO_TIMEOUT:?}")),
+    };
+    let (code, reason) = match end {
+        End::Done => {
+            let goodbye = ServerMessage::Goodbye {
+                reason: "job finished".into(),
+            };
+            let _ = sink.send(Message::text(encode(&goodbye))).await;
+            (close_code::NORMAL, "job finished".to_owned())
+        }
+        End::Gone => (close_code::NORMAL, String::new()),
+        End::Violation(reason) => {
+            tracing::warn!(%reason, "closing a worker connection");
+            (close_code::POLICY, reason)
+        }
+    };
+    let frame = CloseFrame {
+        code,
+        reason: truncate(reason, 120).into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    handle.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    handle.shared.disconnected.notify_waiters();
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+type Stream = futures_util::stream::SplitStream<WebSocket>;
+
+async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -> End {
+    let welcome = ServerMessage::Welcome(Welcome {
+        protocol: PROTOCOL_VERSION,
+        worker: id,
+    });
+    if sink.send(Message::text(encode(&welcome))).await.is_err() {
+        return End::Gone;
+    }
+    let mut wake = handle.shared.wake.subscribe();
+    let mut done = handle.shared.done.subscribe();
+    let mut modules_sent = HashSet::new();
+    loop {
+        if *done.borrow_and_update() {
+            return End::Done;
+        }
+        let assignments = handle.coordinator().assign(id);
+        for assignment in assignments {
+            let message = batch(handle, assignment);
+            handle.shared.stats.sent(message.len());
+            if sink.send(Message::text(message)).await.is_err() {
+                return End::Gone;
+            }
+        }
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => {
+                        return End::Violation("workers may not send binary frames".into());
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => return End::Gone,
+                    Some(Err(error)) => {
+                        tracing::debug!(id, %error, "connection error");
+                        return End::Gone;
+                    }
+                };
+                handle.shared.stats.received(text.len());
+                let message = match serde_json::from_str::<WorkerMessage>(&text) {
+                    Ok(message) => message,
+                    Err(error) => return End::Violation(format!("bad message: {error}")),
+                };
+                if let Err(reason) = on_message(id, message, sink, handle, &mut modules_sent).await {
+                    return reason;
+                }
+            }
+            changed = wake.changed() => if changed.is_err() { return End::Done },
+            changed = done.changed() => if changed.is_err() { return End::Done },
+        }
+    }
+}
+
+async fn on_message(
+    id: u64,
+    message: WorkerMessage,
+    sink: &mut Sink,
+    handle: &Handle,
+    modules_sent: &mut HashSet<dipla_protocol::ModuleHash>,
+) -> Result<(), End> {
+    match message {
+        WorkerMessage::Hello(_) => Err(End::Violation("hello sent twice".into())),
+        WorkerMessage::FetchModule { hashes } => {
+            for hash in hashes {
+                let Some(bytes) = handle.job().module_bytes(&hash) else {
+                    return Err(End::Violation(format!(
+                        "asked for module {hash}, which this job does not have"
+                    )));
+                };
+                if !modules_sent.insert(hash) {
+                    return Err(End::Violation(format!("asked for module {hash} twice")));
+                }
+                tracing::debug!(id, %hash, bytes = bytes.len(), "sending module");
+                handle.shared.stats.module_sent(bytes.len());
+                sink.send(Message::Binary(bytes.to_vec().into()))
+                    .await
+                    .map_err(|_| End::Gone)?;
+            }
+            Ok(())
+        }
+        WorkerMessage::Results { results } => {
+            let mut coordinator = handle.coordinator();
+            let before = coordinator.counts();
+            for result in results {
+                let (attempt, micros) = (result.id, result.micros);
+                let Some(outcome) = result.into_outcome() else {
+                    return Err(End::Violation(format!(
+                        "result {attempt} must have exactly one of output and error"
+                    )));
+                };
+                if let Err(violation) = coordinator.complete(id, attempt, micros, outcome) {
+                    return Err(End::Violation(violation.to_string()));
+                }
+            }
+            let requeued = coordinator.counts().retried != before.retried;
+            drop(coordinator);
+            if requeued {
+                handle.wake_all();
+            }
+            handle.shared.progress.notify_one();
+            Ok(())
+        }
+    }
+}
+
+/// The `tasks` message for an assignment.
+fn batch(handle: &Handle, assignment: Assignment) -> String {
+    let stage = &handle.job().stages[assignment.stage];
+    let tasks = assignment
+        .tasks
+        .into_iter()
+        .map(|(id, index)| TaskItem {
+            id,
+            input: stage.inputs.get(index),
+        })
+        .collect();
+    encode(&ServerMessage::Tasks(TaskBatch {
+        module: stage.module,
+        export: stage.export.clone(),
+        limits: stage.limits,
+        tasks,
+    }))
+}
+
+fn encode(message: &ServerMessage) -> String {
+    // Serialising these types cannot fail: every map key is a string.
+    serde_json::to_string(message).unwrap_or_default()
+}
+
+/// Close-frame reasons must fit in 123 bytes.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}

@@ -1,0 +1,103 @@
+//! `dipla-worker`: volunteer this machine's cores to a Dipla server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use dipla_sandbox::Sandbox;
+use dipla_worker::{ModuleCache, WorkerConfig, cache::default_cache_dir};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "The Dipla worker: runs tasks from a Dipla server in a wasm sandbox."
+)]
+struct Cli {
+    /// The server's WebSocket URL, such as ws://host:7070/ws.
+    #[arg(long)]
+    server: String,
+    /// Tasks to run at once [default: every core].
+    #[arg(long)]
+    cores: Option<usize>,
+    /// A name for the server's logs [default: hostname-pid].
+    #[arg(long)]
+    name: Option<String>,
+    /// The most memory one task may use, in MiB, whatever the server asks.
+    #[arg(long, default_value_t = 1024)]
+    max_memory_mb: usize,
+    /// The most fuel one task may burn, whatever the server asks.
+    #[arg(long, default_value_t = 100_000_000_000)]
+    max_fuel: u64,
+    /// The longest one task may run, in seconds, whatever the server asks.
+    #[arg(long, default_value_t = 600)]
+    max_task_secs: u64,
+    /// Where to cache compiled modules [default: ~/.cache/dipla/modules].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Keep compiled modules in memory only.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_disk_cache: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,dipla_worker=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut config = WorkerConfig::new(cli.server);
+    if let Some(cores) = cli.cores {
+        config.cores = cores.clamp(1, config.cores.max(cores));
+    }
+    if let Some(name) = cli.name {
+        config.name = name;
+    }
+    config.caps.memory_bytes = cli.max_memory_mb << 20;
+    config.caps.fuel = cli.max_fuel;
+    config.caps.timeout = Duration::from_secs(cli.max_task_secs);
+    let cache_dir = if cli.no_disk_cache {
+        None
+    } else {
+        cli.cache_dir.or_else(default_cache_dir)
+    };
+
+    let sandbox = match Sandbox::new() {
+        Ok(sandbox) => sandbox,
+        Err(error) => {
+            eprintln!("error: cannot start the sandbox: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cache = match ModuleCache::new(sandbox, cache_dir.clone()) {
+        Ok(cache) => cache,
+        Err(error) => {
+            let dir = cache_dir.unwrap_or_default();
+            eprintln!(
+                "error: cannot create the module cache {}: {error}",
+                dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dipla_worker::run(&config, &cache)) {
+        Ok(reason) => {
+            eprintln!("dipla-worker: the server said goodbye: {reason}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
