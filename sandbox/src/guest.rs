@@ -237,10 +237,17 @@ fn classify(
         ),
         Trap::UnreachableCodeReached => match instance.and_then(|i| panic_message(store, i)) {
             Some(message) => failure(FailureKind::Panic, message),
-            None => failure(FailureKind::Trap, trap.to_string()),
+            None => failure(FailureKind::Trap, describe(*trap)),
         },
-        other => failure(FailureKind::Trap, other.to_string()),
+        other => failure(FailureKind::Trap, describe(*other)),
     }
+}
+
+/// A trap's description without wasmtime's "wasm trap: " prefix.
+fn describe(trap: Trap) -> String {
+    let text = trap.to_string();
+    text.strip_prefix("wasm trap: ")
+        .map_or(text.clone(), str::to_owned)
 }
 
 /// The guest's explanation of its last trap, if it exports one.

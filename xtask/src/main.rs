@@ -1,1 +1,175 @@
-fn main() {}
+//! Project chores that need nothing but cargo: `cargo xtask <demo|test|build-guests|lint|bench>`.
+//!
+//! Each installs what it needs (the wasm target) and builds what it uses, in the one release
+//! profile the whole project shares, so a fresh machine with only the Rust toolchain can run
+//! any of them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <command> [args]
+
+commands:
+  demo           build everything and run the factorise example on 2 local workers
+  test           build the guests and run every test in the workspace
+  build-guests   build every guest crate (cdylib) for wasm32-unknown-unknown
+  lint           cargo fmt --check and clippy with -D warnings
+  bench          build and run the benchmarks (arguments are passed on)";
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        Some("build-guests") => build_guests(),
+        Some("lint") => lint(),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn run(command: &mut Command) -> Result {
+    eprintln!("xtask: running {command:?}");
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed ({status})"))
+    }
+}
+
+/// Installs the wasm target with rustup unless it is there already.
+fn ensure_wasm_target() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup (needed for the {WASM_TARGET} target): {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// The workspace packages that build a cdylib: the guests.
+fn guests() -> Result<Vec<String>> {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("bad cargo metadata: {e}"))?;
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    Ok(packages
+        .iter()
+        .filter(|package| {
+            package["targets"].as_array().is_some_and(|targets| {
+                targets.iter().any(|target| {
+                    target["crate_types"]
+                        .as_array()
+                        .is_some_and(|types| types.iter().any(|t| t == "cdylib"))
+                })
+            })
+        })
+        .filter_map(|package| package["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+fn build_guests() -> Result {
+    ensure_wasm_target()?;
+    let mut command = cargo();
+    command.args(["build", "--release", "--target", WASM_TARGET]);
+    for guest in guests()? {
+        command.args(["--package", &guest]);
+    }
+    run(&mut command)
+}
+
+fn build_binaries() -> Result {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "dipla-server",
+        "--package",
+        "dipla-worker",
+    ]))
+}
+
+fn demo() -> Result {
+    build_guests()?;
+    build_binaries()?;
+    let server = root().join("target/release/dipla-server");
+    run(Command::new(server).current_dir(root()).args([
+        "run",
+        "examples/factorise/job.toml",
+        "--local-workers",
+        "2",
+    ]))
+}
+
+fn test(extra: &[String]) -> Result {
+    build_guests()?;
+    build_binaries()?;
+    run(cargo()
+        .args(["test", "--release", "--workspace"])
+        .args(extra))
+}
+
+fn lint() -> Result {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn bench(extra: &[String]) -> Result {
+    build_guests()?;
+    build_binaries()?;
+    run(cargo()
+        .args(["run", "--release", "--package", "dipla-bench", "--"])
+        .args(extra))
+}

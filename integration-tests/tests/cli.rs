@@ -1,0 +1,137 @@
+//! The binaries as a user runs them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::support::{JobDir, WorkerProcess, bin};
+
+const SQUARES: &str = r#"
+    name = "squares"
+    [modules]
+    bed = "{testbed}"
+    [[stages]]
+    name = "squares"
+    task = "bed.square"
+    inputs = { values = [12, 97, 1001] }
+"#;
+
+#[test]
+fn run_with_local_workers_writes_results_to_a_file() {
+    let job = JobDir::new(SQUARES);
+    let out = job.dir.path().join("results.jsonl");
+    let output = Command::new(bin("dipla-server"))
+        .args([
+            "run",
+            job.manifest.to_str().unwrap(),
+            "--local-workers",
+            "2",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        concat!(
+            r#"{"stage":"squares","index":0,"input":12,"output":144}"#,
+            "\n",
+            r#"{"stage":"squares","index":1,"input":97,"output":9409}"#,
+            "\n",
+            r#"{"stage":"squares","index":2,"input":1001,"output":1002001}"#,
+            "\n",
+        )
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "results go to --out, logs to stderr"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("3 succeeded, 0 failed"), "{stderr}");
+}
+
+#[test]
+fn results_go_to_stdout_and_failures_set_the_exit_code() {
+    let job = JobDir::new(&SQUARES.replace("bed.square", "bed.even_only"));
+    let output = Command::new(bin("dipla-server"))
+        .args([
+            "run",
+            job.manifest.to_str().unwrap(),
+            "--local-workers",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        r#"{"stage":"squares","index":0,"input":12,"output":6}"#
+    );
+    assert_eq!(
+        lines[1],
+        r#"{"stage":"squares","index":1,"input":97,"error":"task error: 97 is odd"}"#
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("1 succeeded, 2 failed"), "{stderr}");
+}
+
+#[test]
+fn a_bad_manifest_names_the_key_at_fault() {
+    let job = JobDir::new(&SQUARES.replace("bed.square", "bed.cube"));
+    let output = Command::new(bin("dipla-server"))
+        .args(["run", job.manifest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stages[0].task"), "{stderr}");
+    assert!(
+        stderr.contains("`cube` is not a task of this module (its tasks: "),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+/// The remote flow of the README: `run --listen`, then `dipla-worker --server` elsewhere.
+#[test]
+fn remote_workers_join_a_listening_server() {
+    let job = JobDir::new(SQUARES);
+    let mut server = Command::new(bin("dipla-server"))
+        .args([
+            "run",
+            job.manifest.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the server exited early"
+        );
+        if let Some(url) = line
+            .trim()
+            .strip_prefix("dipla-server: workers connect to ")
+        {
+            break url.to_owned();
+        }
+    };
+    let mut worker = WorkerProcess::start(&url, "remote");
+    let status = server.wait().unwrap();
+    assert!(status.success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut server.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 3);
+    assert!(worker.wait_success());
+}

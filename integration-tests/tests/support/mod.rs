@@ -1,0 +1,144 @@
+//! Shared helpers: paths to the built guests and binaries, worker processes, jobs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use dipla_sandbox::Sandbox;
+use dipla_server::{Job, RunOptions, Server, Summary, manifest};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// A guest module built by `cargo xtask build-guests`.
+pub fn wasm(name: &str) -> PathBuf {
+    let path = root().join(format!("target/wasm32-unknown-unknown/release/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-guests`",
+        path.display()
+    );
+    path
+}
+
+/// A binary of this workspace, built in the same profile as the running test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release --bins`",
+        path.display()
+    );
+    path
+}
+
+/// A manifest written to a fresh folder; `{testbed}` and `{factorise}` in `text` become
+/// the guests' absolute paths.
+pub struct JobDir {
+    pub dir: tempfile::TempDir,
+    pub manifest: PathBuf,
+}
+
+impl JobDir {
+    pub fn new(text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = text
+            .replace("{testbed}", &wasm("testbed").display().to_string())
+            .replace("{factorise}", &wasm("factorise").display().to_string());
+        let manifest = dir.path().join("job.toml");
+        std::fs::write(&manifest, text).unwrap();
+        Self { dir, manifest }
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn job(&self) -> Job {
+        manifest::load(&self.manifest, &Sandbox::new().unwrap()).unwrap()
+    }
+}
+
+/// A server for `job` accepting remote workers on a free loopback port.
+pub async fn remote_server(job: Job) -> (Server, String) {
+    let options = RunOptions {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        local_workers: 0,
+        ..RunOptions::default()
+    };
+    let server = Server::bind(job, options).await.unwrap();
+    let url = server.worker_url().unwrap();
+    (server, url)
+}
+
+/// Runs `server` to the end and returns the summary and the parsed result lines.
+pub async fn finish(server: Server) -> (Summary, Vec<serde_json::Value>) {
+    let mut out = Vec::new();
+    let summary = server.run(&mut out).await.unwrap();
+    let lines = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    (summary, lines)
+}
+
+/// A `dipla-worker` process, killed when dropped.
+pub struct WorkerProcess {
+    pub child: Child,
+    pub cache: tempfile::TempDir,
+}
+
+impl WorkerProcess {
+    /// Starts a one-core worker named `name` with a fresh module cache.
+    pub fn start(url: &str, name: &str) -> Self {
+        Self::with_cache(url, name, tempfile::tempdir().unwrap())
+    }
+
+    /// Starts a one-core worker named `name` caching modules in `cache`.
+    pub fn with_cache(url: &str, name: &str, cache: tempfile::TempDir) -> Self {
+        let child = Command::new(bin("dipla-worker"))
+            .args([
+                "--server",
+                url,
+                "--cores",
+                "1",
+                "--name",
+                name,
+                "--cache-dir",
+            ])
+            .arg(cache.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, cache }
+    }
+
+    /// Waits for the process to exit by itself and tells whether it succeeded.
+    pub fn wait_success(&mut self) -> bool {
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the worker did not exit within 5 s");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,11 @@
+//! Dipla end to end: a real server, real `dipla-worker` processes, real guests built from
+//! source. One test binary (faster to link, one place to look).
+
+mod support;
+
+mod cli;
+mod factorise;
+mod faults;
+mod hostile_guests;
+mod hostile_server;
+mod shipping;

@@ -1,0 +1,25 @@
+# Everyday commands. Each is a thin wrapper over `cargo xtask`, which needs nothing but cargo.
+
+# List the recipes.
+default:
+    @just --list
+
+# Build everything and run the factorise example on 2 local workers.
+demo:
+    cargo xtask demo
+
+# Build the guests and run every test.
+test *ARGS:
+    cargo xtask test {{ARGS}}
+
+# Build every guest crate for wasm32-unknown-unknown.
+build-guests:
+    cargo xtask build-guests
+
+# cargo fmt --check and clippy with -D warnings.
+lint:
+    cargo xtask lint
+
+# Run the benchmarks (tiny-task throughput, factorise wasm/native) and print a table.
+bench *ARGS:
+    cargo xtask bench {{ARGS}}
