@@ -77,6 +77,10 @@ fn expand(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
     };
     let encode =
         quote_spanned!(output_span=> (&::dipla_guest::__private::Returned(__value)).encode());
+    let output_type = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
     let record = format!("{{\"abi\":{ABI_VERSION},\"task\":\"{export}\"}}\n");
     let record_len = record.len();
     let record = syn::LitByteStr::new(record.as_bytes(), Span::call_site());
@@ -85,9 +89,13 @@ fn expand(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
         #function
 
         const _: () = {
+            // Checks the types on every target, so mistakes show in a native build too.
             #[allow(dead_code)]
             fn __dipla_check_types() {
                 #(#asserts)*
+                #[allow(unused_imports)]
+                use ::dipla_guest::__private::{EncodeResult as _, EncodeValue as _};
+                let _ = |__value: #output_type| #encode;
             }
         };
 

@@ -1,0 +1,8 @@
+use dipla_guest::task;
+
+#[task]
+pub fn identity<T>(value: T) -> T {
+    value
+}
+
+fn main() {}
