@@ -196,7 +196,8 @@ mod tests {
     #[test]
     fn unencodable_results_are_failures() {
         let map: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
-        let (status, message) = text(&(&Returned(map)).encode()).to_owned();
+        let output = (&Returned(map)).encode();
+        let (status, message) = text(&output);
         assert_eq!(status, STATUS_ERR);
         assert!(message.contains("cannot be encoded as JSON"), "{message}");
     }

@@ -1,0 +1,151 @@
+//! `cargo xtask bench` (or `just bench`): Dipla's own benchmarks, printed as one table.
+//!
+//! - tiny tasks: 20,000 calls of `square` (x * x) on 2 local workers, end to end;
+//! - factorise: 2,000 numbers near 10^12 by trial division on 1 and 2 local workers, against
+//!   the same Rust function compiled natively and run on one thread.
+//!
+//! Each figure is the median of several runs. Times are from the server accepting workers to
+//! the last result written, so they include workers connecting, fetching and compiling the
+//! module.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
+use dipla_sandbox::Sandbox;
+use dipla_server::{RunOptions, Server, Summary, manifest};
+
+#[derive(Parser)]
+#[command(about = "Dipla's benchmarks")]
+struct Cli {
+    /// Runs per figure (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Tiny tasks per run.
+    #[arg(long, default_value_t = 20_000)]
+    tiny_tasks: u64,
+}
+
+const FACTORISE_START: u64 = 1_000_000_000_000;
+const FACTORISE_COUNT: u64 = 2_000;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench lives in the workspace").to_owned()
+}
+
+fn wasm(name: &str) -> Result<PathBuf> {
+    let path = root().join(format!("target/wasm32-unknown-unknown/release/{name}.wasm"));
+    ensure!(path.exists(), "{} is missing: run `cargo xtask build-guests`", path.display());
+    Ok(path)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn run_job(sandbox: &Sandbox, text: &str, workers: usize) -> Result<Summary> {
+    let path = root().join("bench/job.toml");
+    let job = manifest::parse(text, &path, sandbox)?;
+    let options = RunOptions { local_workers: workers, ..RunOptions::default() };
+    let server = Server::bind(job, options).await?;
+    let summary = server.run(std::io::sink()).await?;
+    ensure!(summary.success(), "the benchmark job failed: {summary}");
+    Ok(summary)
+}
+
+fn tiny_job(tasks: u64) -> Result<String> {
+    Ok(format!(
+        r#"name = "tiny"
+        [modules]
+        bed = "{}"
+        [[stages]]
+        name = "squares"
+        task = "bed.square"
+        inputs = {{ range = {{ start = 0, end = {tasks} }} }}"#,
+        wasm("testbed")?.display()
+    ))
+}
+
+fn factorise_job() -> Result<String> {
+    Ok(format!(
+        r#"name = "factorise"
+        [modules]
+        factor = "{}"
+        [[stages]]
+        name = "factors"
+        task = "factor.factorise"
+        inputs = {{ range = {{ start = {FACTORISE_START}, end = {} }} }}"#,
+        wasm("factorise")?.display(),
+        FACTORISE_START + FACTORISE_COUNT
+    ))
+}
+
+fn native_factorise() -> Duration {
+    let started = Instant::now();
+    let mut sum = 0u64;
+    for n in FACTORISE_START..FACTORISE_START + FACTORISE_COUNT {
+        sum = sum.wrapping_add(factorise::factorise(std::hint::black_box(n)).iter().sum::<u64>());
+    }
+    std::hint::black_box(sum);
+    started.elapsed()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    format!("{cpu}, {cores} cores, {} {}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    ensure!(cli.runs > 0, "--runs must be at least 1");
+    let sandbox = Sandbox::new().context("cannot start the sandbox")?;
+    eprintln!("machine: {}", machine());
+
+    let tiny = tiny_job(cli.tiny_tasks)?;
+    let mut rates = Vec::new();
+    let mut bytes_per_task = 0.0;
+    for _ in 0..cli.runs {
+        let summary = run_job(&sandbox, &tiny, 2).await?;
+        rates.push(summary.tasks as f64 / summary.elapsed.as_secs_f64());
+        bytes_per_task =
+            (summary.stats.bytes_sent + summary.stats.bytes_received - summary.stats.module_bytes)
+                as f64
+                / summary.tasks as f64;
+        eprintln!("tiny: {summary}");
+    }
+
+    let factorise = factorise_job()?;
+    let mut times = [Vec::new(), Vec::new()];
+    for (i, workers) in [1, 2].into_iter().enumerate() {
+        for _ in 0..cli.runs {
+            let summary = run_job(&sandbox, &factorise, workers).await?;
+            times[i].push(summary.elapsed.as_secs_f64());
+            eprintln!("factorise, {workers} worker(s): {summary}");
+        }
+    }
+    let native = median((0..cli.runs).map(|_| native_factorise().as_secs_f64()).collect());
+    let [one, two] = times.map(median);
+
+    println!("Dipla benchmarks on {} (median of {} runs)", machine(), cli.runs);
+    println!();
+    println!("| benchmark | figure |");
+    println!("|---|---|");
+    println!("| tiny tasks ({} x square, 2 local workers) | {:.0} tasks/s |", cli.tiny_tasks, median(rates));
+    println!("| wire bytes per tiny task (both directions, module excluded) | {bytes_per_task:.1} B |");
+    println!("| factorise 2,000 near 10^12, native, 1 thread | {native:.3} s |");
+    println!("| factorise, 1 worker | {one:.3} s (wasm/native {:.2}) |", one / native);
+    println!("| factorise, 2 workers | {two:.3} s (speed-up over 1 worker {:.2}x) |", one / two);
+    Ok(())
+}
