@@ -22,6 +22,9 @@ struct Cli {
     /// Runs per figure (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Only the tiny-task benchmark (for profiling).
+    #[arg(long)]
+    tiny_only: bool,
     /// Tiny tasks per run.
     #[arg(long, default_value_t = 20_000)]
     tiny_tasks: u64,
@@ -31,12 +34,19 @@ const FACTORISE_START: u64 = 1_000_000_000_000;
 const FACTORISE_COUNT: u64 = 2_000;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench lives in the workspace")
+        .to_owned()
 }
 
 fn wasm(name: &str) -> Result<PathBuf> {
     let path = root().join(format!("target/wasm32-unknown-unknown/release/{name}.wasm"));
-    ensure!(path.exists(), "{} is missing: run `cargo xtask build-guests`", path.display());
+    ensure!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-guests`",
+        path.display()
+    );
     Ok(path)
 }
 
@@ -48,7 +58,10 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn run_job(sandbox: &Sandbox, text: &str, workers: usize) -> Result<Summary> {
     let path = root().join("bench/job.toml");
     let job = manifest::parse(text, &path, sandbox)?;
-    let options = RunOptions { local_workers: workers, ..RunOptions::default() };
+    let options = RunOptions {
+        local_workers: workers,
+        ..RunOptions::default()
+    };
     let server = Server::bind(job, options).await?;
     let summary = server.run(std::io::sink()).await?;
     ensure!(summary.success(), "the benchmark job failed: {summary}");
@@ -86,7 +99,11 @@ fn native_factorise() -> Duration {
     let started = Instant::now();
     let mut sum = 0u64;
     for n in FACTORISE_START..FACTORISE_START + FACTORISE_COUNT {
-        sum = sum.wrapping_add(factorise::factorise(std::hint::black_box(n)).iter().sum::<u64>());
+        sum = sum.wrapping_add(
+            factorise::factorise(std::hint::black_box(n))
+                .iter()
+                .sum::<u64>(),
+        );
     }
     std::hint::black_box(sum);
     started.elapsed()
@@ -103,7 +120,11 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    format!("{cpu}, {cores} cores, {} {}", std::env::consts::OS, std::env::consts::ARCH)
+    format!(
+        "{cpu}, {cores} cores, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 #[tokio::main]
@@ -119,13 +140,19 @@ async fn main() -> Result<()> {
     for _ in 0..cli.runs {
         let summary = run_job(&sandbox, &tiny, 2).await?;
         rates.push(summary.tasks as f64 / summary.elapsed.as_secs_f64());
-        bytes_per_task =
-            (summary.stats.bytes_sent + summary.stats.bytes_received - summary.stats.module_bytes)
-                as f64
-                / summary.tasks as f64;
+        bytes_per_task = (summary.stats.bytes_sent + summary.stats.bytes_received
+            - summary.stats.module_bytes) as f64
+            / summary.tasks as f64;
         eprintln!("tiny: {summary}");
     }
 
+    if cli.tiny_only {
+        println!(
+            "tiny tasks: {:.0} tasks/s, {bytes_per_task:.1} B on the wire per task",
+            median(rates)
+        );
+        return Ok(());
+    }
     let factorise = factorise_job()?;
     let mut times = [Vec::new(), Vec::new()];
     for (i, workers) in [1, 2].into_iter().enumerate() {
@@ -135,17 +162,37 @@ async fn main() -> Result<()> {
             eprintln!("factorise, {workers} worker(s): {summary}");
         }
     }
-    let native = median((0..cli.runs).map(|_| native_factorise().as_secs_f64()).collect());
+    let native = median(
+        (0..cli.runs)
+            .map(|_| native_factorise().as_secs_f64())
+            .collect(),
+    );
     let [one, two] = times.map(median);
 
-    println!("Dipla benchmarks on {} (median of {} runs)", machine(), cli.runs);
+    println!(
+        "Dipla benchmarks on {} (median of {} runs)",
+        machine(),
+        cli.runs
+    );
     println!();
     println!("| benchmark | figure |");
     println!("|---|---|");
-    println!("| tiny tasks ({} x square, 2 local workers) | {:.0} tasks/s |", cli.tiny_tasks, median(rates));
-    println!("| wire bytes per tiny task (both directions, module excluded) | {bytes_per_task:.1} B |");
+    println!(
+        "| tiny tasks ({} x square, 2 local workers) | {:.0} tasks/s |",
+        cli.tiny_tasks,
+        median(rates)
+    );
+    println!(
+        "| wire bytes per tiny task (both directions, module excluded) | {bytes_per_task:.1} B |"
+    );
     println!("| factorise 2,000 near 10^12, native, 1 thread | {native:.3} s |");
-    println!("| factorise, 1 worker | {one:.3} s (wasm/native {:.2}) |", one / native);
-    println!("| factorise, 2 workers | {two:.3} s (speed-up over 1 worker {:.2}x) |", one / two);
+    println!(
+        "| factorise, 1 worker | {one:.3} s (wasm/native {:.2}) |",
+        one / native
+    );
+    println!(
+        "| factorise, 2 workers | {two:.3} s (speed-up over 1 worker {:.2}x) |",
+        one / two
+    );
     Ok(())
 }

@@ -39,6 +39,14 @@ fn failure(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
     }
 }
 
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guest")
+            .field("tasks", &self.info.tasks)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Guest {
     pub(crate) fn new(module: Module, info: ModuleInfo) -> Self {
         Self { module, info }

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use dipla_protocol::{ModuleHash, TaskLimits};
+use dipla_sandbox::Guest;
 
 use crate::Inputs;
 
@@ -24,6 +25,9 @@ pub struct Module {
     pub hash: ModuleHash,
     /// The bytes, shipped to workers that ask.
     pub bytes: Arc<[u8]>,
+    /// The module compiled by the server's sandbox when it was admitted (local workers use
+    /// it rather than compiling it again).
+    pub guest: Guest,
 }
 
 /// One stage: a task applied to each of its inputs.

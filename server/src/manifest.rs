@@ -131,6 +131,7 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
             name: name.clone(),
             hash,
             bytes: Arc::from(bytes),
+            guest: guest.clone(),
         });
         guests.insert(name.as_str(), (hash, guest));
     }

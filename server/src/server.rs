@@ -154,6 +154,9 @@ impl Server {
         if options.local_workers > 0 {
             let sandbox = Sandbox::new().map_err(std::io::Error::other)?;
             let cache = ModuleCache::new(sandbox, options.cache_dir.clone())?;
+            for module in &handle.job().modules {
+                cache.seed(module.hash, module.guest.clone());
+            }
             for i in 0..options.local_workers {
                 let config = WorkerConfig {
                     server: url.clone(),

@@ -88,6 +88,12 @@ impl ModuleCache {
         Ok(guest)
     }
 
+    /// Keeps a module compiled elsewhere in this process (the server hands its local workers
+    /// the modules it compiled when it admitted them).
+    pub fn seed(&self, hash: ModuleHash, guest: Guest) {
+        self.lock().insert(hash, guest);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ModuleHash, Guest>> {
         // A panic while holding the lock cannot leave the map inconsistent.
         self.inner
