@@ -155,10 +155,14 @@ async fn main() -> Result<()> {
     }
     let factorise = factorise_job()?;
     let mut times = [Vec::new(), Vec::new()];
+    let mut first_results = Vec::new();
     for (i, workers) in [1, 2].into_iter().enumerate() {
         for _ in 0..cli.runs {
             let summary = run_job(&sandbox, &factorise, workers).await?;
             times[i].push(summary.elapsed.as_secs_f64());
+            if let Some(first) = summary.first_result {
+                first_results.push(first.as_secs_f64() * 1000.0);
+            }
             eprintln!("factorise, {workers} worker(s): {summary}");
         }
     }

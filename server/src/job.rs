@@ -1,12 +1,11 @@
 use std::sync::Arc;
 
 use dipla_protocol::{ModuleHash, TaskLimits};
-use dipla_sandbox::Guest;
+use dipla_sandbox::{Guest, Sandbox};
 
 use crate::Inputs;
 
 /// A validated job, ready to run: every module checked, every stage resolved.
-#[derive(Debug)]
 pub struct Job {
     /// The job's name.
     pub name: String,
@@ -14,6 +13,8 @@ pub struct Job {
     pub modules: Vec<Module>,
     /// The stages, in manifest order.
     pub stages: Vec<Stage>,
+    /// The sandbox the modules were compiled with (local workers run them in it).
+    pub sandbox: Sandbox,
 }
 
 /// A guest module, identified by content.
@@ -45,6 +46,16 @@ pub struct Stage {
     pub limits: TaskLimits,
     /// How many times a task may fail before it is reported as failed.
     pub max_attempts: u32,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("name", &self.name)
+            .field("modules", &self.modules)
+            .field("stages", &self.stages)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Job {

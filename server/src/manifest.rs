@@ -195,6 +195,7 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
         name: file.name,
         modules,
         stages,
+        sandbox: sandbox.clone(),
     })
 }
 

@@ -3,7 +3,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dipla_sandbox::{Limits, Sandbox};
+use axum::serve::ListenerExt;
+use dipla_sandbox::Limits;
 use dipla_worker::{ModuleCache, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -49,6 +50,8 @@ pub struct Summary {
     pub stats: StatsSnapshot,
     /// Wall-clock time from accepting workers to the last result.
     pub elapsed: Duration,
+    /// Wall-clock time from accepting workers to the first result written.
+    pub first_result: Option<Duration>,
 }
 
 impl Summary {
@@ -146,13 +149,19 @@ impl Server {
             options,
         } = self;
         let started = Instant::now();
-        let server =
-            tokio::spawn(axum::serve(listener, transport::router(handle.clone())).into_future());
+        // Small messages must not wait for Nagle's algorithm (40 ms stalls with delayed ACKs).
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let app = transport::router(handle.clone());
+        let server = tokio::spawn(axum::serve(listener, app).into_future());
         tracing::info!(%url, tasks = handle.job().task_count(), "accepting workers");
 
         let mut workers = JoinSet::new();
         if options.local_workers > 0 {
-            let sandbox = Sandbox::new().map_err(std::io::Error::other)?;
+            let sandbox = handle.job().sandbox.clone();
             let cache = ModuleCache::new(sandbox, options.cache_dir.clone())?;
             for module in &handle.job().modules {
                 cache.seed(module.hash, module.guest.clone());
@@ -173,7 +182,11 @@ impl Server {
             }
         }
 
-        let written = write_results(&handle, &mut out).await;
+        let mut first_result = None;
+        let written = write_results(&handle, &mut out, || {
+            first_result.get_or_insert_with(|| started.elapsed());
+        })
+        .await;
         let elapsed = started.elapsed();
         handle.shared.done.send_replace(true);
         let farewell = async {
@@ -196,6 +209,7 @@ impl Server {
             counts: handle.counts(),
             stats: handle.stats(),
             elapsed,
+            first_result,
         })
     }
 }
@@ -204,7 +218,11 @@ impl Server {
 const FAREWELL: Duration = Duration::from_secs(5);
 
 /// Writes results as they become ready, in order, until the job is complete.
-async fn write_results(handle: &Handle, out: &mut impl Write) -> std::io::Result<()> {
+async fn write_results(
+    handle: &Handle,
+    out: &mut impl Write,
+    mut on_write: impl FnMut(),
+) -> std::io::Result<()> {
     loop {
         let progress = handle.shared.progress.notified();
         let (ready, complete) = {
@@ -221,6 +239,7 @@ async fn write_results(handle: &Handle, out: &mut impl Write) -> std::io::Result
             )?;
         }
         if !ready.is_empty() {
+            on_write();
             out.flush()?;
         }
         if complete {

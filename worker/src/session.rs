@@ -139,6 +139,7 @@ impl Session {
     }
 
     fn on_batch(&mut self, batch: TaskBatch) {
+        tracing::info!(n = batch.tasks.len(), "TRACE batch");
         let hash = batch.module;
         match self.modules.get_mut(&hash) {
             Some(Slot::Ready(guest)) => {
@@ -188,6 +189,7 @@ impl Session {
     }
 
     async fn on_event(&mut self, event: Event) -> Result<(), WorkerError> {
+        tracing::info!("TRACE event");
         let (hash, outcome) = match event {
             Event::Loaded(hash, Some(guest)) => (hash, Ok(guest)),
             Event::Loaded(hash, None) => {
@@ -309,6 +311,7 @@ async fn write_loop(
             }
             else => break,
         };
+        tracing::info!("TRACE send");
         sink.send(encode(&message)).await?;
     }
     sink.close().await?;
