@@ -185,10 +185,10 @@ mod tests {
     #[test]
     fn ok_encodes_its_value_and_err_its_message() {
         let ok: Result<u8, String> = Ok(5);
-        assert_eq!(text(&(&Returned(ok)).encode()), (STATUS_OK, "5"));
+        assert_eq!(text(&Returned(ok).encode()), (STATUS_OK, "5"));
         let err: Result<u8, std::fmt::Error> = Err(std::fmt::Error);
         assert_eq!(
-            text(&(&Returned(err)).encode()),
+            text(&Returned(err).encode()),
             (STATUS_ERR, "an error occurred when formatting an argument")
         );
     }

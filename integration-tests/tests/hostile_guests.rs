@@ -134,3 +134,42 @@ async fn hostile_guests_fail_cleanly_and_the_workers_keep_serving() {
         );
     }
 }
+
+/// The volunteer's caps win over what the server asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_volunteers_caps_win_over_the_servers_limits() {
+    let job = JobDir::new(
+        r#"
+        name = "greedy"
+        [modules]
+        bed = "{testbed}"
+        [[stages]]
+        name = "work"
+        task = "bed.burn"
+        inputs = { values = [[1, 1000000000]] }
+        max_attempts = 1
+        [[stages]]
+        name = "memory"
+        task = "bed.hog"
+        inputs = { values = [40] }
+        max_attempts = 1
+        [limits]
+        fuel = 100_000_000_000
+        memory_mb = 1024
+        "#,
+    );
+    let (server, url) = remote_server(job.job()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let caps = ["--max-fuel", "50000000", "--max-memory-mb", "16"];
+    let _frugal = WorkerProcess::with_args(&url, "frugal", cache, &caps);
+    let (_, lines) = finish(server).await;
+    assert_eq!(
+        lines[0]["error"],
+        "out of fuel: the task used all of its 50000000 fuel"
+    );
+    let memory = lines[1]["error"].as_str().unwrap();
+    assert!(
+        memory.starts_with("memory limit: ") && memory.ends_with("the limit is 16777216"),
+        "{memory}"
+    );
+}

@@ -14,13 +14,13 @@ pub fn factorise(mut n: u64) -> Vec<u64> {
     if n < 2 {
         return factors;
     }
-    while n % 2 == 0 {
+    while n.is_multiple_of(2) {
         factors.push(2);
         n /= 2;
     }
     let mut d = 3;
     while d <= n / d {
-        while n % d == 0 {
+        while n.is_multiple_of(d) {
             factors.push(d);
             n /= d;
         }

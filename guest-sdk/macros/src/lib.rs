@@ -152,10 +152,10 @@ fn check_signature(function: &ItemFn) -> syn::Result<()> {
     if let Some(variadic) = &sig.variadic {
         return fail(variadic, "a #[task] cannot be variadic");
     }
-    if let ReturnType::Type(_, ty) = &sig.output {
-        if let Type::ImplTrait(_) = **ty {
-            return fail(ty, "a #[task] must name its result type, not `impl Trait`");
-        }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && let Type::ImplTrait(_) = **ty
+    {
+        return fail(ty, "a #[task] must name its result type, not `impl Trait`");
     }
     Ok(())
 }

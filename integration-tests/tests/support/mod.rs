@@ -105,6 +105,11 @@ impl WorkerProcess {
 
     /// Starts a one-core worker named `name` caching modules in `cache`.
     pub fn with_cache(url: &str, name: &str, cache: tempfile::TempDir) -> Self {
+        Self::with_args(url, name, cache, &[])
+    }
+
+    /// Starts a one-core worker with extra command-line arguments.
+    pub fn with_args(url: &str, name: &str, cache: tempfile::TempDir, args: &[&str]) -> Self {
         let child = Command::new(bin("dipla-worker"))
             .args([
                 "--server",
@@ -116,6 +121,7 @@ impl WorkerProcess {
                 "--cache-dir",
             ])
             .arg(cache.path())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

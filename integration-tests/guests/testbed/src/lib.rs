@@ -29,7 +29,7 @@ pub fn burn(seed: u64, rounds: u64) -> u64 {
 /// Returns an error for odd numbers.
 #[task]
 pub fn even_only(x: u64) -> Result<u64, String> {
-    if x % 2 == 0 {
+    if x.is_multiple_of(2) {
         Ok(x / 2)
     } else {
         Err(format!("{x} is odd"))

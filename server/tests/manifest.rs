@@ -1,0 +1,192 @@
+//! A bad manifest or module is reported with the key, file or line at fault, before any worker
+//! is accepted.
+
+use std::path::Path;
+
+use dipla_sandbox::Sandbox;
+use dipla_server::manifest;
+
+const GUEST: &str = r#"(module
+    (memory (export "memory") 1)
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 64))
+    (func (export "double") (param i32 i32) (result i64) (i64.const 0))
+    (@custom "dipla" "{\"abi\":1,\"task\":\"double\"}\n"))"#;
+
+/// Writes `guest` as `guest.wasm` and `manifest` as `job.toml` in a fresh folder, loads it and
+/// returns the error message.
+fn error(guest: &str, manifest_text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("guest.wasm"),
+        wat::parse_str(guest).unwrap(),
+    )
+    .unwrap();
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, manifest_text).unwrap();
+    match manifest::load(&path, &Sandbox::new().unwrap()) {
+        Ok(job) => panic!("{job:?} should have been refused"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn job(stage_extra: &str) -> String {
+    format!(
+        r#"name = "t"
+        [modules]
+        m = "guest.wasm"
+        [[stages]]
+        name = "s"
+        task = "m.double"
+        {stage_extra}"#
+    )
+}
+
+fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "{message:?} should mention {part:?}"
+        );
+    }
+}
+
+#[test]
+fn a_good_manifest_loads_with_resolved_paths_and_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("guest.wasm"),
+        wat::parse_str(GUEST).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "1\n\n[2, 3]\n{\"a\": 4}\n").unwrap();
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, job(r#"inputs = { file = "in.jsonl" }"#)).unwrap();
+    let job = manifest::load(&path, &Sandbox::new().unwrap()).unwrap();
+    assert_eq!(job.stages[0].inputs.len(), 3);
+    assert_eq!(job.stages[0].inputs.get(2).get(), r#"{"a": 4}"#);
+    assert_eq!(job.stages[0].limits, manifest::DEFAULT_LIMITS);
+    assert_eq!(job.stages[0].max_attempts, manifest::DEFAULT_MAX_ATTEMPTS);
+    assert_eq!(job.stages[0].export, "double");
+}
+
+#[test]
+fn a_missing_module_names_the_key_and_the_path() {
+    let message = error(
+        GUEST,
+        &job("inputs = { values = [1] }").replace("guest.wasm", "gone.wasm"),
+    );
+    assert_mentions(&message, &["modules.m", "gone.wasm", "cannot read"]);
+}
+
+#[test]
+fn a_module_with_imports_is_refused_before_any_worker_joins() {
+    let importer = GUEST.replace("(memory", r#"(import "wasi" "fd_write" (func)) (memory"#);
+    let message = error(&importer, &job("inputs = { values = [1] }"));
+    assert_mentions(
+        &message,
+        &["modules.m", "wasi.fd_write", "may import nothing"],
+    );
+}
+
+#[test]
+fn a_module_without_the_abi_section_is_refused() {
+    let bare = GUEST.replace(
+        r#"(@custom "dipla" "{\"abi\":1,\"task\":\"double\"}\n")"#,
+        "",
+    );
+    let message = error(&bare, &job("inputs = { values = [1] }"));
+    assert_mentions(&message, &["modules.m", "no `dipla` custom section"]);
+}
+
+#[test]
+fn an_unknown_task_lists_the_tasks_there_are() {
+    let message = error(
+        GUEST,
+        &job("inputs = { values = [1] }").replace("m.double", "m.triple"),
+    );
+    assert_mentions(
+        &message,
+        &["stages[0].task", "`triple` is not a task", "double"],
+    );
+    let message = error(
+        GUEST,
+        &job("inputs = { values = [1] }").replace("m.double", "n.double"),
+    );
+    assert_mentions(&message, &["stages[0].task", "no module named \"n\""]);
+    let message = error(
+        GUEST,
+        &job("inputs = { values = [1] }").replace("m.double", "double"),
+    );
+    assert_mentions(&message, &["stages[0].task", "module.export"]);
+}
+
+#[test]
+fn misspelt_keys_are_named() {
+    let message = error(GUEST, &job("inptus = { values = [1] }"));
+    assert_mentions(&message, &["inptus"]);
+    let message = error(GUEST, &job("inputs = { values = [1] }\n[limits]\nfeul = 5"));
+    assert_mentions(&message, &["feul"]);
+}
+
+#[test]
+fn empty_and_malformed_inputs_are_named() {
+    let message = error(GUEST, &job("inputs = { range = { start = 5, end = 5 } }"));
+    assert_mentions(&message, &["stages[0].inputs", "empty"]);
+    let message = error(GUEST, &job("inputs = { values = [] }"));
+    assert_mentions(&message, &["stages[0].inputs", "no inputs"]);
+    let message = error(GUEST, &job(r#"inputs = { file = "missing.jsonl" }"#));
+    assert_mentions(&message, &["stages[0].inputs", "missing.jsonl"]);
+}
+
+#[test]
+fn a_bad_input_line_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("guest.wasm"),
+        wat::parse_str(GUEST).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "1\n2\n{oops\n").unwrap();
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, job(r#"inputs = { file = "in.jsonl" }"#)).unwrap();
+    let message = manifest::load(&path, &Sandbox::new().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&message, &["stages[0].inputs", "in.jsonl:3", "not JSON"]);
+}
+
+#[test]
+fn limits_out_of_range_are_named() {
+    for (limits, key) in [
+        ("fuel = 0", "limits.fuel"),
+        ("memory_mb = 0", "limits.memory_mb"),
+        ("memory_mb = 5000", "limits.memory_mb"),
+        ("timeout_secs = 0", "limits.timeout_secs"),
+    ] {
+        let message = error(
+            GUEST,
+            &job(&format!("inputs = {{ values = [1] }}\n[limits]\n{limits}")),
+        );
+        assert_mentions(&message, &[key]);
+    }
+    let message = error(GUEST, &job("inputs = { values = [1] }\nmax_attempts = 0"));
+    assert_mentions(&message, &["stages[0].max_attempts"]);
+}
+
+#[test]
+fn duplicate_stage_names_are_refused() {
+    let text = job("inputs = { values = [1] }");
+    let twice = format!(
+        "{text}\n[[stages]]\nname = \"s\"\ntask = \"m.double\"\ninputs = {{ values = [2] }}"
+    );
+    let message = error(GUEST, &twice);
+    assert_mentions(&message, &["stages[1].name", "another stage"]);
+}
+
+#[test]
+fn a_missing_manifest_is_named() {
+    let message = manifest::load(Path::new("/nonexistent/job.toml"), &Sandbox::new().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&message, &["/nonexistent/job.toml"]);
+}
