@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 
     let mut config = WorkerConfig::new(cli.server);
     if let Some(cores) = cli.cores {
-        config.cores = cores.clamp(1, config.cores.max(cores));
+        config.cores = cores.max(1);
     }
     if let Some(name) = cli.name {
         config.name = name;
