@@ -11,8 +11,10 @@
 //!   rest is the result's JSON, or `1` and the rest is a UTF-8 error message;
 //! - optionally `dipla_panic_message() -> i64`: after a trap, `(ptr << 32) | len` of a UTF-8
 //!   message explaining it (a panic), or 0;
-//! - a custom section named `dipla` holding one JSON object per line,
-//!   `{"abi":1,"task":"<export>"}`, for each task export.
+//! - a custom section named `dipla` holding one JSON object per line for each task export:
+//!   `{"abi":1,"task":"<export>"}`, optionally with `"params":[{"name":..,"type":..}]` (which
+//!   lets the server check arities when it loads a job), `"returns":"<type>"` and
+//!   `"fold":true` (a reducer: it also folds an array of more than two values).
 //!
 //! The host uses a fresh instance for every task and throws it away afterwards, so a guest
 //! never needs to free anything. `docs/ARCHITECTURE.md` has a worked example in WAT.
@@ -40,7 +42,7 @@ pub const STATUS_ERR: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleInfo {
     /// The task exports the `dipla` section lists, in order.
-    pub tasks: Vec<String>,
+    pub tasks: Vec<TaskInfo>,
     /// The module's imports as `module.name` (a runnable guest has none).
     pub imports: Vec<String>,
 }
@@ -99,11 +101,68 @@ fn list(names: &[String]) -> String {
     }
 }
 
+/// One task, as the `dipla` section describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct TaskInfo {
+    /// The export's name.
+    #[serde(rename = "task")]
+    pub name: String,
+    /// The parameters, when the module says (the Rust SDK always does).
+    #[serde(default)]
+    pub params: Option<Vec<Param>>,
+    /// The result type's name, when the module says.
+    #[serde(default)]
+    pub returns: Option<String>,
+    /// Whether the task is a reducer that folds arrays of any length of at least 2.
+    #[serde(default)]
+    pub fold: bool,
+}
+
+/// A task parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Param {
+    /// Its name in the source.
+    pub name: String,
+    /// Its type's name in the source.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+impl TaskInfo {
+    /// How many parameters the task takes, when the module says.
+    pub fn arity(&self) -> Option<usize> {
+        self.params.as_ref().map(Vec::len)
+    }
+}
+
+impl std::fmt::Display for TaskInfo {
+    /// `name(a: u64, b: u64) -> u64`, or `name(?)` when the module does not say.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.params {
+            Some(params) => {
+                let params: Vec<String> = params
+                    .iter()
+                    .map(|p| format!("{}: {}", p.name, p.ty))
+                    .collect();
+                write!(f, "{}({})", self.name, params.join(", "))?;
+            }
+            None => write!(f, "{}(?)", self.name)?,
+        }
+        if let Some(returns) = &self.returns {
+            write!(f, " -> {returns}")?;
+        }
+        if self.fold {
+            f.write_str(" [can reduce]")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Record {
     abi: u32,
-    task: String,
+    #[serde(flatten)]
+    task: TaskInfo,
 }
 
 /// Reads a module's imports and its `dipla` section, without compiling it.
@@ -144,7 +203,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
         line: 1,
         why: format!("not UTF-8: {e}"),
     })?;
-    let mut tasks: Vec<String> = Vec::new();
+    let mut tasks: Vec<TaskInfo> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -156,7 +215,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
         if record.abi != ABI_VERSION {
             return Err(AbiError::Version(record.abi));
         }
-        if !tasks.contains(&record.task) {
+        if !tasks.iter().any(|task| task.name == record.task.name) {
             tasks.push(record.task);
         }
     }
@@ -164,19 +223,18 @@ pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
 }
 
 impl ModuleInfo {
-    /// Checks that `name` is one of the module's tasks.
+    /// The task named `name`.
     ///
     /// # Errors
     /// [`AbiError::NotATask`], listing the tasks there are.
-    pub fn check_task(&self, name: &str) -> Result<(), AbiError> {
-        if self.tasks.iter().any(|task| task == name) {
-            Ok(())
-        } else {
-            Err(AbiError::NotATask {
+    pub fn task(&self, name: &str) -> Result<&TaskInfo, AbiError> {
+        self.tasks
+            .iter()
+            .find(|task| task.name == name)
+            .ok_or_else(|| AbiError::NotATask {
                 name: name.to_owned(),
-                tasks: self.tasks.clone(),
+                tasks: self.tasks.iter().map(|task| task.name.clone()).collect(),
             })
-        }
     }
 }
 
@@ -197,13 +255,25 @@ mod tests {
                 (@custom "dipla" "{\"abi\":1,\"task\":\"b\"}\n{\"abi\":1,\"task\":\"a\"}\n"))"#,
         ))
         .unwrap();
-        assert_eq!(info.tasks, ["a", "b"]);
+        let names: Vec<&str> = info.tasks.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
         assert_eq!(info.imports, ["env.clock"]);
-        assert!(info.check_task("b").is_ok());
+        assert_eq!(info.task("b").unwrap().arity(), None);
         assert_eq!(
-            info.check_task("c").unwrap_err().to_string(),
+            info.task("c").unwrap_err().to_string(),
             "`c` is not a task of this module (its tasks: a, b)"
         );
+    }
+
+    #[test]
+    fn reads_signatures() {
+        let info = inspect(&module(
+            r#"(module (@custom "dipla" "{\"abi\":1,\"task\":\"add\",\"params\":[{\"name\":\"a\",\"type\":\"u64\"},{\"name\":\"b\",\"type\":\"u64\"}],\"returns\":\"u64\",\"fold\":true}\n"))"#,
+        ))
+        .unwrap();
+        let add = info.task("add").unwrap();
+        assert_eq!(add.arity(), Some(2));
+        assert_eq!(add.to_string(), "add(a: u64, b: u64) -> u64 [can reduce]");
     }
 
     #[test]

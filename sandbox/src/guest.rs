@@ -61,15 +61,15 @@ impl Guest {
     ///
     /// # Errors
     /// When it is not listed in the `dipla` section or has another type.
-    pub fn check_task(&self, export: &str) -> Result<(), AbiError> {
-        self.info.check_task(export)?;
+    pub fn check_task(&self, export: &str) -> Result<&abi::TaskInfo, AbiError> {
+        let task = self.info.task(export)?;
         if crate::sandbox::has_func(
             &self.module,
             export,
             &[ValType::I32, ValType::I32],
             &[ValType::I64],
         ) {
-            Ok(())
+            Ok(task)
         } else {
             Err(AbiError::Export {
                 what: format!("task `{export}` as `(i32, i32) -> i64`"),
@@ -491,7 +491,7 @@ mod tests {
             guest.check_task("refuse"),
             Err(AbiError::NotATask { .. })
         ));
-        assert!(matches!(guest.check_task("spin"), Ok(())));
+        assert!(guest.check_task("spin").is_ok());
     }
 
     #[test]

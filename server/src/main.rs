@@ -43,6 +43,11 @@ enum Command {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+    /// Print a guest module's hash and its tasks' signatures.
+    Inspect {
+        /// The module (.wasm).
+        module: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,6 +77,22 @@ fn main() -> ExitCode {
 
 async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Inspect { module } => {
+            let bytes = std::fs::read(&module)
+                .with_context(|| format!("cannot read {}", module.display()))?;
+            let sandbox = Sandbox::new().context("cannot start the sandbox")?;
+            let guest = sandbox
+                .compile(&bytes)
+                .with_context(|| format!("{} is not a runnable Dipla guest", module.display()))?;
+            println!("module  {}", module.display());
+            println!("sha256  {}", dipla_protocol::ModuleHash::of(&bytes));
+            println!("size    {} bytes", bytes.len());
+            println!("tasks:");
+            for task in &guest.info().tasks {
+                println!("  {task}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             manifest: path,
             out,

@@ -47,6 +47,7 @@ fn expand(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
     }
 
     let mut types = Vec::new();
+    let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
@@ -55,13 +56,36 @@ fn expand(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
                     "a #[task] must be a free function: it cannot take `self`",
                 ));
             }
-            FnArg::Typed(typed) => types.push(check_parameter(&typed.ty)?),
+            FnArg::Typed(typed) => {
+                let ty = check_parameter(&typed.ty)?;
+                let name = match &*typed.pat {
+                    syn::Pat::Ident(ident) => ident.ident.to_string(),
+                    _ => "_".to_owned(),
+                };
+                params.push(format!(
+                    "{{\"name\":{},\"type\":{}}}",
+                    json_string(&name),
+                    json_string(&type_name(ty))
+                ));
+                types.push(ty);
+            }
         }
     }
+    let returns = match &sig.output {
+        ReturnType::Default => "()".to_owned(),
+        ReturnType::Type(_, ty) => type_name(ty),
+    };
+    // A reducer: two parameters of the result's own type. It also accepts a longer array
+    // and folds it left to right, so a reduce tree can have any fan-in.
+    let fold = types.len() == 2 && type_name(types[0]) == returns && type_name(types[1]) == returns;
     let args: Vec<_> = (0..types.len())
         .map(|i| format_ident!("__arg{i}"))
         .collect();
     let decode = match types.len() {
+        _ if fold => {
+            let ty = types[0];
+            quote!(let __items: ::std::vec::Vec<#ty> = ::dipla_guest::__private::decode(__input)?;)
+        }
         1 => {
             let ty = &types[0];
             quote!(let __arg0: #ty = ::dipla_guest::__private::decode(__input)?;)
@@ -81,7 +105,28 @@ fn expand(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => quote!(#ty),
     };
-    let record = format!("{{\"abi\":{ABI_VERSION},\"task\":\"{export}\"}}\n");
+    let call = if fold {
+        quote! {
+            if __items.len() < 2 {
+                return ::core::result::Result::Err(::dipla_guest::__private::failure(
+                    "a reducer takes an array of at least 2 values",
+                ));
+            }
+            let mut __items = __items.into_iter();
+            let mut __value = __items.next().expect("checked above");
+            for __item in __items {
+                __value = #name(__value, __item);
+            }
+        }
+    } else {
+        quote!(let __value = #name(#(#args),*);)
+    };
+    let record = format!(
+        "{{\"abi\":{ABI_VERSION},\"task\":{},\"params\":[{}],\"returns\":{},\"fold\":{fold}}}\n",
+        json_string(&export),
+        params.join(","),
+        json_string(&returns),
+    );
     let record_len = record.len();
     let record = syn::LitByteStr::new(record.as_bytes(), Span::call_site());
 
@@ -108,7 +153,7 @@ fn expand(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
                     use ::dipla_guest::__private::{EncodeResult as _, EncodeValue as _};
                     let __run = || -> ::core::result::Result<::std::vec::Vec<u8>, ::std::vec::Vec<u8>> {
                         #decode
-                        let __value = #name(#(#args),*);
+                        #call
                         ::core::result::Result::Ok(#encode)
                     };
                     match __run() {
@@ -173,4 +218,36 @@ fn check_parameter(ty: &Type) -> syn::Result<&Type> {
         )),
         _ => Ok(ty),
     }
+}
+
+/// A type as readable text: `Vec<u64>`, `(String, u32)`.
+fn type_name(ty: &Type) -> String {
+    let text = quote!(#ty).to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        let drop_space = c == ' '
+            && (matches!(next, Some('<' | '>' | ',' | ')' | ']' | ':'))
+                || matches!(out.chars().last(), Some('<' | '(' | '[' | '&' | ':')));
+        if !drop_space {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

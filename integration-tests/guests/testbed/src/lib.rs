@@ -15,6 +15,24 @@ pub fn describe(name: String, count: u32, tags: Vec<String>) -> String {
     format!("{name} x{count} [{}]", tags.join(","))
 }
 
+/// Addition: a reducer (two parameters of the result's type).
+#[task]
+pub fn add(a: u64, b: u64) -> u64 {
+    a.wrapping_add(b)
+}
+
+/// How many values a list has.
+#[task]
+pub fn count(values: Vec<u64>) -> u64 {
+    values.len() as u64
+}
+
+/// One part of a scattered input: `(value, index, count)`.
+#[task]
+pub fn part(value: String, index: u32, count: u32) -> String {
+    format!("{value}:{index}/{count}")
+}
+
 /// Burns about `rounds` iterations of integer work, then returns `seed` (a slow task).
 #[task]
 pub fn burn(seed: u64, rounds: u64) -> u64 {
@@ -98,6 +116,9 @@ mod tests {
     #[test]
     fn tasks_run_natively() {
         assert_eq!(square(12), 144);
+        assert_eq!(add(2, 3), 5);
+        assert_eq!(count(vec![1, 2]), 2);
+        assert_eq!(part("x".into(), 1, 3), "x:1/3");
         assert_eq!(
             describe("a".into(), 2, vec!["x".into(), "y".into()]),
             "a x2 [x,y]"
