@@ -135,3 +135,53 @@ fn remote_workers_join_a_listening_server() {
     assert_eq!(stdout.lines().count(), 3);
     assert!(worker.wait_success());
 }
+
+#[test]
+fn stage_writes_only_that_stages_results() {
+    let job = JobDir::new(&format!(
+        "{SQUARES}\n[[stages]]\nname = \"sum\"\ntask = \"bed.add\"\nreduce = {{ stage = \"squares\" }}\n"
+    ));
+    let output = Command::new(bin("dipla-server"))
+        .args([
+            "run",
+            job.manifest.to_str().unwrap(),
+            "--local-workers",
+            "1",
+            "--stage",
+            "sum",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "{\"stage\":\"sum\",\"index\":0,\"input\":{\"items\":3,\"reduce\":\"squares\"},\"output\":1011554}\n"
+    );
+}
+
+#[test]
+fn inspect_prints_the_task_signatures() {
+    let output = Command::new(bin("dipla-server"))
+        .args(["inspect"])
+        .arg(crate::support::wasm("testbed"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("add(a: u64, b: u64) -> u64 [can reduce]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("describe(name: String, count: u32, tags: Vec<String>) -> String"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("even_only(x: u64) -> Result<u64, String>"),
+        "{stdout}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod chaining;
 mod cli;
 mod factorise;
 mod faults;

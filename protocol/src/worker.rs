@@ -142,6 +142,9 @@ pub enum FailureKind {
     BadOutput,
     /// The worker itself failed (for example it could not fetch the module).
     Worker,
+    /// An input the task needed, the output of another task, failed; the task never ran.
+    /// Only the server uses it.
+    Upstream,
 }
 
 impl FailureKind {
@@ -165,6 +168,7 @@ impl fmt::Display for FailureKind {
             Self::Rejected => "module rejected",
             Self::BadOutput => "bad output",
             Self::Worker => "worker error",
+            Self::Upstream => "upstream failure",
         })
     }
 }

@@ -89,6 +89,7 @@ fn failure_kinds() {
         (FailureKind::Rejected, "rejected"),
         (FailureKind::BadOutput, "bad_output"),
         (FailureKind::Worker, "worker"),
+        (FailureKind::Upstream, "upstream"),
     ];
     for (kind, text) in kinds {
         pin(&kind, &format!("\"{text}\""));

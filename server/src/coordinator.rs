@@ -1,11 +1,17 @@
 //! The scheduling core: which task runs where, what happens when it fails or its worker
-//! vanishes, and which results are ready to write. It does no I/O and reads no clock: the
-//! transport feeds it events (a worker joined, results arrived, a worker left) and sends what
-//! it decides, so it can be tested deterministically.
+//! vanishes, which tasks a finished one makes ready, and which results are ready to write. It
+//! does no I/O and reads no clock: the transport feeds it events (a worker joined, results
+//! arrived, a worker left) and sends what it decides, so it can be tested deterministically.
 //!
-//! Memory is proportional to the work in flight, not to the size of the job: fresh tasks are
-//! a cursor per stage, and a task only gets a record once it is running, has failed, or
-//! finished out of order.
+//! Stages form a graph. A stage fed by inputs known up front ([`Feed::Inputs`]) hands out
+//! tasks from a cursor. A stage fed by other stages' outputs ([`Feed::Items`]: a map over a
+//! promise, or a zip) gets task `i` as soon as item `i` of every stage it reads exists, so
+//! downstream work starts while upstream work is still running (pipelining). A reduce stage
+//! ([`Feed::Reduce`]) folds another stage's outputs as a tree of fixed shape: groups of
+//! `fan_in` consecutive items, level by level, so the result never depends on completion
+//! order. A failed item fails whatever needed it, naming it.
+//!
+//! Memory is proportional to the work in flight plus the outputs other stages still read.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -17,12 +23,12 @@ pub type WorkerId = u64;
 /// One attempt at running a task; the id that travels in the protocol.
 pub type AttemptId = u64;
 
-/// A task: its stage and its index among the stage's inputs.
+/// A task: its stage and its index in the stage (for a reduce stage, its node in the tree).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskRef {
     /// The stage, in manifest order.
     pub stage: usize,
-    /// The input's index in the stage.
+    /// The task's index in the stage.
     pub index: u64,
 }
 
@@ -38,19 +44,39 @@ const TARGET_QUEUED_MICROS: f64 = 20_000.0;
 /// kills workers).
 pub const MAX_LOST: u32 = 3;
 
+/// Where a stage's task inputs come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feed {
+    /// Known up front: every task can run at once.
+    Inputs,
+    /// Task `i` needs output `i` of each of these stages.
+    Items(Vec<usize>),
+    /// One result: the outputs of `stage` folded as a tree of groups of `fan_in`.
+    Reduce {
+        /// The stage whose outputs are folded.
+        stage: usize,
+        /// Items per group (at least 2).
+        fan_in: u64,
+    },
+}
+
 /// What the coordinator needs to know of a stage.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagePlan {
-    /// How many tasks.
+    /// The stage's name, for messages.
+    pub name: String,
+    /// How many tasks (for a reduce stage: how many items it folds).
     pub tasks: u64,
     /// Failures before a task is reported as failed.
     pub max_attempts: u32,
+    /// Where its inputs come from.
+    pub feed: Feed,
 }
 
 /// A finished task, ready to be written.
 #[derive(Debug)]
 pub struct Finished {
-    /// Which task.
+    /// Which task (a reduce stage's one result has index 0).
     pub task: TaskRef,
     /// Its output, or the failure that ended its last attempt.
     pub outcome: Result<Box<RawJson>, TaskFailure>,
@@ -63,7 +89,7 @@ pub struct Finished {
 pub struct Assignment {
     /// The stage (decides module, export and limits).
     pub stage: usize,
-    /// Attempt ids and input indexes.
+    /// Attempt ids and task indexes.
     pub tasks: Vec<(AttemptId, u64)>,
 }
 
@@ -78,9 +104,9 @@ pub enum Violation {
 /// Counters of what happened, for the summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Tasks finished with an output.
+    /// Results finished with an output.
     pub succeeded: u64,
-    /// Tasks finished with a failure.
+    /// Results finished with a failure.
     pub failed: u64,
     /// Attempts that failed and were retried.
     pub retried: u64,
@@ -123,40 +149,138 @@ struct Attempt {
     worker: WorkerId,
 }
 
+type Outcome = Result<Box<RawJson>, TaskFailure>;
+
+/// The shape of a reduce tree: level 0 is the folded stage's items, each higher level has one
+/// node per group of `fan_in` nodes below, up to a single root.
+#[derive(Debug)]
+struct Tree {
+    fan_in: u64,
+    /// Nodes per level; `sizes[0]` is the number of items.
+    sizes: Vec<u64>,
+    /// Task index of the first node of each level (level 0 has none).
+    offsets: Vec<u64>,
+    /// Known values, by (level, position).
+    values: HashMap<(usize, u64), Outcome>,
+}
+
+impl Tree {
+    fn new(items: u64, fan_in: u64) -> Self {
+        let mut sizes = vec![items];
+        while *sizes.last().expect("never empty") > 1 {
+            let below = *sizes.last().expect("never empty");
+            sizes.push(below.div_ceil(fan_in));
+        }
+        let mut offsets = vec![0; sizes.len()];
+        for level in 2..sizes.len() {
+            offsets[level] = offsets[level - 1] + sizes[level - 1];
+        }
+        Self {
+            fan_in,
+            sizes,
+            offsets,
+            values: HashMap::new(),
+        }
+    }
+
+    /// The (level, position) of a task index.
+    fn node(&self, index: u64) -> (usize, u64) {
+        let level = (1..self.sizes.len())
+            .rev()
+            .find(|&level| index >= self.offsets[level])
+            .expect("index within the tree");
+        (level, index - self.offsets[level])
+    }
+
+    /// The children of node (level, position): positions at `level - 1`.
+    fn children(&self, level: usize, position: u64) -> std::ops::Range<u64> {
+        let start = position * self.fan_in;
+        start..(start + self.fan_in).min(self.sizes[level - 1])
+    }
+
+    fn top(&self) -> usize {
+        self.sizes.len() - 1
+    }
+}
+
 /// The scheduling state of one job.
 #[derive(Debug)]
 pub struct Coordinator {
     plans: Vec<StagePlan>,
-    /// The next never-dispatched index of each stage.
+    /// The next never-dispatched index of each [`Feed::Inputs`] stage.
     fresh: Vec<u64>,
+    /// Tasks whose inputs have just become available, oldest first.
+    ready: VecDeque<TaskRef>,
     /// Tasks to run again, oldest first.
     retries: VecDeque<TaskRef>,
     attempts: HashMap<AttemptId, Attempt>,
     next_attempt: AttemptId,
     history: HashMap<TaskRef, History>,
     workers: HashMap<WorkerId, Worker>,
+    /// The stages reading each stage's outputs.
+    dependents: Vec<Vec<usize>>,
+    /// Outputs kept for the stages that read them.
+    items: Vec<HashMap<u64, Outcome>>,
+    trees: Vec<Option<Tree>>,
     /// Finished tasks not yet taken, per stage, by index.
     finished: Vec<BTreeMap<u64, Finished>>,
-    /// How many tasks of each stage have been taken, in order.
+    /// How many results of each stage have been taken, in order.
     taken: Vec<u64>,
+    /// How many results of each stage are final.
+    done: Vec<u64>,
     counts: Counts,
 }
 
 impl Coordinator {
-    /// A coordinator for stages with these plans.
+    /// A coordinator for stages with these plans. Plans must only refer to other stages
+    /// (and not form a cycle), as the manifest guarantees.
     pub fn new(plans: Vec<StagePlan>) -> Self {
         let n = plans.len();
+        let mut dependents = vec![Vec::new(); n];
+        let mut trees: Vec<Option<Tree>> = (0..n).map(|_| None).collect();
+        for (stage, plan) in plans.iter().enumerate() {
+            match &plan.feed {
+                Feed::Inputs => {}
+                Feed::Items(sources) => {
+                    for &source in sources {
+                        if !dependents[source].contains(&stage) {
+                            dependents[source].push(stage);
+                        }
+                    }
+                }
+                Feed::Reduce {
+                    stage: source,
+                    fan_in,
+                } => {
+                    dependents[*source].push(stage);
+                    trees[stage] = Some(Tree::new(plan.tasks, (*fan_in).max(2)));
+                }
+            }
+        }
         Self {
-            plans,
             fresh: vec![0; n],
+            ready: VecDeque::new(),
             retries: VecDeque::new(),
             attempts: HashMap::new(),
             next_attempt: 1,
             history: HashMap::new(),
             workers: HashMap::new(),
+            dependents,
+            items: (0..n).map(|_| HashMap::new()).collect(),
+            trees,
             finished: (0..n).map(|_| BTreeMap::new()).collect(),
             taken: vec![0; n],
+            done: vec![0; n],
             counts: Counts::default(),
+            plans,
+        }
+    }
+
+    /// How many result lines stage `stage` has (one for a reduce stage).
+    pub fn lines(&self, stage: usize) -> u64 {
+        match self.plans[stage].feed {
+            Feed::Reduce { .. } => 1,
+            _ => self.plans[stage].tasks,
         }
     }
 
@@ -198,8 +322,8 @@ impl Coordinator {
         }
     }
 
-    /// Picks tasks for `worker` up to its in-flight window: retries first, then fresh tasks
-    /// in stage order.
+    /// Picks tasks for `worker` up to its in-flight window: retries first, then tasks whose
+    /// inputs just became available, then fresh tasks in stage order.
     pub fn assign(&mut self, worker: WorkerId) -> Vec<Assignment> {
         let Some(state) = self.workers.get(&worker) else {
             return Vec::new();
@@ -222,8 +346,17 @@ impl Coordinator {
         for task in passed_over.into_iter().rev() {
             self.retries.push_front(task);
         }
-
+        while room > 0 {
+            let Some(task) = self.ready.pop_front() else {
+                break;
+            };
+            picked.push(task);
+            room -= 1;
+        }
         for stage in 0..self.plans.len() {
+            if self.plans[stage].feed != Feed::Inputs {
+                continue;
+            }
             let take = (self.plans[stage].tasks - self.fresh[stage]).min(room as u64);
             for index in self.fresh[stage]..self.fresh[stage] + take {
                 picked.push(TaskRef { stage, index });
@@ -270,7 +403,7 @@ impl Coordinator {
         worker: WorkerId,
         id: AttemptId,
         micros: u64,
-        outcome: Result<Box<RawJson>, TaskFailure>,
+        outcome: Outcome,
     ) -> Result<(), Violation> {
         match self.attempts.get(&id) {
             Some(attempt) if attempt.worker == worker => {}
@@ -303,23 +436,140 @@ impl Coordinator {
         Ok(())
     }
 
-    fn finish(&mut self, task: TaskRef, outcome: Result<Box<RawJson>, TaskFailure>) {
+    /// A task has its final outcome: record it and make ready what was waiting for it.
+    fn finish(&mut self, task: TaskRef, outcome: Outcome) {
         let history = self.history.remove(&task).unwrap_or_default();
+        let attempts = history.failures + u32::from(outcome.is_ok());
+        if let Some(tree) = &self.trees[task.stage] {
+            let (level, position) = tree.node(task.index);
+            self.tree_value(task.stage, level, position, outcome, attempts);
+        } else {
+            self.result(task, outcome, attempts);
+        }
+    }
+
+    /// A stage's result `task` is final: count it, keep it for the writer and for the stages
+    /// that read it, and feed them.
+    fn result(&mut self, task: TaskRef, outcome: Outcome, attempts: u32) {
         match outcome {
             Ok(_) => self.counts.succeeded += 1,
             Err(_) => self.counts.failed += 1,
         }
-        let attempts = history.failures + u32::from(outcome.is_ok());
-        let finished = Finished {
-            task,
-            outcome,
-            attempts,
-        };
-        self.finished[task.stage].insert(task.index, finished);
+        self.done[task.stage] += 1;
+        let dependents = self.dependents[task.stage].clone();
+        if !dependents.is_empty() {
+            self.items[task.stage].insert(task.index, outcome.clone());
+        }
+        self.finished[task.stage].insert(
+            task.index,
+            Finished {
+                task,
+                outcome,
+                attempts,
+            },
+        );
+        for dependent in dependents {
+            match self.plans[dependent].feed.clone() {
+                Feed::Items(sources) => self.feed_item(dependent, &sources, task.index),
+                Feed::Reduce { .. } => {
+                    let outcome = self.items[task.stage][&task.index].clone();
+                    self.tree_value(dependent, 0, task.index, outcome, 0);
+                }
+                Feed::Inputs => {}
+            }
+        }
     }
 
-    /// Takes the finished tasks that are next in order: stage by stage, each stage's tasks
-    /// in input order, a stage only once every earlier one is complete.
+    /// Item `index` of one of `stage`'s sources exists: run task `index` once all do.
+    fn feed_item(&mut self, stage: usize, sources: &[usize], index: u64) {
+        let mut failures = Vec::new();
+        for &source in sources {
+            match self.items[source].get(&index) {
+                None => return,
+                Some(Ok(_)) => {}
+                Some(Err(failure)) => failures.push((source, failure.clone())),
+            }
+        }
+        match failures.into_iter().next() {
+            None => self.ready.push_back(TaskRef { stage, index }),
+            Some((source, failure)) => {
+                let failure = upstream(&self.plans[source].name, index, &failure);
+                self.result(TaskRef { stage, index }, Err(failure), 0);
+            }
+        }
+    }
+
+    /// A value of a reduce tree is known: pass it up, run the group above once complete.
+    fn tree_value(
+        &mut self,
+        stage: usize,
+        level: usize,
+        position: u64,
+        outcome: Outcome,
+        attempts: u32,
+    ) {
+        let source = match self.plans[stage].feed {
+            Feed::Reduce { stage: source, .. } => source,
+            _ => unreachable!("only reduce stages have trees"),
+        };
+        let tree = self.trees[stage]
+            .as_mut()
+            .expect("a reduce stage has a tree");
+        if level == tree.top() {
+            self.result(TaskRef { stage, index: 0 }, outcome, attempts);
+            return;
+        }
+        tree.values.insert((level, position), outcome);
+        let parent = position / tree.fan_in;
+        let children = tree.children(level + 1, parent);
+        let mut values = Vec::new();
+        for child in children.clone() {
+            match tree.values.get(&(level, child)) {
+                None => return,
+                Some(value) => values.push((child, value)),
+            }
+        }
+        if let Some((child, Err(failure))) = values.iter().find(|(_, v)| v.is_err()) {
+            let failure = if level == 0 {
+                upstream(&self.plans[source].name, *child, failure)
+            } else {
+                (*failure).clone()
+            };
+            self.tree_value(stage, level + 1, parent, Err(failure), 0);
+        } else if children.end - children.start == 1 {
+            let value = values[0].1.clone();
+            self.tree_value(stage, level + 1, parent, value, 0);
+        } else {
+            let index = tree.offsets[level + 1] + parent;
+            self.ready.push_back(TaskRef { stage, index });
+        }
+    }
+
+    /// The output of item `index` of `stage`, if it succeeded and a later stage reads it.
+    pub fn item(&self, stage: usize, index: u64) -> Option<&RawJson> {
+        match self.items[stage].get(&index) {
+            Some(Ok(output)) => Some(output),
+            _ => None,
+        }
+    }
+
+    /// The values a reduce task folds, in order.
+    ///
+    /// # Panics
+    /// When `task` is not a ready reduce task (a bug in the caller).
+    pub fn group(&self, task: TaskRef) -> Vec<&RawJson> {
+        let tree = self.trees[task.stage].as_ref().expect("a reduce stage");
+        let (level, position) = tree.node(task.index);
+        tree.children(level, position)
+            .map(|child| match &tree.values[&(level - 1, child)] {
+                Ok(value) => &**value,
+                Err(_) => unreachable!("a group with a failure is never run"),
+            })
+            .collect()
+    }
+
+    /// Takes the finished results that are next in order: stage by stage, each stage's in
+    /// input order, a stage only once every earlier one is complete.
     pub fn take_ready(&mut self) -> Vec<Finished> {
         let mut ready = Vec::new();
         for stage in 0..self.plans.len() {
@@ -330,19 +580,21 @@ impl Coordinator {
                 ready.push(entry.remove());
                 self.taken[stage] += 1;
             }
-            if self.taken[stage] < self.plans[stage].tasks {
+            if self.taken[stage] < self.lines(stage) {
                 break;
             }
         }
         ready
     }
 
-    /// Whether every task has finished and been taken.
+    /// Whether every result has been taken.
     pub fn is_complete(&self) -> bool {
-        self.taken
-            .iter()
-            .zip(&self.plans)
-            .all(|(taken, plan)| *taken == plan.tasks)
+        (0..self.plans.len()).all(|stage| self.taken[stage] == self.lines(stage))
+    }
+
+    /// How many of `stage`'s results are final.
+    pub fn done(&self, stage: usize) -> u64 {
+        self.done[stage]
     }
 
     /// How many tasks are running now.
@@ -358,6 +610,15 @@ impl Coordinator {
     /// What happened so far.
     pub fn counts(&self) -> Counts {
         self.counts
+    }
+}
+
+/// The failure of a task whose input `index` of stage `source` failed.
+fn upstream(source: &str, index: u64, failure: &TaskFailure) -> TaskFailure {
+    let message = format!("its input, task {index} of stage {source:?}, failed ({failure})");
+    TaskFailure {
+        kind: FailureKind::Upstream,
+        message,
     }
 }
 
@@ -378,8 +639,10 @@ mod tests {
 
     fn plan(tasks: u64) -> StagePlan {
         StagePlan {
+            name: "s".into(),
             tasks,
             max_attempts: 3,
+            feed: Feed::Inputs,
         }
     }
 
@@ -483,8 +746,8 @@ mod tests {
     #[test]
     fn failures_retry_on_another_worker_then_give_up() {
         let mut c = Coordinator::new(vec![StagePlan {
-            tasks: 1,
             max_attempts: 2,
+            ..plan(1)
         }]);
         c.join(1, 1);
         c.join(2, 1);
@@ -551,5 +814,152 @@ mod tests {
             c.complete(1, id, 1, output("0")),
             Err(Violation::UnknownAttempt(id))
         );
+    }
+
+    fn fed(tasks: u64, feed: Feed) -> StagePlan {
+        StagePlan {
+            name: "d".into(),
+            tasks,
+            max_attempts: 1,
+            feed,
+        }
+    }
+
+    /// Runs every assignable task on worker 1, answering with `answer(task, input values)`.
+    fn run_all(c: &mut Coordinator, answer: impl Fn(TaskRef, &Coordinator) -> Outcome) {
+        loop {
+            let tasks = ids(&c.assign(1));
+            if tasks.is_empty() {
+                return;
+            }
+            for (id, task) in tasks {
+                let outcome = answer(task, c);
+                c.complete(1, id, 5, outcome).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_mapped_stage_starts_as_soon_as_its_item_exists() {
+        let mut c = Coordinator::new(vec![plan(3), fed(3, Feed::Items(vec![0]))]);
+        c.join(1, 1);
+        let first = ids(&c.assign(1));
+        assert!(
+            first.iter().all(|(_, t)| t.stage == 0),
+            "nothing downstream is ready yet"
+        );
+        c.complete(1, first[0].0, 5, output("10")).unwrap();
+        let next = ids(&c.assign(1));
+        assert_eq!(
+            next[0].1,
+            TaskRef { stage: 1, index: 0 },
+            "downstream task 0 goes first"
+        );
+        assert_eq!(c.item(0, 0).unwrap().get(), "10");
+        assert!(c.item(0, 1).is_none());
+    }
+
+    #[test]
+    fn a_zip_waits_for_every_part_and_a_failed_part_fails_the_task() {
+        let once = StagePlan {
+            max_attempts: 1,
+            ..plan(2)
+        };
+        let mut c = Coordinator::new(vec![once, plan(2), fed(2, Feed::Items(vec![0, 1]))]);
+        c.join(1, 8);
+        let tasks = ids(&c.assign(1));
+        assert_eq!(tasks.len(), 4);
+        c.complete(1, tasks[0].0, 5, output("1")).unwrap();
+        assert!(c.assign(1).is_empty(), "item 0 of stage 1 is missing");
+        c.complete(1, tasks[2].0, 5, output("2")).unwrap();
+        assert_eq!(ids(&c.assign(1))[0].1, TaskRef { stage: 2, index: 0 });
+        c.complete(1, tasks[1].0, 5, panic()).unwrap();
+        c.complete(1, tasks[3].0, 5, output("3")).unwrap();
+        assert!(c.assign(1).is_empty(), "task 1 of the zip cannot run");
+        let failed = c.finished[2].get(&1).unwrap().outcome.as_ref().unwrap_err();
+        assert_eq!(failed.kind, FailureKind::Upstream);
+        assert!(
+            failed.message.contains("task 1 of stage \"s\""),
+            "{}",
+            failed.message
+        );
+    }
+
+    #[test]
+    fn a_reduce_tree_has_a_fixed_shape() {
+        // 7 items, fan-in 2: level 1 has 4 nodes (the last passes item 6 through), level 2
+        // has 2, level 3 is the root: 3 + 1 + 1 = 5 tasks... with the pass-through, 6 - 1.
+        let tree = Tree::new(7, 2);
+        assert_eq!(tree.sizes, [7, 4, 2, 1]);
+        assert_eq!(tree.offsets, [0, 0, 4, 6]);
+        assert_eq!(tree.node(5), (2, 1));
+        assert_eq!(tree.children(1, 3), 6..7);
+
+        for fan_in in [2, 3, 5] {
+            let mut c = Coordinator::new(vec![plan(7), fed(7, Feed::Reduce { stage: 0, fan_in })]);
+            c.join(1, 4);
+            run_all(&mut c, |task, c| {
+                if task.stage == 0 {
+                    return output(&(task.index + 1).to_string());
+                }
+                let values: Vec<u64> = c
+                    .group(task)
+                    .iter()
+                    .map(|v| v.get().parse().unwrap())
+                    .collect();
+                output(&values.iter().sum::<u64>().to_string())
+            });
+            let ready = c.take_ready();
+            let total = ready.iter().find(|f| f.task.stage == 1).unwrap();
+            assert_eq!(
+                total.outcome.as_ref().unwrap().get(),
+                "28",
+                "fan-in {fan_in}"
+            );
+            assert!(c.is_complete());
+        }
+    }
+
+    #[test]
+    fn a_reduce_of_one_item_needs_no_task_and_a_failed_item_fails_it() {
+        let mut c = Coordinator::new(vec![
+            plan(1),
+            fed(
+                1,
+                Feed::Reduce {
+                    stage: 0,
+                    fan_in: 2,
+                },
+            ),
+        ]);
+        c.join(1, 1);
+        run_all(&mut c, |_, _| output("5"));
+        assert_eq!(c.take_ready()[1].outcome.as_ref().unwrap().get(), "5");
+
+        let mut c = Coordinator::new(vec![
+            StagePlan {
+                max_attempts: 1,
+                ..plan(4)
+            },
+            fed(
+                4,
+                Feed::Reduce {
+                    stage: 0,
+                    fan_in: 2,
+                },
+            ),
+        ]);
+        c.join(1, 4);
+        run_all(&mut c, |task, _| {
+            if task == (TaskRef { stage: 0, index: 2 }) {
+                panic()
+            } else {
+                output("1")
+            }
+        });
+        let ready = c.take_ready();
+        let total = ready[4].outcome.as_ref().unwrap_err();
+        assert_eq!(total.kind, FailureKind::Upstream);
+        assert!(c.is_complete());
     }
 }

@@ -3,7 +3,10 @@ use std::sync::Arc;
 use dipla_protocol::{ModuleHash, TaskLimits};
 use dipla_sandbox::{Guest, Sandbox};
 
+use dipla_protocol::RawJson;
+
 use crate::Inputs;
+use crate::coordinator::{Coordinator, Feed, StagePlan, TaskRef};
 
 /// A validated job, ready to run: every module checked, every stage resolved.
 pub struct Job {
@@ -40,12 +43,82 @@ pub struct Stage {
     pub module: ModuleHash,
     /// The task export.
     pub export: String,
-    /// The inputs, one per task.
-    pub inputs: Inputs,
+    /// Where each task's input comes from.
+    pub source: Source,
+    /// How many tasks (for a reduce stage: how many values it folds).
+    pub tasks: u64,
     /// Sandbox limits for each task.
     pub limits: TaskLimits,
     /// How many times a task may fail before it is reported as failed.
     pub max_attempts: u32,
+}
+
+/// Where a stage's task inputs come from.
+#[derive(Debug)]
+pub enum Source {
+    /// Values known up front.
+    List(Inputs),
+    /// The outputs of another stage, one task per output (a map over a promise).
+    Stage(usize),
+    /// One argument from each part, matched by index: the task's input is an array.
+    Zip(Vec<Part>),
+    /// One value split into `count` tasks, each given `[value, index, count]`.
+    Scatter {
+        /// The value.
+        value: Box<RawJson>,
+        /// How many tasks.
+        count: u64,
+    },
+    /// The outputs of another stage folded as a tree of groups of `fan_in`.
+    Reduce {
+        /// The stage folded.
+        stage: usize,
+        /// Values per group.
+        fan_in: u64,
+    },
+}
+
+/// One part of a zip.
+#[derive(Debug)]
+pub enum Part {
+    /// Values known up front.
+    List(Inputs),
+    /// Another stage's outputs.
+    Stage(usize),
+}
+
+impl Stage {
+    /// What the coordinator needs to know of this stage.
+    pub fn plan(&self) -> StagePlan {
+        let feed = match &self.source {
+            Source::List(_) | Source::Scatter { .. } => Feed::Inputs,
+            Source::Stage(stage) => Feed::Items(vec![*stage]),
+            Source::Zip(parts) => {
+                let stages: Vec<usize> = parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        Part::Stage(stage) => Some(*stage),
+                        Part::List(_) => None,
+                    })
+                    .collect();
+                if stages.is_empty() {
+                    Feed::Inputs
+                } else {
+                    Feed::Items(stages)
+                }
+            }
+            Source::Reduce { stage, fan_in } => Feed::Reduce {
+                stage: *stage,
+                fan_in: *fan_in,
+            },
+        };
+        StagePlan {
+            name: self.name.clone(),
+            tasks: self.tasks,
+            max_attempts: self.max_attempts,
+            feed,
+        }
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -59,9 +132,68 @@ impl std::fmt::Debug for Job {
 }
 
 impl Job {
-    /// How many tasks the job has in all.
+    /// How many result lines the job writes (a reduce stage writes one).
     pub fn task_count(&self) -> u64 {
-        self.stages.iter().map(|stage| stage.inputs.len()).sum()
+        self.stages
+            .iter()
+            .map(|stage| match stage.source {
+                Source::Reduce { .. } => 1,
+                _ => stage.tasks,
+            })
+            .sum()
+    }
+
+    /// The JSON input of `task`, which the coordinator has made ready.
+    ///
+    /// # Panics
+    /// When an input it needs does not exist (a bug: the coordinator only hands out tasks
+    /// whose inputs exist).
+    pub fn input(&self, task: TaskRef, coordinator: &Coordinator) -> Box<RawJson> {
+        let item = |stage: usize| -> Box<RawJson> {
+            coordinator
+                .item(stage, task.index)
+                .expect("a ready task's inputs exist")
+                .to_owned()
+        };
+        let text = match &self.stages[task.stage].source {
+            Source::List(inputs) => return inputs.get(task.index),
+            Source::Stage(stage) => return item(*stage),
+            Source::Zip(parts) => {
+                let parts: Vec<Box<RawJson>> = parts
+                    .iter()
+                    .map(|part| match part {
+                        Part::List(inputs) => inputs.get(task.index),
+                        Part::Stage(stage) => item(*stage),
+                    })
+                    .collect();
+                array(parts.iter().map(|part| part.get()))
+            }
+            Source::Scatter { value, count } => format!("[{},{},{count}]", value.get(), task.index),
+            Source::Reduce { .. } => array(coordinator.group(task).into_iter().map(RawJson::get)),
+        };
+        RawJson::from_string(text).expect("composed from valid JSON")
+    }
+
+    /// The `"input"` of a result line: the task's input, or for a reduce stage
+    /// `{"reduce":"<stage>","items":N}`.
+    pub fn line_input(&self, task: TaskRef, coordinator: &Coordinator) -> Box<RawJson> {
+        let stage = &self.stages[task.stage];
+        let missing = match &stage.source {
+            Source::Reduce { stage: folded, .. } => {
+                let text = serde_json::json!({ "reduce": self.stages[*folded].name, "items": stage.tasks });
+                return RawJson::from_string(text.to_string()).expect("valid JSON");
+            }
+            Source::Stage(source) => coordinator.item(*source, task.index).is_none(),
+            Source::Zip(parts) => parts.iter().any(|part| {
+                matches!(part, Part::Stage(source) if coordinator.item(*source, task.index).is_none())
+            }),
+            Source::List(_) | Source::Scatter { .. } => false,
+        };
+        if missing {
+            // The task never ran: its input failed upstream.
+            return RawJson::from_string("null".to_owned()).expect("valid JSON");
+        }
+        self.input(task, coordinator)
     }
 
     /// The bytes of module `hash`, if the job has it.
@@ -71,4 +203,17 @@ impl Job {
             .find(|module| module.hash == *hash)
             .map(|module| &module.bytes)
     }
+}
+
+/// `[a,b,...]` from JSON texts.
+fn array<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    let mut text = String::from("[");
+    for (i, part) in parts.enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(part);
+    }
+    text.push(']');
+    text
 }

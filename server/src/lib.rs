@@ -22,7 +22,7 @@ pub mod transport;
 
 pub use error::ManifestError;
 pub use inputs::Inputs;
-pub use job::{Job, Module, Stage};
+pub use job::{Job, Module, Part, Source, Stage};
 pub use server::{RunOptions, Server, Summary};
 pub use state::{Handle, WorkerSummary};
 pub use stats::{Stats, StatsSnapshot};

@@ -42,6 +42,9 @@ enum Command {
         /// Where local workers cache compiled modules (default: in memory only).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        /// Write only this stage's results (every stage still runs).
+        #[arg(long)]
+        stage: Option<String>,
     },
     /// Print a guest module's hash and its tasks' signatures.
     Inspect {
@@ -99,6 +102,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             local_workers,
             cache_dir,
+            stage,
         } => {
             let sandbox = Sandbox::new().context("cannot start the sandbox")?;
             let job = manifest::load(&path, &sandbox)?;
@@ -110,6 +114,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     RunOptions::default().local_workers
                 }),
                 cache_dir,
+                only_stage: stage,
                 ..RunOptions::default()
             };
             let server = Server::bind(job, options).await.with_context(|| {

@@ -29,7 +29,9 @@ use dipla_protocol::{ModuleHash, RawJson, TaskLimits};
 use dipla_sandbox::Sandbox;
 use serde::Deserialize;
 
-use crate::{Inputs, Job, ManifestError, Module, Stage};
+use dipla_sandbox::abi::TaskInfo;
+
+use crate::{Inputs, Job, ManifestError, Module, Part, Source, Stage};
 
 /// Failures a task may have before it is reported as failed, unless a stage says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -56,7 +58,8 @@ struct File {
 struct StageFile {
     name: String,
     task: String,
-    inputs: InputsFile,
+    inputs: Option<InputsFile>,
+    reduce: Option<ReduceFile>,
     max_attempts: Option<u32>,
 }
 
@@ -66,6 +69,16 @@ enum InputsFile {
     Range { start: u64, end: u64 },
     Values(Vec<toml::Value>),
     File(PathBuf),
+    Stage(String),
+    Zip(Vec<InputsFile>),
+    Scatter { value: toml::Value, count: u64 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReduceFile {
+    stage: String,
+    fan_in: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,13 +155,18 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
             "declare at least one [[stages]]".into(),
         ));
     }
-    let mut stages: Vec<Stage> = Vec::new();
-    for (i, stage) in file.stages.into_iter().enumerate() {
+    let names: Vec<String> = file.stages.iter().map(|stage| stage.name.clone()).collect();
+    let find = |name: &str| names.iter().position(|n| n == name);
+
+    // First pass: each stage's task and the stages it reads.
+    let mut tasks = Vec::new();
+    let mut reads: Vec<Vec<usize>> = Vec::new();
+    for (i, stage) in file.stages.iter().enumerate() {
         let key = |field: &str| format!("stages[{i}].{field}");
         if stage.name.trim().is_empty() {
             return Err(invalid(key("name"), "a stage needs a name".into()));
         }
-        if stages.iter().any(|s| s.name == stage.name) {
+        if names[..i].contains(&stage.name) {
             return Err(invalid(
                 key("name"),
                 format!("another stage is named {:?}", stage.name),
@@ -173,20 +191,115 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
                 ),
             ));
         };
-        guest
+        let info = guest
             .check_task(export)
-            .map_err(|e| invalid(key("task"), format!("module {module_name}: {e}")))?;
-        let inputs =
-            inputs(stage.inputs, base).map_err(|message| invalid(key("inputs"), message))?;
+            .map_err(|e| invalid(key("task"), format!("module {module_name}: {e}")))?
+            .clone();
+        tasks.push((*hash, export.to_owned(), info));
+        let mut referenced = Vec::new();
+        let mut unknown = None;
+        let mut note = |name: &str| match find(name) {
+            Some(index) => referenced.push(index),
+            None => unknown = Some(name.to_owned()),
+        };
+        match (&stage.inputs, &stage.reduce) {
+            (Some(inputs), None) => stage_refs(inputs, &mut note),
+            (None, Some(reduce)) => note(&reduce.stage),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    key("reduce"),
+                    "give either inputs or reduce, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    key("inputs"),
+                    "give the stage inputs (or a reduce)".into(),
+                ));
+            }
+        }
+        if let Some(name) = unknown {
+            let field = if stage.reduce.is_some() {
+                "reduce"
+            } else {
+                "inputs"
+            };
+            return Err(invalid(
+                key(field),
+                format!("no stage named {name:?} (stages: {})", names.join(", ")),
+            ));
+        }
+        reads.push(referenced);
+    }
+    let order = topological_order(&reads).map_err(|cycle| {
+        let path: Vec<&str> = cycle.iter().map(|&i| names[i].as_str()).collect();
+        invalid(
+            "stages".into(),
+            format!(
+                "the stages read each other in a cycle: {}",
+                path.join(" -> ")
+            ),
+        )
+    })?;
+
+    // Second pass, upstream first: sources and task counts.
+    let mut resolved: Vec<Option<(Source, u64)>> = (0..file.stages.len()).map(|_| None).collect();
+    let mut stages_file: Vec<Option<StageFile>> = file.stages.into_iter().map(Some).collect();
+    for &i in &order {
+        let stage = stages_file[i].as_ref().expect("visited once");
+        let key = |field: &str| format!("stages[{i}].{field}");
+        let count = |index: usize| resolved[index].as_ref().expect("upstream first").1;
+        let info = &tasks[i].2;
+        let (source, count) = match (&stage.inputs, &stage.reduce) {
+            (_, Some(reduce)) => {
+                let fan_in = reduce.fan_in.unwrap_or(2);
+                if fan_in < 2 {
+                    return Err(invalid(key("reduce.fan_in"), "must be at least 2".into()));
+                }
+                let reducer =
+                    info.fold || (info.arity() == Some(2) && fan_in == 2) || info.arity().is_none();
+                if !reducer {
+                    return Err(invalid(
+                        key("task"),
+                        format!(
+                            "{info} cannot reduce: a reducer takes two parameters of its result's type, such as add(a: u64, b: u64) -> u64"
+                        ),
+                    ));
+                }
+                let folded = find(&reduce.stage).expect("checked");
+                (
+                    Source::Reduce {
+                        stage: folded,
+                        fan_in,
+                    },
+                    count(folded),
+                )
+            }
+            (Some(inputs), None) => source(inputs, base, info, &find, &count)
+                .map_err(|message| invalid(key("inputs"), message))?,
+            (None, None) => unreachable!("checked in the first pass"),
+        };
+        resolved[i] = Some((source, count));
+    }
+
+    let mut stages = Vec::new();
+    for (i, stage) in stages_file.iter_mut().enumerate() {
+        let stage = stage.take().expect("each stage once");
+        let (source, count) = resolved[i].take().expect("resolved");
         let max_attempts = stage.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if max_attempts == 0 {
-            return Err(invalid(key("max_attempts"), "must be at least 1".into()));
+            return Err(invalid(
+                format!("stages[{i}].max_attempts"),
+                "must be at least 1".into(),
+            ));
         }
+        let (module, export, _) = tasks[i].clone();
         stages.push(Stage {
             name: stage.name,
-            module: *hash,
-            export: export.to_owned(),
-            inputs,
+            module,
+            export,
+            source,
+            tasks: count,
             limits,
             max_attempts,
         });
@@ -197,6 +310,134 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
         stages,
         sandbox: sandbox.clone(),
     })
+}
+
+/// Calls `note` with the name of every stage `inputs` reads.
+fn stage_refs(inputs: &InputsFile, note: &mut impl FnMut(&str)) {
+    match inputs {
+        InputsFile::Stage(name) => note(name),
+        InputsFile::Zip(parts) => parts.iter().for_each(|part| stage_refs(part, note)),
+        _ => {}
+    }
+}
+
+/// The stages in an order where every stage comes after those it reads, or a cycle.
+fn topological_order(reads: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Visiting,
+        Done,
+    }
+    fn visit(
+        stage: usize,
+        reads: &[Vec<usize>],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+        order: &mut Vec<usize>,
+    ) -> Result<(), Vec<usize>> {
+        match marks[stage] {
+            Mark::Done => return Ok(()),
+            Mark::Visiting => {
+                let start = path.iter().position(|&s| s == stage).unwrap_or(0);
+                let mut cycle = path[start..].to_vec();
+                cycle.push(stage);
+                return Err(cycle);
+            }
+            Mark::New => {}
+        }
+        marks[stage] = Mark::Visiting;
+        path.push(stage);
+        for &upstream in &reads[stage] {
+            visit(upstream, reads, marks, path, order)?;
+        }
+        path.pop();
+        marks[stage] = Mark::Done;
+        order.push(stage);
+        Ok(())
+    }
+    let mut marks = vec![Mark::New; reads.len()];
+    let mut order = Vec::new();
+    for stage in 0..reads.len() {
+        visit(stage, reads, &mut marks, &mut Vec::new(), &mut order)?;
+    }
+    Ok(order)
+}
+
+/// Resolves a stage's `inputs` to a source and its number of tasks.
+fn source(
+    inputs: &InputsFile,
+    base: &Path,
+    info: &TaskInfo,
+    find: &impl Fn(&str) -> Option<usize>,
+    count: &impl Fn(usize) -> u64,
+) -> Result<(Source, u64), String> {
+    let arity = |want: usize, what: &str| match info.arity() {
+        Some(have) if have != want => Err(format!(
+            "{what} gives {want} argument(s) but {info} takes {have}"
+        )),
+        _ => Ok(()),
+    };
+    match inputs {
+        InputsFile::Stage(name) => {
+            let stage = find(name).expect("checked");
+            Ok((Source::Stage(stage), count(stage)))
+        }
+        InputsFile::Zip(parts) => {
+            if parts.is_empty() {
+                return Err("a zip needs at least one part".into());
+            }
+            arity(parts.len(), "the zip")?;
+            let mut resolved = Vec::new();
+            let mut lengths = Vec::new();
+            for (j, part) in parts.iter().enumerate() {
+                let (part, length) = match part {
+                    InputsFile::Stage(name) => {
+                        let stage = find(name).expect("checked");
+                        (Part::Stage(stage), count(stage))
+                    }
+                    InputsFile::Zip(_) | InputsFile::Scatter { .. } => {
+                        return Err(format!("zip[{j}]: a zip part is a list or a stage"));
+                    }
+                    list => {
+                        let list = list_inputs(list, base).map_err(|e| format!("zip[{j}]: {e}"))?;
+                        let length = list.len();
+                        (Part::List(list), length)
+                    }
+                };
+                resolved.push(part);
+                lengths.push(length);
+            }
+            if lengths.iter().any(|&length| length != lengths[0]) {
+                let lengths: Vec<String> = lengths.iter().map(u64::to_string).collect();
+                return Err(format!(
+                    "the zip's parts differ in length ({})",
+                    lengths.join(", ")
+                ));
+            }
+            Ok((Source::Zip(resolved), lengths[0]))
+        }
+        InputsFile::Scatter { value, count } => {
+            arity(3, "scatter")?;
+            if *count == 0 {
+                return Err("scatter needs a count of at least 1".into());
+            }
+            let json = serde_json::to_string(value).map_err(|e| format!("scatter.value: {e}"))?;
+            let value = RawJson::from_string(json).map_err(|e| format!("scatter.value: {e}"))?;
+            Ok((
+                Source::Scatter {
+                    value,
+                    count: *count,
+                },
+                *count,
+            ))
+        }
+        list => {
+            let list = list_inputs(list, base)?;
+            let length = list.len();
+            Ok((Source::List(list), length))
+        }
+    }
 }
 
 fn limits(file: &LimitsFile) -> Result<TaskLimits, (String, String)> {
@@ -223,9 +464,9 @@ fn limits(file: &LimitsFile) -> Result<TaskLimits, (String, String)> {
     })
 }
 
-fn inputs(file: InputsFile, base: &Path) -> Result<Inputs, String> {
+fn list_inputs(file: &InputsFile, base: &Path) -> Result<Inputs, String> {
     let inputs = match file {
-        InputsFile::Range { start, end } => {
+        &InputsFile::Range { start, end } => {
             if start >= end {
                 return Err(format!(
                     "the range {start}..{end} is empty (end is exclusive)"
@@ -245,7 +486,7 @@ fn inputs(file: InputsFile, base: &Path) -> Result<Inputs, String> {
                 .collect::<Result<_, _>>()?,
         ),
         InputsFile::File(path) => {
-            let full = base.join(&path);
+            let full = base.join(path);
             let text = std::fs::read_to_string(&full)
                 .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
             let mut values = Vec::new();
@@ -258,6 +499,9 @@ fn inputs(file: InputsFile, base: &Path) -> Result<Inputs, String> {
                 values.push(value);
             }
             Inputs::Values(values)
+        }
+        InputsFile::Stage(_) | InputsFile::Zip(_) | InputsFile::Scatter { .. } => {
+            unreachable!("handled by the caller")
         }
     };
     if inputs.is_empty() {

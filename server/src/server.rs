@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub cache_dir: Option<PathBuf>,
     /// Caps for local workers' tasks.
     pub local_caps: Limits,
+    /// Write only this stage's results (every stage still runs).
+    pub only_stage: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -35,6 +37,7 @@ impl Default for RunOptions {
             local_workers: std::thread::available_parallelism().map_or(1, usize::from),
             cache_dir: None,
             local_caps: WorkerConfig::new("").caps,
+            only_stage: None,
         }
     }
 }
@@ -96,6 +99,15 @@ impl Server {
     /// # Errors
     /// When the address cannot be bound.
     pub async fn bind(job: Job, options: RunOptions) -> std::io::Result<Self> {
+        if let Some(name) = &options.only_stage
+            && !job.stages.iter().any(|stage| &stage.name == name)
+        {
+            let names: Vec<&str> = job.stages.iter().map(|stage| stage.name.as_str()).collect();
+            return Err(std::io::Error::other(format!(
+                "--stage {name}: the job has no such stage (stages: {})",
+                names.join(", ")
+            )));
+        }
         let addr = options.listen.unwrap_or((Ipv4Addr::LOCALHOST, 0).into());
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
@@ -183,7 +195,14 @@ impl Server {
         }
 
         let mut first_result = None;
-        let written = write_results(&handle, &mut out, || {
+        let only = options.only_stage.as_ref().and_then(|name| {
+            handle
+                .job()
+                .stages
+                .iter()
+                .position(|stage| &stage.name == name)
+        });
+        let written = write_results(&handle, &mut out, only, || {
             first_result.get_or_insert_with(|| started.elapsed());
         })
         .await;
@@ -221,23 +240,33 @@ const FAREWELL: Duration = Duration::from_secs(5);
 async fn write_results(
     handle: &Handle,
     out: &mut impl Write,
+    only: Option<usize>,
     mut on_write: impl FnMut(),
 ) -> std::io::Result<()> {
     loop {
         let progress = handle.shared.progress.notified();
-        let (ready, complete) = {
+        // Inputs of later stages are read from the coordinator, so lines are made under its
+        // lock and written after.
+        let (lines, complete) = {
             let mut coordinator = handle.coordinator();
-            (coordinator.take_ready(), coordinator.is_complete())
+            let ready = coordinator.take_ready();
+            let mut lines = Vec::with_capacity(ready.len());
+            for finished in ready
+                .iter()
+                .filter(|f| only.is_none_or(|s| s == f.task.stage))
+            {
+                let stage = &handle.job().stages[finished.task.stage];
+                let input = handle.job().line_input(finished.task, &coordinator);
+                let mut line = Vec::new();
+                write_line(&mut line, &stage.name, &input, finished)?;
+                lines.push(line);
+            }
+            (lines, coordinator.is_complete())
         };
-        for finished in &ready {
-            let stage = &handle.job().stages[finished.task.stage];
-            write_line(
-                out,
-                &stage.name,
-                &stage.inputs.get(finished.task.index),
-                finished,
-            )?;
+        for line in &lines {
+            out.write_all(line)?;
         }
+        let ready = lines;
         if !ready.is_empty() {
             on_write();
             out.flush()?;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{Notify, watch};
 
 use crate::Job;
-use crate::coordinator::{Coordinator, Counts, StagePlan};
+use crate::coordinator::{Coordinator, Counts};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Everything the connections and the result writer share. Cheap to clone.
@@ -46,14 +46,7 @@ pub struct WorkerSummary {
 
 impl Handle {
     pub(crate) fn new(job: Job) -> Self {
-        let plans = job
-            .stages
-            .iter()
-            .map(|stage| StagePlan {
-                tasks: stage.inputs.len(),
-                max_attempts: stage.max_attempts,
-            })
-            .collect();
+        let plans = job.stages.iter().map(crate::Stage::plan).collect();
         let shared = Shared {
             job,
             coordinator: Mutex::new(Coordinator::new(plans)),
@@ -132,6 +125,11 @@ impl Handle {
     /// Task counters.
     pub fn counts(&self) -> Counts {
         self.coordinator().counts()
+    }
+
+    /// How many results of stage `stage` are final.
+    pub fn stage_done(&self, stage: usize) -> u64 {
+        self.coordinator().done(stage)
     }
 
     /// How many tasks are running now.

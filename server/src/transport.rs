@@ -16,7 +16,8 @@ use dipla_protocol::{
 };
 use futures_util::{SinkExt, StreamExt};
 
-use crate::coordinator::Assignment;
+use crate::Job;
+use crate::coordinator::{Assignment, Coordinator, TaskRef};
 use crate::state::Handle;
 
 /// The largest message a worker may send.
@@ -124,9 +125,15 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
         if *done.borrow_and_update() {
             return End::Done;
         }
-        let assignments = handle.coordinator().assign(id);
-        for assignment in assignments {
-            let message = batch(handle, assignment);
+        let messages: Vec<String> = {
+            let mut coordinator = handle.coordinator();
+            let assignments = coordinator.assign(id);
+            assignments
+                .into_iter()
+                .map(|a| batch(handle.job(), &coordinator, a))
+                .collect()
+        };
+        for message in messages {
             handle.shared.stats.sent(message.len());
             if sink.send(Message::text(message)).await.is_err() {
                 return End::Gone;
@@ -214,14 +221,20 @@ async fn on_message(
 }
 
 /// The `tasks` message for an assignment.
-fn batch(handle: &Handle, assignment: Assignment) -> String {
-    let stage = &handle.job().stages[assignment.stage];
+fn batch(job: &Job, coordinator: &Coordinator, assignment: Assignment) -> String {
+    let stage = &job.stages[assignment.stage];
     let tasks = assignment
         .tasks
         .into_iter()
         .map(|(id, index)| TaskItem {
             id,
-            input: stage.inputs.get(index),
+            input: job.input(
+                TaskRef {
+                    stage: assignment.stage,
+                    index,
+                },
+                coordinator,
+            ),
         })
         .collect();
     encode(&ServerMessage::Tasks(TaskBatch {

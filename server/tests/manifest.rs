@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use dipla_sandbox::Sandbox;
-use dipla_server::manifest;
+use dipla_server::{Source, manifest};
 
 const GUEST: &str = r#"(module
     (memory (export "memory") 1)
@@ -62,8 +62,11 @@ fn a_good_manifest_loads_with_resolved_paths_and_defaults() {
     let path = dir.path().join("job.toml");
     std::fs::write(&path, job(r#"inputs = { file = "in.jsonl" }"#)).unwrap();
     let job = manifest::load(&path, &Sandbox::new().unwrap()).unwrap();
-    assert_eq!(job.stages[0].inputs.len(), 3);
-    assert_eq!(job.stages[0].inputs.get(2).get(), r#"{"a": 4}"#);
+    assert_eq!(job.stages[0].tasks, 3);
+    let Source::List(inputs) = &job.stages[0].source else {
+        panic!("a list")
+    };
+    assert_eq!(inputs.get(2).get(), r#"{"a": 4}"#);
     assert_eq!(job.stages[0].limits, manifest::DEFAULT_LIMITS);
     assert_eq!(job.stages[0].max_attempts, manifest::DEFAULT_MAX_ATTEMPTS);
     assert_eq!(job.stages[0].export, "double");
@@ -189,4 +192,150 @@ fn a_missing_manifest_is_named() {
         .unwrap_err()
         .to_string();
     assert_mentions(&message, &["/nonexistent/job.toml"]);
+}
+
+const TWO: &str = r#"(module
+    (memory (export "memory") 1)
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 64))
+    (func (export "add") (param i32 i32) (result i64) (i64.const 0))
+    (func (export "id") (param i32 i32) (result i64) (i64.const 0))
+    (func (export "three") (param i32 i32) (result i64) (i64.const 0))
+    (@custom "dipla" "{\"abi\":1,\"task\":\"add\",\"params\":[{\"name\":\"a\",\"type\":\"u64\"},{\"name\":\"b\",\"type\":\"u64\"}],\"returns\":\"u64\",\"fold\":true}\n")
+    (@custom "dipla" "{\"abi\":1,\"task\":\"id\",\"params\":[{\"name\":\"x\",\"type\":\"u64\"}],\"returns\":\"String\"}\n")
+    (@custom "dipla" "{\"abi\":1,\"task\":\"three\",\"params\":[{\"name\":\"v\",\"type\":\"u64\"},{\"name\":\"i\",\"type\":\"u32\"},{\"name\":\"n\",\"type\":\"u32\"}],\"returns\":\"u64\"}\n"))"#;
+
+fn graph(stages: &str) -> String {
+    format!("name = \"g\"\n[modules]\nm = \"guest.wasm\"\n{stages}")
+}
+
+fn load_graph(stages: &str) -> Result<dipla_server::Job, String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("guest.wasm"), wat::parse_str(TWO).unwrap()).unwrap();
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, graph(stages)).unwrap();
+    manifest::load(&path, &Sandbox::new().unwrap()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn stages_read_other_stages_in_any_order() {
+    let job = load_graph(
+        r#"
+        [[stages]]
+        name = "sums"
+        task = "m.add"
+        inputs = { zip = [ { stage = "ids" }, { range = { start = 0, end = 4 } } ] }
+        [[stages]]
+        name = "ids"
+        task = "m.id"
+        inputs = { values = [1, 2, 3, 4] }
+        [[stages]]
+        name = "total"
+        task = "m.add"
+        reduce = { stage = "sums", fan_in = 3 }
+        [[stages]]
+        name = "parts"
+        task = "m.three"
+        inputs = { scatter = { value = 10, count = 5 } }
+        [[stages]]
+        name = "again"
+        task = "m.id"
+        inputs = { stage = "parts" }
+        "#,
+    )
+    .unwrap();
+    let tasks: Vec<u64> = job.stages.iter().map(|s| s.tasks).collect();
+    assert_eq!(tasks, [4, 4, 4, 5, 5]);
+    assert!(matches!(
+        job.stages[2].source,
+        Source::Reduce {
+            stage: 0,
+            fan_in: 3
+        }
+    ));
+    assert_eq!(job.task_count(), 4 + 4 + 1 + 5 + 5);
+}
+
+#[test]
+fn cycles_and_unknown_stages_are_refused() {
+    let cycle = load_graph(
+        r#"
+        [[stages]]
+        name = "a"
+        task = "m.id"
+        inputs = { stage = "b" }
+        [[stages]]
+        name = "b"
+        task = "m.id"
+        inputs = { stage = "a" }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(&cycle, &["cycle", "a -> b -> a"]);
+    let unknown = load_graph(
+        r#"
+        [[stages]]
+        name = "a"
+        task = "m.id"
+        inputs = { stage = "nowhere" }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &unknown,
+        &["stages[0].inputs", "no stage named \"nowhere\""],
+    );
+}
+
+#[test]
+fn arity_mismatches_are_refused_at_load_time() {
+    let zip = load_graph(
+        r#"
+        [[stages]]
+        name = "a"
+        task = "m.id"
+        inputs = { zip = [ { values = [1] }, { values = [2] } ] }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &zip,
+        &[
+            "stages[0].inputs",
+            "the zip gives 2 argument(s) but id(x: u64) -> String takes 1",
+        ],
+    );
+    let scatter = load_graph(
+        r#"
+        [[stages]]
+        name = "a"
+        task = "m.add"
+        inputs = { scatter = { value = 1, count = 2 } }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(&scatter, &["scatter gives 3 argument(s)"]);
+    let reduce = load_graph(
+        r#"
+        [[stages]]
+        name = "a"
+        task = "m.id"
+        inputs = { values = [1, 2] }
+        [[stages]]
+        name = "b"
+        task = "m.id"
+        reduce = { stage = "a" }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(&reduce, &["stages[1].task", "cannot reduce"]);
+    let lengths = load_graph(
+        r#"
+        [[stages]]
+        name = "a"
+        task = "m.add"
+        inputs = { zip = [ { values = [1, 2] }, { values = [2] } ] }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(&lengths, &["differ in length (2, 1)"]);
 }
