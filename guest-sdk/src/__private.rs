@@ -10,6 +10,9 @@ use serde::de::DeserializeOwned;
 pub const STATUS_OK: u8 = 0;
 /// Status byte of an output: the rest is a UTF-8 error message.
 pub const STATUS_ERR: u8 = 1;
+/// Status byte of an output: the rest is the JSON of the task's return value, which meets
+/// the stage's goal (stop the stage).
+pub const STATUS_STOP: u8 = 2;
 
 /// The encoded output of a successful task.
 pub fn success<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
@@ -61,6 +64,28 @@ impl<T: Serialize, E: Display> EncodeResult for Returned<Result<T, E>> {
         match &self.0 {
             Ok(value) => success(value),
             Err(error) => failure(error),
+        }
+    }
+}
+
+/// Encodes a returned `Flow<T>`: `Continue` as the output, `Stop` as an output that stops
+/// the stage.
+pub trait EncodeFlow {
+    /// The encoded output.
+    fn encode(&self) -> Vec<u8>;
+}
+
+impl<T: Serialize> EncodeFlow for Returned<crate::Flow<T>> {
+    fn encode(&self) -> Vec<u8> {
+        match &self.0 {
+            crate::Flow::Continue(value) => success(value),
+            crate::Flow::Stop(value) => {
+                let mut out = success(value);
+                if out[0] == STATUS_OK {
+                    out[0] = STATUS_STOP;
+                }
+                out
+            }
         }
     }
 }
@@ -191,6 +216,14 @@ mod tests {
             text(&Returned(err).encode()),
             (STATUS_ERR, "an error occurred when formatting an argument")
         );
+    }
+
+    #[test]
+    fn flow_stop_has_its_own_status() {
+        let stop = Returned(crate::Flow::Stop(3u8)).encode();
+        assert_eq!(text(&stop), (STATUS_STOP, "3"));
+        let go = Returned(crate::Flow::Continue(4u8)).encode();
+        assert_eq!(text(&go), (STATUS_OK, "4"));
     }
 
     #[test]

@@ -39,6 +39,27 @@
 
 pub use dipla_guest_macros::task;
 
+/// A task's result that can also end its stage early, when the goal of the job is met
+/// (a password found, enough solutions): return `Flow::Stop(output)` and the server keeps this
+/// output, stops handing out the stage's tasks and cancels those still running.
+///
+/// ```
+/// use dipla_guest::{Flow, task};
+///
+/// #[task]
+/// pub fn check(candidate: u64) -> Flow<Option<u64>> {
+///     if candidate * candidate == 1369 { Flow::Stop(Some(candidate)) } else { Flow::Continue(None) }
+/// }
+/// assert_eq!(check(37), Flow::Stop(Some(37)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow<T> {
+    /// An ordinary result.
+    Continue(T),
+    /// A result that meets the stage's goal: stop the stage.
+    Stop(T),
+}
+
 #[doc(hidden)]
 pub mod __private;
 

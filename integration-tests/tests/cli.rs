@@ -185,3 +185,21 @@ fn inspect_prints_the_task_signatures() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_stage_cannot_read_one_that_can_stop_early() {
+    let job = JobDir::new(&format!(
+        "{SQUARES}\n[[stages]]\nname = \"seek\"\ntask = \"bed.seek\"\ninputs = {{ stage = \"squares\" }}\n\
+         [[stages]]\nname = \"after\"\ntask = \"bed.square\"\ninputs = {{ stage = \"seek\" }}\n"
+    ));
+    let output = Command::new(bin("dipla-server"))
+        .args(["run", job.manifest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("stages[2]: stage \"seek\" can stop early (its task returns Flow<u64>)"),
+        "{stderr}"
+    );
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod chaining;
 mod cli;
+mod early_stop;
 mod factorise;
 mod faults;
 mod hostile_guests;

@@ -10,6 +10,12 @@ pub enum ServerMessage {
     Welcome(Welcome),
     /// Tasks to run. The worker answers each task, in any order, with a [`crate::TaskResult`].
     Tasks(TaskBatch),
+    /// Tasks the worker was given and need not run any more (their stage met its goal): drop
+    /// them if queued, interrupt them if running, and send no results for them.
+    Cancel {
+        /// The task ids.
+        ids: Vec<u64>,
+    },
     /// The server has no more work for this worker and is closing the connection.
     Goodbye {
         /// Why, for the worker's log.

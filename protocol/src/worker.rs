@@ -57,6 +57,9 @@ pub struct TaskResult {
     /// Why the task failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskFailure>,
+    /// The output meets the stage's goal: the task asks the server to stop the stage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop: bool,
 }
 
 impl TaskResult {
@@ -68,6 +71,7 @@ impl TaskResult {
             micros,
             output: Some(output),
             error: None,
+            stop: false,
         }
     }
 
@@ -79,6 +83,7 @@ impl TaskResult {
             micros,
             output: None,
             error: Some(error),
+            stop: false,
         }
     }
 
@@ -145,6 +150,9 @@ pub enum FailureKind {
     /// An input the task needed, the output of another task, failed; the task never ran.
     /// Only the server uses it.
     Upstream,
+    /// The task's stage met its goal before the task finished, so it was not run or was
+    /// cancelled. Only the server uses it.
+    Stopped,
 }
 
 impl FailureKind {
@@ -169,6 +177,7 @@ impl fmt::Display for FailureKind {
             Self::BadOutput => "bad output",
             Self::Worker => "worker error",
             Self::Upstream => "upstream failure",
+            Self::Stopped => "stopped",
         })
     }
 }

@@ -90,6 +90,7 @@ fn failure_kinds() {
         (FailureKind::BadOutput, "bad_output"),
         (FailureKind::Worker, "worker"),
         (FailureKind::Upstream, "upstream"),
+        (FailureKind::Stopped, "stopped"),
     ];
     for (kind, text) in kinds {
         pin(&kind, &format!("\"{text}\""));
@@ -132,6 +133,26 @@ fn tasks() {
         &format!(
             r#"{{"tasks":{{"module":"{HASH}","export":"factorise","limits":{{"fuel":5000,"memory_mb":64,"timeout_ms":1000}},"tasks":[{{"id":1,"input":12}},{{"id":2,"input":[1,"a"]}}]}}}}"#
         ),
+    );
+}
+
+#[test]
+fn a_result_that_stops_its_stage() {
+    let mut result = TaskResult::success(9, 100, 7, raw("\"found\""));
+    result.stop = true;
+    pin(
+        &WorkerMessage::Results {
+            results: vec![result],
+        },
+        r#"{"results":{"results":[{"id":9,"fuel":100,"micros":7,"output":"found","stop":true}]}}"#,
+    );
+}
+
+#[test]
+fn cancel() {
+    pin(
+        &ServerMessage::Cancel { ids: vec![4, 5] },
+        r#"{"cancel":{"ids":[4,5]}}"#,
     );
 }
 

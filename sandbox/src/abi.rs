@@ -8,7 +8,8 @@
 //!   for a task's input;
 //! - one function per task, `(in_ptr: i32, in_len: i32) -> i64`, taking the input's JSON and
 //!   returning `(out_ptr << 32) | out_len`. The output's first byte is a status: `0` and the
-//!   rest is the result's JSON, or `1` and the rest is a UTF-8 error message;
+//!   rest is the result's JSON, `1` and the rest is a UTF-8 error message, or `2` and the rest
+//!   is the result's JSON, which meets the stage's goal (stop the stage);
 //! - optionally `dipla_panic_message() -> i64`: after a trap, `(ptr << 32) | len` of a UTF-8
 //!   message explaining it (a panic), or 0;
 //! - a custom section named `dipla` holding one JSON object per line for each task export:
@@ -37,6 +38,9 @@ pub const PANIC_MESSAGE: &str = "dipla_panic_message";
 pub const STATUS_OK: u8 = 0;
 /// Output status: the rest of the output is an error message.
 pub const STATUS_ERR: u8 = 1;
+/// Output status: the rest of the output is the result's JSON, and the result meets the
+/// stage's goal: the stage should stop.
+pub const STATUS_STOP: u8 = 2;
 
 /// What [`inspect`] learns about a module without compiling it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,10 @@
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use dipla_protocol::{FailureKind, RawJson, TaskFailure};
-use wasmtime::{Instance, Memory, Module, Store, Trap, ValType};
+use wasmtime::{Instance, Memory, Module, Store, Trap, UpdateDeadline, ValType};
 
 use crate::abi::{self, AbiError, ModuleInfo};
 use crate::config::{EPOCH_TICK, MAX_WASM_STACK};
@@ -30,7 +32,21 @@ pub struct Run {
     pub micros: u64,
     /// The task's JSON output, or why it failed.
     pub outcome: Result<Box<RawJson>, TaskFailure>,
+    /// Whether the output meets the stage's goal (the guest asked to stop the stage).
+    pub stop: bool,
 }
+
+/// The task was cancelled from outside while it ran.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the task was cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 fn failure(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
     TaskFailure {
@@ -91,6 +107,18 @@ impl Guest {
     /// Never panics on anything the guest does: every misbehaviour ends as a
     /// [`TaskFailure`] naming its cause.
     pub fn run(&self, export: &str, input: &[u8], limits: &Limits) -> Run {
+        self.run_cancellable(export, input, limits, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// Like [`Guest::run`], but the task stops within one epoch tick (10 ms) once `cancel`
+    /// is set, failing as a `worker` failure.
+    pub fn run_cancellable(
+        &self,
+        export: &str,
+        input: &[u8],
+        limits: &Limits,
+        cancel: Arc<AtomicBool>,
+    ) -> Run {
         let started = Instant::now();
         let mut store = Store::new(
             self.module.engine(),
@@ -99,21 +127,38 @@ impl Guest {
             },
         );
         store.limiter(|limiter| limiter);
-        let outcome = match store.set_fuel(limits.fuel) {
-            Ok(()) => {
-                let ticks = limits
-                    .timeout
-                    .as_millis()
-                    .div_ceil(EPOCH_TICK.as_millis())
-                    .max(1);
-                store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-                store.epoch_deadline_trap();
-                self.call(&mut store, export, input, limits)
+        // The epoch callback runs every tick: it stops the task when cancelled or past the
+        // wall-clock limit.
+        let ticks = limits
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1);
+        let mut left = u64::try_from(ticks).unwrap_or(u64::MAX);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(wasmtime::Error::new(Cancelled));
             }
-            Err(error) => Err(failure(
-                FailureKind::Worker,
-                format!("cannot set fuel: {error}"),
-            )),
+            left = left.saturating_sub(1);
+            if left == 0 {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        let (outcome, stop) = match store.set_fuel(limits.fuel) {
+            Ok(()) => match self.call(&mut store, export, input, limits) {
+                Ok((output, stop)) => (Ok(output), stop),
+                Err(failure) => (Err(failure), false),
+            },
+            Err(error) => (
+                Err(failure(
+                    FailureKind::Worker,
+                    format!("cannot set fuel: {error}"),
+                )),
+                false,
+            ),
         };
         let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -121,6 +166,7 @@ impl Guest {
             fuel,
             micros,
             outcome,
+            stop,
         }
     }
 
@@ -130,7 +176,7 @@ impl Guest {
         export: &str,
         input: &[u8],
         limits: &Limits,
-    ) -> Result<Box<RawJson>, TaskFailure> {
+    ) -> Result<(Box<RawJson>, bool), TaskFailure> {
         let instance = Instance::new(&mut *store, &self.module, &[])
             .map_err(|e| classify(store, None, e, limits))?;
         let rejected = |what: String| failure(FailureKind::Rejected, what);
@@ -174,7 +220,7 @@ fn read_output(
     memory: Memory,
     packed: u64,
     limits: &Limits,
-) -> Result<Box<RawJson>, TaskFailure> {
+) -> Result<(Box<RawJson>, bool), TaskFailure> {
     let bad = |why: String| failure(FailureKind::BadOutput, why);
     let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
     if len > limits.max_output_bytes {
@@ -189,11 +235,12 @@ fn read_output(
         ))
     })?;
     match bytes.split_first() {
-        Some((&abi::STATUS_OK, json)) => {
+        Some((&status @ (abi::STATUS_OK | abi::STATUS_STOP), json)) => {
             let text = std::str::from_utf8(json)
                 .map_err(|_| bad("the output is not UTF-8 JSON".to_owned()))?;
-            RawJson::from_string(text.to_owned())
-                .map_err(|e| bad(format!("the output is not valid JSON: {e}")))
+            let output = RawJson::from_string(text.to_owned())
+                .map_err(|e| bad(format!("the output is not valid JSON: {e}")))?;
+            Ok((output, status == abi::STATUS_STOP))
         }
         Some((&abi::STATUS_ERR, message)) => Err(failure(FailureKind::Guest, text(message))),
         Some((status, _)) => Err(bad(format!("unknown output status byte {status}"))),
@@ -220,6 +267,9 @@ fn classify(
 ) -> TaskFailure {
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         return failure(limit.kind(), limit.to_string());
+    }
+    if error.downcast_ref::<Cancelled>().is_some() {
+        return failure(FailureKind::Worker, Cancelled.to_string());
     }
     let Some(trap) = error.downcast_ref::<Trap>() else {
         return failure(FailureKind::Trap, format!("{error:#}"));
@@ -267,7 +317,6 @@ fn panic_message(store: &mut Store<Limiter>, instance: &Instance) -> Option<Stri
     // Reading the message must not count against the task: restore its fuel afterwards.
     let remaining = store.get_fuel().ok()?;
     store.set_fuel(PANIC_MESSAGE_FUEL).ok()?;
-    store.set_epoch_deadline(10);
     let packed = get.call(&mut *store, ());
     store.set_fuel(remaining).ok()?;
     let packed = packed.ok()? as u64;
@@ -397,6 +446,40 @@ mod tests {
         let started = Instant::now();
         assert_eq!(fails("spin", &limits).kind, FailureKind::Timeout);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_cancelled_task_stops_within_a_tick() {
+        let limits = Limits {
+            fuel: u64::MAX / 2,
+            ..limits()
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let setter = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            setter.store(true, Ordering::Relaxed);
+        });
+        let started = Instant::now();
+        let run = guest().run_cancellable("spin", b"1", &limits, cancel);
+        assert_eq!(run.outcome.unwrap_err().kind, FailureKind::Worker);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn status_two_is_an_output_that_stops_the_stage() {
+        let module = GUEST.replace(
+            "(i32.store8 (local.get $out) (i32.const 0))",
+            "(i32.store8 (local.get $out) (i32.const 2))",
+        );
+        let guest = Sandbox::new()
+            .unwrap()
+            .compile(&wat::parse_str(module).unwrap())
+            .unwrap();
+        let run = guest.run("echo", b"[1]", &limits());
+        assert!(run.stop);
+        assert_eq!(run.outcome.unwrap().get(), "[1]");
+        assert!(!self::guest().run("echo", b"[1]", &limits()).stop);
     }
 
     #[test]

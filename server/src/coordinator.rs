@@ -13,7 +13,7 @@
 //!
 //! Memory is proportional to the work in flight plus the outputs other stages still read.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use dipla_protocol::{FailureKind, RawJson, TaskFailure};
 
@@ -71,6 +71,8 @@ pub struct StagePlan {
     pub max_attempts: u32,
     /// Where its inputs come from.
     pub feed: Feed,
+    /// How many outputs that meet the goal (`Flow::Stop`) end the stage early.
+    pub stop_after: u64,
 }
 
 /// A finished task, ready to be written.
@@ -112,6 +114,8 @@ pub struct Counts {
     pub retried: u64,
     /// Attempts lost with their worker and run again.
     pub requeued: u64,
+    /// Tasks never run, or cancelled, because their stage met its goal.
+    pub stopped: u64,
 }
 
 #[derive(Debug)]
@@ -228,6 +232,14 @@ pub struct Coordinator {
     taken: Vec<u64>,
     /// How many results of each stage are final.
     done: Vec<u64>,
+    /// Outputs that met their stage's goal, per stage.
+    goals: Vec<u64>,
+    /// Why each stage stopped early, if it did.
+    stopped: Vec<Option<String>>,
+    /// Attempts cancelled by a stop: their late results are ignored.
+    cancelled: HashSet<AttemptId>,
+    /// Cancellations not yet sent, per worker.
+    cancels: HashMap<WorkerId, Vec<AttemptId>>,
     counts: Counts,
 }
 
@@ -271,13 +283,21 @@ impl Coordinator {
             finished: (0..n).map(|_| BTreeMap::new()).collect(),
             taken: vec![0; n],
             done: vec![0; n],
+            goals: vec![0; n],
+            stopped: vec![None; n],
+            cancelled: HashSet::new(),
+            cancels: HashMap::new(),
             counts: Counts::default(),
             plans,
         }
     }
 
-    /// How many result lines stage `stage` has (one for a reduce stage).
+    /// How many result lines stage `stage` has (one for a reduce stage; for a stage that
+    /// stopped early, those of the tasks that finished).
     pub fn lines(&self, stage: usize) -> u64 {
+        if self.stopped[stage].is_some() {
+            return self.done[stage];
+        }
         match self.plans[stage].feed {
             Feed::Reduce { .. } => 1,
             _ => self.plans[stage].tasks,
@@ -405,6 +425,24 @@ impl Coordinator {
         micros: u64,
         outcome: Outcome,
     ) -> Result<(), Violation> {
+        self.complete_with(worker, id, micros, outcome, false)
+    }
+
+    /// Like [`Coordinator::complete`], for a result that may meet its stage's goal (`stop`).
+    ///
+    /// # Errors
+    /// When the worker was not running that attempt.
+    pub fn complete_with(
+        &mut self,
+        worker: WorkerId,
+        id: AttemptId,
+        micros: u64,
+        outcome: Outcome,
+        stop: bool,
+    ) -> Result<(), Violation> {
+        if self.cancelled.remove(&id) {
+            return Ok(());
+        }
         match self.attempts.get(&id) {
             Some(attempt) if attempt.worker == worker => {}
             _ => return Err(Violation::UnknownAttempt(id)),
@@ -419,7 +457,16 @@ impl Coordinator {
             });
         }
         match outcome {
-            Ok(output) => self.finish(task, Ok(output)),
+            Ok(output) => {
+                self.finish(task, Ok(output));
+                let reduces = matches!(self.plans[task.stage].feed, Feed::Reduce { .. });
+                if stop && !reduces && self.stopped[task.stage].is_none() {
+                    self.goals[task.stage] += 1;
+                    if self.goals[task.stage] >= self.plans[task.stage].stop_after {
+                        self.stop_stage(task);
+                    }
+                }
+            }
             Err(failure) => {
                 let max = self.plans[task.stage].max_attempts;
                 let history = self.history.entry(task).or_default();
@@ -434,6 +481,53 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+
+    /// Stage `task.stage` met its goal with `task`: hand out none of its tasks any more and
+    /// cancel those running. Tasks that never ran get no result line.
+    fn stop_stage(&mut self, task: TaskRef) {
+        let stage = task.stage;
+        let plan = &self.plans[stage];
+        self.stopped[stage] = Some(format!(
+            "stage {:?} met its goal ({} output(s), the last from task {})",
+            plan.name, self.goals[stage], task.index
+        ));
+        let mut never_run = plan.tasks.saturating_sub(self.fresh[stage]);
+        if plan.feed == Feed::Inputs {
+            self.fresh[stage] = plan.tasks;
+        }
+        let before = self.retries.len() + self.ready.len();
+        self.retries.retain(|t| t.stage != stage);
+        self.ready.retain(|t| t.stage != stage);
+        never_run += (before - self.retries.len() - self.ready.len()) as u64;
+        let mut running: Vec<(AttemptId, WorkerId)> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| attempt.task.stage == stage)
+            .map(|(&id, attempt)| (id, attempt.worker))
+            .collect();
+        running.sort_unstable();
+        for (id, worker) in running {
+            let attempt = self.attempts.remove(&id).expect("listed above");
+            self.history.remove(&attempt.task);
+            self.cancelled.insert(id);
+            self.cancels.entry(worker).or_default().push(id);
+            if let Some(state) = self.workers.get_mut(&worker) {
+                state.in_flight -= 1;
+            }
+            never_run += 1;
+        }
+        self.counts.stopped += never_run;
+    }
+
+    /// Why `stage` stopped early, if it did.
+    pub fn stopped(&self, stage: usize) -> Option<&str> {
+        self.stopped[stage].as_deref()
+    }
+
+    /// Attempts `worker` should stop running, to send it in a `cancel` message.
+    pub fn take_cancels(&mut self, worker: WorkerId) -> Vec<AttemptId> {
+        self.cancels.remove(&worker).unwrap_or_default()
     }
 
     /// A task has its final outcome: record it and make ready what was waiting for it.
@@ -573,8 +667,9 @@ impl Coordinator {
     pub fn take_ready(&mut self) -> Vec<Finished> {
         let mut ready = Vec::new();
         for stage in 0..self.plans.len() {
+            let gaps_allowed = self.stopped[stage].is_some();
             while let Some(entry) = self.finished[stage].first_entry() {
-                if *entry.key() != self.taken[stage] {
+                if *entry.key() != self.taken[stage] && !gaps_allowed {
                     break;
                 }
                 ready.push(entry.remove());
@@ -643,6 +738,7 @@ mod tests {
             tasks,
             max_attempts: 3,
             feed: Feed::Inputs,
+            stop_after: 1,
         }
     }
 
@@ -769,7 +865,8 @@ mod tests {
                 succeeded: 0,
                 failed: 1,
                 retried: 1,
-                requeued: 0
+                requeued: 0,
+                stopped: 0
             }
         );
     }
@@ -822,6 +919,7 @@ mod tests {
             tasks,
             max_attempts: 1,
             feed,
+            stop_after: 1,
         }
     }
 
@@ -961,5 +1059,51 @@ mod tests {
         let total = ready[4].outcome.as_ref().unwrap_err();
         assert_eq!(total.kind, FailureKind::Upstream);
         assert!(c.is_complete());
+    }
+
+    #[test]
+    fn a_goal_met_stops_the_stage_and_cancels_what_runs() {
+        let mut c = Coordinator::new(vec![
+            StagePlan {
+                stop_after: 2,
+                ..plan(1000)
+            },
+            plan(3),
+        ]);
+        c.join(1, 2);
+        c.join(2, 2);
+        let on_one = ids(&c.assign(1));
+        let on_two = ids(&c.assign(2));
+        c.complete_with(1, on_one[0].0, 5, output("\"a\""), true)
+            .unwrap();
+        assert!(c.stopped(0).is_none(), "two goals are needed");
+        c.complete_with(1, on_one[1].0, 5, output("1"), false)
+            .unwrap();
+        c.complete_with(2, on_two[2].0, 5, output("\"b\""), true)
+            .unwrap();
+        assert!(
+            c.stopped(0)
+                .unwrap()
+                .contains("2 output(s), the last from task 6")
+        );
+        // Worker 2's other stage-0 task is cancelled; its late answer is ignored.
+        let cancelled: Vec<AttemptId> = on_two
+            .iter()
+            .filter(|(_, t)| t.stage == 0 && t.index != 6)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(c.take_cancels(2), cancelled);
+        assert!(c.take_cancels(2).is_empty());
+        c.complete(2, cancelled[0], 5, output("9")).unwrap();
+        // Only stage 1 is handed out now.
+        run_all(&mut c, |_, _| output("0"));
+        let lines: Vec<(usize, u64)> = c
+            .take_ready()
+            .iter()
+            .map(|f| (f.task.stage, f.task.index))
+            .collect();
+        assert_eq!(lines, [(0, 0), (0, 1), (0, 6), (1, 0), (1, 1), (1, 2)]);
+        assert!(c.is_complete());
+        assert_eq!(c.counts().stopped, 1000 - 3);
     }
 }

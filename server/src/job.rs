@@ -51,6 +51,8 @@ pub struct Stage {
     pub limits: TaskLimits,
     /// How many times a task may fail before it is reported as failed.
     pub max_attempts: u32,
+    /// How many outputs that meet the goal (`Flow::Stop`) end the stage early.
+    pub stop_after: u64,
 }
 
 /// Where a stage's task inputs come from.
@@ -117,6 +119,7 @@ impl Stage {
             tasks: self.tasks,
             max_attempts: self.max_attempts,
             feed,
+            stop_after: self.stop_after,
         }
     }
 }

@@ -61,6 +61,7 @@ struct StageFile {
     inputs: Option<InputsFile>,
     reduce: Option<ReduceFile>,
     max_attempts: Option<u32>,
+    stop_after: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +232,20 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
         }
         reads.push(referenced);
     }
+    for (i, upstream) in reads.iter().enumerate() {
+        for &source in upstream {
+            let returns = tasks[source].2.returns.as_deref().unwrap_or("");
+            if returns.starts_with("Flow<") || returns.starts_with("dipla_guest::Flow<") {
+                return Err(invalid(
+                    format!("stages[{i}]"),
+                    format!(
+                        "stage {:?} can stop early (its task returns {returns}), and stages cannot read such a stage yet",
+                        names[source]
+                    ),
+                ));
+            }
+        }
+    }
     let order = topological_order(&reads).map_err(|cycle| {
         let path: Vec<&str> = cycle.iter().map(|&i| names[i].as_str()).collect();
         invalid(
@@ -293,6 +308,13 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
                 "must be at least 1".into(),
             ));
         }
+        let stop_after = stage.stop_after.unwrap_or(1);
+        if stop_after == 0 {
+            return Err(invalid(
+                format!("stages[{i}].stop_after"),
+                "must be at least 1".into(),
+            ));
+        }
         let (module, export, _) = tasks[i].clone();
         stages.push(Stage {
             name: stage.name,
@@ -302,6 +324,7 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
             tasks: count,
             limits,
             max_attempts,
+            stop_after,
         });
     }
     Ok(Job {

@@ -58,9 +58,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Whether every task succeeded.
+    /// Whether no task failed (tasks left unrun by a stage that met its goal are no failure).
     pub fn success(&self) -> bool {
-        self.counts.failed == 0 && self.counts.succeeded == self.tasks
+        self.counts.failed == 0
     }
 }
 
@@ -71,13 +71,14 @@ impl std::fmt::Display for Summary {
             failed,
             retried,
             requeued,
+            stopped,
         } = self.counts;
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "{} tasks: {succeeded} succeeded, {failed} failed ({retried} retries, {requeued} \
-             re-run after a worker was lost) in {secs:.2} s ({:.0} tasks/s); {} workers, {} \
-             module transfers",
+            "{} tasks: {succeeded} succeeded, {failed} failed, {stopped} not run once their \
+             stage met its goal ({retried} retries, {requeued} re-run after a worker was lost) \
+             in {secs:.2} s ({:.0} tasks/s); {} workers, {} module transfers",
             self.tasks,
             (succeeded + failed) as f64 / secs.max(1e-9),
             self.stats.workers_joined,

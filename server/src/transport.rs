@@ -127,10 +127,17 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
         }
         let messages: Vec<String> = {
             let mut coordinator = handle.coordinator();
+            let cancels = coordinator.take_cancels(id);
             let assignments = coordinator.assign(id);
-            assignments
+            let cancel =
+                (!cancels.is_empty()).then(|| encode(&ServerMessage::Cancel { ids: cancels }));
+            cancel
                 .into_iter()
-                .map(|a| batch(handle.job(), &coordinator, a))
+                .chain(
+                    assignments
+                        .into_iter()
+                        .map(|a| batch(handle.job(), &coordinator, a)),
+                )
                 .collect()
         };
         for message in messages {
@@ -199,17 +206,22 @@ async fn on_message(
             let mut coordinator = handle.coordinator();
             let before = coordinator.counts();
             for result in results {
-                let (attempt, micros) = (result.id, result.micros);
+                let (attempt, micros, stop) = (result.id, result.micros, result.stop);
                 let Some(outcome) = result.into_outcome() else {
                     return Err(End::Violation(format!(
                         "result {attempt} must have exactly one of output and error"
                     )));
                 };
-                if let Err(violation) = coordinator.complete(id, attempt, micros, outcome) {
+                if let Err(violation) =
+                    coordinator.complete_with(id, attempt, micros, outcome, stop)
+                {
                     return Err(End::Violation(violation.to_string()));
                 }
             }
-            let requeued = coordinator.counts().retried != before.retried;
+            // Retries and stops concern other connections: they must look for work or
+            // send cancellations.
+            let after = coordinator.counts();
+            let requeued = after.retried != before.retried || after.stopped != before.stopped;
             drop(coordinator);
             if requeued {
                 handle.wake_all();

@@ -128,6 +128,7 @@ impl Session {
                 message = next_frame(stream) => match message? {
                     Frame::Message(ServerMessage::Tasks(batch)) => self.on_batch(batch),
                     Frame::Message(ServerMessage::Goodbye { reason }) => return Ok(reason),
+                    Frame::Message(ServerMessage::Cancel { ids }) => self.on_cancel(&ids),
                     Frame::Message(other) => {
                         return Err(WorkerError::Protocol(format!("unexpected {other:?}")));
                     }
@@ -165,6 +166,18 @@ impl Session {
                 });
             }
         }
+    }
+
+    /// Cancels tasks, whether queued, running or still waiting for their module.
+    fn on_cancel(&mut self, ids: &[u64]) {
+        for slot in self.modules.values_mut() {
+            if let Slot::Pending { batches, .. } = slot {
+                for batch in batches.iter_mut() {
+                    batch.tasks.retain(|task| !ids.contains(&task.id));
+                }
+            }
+        }
+        self.executor.cancel(ids);
     }
 
     fn on_module(&mut self, bytes: Vec<u8>) -> Result<(), WorkerError> {

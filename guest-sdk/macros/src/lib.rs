@@ -139,7 +139,7 @@ fn expand(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
             fn __dipla_check_types() {
                 #(#asserts)*
                 #[allow(unused_imports)]
-                use ::dipla_guest::__private::{EncodeResult as _, EncodeValue as _};
+                use ::dipla_guest::__private::{EncodeFlow as _, EncodeResult as _, EncodeValue as _};
                 let _ = |__value: #output_type| #encode;
             }
         };
@@ -150,7 +150,7 @@ fn expand(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
             extern "C" fn __dipla_task(ptr: u32, len: u32) -> u64 {
                 ::dipla_guest::__private::run(ptr, len, |__input| {
                     #[allow(unused_imports)]
-                    use ::dipla_guest::__private::{EncodeResult as _, EncodeValue as _};
+                    use ::dipla_guest::__private::{EncodeFlow as _, EncodeResult as _, EncodeValue as _};
                     let __run = || -> ::core::result::Result<::std::vec::Vec<u8>, ::std::vec::Vec<u8>> {
                         #decode
                         #call

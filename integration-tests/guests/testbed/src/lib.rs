@@ -1,7 +1,7 @@
 //! Guest tasks for Dipla's tests and benchmarks: tiny ones, slow ones, and hostile ones that
 //! try to escape or exhaust the sandbox.
 
-use dipla_guest::task;
+use dipla_guest::{Flow, task};
 
 /// The tiny task of the throughput benchmarks.
 #[task]
@@ -31,6 +31,17 @@ pub fn count(values: Vec<u64>) -> u64 {
 #[task]
 pub fn part(value: String, index: u32, count: u32) -> String {
     format!("{value}:{index}/{count}")
+}
+
+/// Searches: after some work, `x` meets the goal when it ends in 777.
+#[task]
+pub fn seek(x: u64) -> Flow<u64> {
+    burn(x, 20_000);
+    if x % 1000 == 777 {
+        Flow::Stop(x)
+    } else {
+        Flow::Continue(x)
+    }
 }
 
 /// Burns about `rounds` iterations of integer work, then returns `seed` (a slow task).
@@ -117,6 +128,8 @@ mod tests {
     fn tasks_run_natively() {
         assert_eq!(square(12), 144);
         assert_eq!(add(2, 3), 5);
+        assert_eq!(seek(1777), Flow::Stop(1777));
+        assert_eq!(seek(12), Flow::Continue(12));
         assert_eq!(count(vec![1, 2]), 2);
         assert_eq!(part("x".into(), 1, 3), "x:1/3");
         assert_eq!(
