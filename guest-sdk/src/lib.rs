@@ -33,11 +33,37 @@
 //! - The result is any type implementing `Serialize`, or `Result<T, E>` with `T: Serialize`
 //!   and `E: Display`: an `Err` becomes a task failure carrying `E`'s message, and so does a
 //!   panic (its message and location).
+//! - [`Flow`] lets a task end its stage early (a search that found its goal), and
+//!   [`Explore`] lets a task add inputs to its own stage (a search that branches).
 //!
 //! The guest ABI this crate implements is documented in `docs/ARCHITECTURE.md`, so guests can
 //! be written in any language that compiles to wasm.
 
 pub use dipla_guest_macros::task;
+
+/// The result of a task in an `explore` stage: its output, and new inputs for the same stage
+/// (the original Dipla's explorer). The server runs each new input once (an input equal to one
+/// seen before is dropped), until no task is running and none is pending, or the stage's
+/// `max_tasks` is reached.
+///
+/// ```
+/// use dipla_guest::{Explore, task};
+///
+/// /// Collatz: the output is the number; the next input is where it leads.
+/// #[task]
+/// pub fn step(n: u64) -> Explore<u64, u64> {
+///     let next = if n <= 1 { vec![] } else if n % 2 == 0 { vec![n / 2] } else { vec![3 * n + 1] };
+///     Explore { output: n, next }
+/// }
+/// assert_eq!(step(6).next, vec![3]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Explore<O, T> {
+    /// This task's output (its result line).
+    pub output: O,
+    /// New inputs for the same stage.
+    pub next: Vec<T>,
+}
 
 /// A task's result that can also end its stage early, when the goal of the job is met
 /// (a password found, enough solutions): return `Flow::Stop(output)` and the server keeps this

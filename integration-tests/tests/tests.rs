@@ -6,6 +6,7 @@ mod support;
 mod chaining;
 mod cli;
 mod early_stop;
+mod explore;
 mod factorise;
 mod faults;
 mod hostile_guests;

@@ -73,6 +73,8 @@ pub struct StagePlan {
     pub feed: Feed,
     /// How many outputs that meet the goal (`Flow::Stop`) end the stage early.
     pub stop_after: u64,
+    /// For an explore stage, the most tasks it may grow to.
+    pub explore: Option<u64>,
 }
 
 /// A finished task, ready to be written.
@@ -240,6 +242,12 @@ pub struct Coordinator {
     cancelled: HashSet<AttemptId>,
     /// Cancellations not yet sent, per worker.
     cancels: HashMap<WorkerId, Vec<AttemptId>>,
+    /// Inputs explore stages discovered, after their initial ones.
+    discovered: Vec<Vec<Box<RawJson>>>,
+    /// Every input an explore stage has had, as JSON text.
+    seen: Vec<HashSet<String>>,
+    /// Inputs explore stages dropped at their `max_tasks`.
+    dropped: Vec<u64>,
     counts: Counts,
 }
 
@@ -287,6 +295,9 @@ impl Coordinator {
             stopped: vec![None; n],
             cancelled: HashSet::new(),
             cancels: HashMap::new(),
+            discovered: vec![Vec::new(); n],
+            seen: vec![HashSet::new(); n],
+            dropped: vec![0; n],
             counts: Counts::default(),
             plans,
         }
@@ -443,6 +454,16 @@ impl Coordinator {
         if self.cancelled.remove(&id) {
             return Ok(());
         }
+        let outcome = match (outcome, self.attempts.get(&id)) {
+            (Ok(output), Some(attempt)) if attempt.worker == worker => {
+                let stage = attempt.task.stage;
+                match self.plans[stage].explore {
+                    Some(max) => self.explored(stage, &output, max),
+                    None => Ok(output),
+                }
+            }
+            (outcome, _) => outcome,
+        };
         match self.attempts.get(&id) {
             Some(attempt) if attempt.worker == worker => {}
             _ => return Err(Violation::UnknownAttempt(id)),
@@ -518,6 +539,57 @@ impl Coordinator {
             never_run += 1;
         }
         self.counts.stopped += never_run;
+    }
+
+    /// Splits an explore task's output `{"output": O, "next": [T, ...]}`, queues the new
+    /// inputs not seen before (up to `max` tasks in the stage) and returns `O`.
+    fn explored(&mut self, stage: usize, output: &RawJson, max: u64) -> Outcome {
+        #[derive(serde::Deserialize)]
+        struct Explored {
+            output: Box<RawJson>,
+            next: Vec<Box<RawJson>>,
+        }
+        let Explored { output, next } =
+            serde_json::from_str(output.get()).map_err(|e| TaskFailure {
+                kind: FailureKind::BadOutput,
+                message: format!(
+                    "an explore task must return {{\"output\": .., \"next\": [..]}}: {e}"
+                ),
+            })?;
+        if self.stopped[stage].is_none() {
+            for input in next {
+                if !self.seen[stage].insert(input.get().to_owned()) {
+                    continue;
+                }
+                if self.plans[stage].tasks >= max {
+                    self.dropped[stage] += 1;
+                    continue;
+                }
+                self.discovered[stage].push(input);
+                self.plans[stage].tasks += 1;
+            }
+        }
+        Ok(output)
+    }
+
+    /// Records the inputs an explore stage starts with, so they are not run again.
+    pub fn seed(&mut self, stage: usize, inputs: impl IntoIterator<Item = String>) {
+        self.seen[stage].extend(inputs);
+    }
+
+    /// Input `n` (counting from 0) that explore stage `stage` discovered.
+    pub fn discovered(&self, stage: usize, n: u64) -> Option<&RawJson> {
+        self.discovered[stage].get(n as usize).map(|input| &**input)
+    }
+
+    /// How many new inputs explore stage `stage` dropped at its `max_tasks`.
+    pub fn dropped(&self, stage: usize) -> u64 {
+        self.dropped[stage]
+    }
+
+    /// How many result lines the job has now (explore stages grow).
+    pub fn total_lines(&self) -> u64 {
+        (0..self.plans.len()).map(|stage| self.lines(stage)).sum()
     }
 
     /// Why `stage` stopped early, if it did.
@@ -739,6 +811,7 @@ mod tests {
             max_attempts: 3,
             feed: Feed::Inputs,
             stop_after: 1,
+            explore: None,
         }
     }
 
@@ -920,6 +993,7 @@ mod tests {
             max_attempts: 1,
             feed,
             stop_after: 1,
+            explore: None,
         }
     }
 
@@ -1105,5 +1179,42 @@ mod tests {
         assert_eq!(lines, [(0, 0), (0, 1), (0, 6), (1, 0), (1, 1), (1, 2)]);
         assert!(c.is_complete());
         assert_eq!(c.counts().stopped, 1000 - 3);
+    }
+
+    #[test]
+    fn an_explore_stage_grows_until_nothing_is_pending_and_runs_each_input_once() {
+        let mut c = Coordinator::new(vec![StagePlan {
+            explore: Some(6),
+            ..plan(1)
+        }]);
+        c.seed(0, ["1".to_owned()]);
+        c.join(1, 1);
+        // Each n discovers n + 1 and n + 2 (and 1 again, which was seen).
+        run_all(&mut c, |task, c| {
+            let n = if task.index == 0 {
+                1
+            } else {
+                c.discovered(0, task.index - 1)
+                    .unwrap()
+                    .get()
+                    .parse()
+                    .unwrap()
+            };
+            output(&format!(
+                r#"{{"output":{},"next":[1,{},{}]}}"#,
+                n * 10,
+                n + 1,
+                n + 2
+            ))
+        });
+        let outputs: Vec<String> = c
+            .take_ready()
+            .iter()
+            .map(|f| f.outcome.as_ref().unwrap().get().to_owned())
+            .collect();
+        assert_eq!(outputs, ["10", "20", "30", "40", "50", "60"]);
+        assert!(c.is_complete());
+        assert!(c.dropped(0) > 0, "the bound of 6 tasks was reached");
+        assert_eq!(c.total_lines(), 6);
     }
 }

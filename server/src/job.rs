@@ -53,6 +53,8 @@ pub struct Stage {
     pub max_attempts: u32,
     /// How many outputs that meet the goal (`Flow::Stop`) end the stage early.
     pub stop_after: u64,
+    /// For an explore stage, the most tasks it may grow to.
+    pub explore: Option<u64>,
 }
 
 /// Where a stage's task inputs come from.
@@ -120,6 +122,7 @@ impl Stage {
             max_attempts: self.max_attempts,
             feed,
             stop_after: self.stop_after,
+            explore: self.explore,
         }
     }
 }
@@ -159,7 +162,14 @@ impl Job {
                 .to_owned()
         };
         let text = match &self.stages[task.stage].source {
-            Source::List(inputs) => return inputs.get(task.index),
+            Source::List(inputs) if task.index < inputs.len() => return inputs.get(task.index),
+            Source::List(inputs) => {
+                let n = task.index - inputs.len();
+                let input = coordinator
+                    .discovered(task.stage, n)
+                    .expect("a discovered input");
+                return input.to_owned();
+            }
             Source::Stage(stage) => return item(*stage),
             Source::Zip(parts) => {
                 let parts: Vec<Box<RawJson>> = parts

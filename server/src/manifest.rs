@@ -62,7 +62,17 @@ struct StageFile {
     reduce: Option<ReduceFile>,
     max_attempts: Option<u32>,
     stop_after: Option<u64>,
+    explore: Option<ExploreFile>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExploreFile {
+    max_tasks: Option<u64>,
+}
+
+/// The most tasks an explore stage grows to unless it says otherwise.
+pub const DEFAULT_MAX_EXPLORE_TASKS: u64 = 1_000_000;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -234,6 +244,15 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
     }
     for (i, upstream) in reads.iter().enumerate() {
         for &source in upstream {
+            if file.stages[source].explore.is_some() {
+                return Err(invalid(
+                    format!("stages[{i}]"),
+                    format!(
+                        "stage {:?} explores (its number of outputs is known only at the end), and stages cannot read such a stage yet",
+                        names[source]
+                    ),
+                ));
+            }
             let returns = tasks[source].2.returns.as_deref().unwrap_or("");
             if returns.starts_with("Flow<") || returns.starts_with("dipla_guest::Flow<") {
                 return Err(invalid(
@@ -308,6 +327,26 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
                 "must be at least 1".into(),
             ));
         }
+        let explore = match &stage.explore {
+            None => None,
+            Some(explore) => {
+                if !matches!(source, Source::List(_)) {
+                    return Err(invalid(
+                        format!("stages[{i}].explore"),
+                        "an explore stage starts from a list of inputs (range, values or file)"
+                            .into(),
+                    ));
+                }
+                let max = explore.max_tasks.unwrap_or(DEFAULT_MAX_EXPLORE_TASKS);
+                if max < count {
+                    return Err(invalid(
+                        format!("stages[{i}].explore.max_tasks"),
+                        format!("{max} is less than the {count} inputs the stage starts with"),
+                    ));
+                }
+                Some(max)
+            }
+        };
         let stop_after = stage.stop_after.unwrap_or(1);
         if stop_after == 0 {
             return Err(invalid(
@@ -325,6 +364,7 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
             limits,
             max_attempts,
             stop_after,
+            explore,
         });
     }
     Ok(Job {

@@ -224,8 +224,21 @@ impl Server {
         }
         server.abort();
         written?;
+        let (tasks, explored) = {
+            let coordinator = handle.coordinator();
+            let dropped: u64 = (0..handle.job().stages.len())
+                .map(|stage| coordinator.dropped(stage))
+                .sum();
+            (coordinator.total_lines(), dropped)
+        };
+        if explored > 0 {
+            tracing::warn!(
+                dropped = explored,
+                "explore stages reached max_tasks and dropped new inputs"
+            );
+        }
         Ok(Summary {
-            tasks: handle.job().task_count(),
+            tasks,
             counts: handle.counts(),
             stats: handle.stats(),
             elapsed,

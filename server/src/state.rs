@@ -47,9 +47,15 @@ pub struct WorkerSummary {
 impl Handle {
     pub(crate) fn new(job: Job) -> Self {
         let plans = job.stages.iter().map(crate::Stage::plan).collect();
+        let mut coordinator = Coordinator::new(plans);
+        for (i, stage) in job.stages.iter().enumerate() {
+            if let (Some(_), crate::Source::List(inputs)) = (stage.explore, &stage.source) {
+                coordinator.seed(i, (0..inputs.len()).map(|n| inputs.get(n).get().to_owned()));
+            }
+        }
         let shared = Shared {
             job,
-            coordinator: Mutex::new(Coordinator::new(plans)),
+            coordinator: Mutex::new(coordinator),
             stats: Stats::default(),
             wake: watch::channel(0).0,
             done: watch::channel(false).0,

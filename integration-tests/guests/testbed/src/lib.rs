@@ -1,7 +1,7 @@
 //! Guest tasks for Dipla's tests and benchmarks: tiny ones, slow ones, and hostile ones that
 //! try to escape or exhaust the sandbox.
 
-use dipla_guest::{Flow, task};
+use dipla_guest::{Explore, Flow, task};
 
 /// The tiny task of the throughput benchmarks.
 #[task]
@@ -42,6 +42,13 @@ pub fn seek(x: u64) -> Flow<u64> {
     } else {
         Flow::Continue(x)
     }
+}
+
+/// Explores the numbers reachable from `n` by +1 and *2, up to 100.
+#[task]
+pub fn reach(n: u64) -> Explore<u64, u64> {
+    let next = [n + 1, n * 2].into_iter().filter(|&m| m <= 100).collect();
+    Explore { output: n, next }
 }
 
 /// Burns about `rounds` iterations of integer work, then returns `seed` (a slow task).

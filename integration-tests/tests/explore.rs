@@ -1,0 +1,52 @@
+//! A stage whose tasks add inputs to it (the original Dipla's explorer).
+
+use crate::support::{JobDir, WorkerProcess, finish, remote_server};
+
+const REACH: &str = r#"
+    name = "reach"
+    [modules]
+    bed = "{testbed}"
+    [[stages]]
+    name = "reach"
+    task = "bed.reach"
+    inputs = { values = [1] }
+    explore = { max_tasks = MAX }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exploring_visits_every_reachable_input_once() {
+    let job = JobDir::new(&REACH.replace("MAX", "1000"));
+    let (server, url) = remote_server(job.job()).await;
+    let _workers = [
+        WorkerProcess::start(&url, "one"),
+        WorkerProcess::start(&url, "two"),
+    ];
+    let (summary, lines) = finish(server).await;
+    assert!(summary.success(), "{summary}");
+    let mut visited: Vec<u64> = lines
+        .iter()
+        .map(|l| l["output"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines[0]["input"], 1);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["index"], i as u64);
+        assert_eq!(line["input"], line["output"]);
+    }
+    visited.sort_unstable();
+    assert_eq!(
+        visited,
+        (1..=100).collect::<Vec<u64>>(),
+        "each number 1..=100 exactly once"
+    );
+    assert_eq!(summary.tasks, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tasks_bounds_a_runaway_exploration() {
+    let job = JobDir::new(&REACH.replace("MAX", "10"));
+    let (server, url) = remote_server(job.job()).await;
+    let _worker = WorkerProcess::start(&url, "one");
+    let (summary, lines) = finish(server).await;
+    assert!(summary.success(), "{summary}");
+    assert_eq!(lines.len(), 10);
+}
