@@ -6,6 +6,7 @@ mod support;
 mod chaining;
 mod cli;
 mod early_stop;
+mod examples;
 mod explore;
 mod factorise;
 mod faults;

@@ -282,7 +282,11 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
     for &i in &order {
         let stage = stages_file[i].as_ref().expect("visited once");
         let key = |field: &str| format!("stages[{i}].{field}");
-        let count = |index: usize| resolved[index].as_ref().expect("upstream first").1;
+        // How many outputs a stage has: one for a reduce, one per task otherwise.
+        let count = |index: usize| match resolved[index].as_ref().expect("upstream first") {
+            (Source::Reduce { .. }, _) => 1,
+            (_, tasks) => *tasks,
+        };
         let info = &tasks[i].2;
         let (source, count) = match (&stage.inputs, &stage.reduce) {
             (_, Some(reduce)) => {

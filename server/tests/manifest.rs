@@ -240,11 +240,16 @@ fn stages_read_other_stages_in_any_order() {
         name = "again"
         task = "m.id"
         inputs = { stage = "parts" }
+        [[stages]]
+        name = "after-total"
+        task = "m.add"
+        inputs = { zip = [ { stage = "total" }, { values = [5] } ] }
         "#,
     )
     .unwrap();
     let tasks: Vec<u64> = job.stages.iter().map(|s| s.tasks).collect();
-    assert_eq!(tasks, [4, 4, 4, 5, 5]);
+    // Regression: a stage reading a reduce stage has one input, not one per folded item.
+    assert_eq!(tasks, [4, 4, 4, 5, 5, 1]);
     assert!(matches!(
         job.stages[2].source,
         Source::Reduce {
@@ -252,7 +257,7 @@ fn stages_read_other_stages_in_any_order() {
             fan_in: 3
         }
     ));
-    assert_eq!(job.task_count(), 4 + 4 + 1 + 5 + 5);
+    assert_eq!(job.task_count(), 4 + 4 + 1 + 5 + 5 + 1);
 }
 
 #[test]

@@ -32,6 +32,18 @@ pub fn factorise(mut n: u64) -> Vec<u64> {
     factors
 }
 
+/// How many prime factors a factorisation has (with multiplicity).
+#[task]
+pub fn count(factors: Vec<u64>) -> u64 {
+    factors.len() as u64
+}
+
+/// Addition, used to reduce the counts to a total.
+#[task]
+pub fn sum(a: u64, b: u64) -> u64 {
+    a + b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

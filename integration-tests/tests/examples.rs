@@ -1,0 +1,67 @@
+//! Every example job, run as a user would (its own job.toml, local workers), its answer
+//! checked against an independent local computation.
+
+use dipla_sandbox::Sandbox;
+use dipla_server::{RunOptions, Server, manifest};
+
+use crate::support::root;
+
+async fn run_example(name: &str) -> Vec<serde_json::Value> {
+    let path = root().join("examples").join(name).join("job.toml");
+    let job = manifest::load(&path, &Sandbox::new().unwrap()).unwrap();
+    let server = Server::bind(
+        job,
+        RunOptions {
+            local_workers: 2,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let summary = server.run(&mut out).await.unwrap();
+    assert!(summary.success(), "{summary}");
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn stage<'a>(lines: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|line| line["stage"] == name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_counts_every_prime_factor() {
+    let lines = run_example("chain").await;
+    let expected: u64 = (1_000_000_000_000u64..1_000_000_002_000)
+        .map(|n| factorise::factorise(n).len() as u64)
+        .sum();
+    assert_eq!(stage(&lines, "total")[0]["output"], expected);
+    assert_eq!(stage(&lines, "counts").len(), 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pi_matches_the_local_computation_bit_for_bit() {
+    let lines = run_example("pi").await;
+    let total: u64 = (1..=200).map(pi::hits).sum();
+    assert_eq!(stage(&lines, "total")[0]["output"], total);
+    let estimate = stage(&lines, "pi")[0]["output"].as_f64().unwrap();
+    assert_eq!(estimate, pi::estimate(total, 200));
+    assert!(
+        (estimate - std::f64::consts::PI).abs() < 0.001,
+        "{estimate}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maze_exploration_reaches_exactly_the_reachable_cells() {
+    let lines = run_example("maze").await;
+    let mut cells: Vec<[usize; 2]> = lines
+        .iter()
+        .map(|line| serde_json::from_value(line["output"].clone()).unwrap())
+        .collect();
+    cells.sort_unstable();
+    assert_eq!(cells, maze::reachable([1, 1]));
+}
