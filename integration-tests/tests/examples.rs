@@ -65,3 +65,35 @@ async fn maze_exploration_reaches_exactly_the_reachable_cells() {
     cells.sort_unstable();
     assert_eq!(cells, maze::reachable([1, 1]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashsearch_stops_after_three_finds_that_all_verify() {
+    let lines = run_example("hashsearch").await;
+    let search = hashsearch::Search {
+        data: "dipla".into(),
+        start: 0,
+        end: 1 << 32,
+    };
+    let mut finds = Vec::new();
+    for line in &lines {
+        let index = line["index"].as_u64().unwrap();
+        let found: Vec<hashsearch::Find> = serde_json::from_value(line["output"].clone()).unwrap();
+        // Every slice that ran reports exactly the finds a local search of it gives.
+        let (start, end) = hashsearch::bounds(&search, index, 65536);
+        let expected: Vec<u64> = (start..end)
+            .filter(|&n| hashsearch::meets_target(&hashsearch::double_sha256(b"dipla", n)))
+            .collect();
+        assert_eq!(
+            found.iter().map(|f| f.nonce).collect::<Vec<_>>(),
+            expected,
+            "slice {index}"
+        );
+        finds.extend(found);
+    }
+    assert!(finds.len() >= 3, "{finds:?}");
+    assert!(
+        lines.len() < 1000,
+        "the search should stop early, ran {} slices",
+        lines.len()
+    );
+}
