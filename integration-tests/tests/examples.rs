@@ -97,3 +97,22 @@ async fn hashsearch_stops_after_three_finds_that_all_verify() {
         lines.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invert_matrix_gives_the_exact_inverse_in_row_order() {
+    let lines = run_example("invert-matrix").await;
+    let matrix: Vec<Vec<i64>> =
+        serde_json::from_value(stage(&lines, "rows")[0]["input"][0].clone()).unwrap();
+    let inverse: Vec<Vec<invert_matrix::Fraction>> =
+        serde_json::from_value(stage(&lines, "inverse")[0]["output"].clone()).unwrap();
+    let product = invert_matrix::multiply(&matrix, &inverse);
+    for (i, row) in product.iter().enumerate() {
+        for (j, x) in row.iter().enumerate() {
+            assert_eq!(
+                *x,
+                invert_matrix::Fraction::new(i128::from(i == j), 1),
+                "({i}, {j})"
+            );
+        }
+    }
+}
