@@ -113,7 +113,7 @@ pub fn inverse_row(
     // inverse[i][j] = cofactor[j][i] / det
     let row = (0..n)
         .map(|j| {
-            let sign = if (index + j) % 2 == 0 { 1 } else { -1 };
+            let sign = if (index + j).is_multiple_of(2) { 1 } else { -1 };
             Fraction::new(sign * determinant(&minor(&matrix, j, index)), det)
         })
         .collect();
