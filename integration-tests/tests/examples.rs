@@ -116,3 +116,23 @@ async fn invert_matrix_gives_the_exact_inverse_in_row_order() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wordcount_ranks_the_words_of_the_whole_text() {
+    let lines = run_example("wordcount").await;
+    let text = std::fs::read_to_string(root().join("examples/wordcount/keeper.jsonl")).unwrap();
+    let whole: String = text
+        .lines()
+        .map(|line| serde_json::from_str::<String>(line).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let expected = wordcount::top(wordcount::count(whole), 20);
+    let top: Vec<(String, u64)> =
+        serde_json::from_value(stage(&lines, "top")[0]["output"].clone()).unwrap();
+    assert_eq!(top, expected);
+    assert_eq!(top.len(), 20);
+    assert!(
+        top.iter()
+            .all(|(word, _)| !wordcount::STOP_WORDS.contains(&word.as_str()))
+    );
+}
