@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{JobDir, WorkerProcess, finish, remote_server};
+use crate::support::{JobDir, WorkerProcess, finish, remote_server, run_on_workers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_zip_reduce_and_scatter_give_the_local_answer() {
@@ -37,12 +37,7 @@ async fn map_zip_reduce_and_scatter_give_the_local_answer() {
         inputs = { stage = "squares" }
         "#,
     );
-    let (server, url) = remote_server(job.job()).await;
-    let _workers = [
-        WorkerProcess::start(&url, "one"),
-        WorkerProcess::start(&url, "two"),
-    ];
-    let (summary, lines) = finish(server).await;
+    let (summary, lines) = run_on_workers(&job, 2).await;
     assert!(summary.success(), "{summary}");
 
     let stage = |name: &str| -> Vec<&serde_json::Value> {
@@ -113,9 +108,7 @@ async fn an_upstream_failure_fails_only_what_depends_on_it() {
         reduce = { stage = "squares" }
         "#,
     );
-    let (server, url) = remote_server(job.job()).await;
-    let _worker = WorkerProcess::start(&url, "one");
-    let (summary, lines) = finish(server).await;
+    let (summary, lines) = run_on_workers(&job, 1).await;
     assert_eq!(lines[3]["output"], 1);
     assert_eq!(lines[4]["input"], serde_json::Value::Null);
     let error = lines[4]["error"].as_str().unwrap();

@@ -1,6 +1,6 @@
 //! A task can end its stage early (`Flow::Stop`): the original Dipla's `terminate_tasks`.
 
-use crate::support::{JobDir, WorkerProcess, finish, remote_server};
+use crate::support::{JobDir, run_on_workers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_stops_once_its_goal_is_met_and_the_job_goes_on() {
@@ -20,12 +20,7 @@ async fn a_stage_stops_once_its_goal_is_met_and_the_job_goes_on() {
         inputs = { range = { start = 0, end = 10 } }
         "#,
     );
-    let (server, url) = remote_server(job.job()).await;
-    let _workers = [
-        WorkerProcess::start(&url, "one"),
-        WorkerProcess::start(&url, "two"),
-    ];
-    let (summary, lines) = finish(server).await;
+    let (summary, lines) = run_on_workers(&job, 2).await;
     assert!(summary.success(), "{summary}");
 
     let search: Vec<_> = lines.iter().filter(|l| l["stage"] == "search").collect();

@@ -1,6 +1,6 @@
 //! A stage whose tasks add inputs to it (the original Dipla's explorer).
 
-use crate::support::{JobDir, WorkerProcess, finish, remote_server};
+use crate::support::{JobDir, run_on_workers};
 
 const REACH: &str = r#"
     name = "reach"
@@ -16,12 +16,7 @@ const REACH: &str = r#"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exploring_visits_every_reachable_input_once() {
     let job = JobDir::new(&REACH.replace("MAX", "1000"));
-    let (server, url) = remote_server(job.job()).await;
-    let _workers = [
-        WorkerProcess::start(&url, "one"),
-        WorkerProcess::start(&url, "two"),
-    ];
-    let (summary, lines) = finish(server).await;
+    let (summary, lines) = run_on_workers(&job, 2).await;
     assert!(summary.success(), "{summary}");
     let mut visited: Vec<u64> = lines
         .iter()
@@ -44,9 +39,7 @@ async fn exploring_visits_every_reachable_input_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_tasks_bounds_a_runaway_exploration() {
     let job = JobDir::new(&REACH.replace("MAX", "10"));
-    let (server, url) = remote_server(job.job()).await;
-    let _worker = WorkerProcess::start(&url, "one");
-    let (summary, lines) = finish(server).await;
+    let (summary, lines) = run_on_workers(&job, 1).await;
     assert!(summary.success(), "{summary}");
     assert_eq!(lines.len(), 10);
 }

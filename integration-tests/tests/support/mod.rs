@@ -91,6 +91,16 @@ pub async fn finish(server: Server) -> (Summary, Vec<serde_json::Value>) {
     (summary, lines)
 }
 
+/// Runs `job` on `workers` one-core `dipla-worker` processes and returns the summary and the
+/// parsed result lines.
+pub async fn run_on_workers(job: &JobDir, workers: usize) -> (Summary, Vec<serde_json::Value>) {
+    let (server, url) = remote_server(job.job()).await;
+    let _workers: Vec<WorkerProcess> = (0..workers)
+        .map(|i| WorkerProcess::start(&url, &format!("worker-{i}")))
+        .collect();
+    finish(server).await
+}
+
 /// A `dipla-worker` process, killed when dropped.
 pub struct WorkerProcess {
     pub child: Child,
