@@ -110,3 +110,61 @@ fn lock(flags: &Flags) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AtomicBool>
     // The map stays consistent whatever panics: every operation is one insert or remove.
     flags.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dipla_protocol::RawJson;
+    use dipla_sandbox::Sandbox;
+
+    use super::*;
+
+    /// `spin` never returns; `one` returns 1.
+    const GUEST: &str = r#"(module
+        (memory (export "memory") 1)
+        (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 64))
+        (func (export "spin") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))
+        (func (export "one") (param i32 i32) (result i64)
+            (i32.store16 (i32.const 0) (i32.const 0x3100)) ;; status 0, then "1"
+            (i64.const 2))
+        (@custom "dipla" "{\"abi\":1,\"task\":\"spin\"}\n{\"abi\":1,\"task\":\"one\"}\n"))"#;
+
+    fn work(guest: &Guest, export: &str, id: u64) -> Work {
+        let limits = Limits {
+            fuel: u64::MAX / 2,
+            ..Limits::default()
+        };
+        let input = RawJson::from_string("0".to_owned()).unwrap();
+        Work {
+            guest: guest.clone(),
+            export: export.into(),
+            limits,
+            item: TaskItem { id, input },
+        }
+    }
+
+    #[tokio::test]
+    async fn cancelling_interrupts_the_running_task_and_drops_the_queued_ones() {
+        let guest = Sandbox::new()
+            .unwrap()
+            .compile(&wat::parse_str(GUEST).unwrap())
+            .unwrap();
+        let (results, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let executor = Executor::start(1, results).unwrap();
+        executor.submit(work(&guest, "spin", 1));
+        executor.submit(work(&guest, "one", 2));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        executor.cancel(&[1, 2]);
+        // The only core was stuck in `spin`: a result for task 3 proves it is free again, and
+        // nothing came for the cancelled tasks.
+        executor.submit(work(&guest, "one", 3));
+        let result = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("the core stayed busy")
+            .unwrap();
+        assert_eq!(result.id, 3);
+        assert_eq!(result.output.unwrap().get(), "1");
+        assert!(received.try_recv().is_err());
+    }
+}
