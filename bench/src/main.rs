@@ -68,30 +68,17 @@ async fn run_job(sandbox: &Sandbox, text: &str, workers: usize) -> Result<Summar
     Ok(summary)
 }
 
-fn tiny_job(tasks: u64) -> Result<String> {
+/// A one-stage job applying guest `guest`'s task `task` to the integers `start..end`.
+fn range_job(guest: &str, task: &str, start: u64, end: u64) -> Result<String> {
     Ok(format!(
-        r#"name = "tiny"
+        r#"name = "{task}"
         [modules]
-        bed = "{}"
+        m = "{}"
         [[stages]]
-        name = "squares"
-        task = "bed.square"
-        inputs = {{ range = {{ start = 0, end = {tasks} }} }}"#,
-        wasm("testbed")?.display()
-    ))
-}
-
-fn factorise_job() -> Result<String> {
-    Ok(format!(
-        r#"name = "factorise"
-        [modules]
-        factor = "{}"
-        [[stages]]
-        name = "factors"
-        task = "factor.factorise"
-        inputs = {{ range = {{ start = {FACTORISE_START}, end = {} }} }}"#,
-        wasm("factorise")?.display(),
-        FACTORISE_START + FACTORISE_COUNT
+        name = "{task}"
+        task = "m.{task}"
+        inputs = {{ range = {{ start = {start}, end = {end} }} }}"#,
+        wasm(guest)?.display()
     ))
 }
 
@@ -134,7 +121,7 @@ async fn main() -> Result<()> {
     let sandbox = Sandbox::new().context("cannot start the sandbox")?;
     eprintln!("machine: {}", machine());
 
-    let tiny = tiny_job(cli.tiny_tasks)?;
+    let tiny = range_job("testbed", "square", 0, cli.tiny_tasks)?;
     let mut rates = Vec::new();
     let mut bytes_per_task = 0.0;
     for _ in 0..cli.runs {
@@ -153,7 +140,12 @@ async fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let factorise = factorise_job()?;
+    let factorise = range_job(
+        "factorise",
+        "factorise",
+        FACTORISE_START,
+        FACTORISE_START + FACTORISE_COUNT,
+    )?;
     let mut times = [Vec::new(), Vec::new()];
     let mut first_results = Vec::new();
     for (i, workers) in [1, 2].into_iter().enumerate() {

@@ -5,6 +5,16 @@ use std::process::{Command, Stdio};
 
 use crate::support::{JobDir, WorkerProcess, bin};
 
+/// Runs `dipla-server run MANIFEST ARGS... [--out OUT]` to the end.
+fn run_job(job: &JobDir, args: &[&str], out: Option<&std::path::Path>) -> std::process::Output {
+    let mut command = Command::new(bin("dipla-server"));
+    command.arg("run").arg(&job.manifest).args(args);
+    if let Some(out) = out {
+        command.arg(out);
+    }
+    command.output().unwrap()
+}
+
 const SQUARES: &str = r#"
     name = "squares"
     [modules]
@@ -19,17 +29,11 @@ const SQUARES: &str = r#"
 fn run_with_local_workers_writes_results_to_a_file() {
     let job = JobDir::new(SQUARES);
     let out = job.dir.path().join("results.jsonl");
-    let output = Command::new(bin("dipla-server"))
-        .args([
-            "run",
-            job.manifest.to_str().unwrap(),
-            "--local-workers",
-            "2",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = run_job(
+        &job,
+        &["--local-workers", "2", "--out"],
+        Some(out.as_path()),
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -57,15 +61,7 @@ fn run_with_local_workers_writes_results_to_a_file() {
 #[test]
 fn results_go_to_stdout_and_failures_set_the_exit_code() {
     let job = JobDir::new(&SQUARES.replace("bed.square", "bed.even_only"));
-    let output = Command::new(bin("dipla-server"))
-        .args([
-            "run",
-            job.manifest.to_str().unwrap(),
-            "--local-workers",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let output = run_job(&job, &["--local-workers", "1"], None);
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
@@ -84,10 +80,7 @@ fn results_go_to_stdout_and_failures_set_the_exit_code() {
 #[test]
 fn a_bad_manifest_names_the_key_at_fault() {
     let job = JobDir::new(&SQUARES.replace("bed.square", "bed.cube"));
-    let output = Command::new(bin("dipla-server"))
-        .args(["run", job.manifest.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = run_job(&job, &[], None);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("stages[0].task"), "{stderr}");
@@ -141,17 +134,7 @@ fn stage_writes_only_that_stages_results() {
     let job = JobDir::new(&format!(
         "{SQUARES}\n[[stages]]\nname = \"sum\"\ntask = \"bed.add\"\nreduce = {{ stage = \"squares\" }}\n"
     ));
-    let output = Command::new(bin("dipla-server"))
-        .args([
-            "run",
-            job.manifest.to_str().unwrap(),
-            "--local-workers",
-            "1",
-            "--stage",
-            "sum",
-        ])
-        .output()
-        .unwrap();
+    let output = run_job(&job, &["--local-workers", "1", "--stage", "sum"], None);
     assert!(
         output.status.success(),
         "{}",
@@ -192,10 +175,7 @@ fn a_stage_cannot_read_one_that_can_stop_early() {
         "{SQUARES}\n[[stages]]\nname = \"seek\"\ntask = \"bed.seek\"\ninputs = {{ stage = \"squares\" }}\n\
          [[stages]]\nname = \"after\"\ntask = \"bed.square\"\ninputs = {{ stage = \"seek\" }}\n"
     ));
-    let output = Command::new(bin("dipla-server"))
-        .args(["run", job.manifest.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = run_job(&job, &[], None);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

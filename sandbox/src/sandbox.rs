@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use wasmtime::{Engine, ExternType, Module, ValType};
 
-use crate::abi::{self, AbiError};
+use crate::abi::{self, AbiError, ModuleInfo};
 use crate::config::{EPOCH_TICK, engine_config};
 use crate::guest::Guest;
 
@@ -54,10 +54,7 @@ impl Sandbox {
     /// # Errors
     /// When the bytes are not wasm, break the guest ABI ([`crate::abi`]), or import anything.
     pub fn compile(&self, bytes: &[u8]) -> Result<Guest, AbiError> {
-        let info = abi::inspect(bytes)?;
-        if !info.imports.is_empty() {
-            return Err(AbiError::Imports(info.imports));
-        }
+        let info = admit(bytes)?;
         let module =
             Module::new(&self.engine, bytes).map_err(|e| AbiError::Invalid(format!("{e:#}")))?;
         check_exports(&module)?;
@@ -79,10 +76,7 @@ impl Sandbox {
         bytes: &[u8],
         artifact: &Path,
     ) -> Result<Guest, AbiError> {
-        let info = abi::inspect(bytes)?;
-        if !info.imports.is_empty() {
-            return Err(AbiError::Imports(info.imports));
-        }
+        let info = admit(bytes)?;
         // SAFETY: the caller promises the artifact is our own.
         let module = unsafe { Module::deserialize_file(&self.engine, artifact) }
             .map_err(|e| AbiError::Invalid(format!("{e:#}")))?;
@@ -104,6 +98,15 @@ impl Sandbox {
     pub fn tick(&self) -> Duration {
         EPOCH_TICK
     }
+}
+
+/// Reads a module's ABI section and refuses it if it imports anything.
+fn admit(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
+    let info = abi::inspect(bytes)?;
+    if !info.imports.is_empty() {
+        return Err(AbiError::Imports(info.imports));
+    }
+    Ok(info)
 }
 
 fn check_exports(module: &Module) -> Result<(), AbiError> {
