@@ -3,19 +3,29 @@
 //! does no I/O and reads no clock: the transport feeds it events (a worker joined, results
 //! arrived, a worker left) and sends what it decides, so it can be tested deterministically.
 //!
-//! Stages form a graph. A stage fed by inputs known up front ([`Feed::Inputs`]) hands out
-//! tasks from a cursor. A stage fed by other stages' outputs ([`Feed::Items`]: a map over a
-//! promise, or a zip) gets task `i` as soon as item `i` of every stage it reads exists, so
-//! downstream work starts while upstream work is still running (pipelining). A reduce stage
-//! ([`Feed::Reduce`]) folds another stage's outputs as a tree of fixed shape: groups of
-//! `fan_in` consecutive items, level by level, so the result never depends on completion
-//! order. A failed item fails whatever needed it, naming it.
+//! Stages form a graph, which may grow while it runs ([`Coordinator::add_stage`]: the driver
+//! API adds a stage each time a task is applied to a promise). A stage fed by inputs known up
+//! front ([`Feed::Inputs`]) hands out tasks from a cursor. A stage fed by other stages' outputs
+//! ([`Feed::Items`]: a map over a promise, or a zip) gets task `i` as soon as item `i` of every
+//! stage it reads exists, so downstream work starts while upstream work is still running
+//! (pipelining). A reduce stage ([`Feed::Reduce`]) folds another stage's outputs as a tree of
+//! fixed shape: groups of `fan_in` consecutive items, level by level, so the result never
+//! depends on completion order. A failed item fails whatever needed it, naming it.
 //!
-//! Memory is proportional to the work in flight plus the outputs other stages still read.
+//! A stage is *dense* when its tasks are known up front: every index up to its task count
+//! will have a result. A stage that may stop early or explores is not, and neither is a stage
+//! reading one: a map over it has one task per result it ends up with, and a reduce of it
+//! waits for it to complete before shaping its tree.
+//!
+//! Memory is proportional to the work in flight plus the outputs someone still reads: each
+//! result is kept while stages reading it have not finished with it, while a writer has not
+//! taken it ([`Keep::Ordered`]), or while a driver's promise holds its stage ([`Keep::All`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use dipla_protocol::{FailureKind, RawJson, TaskFailure};
+
+use crate::tree::Tree;
 
 /// A connected worker, as the coordinator knows it.
 pub type WorkerId = u64;
@@ -23,10 +33,13 @@ pub type WorkerId = u64;
 /// One attempt at running a task; the id that travels in the protocol.
 pub type AttemptId = u64;
 
+/// A task's final outcome: its output, or the failure that ended its last attempt.
+pub type Outcome = Result<Box<RawJson>, TaskFailure>;
+
 /// A task: its stage and its index in the stage (for a reduce stage, its node in the tree).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskRef {
-    /// The stage, in manifest order.
+    /// The stage, in the order stages were added.
     pub stage: usize,
     /// The task's index in the stage.
     pub index: u64,
@@ -49,7 +62,7 @@ pub const MAX_LOST: u32 = 3;
 pub enum Feed {
     /// Known up front: every task can run at once.
     Inputs,
-    /// Task `i` needs output `i` of each of these stages.
+    /// Task `i` needs output `i` of each of these (distinct) stages.
     Items(Vec<usize>),
     /// One result: the outputs of `stage` folded as a tree of groups of `fan_in`.
     Reduce {
@@ -60,12 +73,25 @@ pub enum Feed {
     },
 }
 
+/// Who keeps a stage's results once they are final, besides the stages reading them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Nobody: a result is dropped once the stages reading it are done with it.
+    Nothing,
+    /// A writer takes them in input order ([`Coordinator::take_ready`]).
+    Ordered,
+    /// A promise holds them all until [`Coordinator::release`]; they can be read in index
+    /// order ([`Coordinator::results`]) or completion order ([`Coordinator::log`]).
+    All,
+}
+
 /// What the coordinator needs to know of a stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagePlan {
     /// The stage's name, for messages.
     pub name: String,
-    /// How many tasks (for a reduce stage: how many items it folds).
+    /// How many tasks (for a reduce stage: how many items it folds; for a stage reading a
+    /// stage that is not dense: at most how many).
     pub tasks: u64,
     /// Failures before a task is reported as failed.
     pub max_attempts: u32,
@@ -73,19 +99,26 @@ pub struct StagePlan {
     pub feed: Feed,
     /// How many outputs that meet the goal (`Flow::Stop`) end the stage early.
     pub stop_after: u64,
+    /// Whether its task may meet the goal; a stop from any other stage is ignored.
+    pub stoppable: bool,
     /// For an explore stage, the most tasks it may grow to.
     pub explore: Option<u64>,
+    /// Who keeps its results.
+    pub keep: Keep,
 }
 
-/// A finished task, ready to be written.
+/// A finished task, taken by the writer.
 #[derive(Debug)]
 pub struct Finished {
     /// Which task (a reduce stage's one result has index 0).
     pub task: TaskRef,
     /// Its output, or the failure that ended its last attempt.
-    pub outcome: Result<Box<RawJson>, TaskFailure>,
+    pub outcome: Outcome,
     /// How many attempts ran to an answer (successful or not).
     pub attempts: u32,
+    /// For a stage reading other stages, the outputs it read, one per stage in its
+    /// [`Feed::Items`] order (`None` for one that failed).
+    pub items: Vec<Option<Box<RawJson>>>,
 }
 
 /// Tasks to send to one worker, all from one stage.
@@ -155,66 +188,72 @@ struct Attempt {
     worker: WorkerId,
 }
 
-type Outcome = Result<Box<RawJson>, TaskFailure>;
-
-/// The shape of a reduce tree: level 0 is the folded stage's items, each higher level has one
-/// node per group of `fan_in` nodes below, up to a single root.
+/// A final result, kept while someone still reads it.
 #[derive(Debug)]
-struct Tree {
-    fan_in: u64,
-    /// Nodes per level; `sizes[0]` is the number of items.
-    sizes: Vec<u64>,
-    /// Task index of the first node of each level (level 0 has none).
-    offsets: Vec<u64>,
-    /// Known values, by (level, position).
-    values: HashMap<(usize, u64), Outcome>,
+struct Entry {
+    outcome: Outcome,
+    attempts: u32,
+    /// Readers not done with it: stages reading it, and the writer.
+    readers: u32,
 }
 
-impl Tree {
-    fn new(items: u64, fan_in: u64) -> Self {
-        let mut sizes = vec![items];
-        while *sizes.last().expect("never empty") > 1 {
-            let below = *sizes.last().expect("never empty");
-            sizes.push(below.div_ceil(fan_in));
-        }
-        let mut offsets = vec![0; sizes.len()];
-        for level in 2..sizes.len() {
-            offsets[level] = offsets[level - 1] + sizes[level - 1];
-        }
+/// Everything the coordinator knows of one stage.
+#[derive(Debug)]
+struct StageState {
+    plan: StagePlan,
+    /// The next never-dispatched index of a [`Feed::Inputs`] stage.
+    fresh: u64,
+    /// The stages reading its outputs.
+    dependents: Vec<usize>,
+    /// Final results still kept, by index.
+    results: BTreeMap<u64, Entry>,
+    /// Indexes in completion order, while a promise holds the stage.
+    log: Vec<u64>,
+    /// The writer has taken every result below this index.
+    cursor: u64,
+    /// How many results the writer has taken.
+    taken: u64,
+    /// How many results are final.
+    done: u64,
+    /// Outputs that met the goal.
+    goals: u64,
+    /// Why the stage stopped early, if it did.
+    stopped: Option<String>,
+    /// A reduce stage's tree, once its shape is known.
+    tree: Option<Tree>,
+    /// Inputs an explore stage discovered, after its initial ones.
+    discovered: Vec<Box<RawJson>>,
+    /// Every input an explore stage has had, as JSON text.
+    seen: HashSet<String>,
+    /// Inputs an explore stage dropped at its `max_tasks`.
+    dropped: u64,
+}
+
+impl StageState {
+    fn new(plan: StagePlan) -> Self {
         Self {
-            fan_in,
-            sizes,
-            offsets,
-            values: HashMap::new(),
+            plan,
+            fresh: 0,
+            dependents: Vec::new(),
+            results: BTreeMap::new(),
+            log: Vec::new(),
+            cursor: 0,
+            taken: 0,
+            done: 0,
+            goals: 0,
+            stopped: None,
+            tree: None,
+            discovered: Vec::new(),
+            seen: HashSet::new(),
+            dropped: 0,
         }
-    }
-
-    /// The (level, position) of a task index.
-    fn node(&self, index: u64) -> (usize, u64) {
-        let level = (1..self.sizes.len())
-            .rev()
-            .find(|&level| index >= self.offsets[level])
-            .expect("index within the tree");
-        (level, index - self.offsets[level])
-    }
-
-    /// The children of node (level, position): positions at `level - 1`.
-    fn children(&self, level: usize, position: u64) -> std::ops::Range<u64> {
-        let start = position * self.fan_in;
-        start..(start + self.fan_in).min(self.sizes[level - 1])
-    }
-
-    fn top(&self) -> usize {
-        self.sizes.len() - 1
     }
 }
 
 /// The scheduling state of one job.
 #[derive(Debug)]
 pub struct Coordinator {
-    plans: Vec<StagePlan>,
-    /// The next never-dispatched index of each [`Feed::Inputs`] stage.
-    fresh: Vec<u64>,
+    stages: Vec<StageState>,
     /// Tasks whose inputs have just become available, oldest first.
     ready: VecDeque<TaskRef>,
     /// Tasks to run again, oldest first.
@@ -223,95 +262,157 @@ pub struct Coordinator {
     next_attempt: AttemptId,
     history: HashMap<TaskRef, History>,
     workers: HashMap<WorkerId, Worker>,
-    /// The stages reading each stage's outputs.
-    dependents: Vec<Vec<usize>>,
-    /// Outputs kept for the stages that read them.
-    items: Vec<HashMap<u64, Outcome>>,
-    trees: Vec<Option<Tree>>,
-    /// Finished tasks not yet taken, per stage, by index.
-    finished: Vec<BTreeMap<u64, Finished>>,
-    /// How many results of each stage have been taken, in order.
-    taken: Vec<u64>,
-    /// How many results of each stage are final.
-    done: Vec<u64>,
-    /// Outputs that met their stage's goal, per stage.
-    goals: Vec<u64>,
-    /// Why each stage stopped early, if it did.
-    stopped: Vec<Option<String>>,
     /// Attempts cancelled by a stop: their late results are ignored.
     cancelled: HashSet<AttemptId>,
     /// Cancellations not yet sent, per worker.
     cancels: HashMap<WorkerId, Vec<AttemptId>>,
-    /// Inputs explore stages discovered, after their initial ones.
-    discovered: Vec<Vec<Box<RawJson>>>,
-    /// Every input an explore stage has had, as JSON text.
-    seen: Vec<HashSet<String>>,
-    /// Inputs explore stages dropped at their `max_tasks`.
-    dropped: Vec<u64>,
     counts: Counts,
+}
+
+impl Default for Coordinator {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
 }
 
 impl Coordinator {
     /// A coordinator for stages with these plans. Plans must only refer to other stages
-    /// (and not form a cycle), as the manifest guarantees.
+    /// (and not form a cycle), as the manifest guarantees; a stage may read a later one.
     pub fn new(plans: Vec<StagePlan>) -> Self {
-        let n = plans.len();
-        let mut dependents = vec![Vec::new(); n];
-        let mut trees: Vec<Option<Tree>> = (0..n).map(|_| None).collect();
-        for (stage, plan) in plans.iter().enumerate() {
-            match &plan.feed {
-                Feed::Inputs => {}
-                Feed::Items(sources) => {
-                    for &source in sources {
-                        if !dependents[source].contains(&stage) {
-                            dependents[source].push(stage);
-                        }
-                    }
-                }
-                Feed::Reduce {
-                    stage: source,
-                    fan_in,
-                } => {
-                    dependents[*source].push(stage);
-                    trees[stage] = Some(Tree::new(plan.tasks, (*fan_in).max(2)));
-                }
-            }
-        }
-        Self {
-            fresh: vec![0; n],
+        let mut coordinator = Self {
+            stages: plans.into_iter().map(StageState::new).collect(),
             ready: VecDeque::new(),
             retries: VecDeque::new(),
             attempts: HashMap::new(),
             next_attempt: 1,
             history: HashMap::new(),
             workers: HashMap::new(),
-            dependents,
-            items: (0..n).map(|_| HashMap::new()).collect(),
-            trees,
-            finished: (0..n).map(|_| BTreeMap::new()).collect(),
-            taken: vec![0; n],
-            done: vec![0; n],
-            goals: vec![0; n],
-            stopped: vec![None; n],
             cancelled: HashSet::new(),
             cancels: HashMap::new(),
-            discovered: vec![Vec::new(); n],
-            seen: vec![HashSet::new(); n],
-            dropped: vec![0; n],
             counts: Counts::default(),
-            plans,
+        };
+        for stage in 0..coordinator.stages.len() {
+            coordinator.wire(stage);
+        }
+        coordinator
+    }
+
+    /// Adds a stage while the job runs and returns its number. The stages it reads must exist
+    /// and still keep their results (they are held by a promise, [`Keep::All`]): what they
+    /// already finished feeds it at once.
+    ///
+    /// # Panics
+    /// When the plan reads a stage that does not exist (a bug in the caller).
+    pub fn add_stage(&mut self, plan: StagePlan) -> usize {
+        let stage = self.stages.len();
+        let sources = match &plan.feed {
+            Feed::Inputs => Vec::new(),
+            Feed::Items(sources) => sources.clone(),
+            Feed::Reduce { stage, .. } => vec![*stage],
+        };
+        assert!(
+            sources.iter().all(|&source| source < stage),
+            "a new stage reads existing stages"
+        );
+        self.stages.push(StageState::new(plan));
+        self.wire(stage);
+        // What the stages it reads already have: count the new reader, then feed it.
+        for &source in &sources {
+            for entry in self.stages[source].results.values_mut() {
+                entry.readers += 1;
+            }
+        }
+        match self.stages[stage].plan.feed.clone() {
+            Feed::Items(sources) => {
+                let indexes: Vec<u64> = self.stages[sources[0]].results.keys().copied().collect();
+                for index in indexes {
+                    self.feed_item(stage, &sources, index);
+                }
+            }
+            Feed::Reduce { stage: source, .. } if self.stages[stage].tree.is_some() => {
+                let indexes: Vec<u64> = self.stages[source].results.keys().copied().collect();
+                for index in indexes {
+                    let outcome = self.stages[source].results[&index].outcome.clone();
+                    self.release(source, index);
+                    self.tree_value(stage, 0, index, outcome, 0);
+                }
+            }
+            Feed::Reduce { .. } | Feed::Inputs => {}
+        }
+        self.settle();
+        stage
+    }
+
+    /// Registers `stage` with the stages it reads, and shapes its tree if it reduces a dense
+    /// stage.
+    fn wire(&mut self, stage: usize) {
+        match self.stages[stage].plan.feed.clone() {
+            Feed::Inputs => {}
+            Feed::Items(sources) => {
+                for source in sources {
+                    if !self.stages[source].dependents.contains(&stage) {
+                        self.stages[source].dependents.push(stage);
+                    }
+                }
+            }
+            Feed::Reduce {
+                stage: source,
+                fan_in,
+            } => {
+                self.stages[source].dependents.push(stage);
+                if self.is_dense(source) {
+                    let items = self.stages[stage].plan.tasks;
+                    self.stages[stage].tree = Some(Tree::new(items, fan_in.max(2)));
+                }
+            }
+        }
+    }
+
+    /// Whether every index below a stage's task count will have a result.
+    fn is_dense(&self, stage: usize) -> bool {
+        let plan = &self.stages[stage].plan;
+        match &plan.feed {
+            Feed::Inputs => plan.explore.is_none() && !plan.stoppable,
+            Feed::Items(sources) => {
+                !plan.stoppable && sources.iter().all(|&source| self.is_dense(source))
+            }
+            Feed::Reduce { .. } => true,
+        }
+    }
+
+    /// How many stages there are.
+    pub fn stage_count(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Whether every result of `stage` is final.
+    pub fn is_stage_complete(&self, stage: usize) -> bool {
+        let state = &self.stages[stage];
+        if state.stopped.is_some() {
+            return true;
+        }
+        match &state.plan.feed {
+            Feed::Inputs => state.done == state.plan.tasks,
+            Feed::Reduce { .. } => state.done == 1,
+            Feed::Items(_) if self.is_dense(stage) => state.done == state.plan.tasks,
+            Feed::Items(sources) => {
+                sources.iter().all(|&source| self.is_stage_complete(source))
+                    && state.done == self.stages[sources[0]].done
+            }
         }
     }
 
     /// How many result lines stage `stage` has (one for a reduce stage; for a stage that
-    /// stopped early, those of the tasks that finished).
+    /// stopped early or read one, those of the tasks that finished; for an incomplete stage
+    /// that is not dense, at most how many).
     pub fn lines(&self, stage: usize) -> u64 {
-        if self.stopped[stage].is_some() {
-            return self.done[stage];
+        let state = &self.stages[stage];
+        if state.stopped.is_some() || self.is_stage_complete(stage) {
+            return state.done;
         }
-        match self.plans[stage].feed {
+        match state.plan.feed {
             Feed::Reduce { .. } => 1,
-            _ => self.plans[stage].tasks,
+            _ => state.plan.tasks,
         }
     }
 
@@ -351,6 +452,7 @@ impl Coordinator {
                 self.retries.push_front(task);
             }
         }
+        self.settle();
     }
 
     /// Picks tasks for `worker` up to its in-flight window: retries first, then tasks whose
@@ -384,15 +486,18 @@ impl Coordinator {
             picked.push(task);
             room -= 1;
         }
-        for stage in 0..self.plans.len() {
-            if self.plans[stage].feed != Feed::Inputs {
+        for (stage, state) in self.stages.iter_mut().enumerate() {
+            if room == 0 {
+                break;
+            }
+            if state.plan.feed != Feed::Inputs {
                 continue;
             }
-            let take = (self.plans[stage].tasks - self.fresh[stage]).min(room as u64);
-            for index in self.fresh[stage]..self.fresh[stage] + take {
+            let take = (state.plan.tasks - state.fresh).min(room as u64);
+            for index in state.fresh..state.fresh + take {
                 picked.push(TaskRef { stage, index });
             }
-            self.fresh[stage] += take;
+            state.fresh += take;
             room -= take as usize;
         }
 
@@ -439,7 +544,8 @@ impl Coordinator {
         self.complete_with(worker, id, micros, outcome, false)
     }
 
-    /// Like [`Coordinator::complete`], for a result that may meet its stage's goal (`stop`).
+    /// Like [`Coordinator::complete`], for a result that may meet its stage's goal (`stop`;
+    /// ignored unless the stage is stoppable).
     ///
     /// # Errors
     /// When the worker was not running that attempt.
@@ -454,21 +560,15 @@ impl Coordinator {
         if self.cancelled.remove(&id) {
             return Ok(());
         }
-        let outcome = match (outcome, self.attempts.get(&id)) {
-            (Ok(output), Some(attempt)) if attempt.worker == worker => {
-                let stage = attempt.task.stage;
-                match self.plans[stage].explore {
-                    Some(max) => self.explored(stage, &output, max),
-                    None => Ok(output),
-                }
-            }
+        let task = match self.attempts.get(&id) {
+            Some(attempt) if attempt.worker == worker => attempt.task,
+            _ => return Err(Violation::UnknownAttempt(id)),
+        };
+        self.attempts.remove(&id);
+        let outcome = match (outcome, self.stages[task.stage].plan.explore) {
+            (Ok(output), Some(max)) => self.explored(task.stage, &output, max),
             (outcome, _) => outcome,
         };
-        match self.attempts.get(&id) {
-            Some(attempt) if attempt.worker == worker => {}
-            _ => return Err(Violation::UnknownAttempt(id)),
-        }
-        let Attempt { task, .. } = self.attempts.remove(&id).expect("checked above");
         if let Some(state) = self.workers.get_mut(&worker) {
             state.in_flight -= 1;
             let micros = micros as f64;
@@ -480,16 +580,16 @@ impl Coordinator {
         match outcome {
             Ok(output) => {
                 self.finish(task, Ok(output));
-                let reduces = matches!(self.plans[task.stage].feed, Feed::Reduce { .. });
-                if stop && !reduces && self.stopped[task.stage].is_none() {
-                    self.goals[task.stage] += 1;
-                    if self.goals[task.stage] >= self.plans[task.stage].stop_after {
+                let state = &mut self.stages[task.stage];
+                if stop && state.plan.stoppable && state.stopped.is_none() {
+                    state.goals += 1;
+                    if state.goals >= state.plan.stop_after {
                         self.stop_stage(task);
                     }
                 }
             }
             Err(failure) => {
-                let max = self.plans[task.stage].max_attempts;
+                let max = self.stages[task.stage].plan.max_attempts;
                 let history = self.history.entry(task).or_default();
                 history.failures += 1;
                 history.failed_on.push(worker);
@@ -501,26 +601,34 @@ impl Coordinator {
                 }
             }
         }
+        self.settle();
         Ok(())
     }
 
     /// Stage `task.stage` met its goal with `task`: hand out none of its tasks any more and
-    /// cancel those running. Tasks that never ran get no result line.
+    /// cancel those running. Tasks that never ran get no result.
     fn stop_stage(&mut self, task: TaskRef) {
         let stage = task.stage;
-        let plan = &self.plans[stage];
-        self.stopped[stage] = Some(format!(
+        let state = &mut self.stages[stage];
+        state.stopped = Some(format!(
             "stage {:?} met its goal ({} output(s), the last from task {})",
-            plan.name, self.goals[stage], task.index
+            state.plan.name, state.goals, task.index
         ));
-        let mut never_run = plan.tasks.saturating_sub(self.fresh[stage]);
-        if plan.feed == Feed::Inputs {
-            self.fresh[stage] = plan.tasks;
+        let mut dropped: Vec<TaskRef> = Vec::new();
+        let mut never_run = 0;
+        if state.plan.feed == Feed::Inputs {
+            never_run += state.plan.tasks - state.fresh;
+            state.fresh = state.plan.tasks;
         }
-        let before = self.retries.len() + self.ready.len();
-        self.retries.retain(|t| t.stage != stage);
-        self.ready.retain(|t| t.stage != stage);
-        never_run += (before - self.retries.len() - self.ready.len()) as u64;
+        for queue in [&mut self.retries, &mut self.ready] {
+            queue.retain(|t| {
+                let keep = t.stage != stage;
+                if !keep {
+                    dropped.push(*t);
+                }
+                keep
+            });
+        }
         let mut running: Vec<(AttemptId, WorkerId)> = self
             .attempts
             .iter()
@@ -530,12 +638,18 @@ impl Coordinator {
         running.sort_unstable();
         for (id, worker) in running {
             let attempt = self.attempts.remove(&id).expect("listed above");
-            self.history.remove(&attempt.task);
             self.cancelled.insert(id);
             self.cancels.entry(worker).or_default().push(id);
             if let Some(state) = self.workers.get_mut(&worker) {
                 state.in_flight -= 1;
             }
+            dropped.push(attempt.task);
+        }
+        dropped.sort_unstable();
+        dropped.dedup();
+        for task in dropped {
+            self.history.remove(&task);
+            self.release_inputs(task);
             never_run += 1;
         }
         self.counts.stopped += never_run;
@@ -556,17 +670,18 @@ impl Coordinator {
                     "an explore task must return {{\"output\": .., \"next\": [..]}}: {e}"
                 ),
             })?;
-        if self.stopped[stage].is_none() {
+        let state = &mut self.stages[stage];
+        if state.stopped.is_none() {
             for input in next {
-                if !self.seen[stage].insert(input.get().to_owned()) {
+                if !state.seen.insert(input.get().to_owned()) {
                     continue;
                 }
-                if self.plans[stage].tasks >= max {
-                    self.dropped[stage] += 1;
+                if state.plan.tasks >= max {
+                    state.dropped += 1;
                     continue;
                 }
-                self.discovered[stage].push(input);
-                self.plans[stage].tasks += 1;
+                state.discovered.push(input);
+                state.plan.tasks += 1;
             }
         }
         Ok(output)
@@ -574,27 +689,30 @@ impl Coordinator {
 
     /// Records the inputs an explore stage starts with, so they are not run again.
     pub fn seed(&mut self, stage: usize, inputs: impl IntoIterator<Item = String>) {
-        self.seen[stage].extend(inputs);
+        self.stages[stage].seen.extend(inputs);
     }
 
     /// Input `n` (counting from 0) that explore stage `stage` discovered.
     pub fn discovered(&self, stage: usize, n: u64) -> Option<&RawJson> {
-        self.discovered[stage].get(n as usize).map(|input| &**input)
+        self.stages[stage]
+            .discovered
+            .get(n as usize)
+            .map(|input| &**input)
     }
 
     /// How many new inputs explore stage `stage` dropped at its `max_tasks`.
     pub fn dropped(&self, stage: usize) -> u64 {
-        self.dropped[stage]
+        self.stages[stage].dropped
     }
 
     /// How many result lines the job has now (explore stages grow).
     pub fn total_lines(&self) -> u64 {
-        (0..self.plans.len()).map(|stage| self.lines(stage)).sum()
+        (0..self.stages.len()).map(|stage| self.lines(stage)).sum()
     }
 
     /// Why `stage` stopped early, if it did.
     pub fn stopped(&self, stage: usize) -> Option<&str> {
-        self.stopped[stage].as_deref()
+        self.stages[stage].stopped.as_deref()
     }
 
     /// Attempts `worker` should stop running, to send it in a `cancel` message.
@@ -606,43 +724,78 @@ impl Coordinator {
     fn finish(&mut self, task: TaskRef, outcome: Outcome) {
         let history = self.history.remove(&task).unwrap_or_default();
         let attempts = history.failures + u32::from(outcome.is_ok());
-        if let Some(tree) = &self.trees[task.stage] {
-            let (level, position) = tree.node(task.index);
-            self.tree_value(task.stage, level, position, outcome, attempts);
-        } else {
-            self.result(task, outcome, attempts);
+        let node = self.stages[task.stage]
+            .tree
+            .as_ref()
+            .map(|tree| tree.node(task.index));
+        match node {
+            Some((level, position)) => {
+                self.tree_value(task.stage, level, position, outcome, attempts);
+            }
+            None => self.result(task, outcome, attempts),
         }
     }
 
-    /// A stage's result `task` is final: count it, keep it for the writer and for the stages
-    /// that read it, and feed them.
+    /// A stage's result `task` is final: count it, keep it for those who read it, and feed
+    /// the stages reading it.
     fn result(&mut self, task: TaskRef, outcome: Outcome, attempts: u32) {
         match outcome {
             Ok(_) => self.counts.succeeded += 1,
             Err(_) => self.counts.failed += 1,
         }
-        self.done[task.stage] += 1;
-        let dependents = self.dependents[task.stage].clone();
-        if !dependents.is_empty() {
-            self.items[task.stage].insert(task.index, outcome.clone());
+        let state = &mut self.stages[task.stage];
+        state.done += 1;
+        let keep = state.plan.keep;
+        if keep == Keep::All {
+            state.log.push(task.index);
         }
-        self.finished[task.stage].insert(
-            task.index,
-            Finished {
-                task,
+        let dependents = state.dependents.clone();
+        let mut readers = u32::from(keep == Keep::Ordered);
+        for &dependent in &dependents {
+            let shaped = self.stages[dependent].tree.is_some();
+            if matches!(self.stages[dependent].plan.feed, Feed::Reduce { .. }) && shaped {
+                // A dense stage's reduce: item `i` is at position `i`.
+                self.tree_value(dependent, 0, task.index, outcome.clone(), 0);
+            } else {
+                readers += 1;
+            }
+        }
+        if readers > 0 || keep == Keep::All {
+            let entry = Entry {
                 outcome,
                 attempts,
-            },
-        );
+                readers,
+            };
+            self.stages[task.stage].results.insert(task.index, entry);
+        }
         for dependent in dependents {
-            match self.plans[dependent].feed.clone() {
-                Feed::Items(sources) => self.feed_item(dependent, &sources, task.index),
-                Feed::Reduce { .. } => {
-                    let outcome = self.items[task.stage][&task.index].clone();
-                    self.tree_value(dependent, 0, task.index, outcome, 0);
-                }
-                Feed::Inputs => {}
+            if let Feed::Items(sources) = self.stages[dependent].plan.feed.clone() {
+                self.feed_item(dependent, &sources, task.index);
             }
+        }
+        if keep != Keep::Ordered {
+            self.release_inputs(task);
+        }
+    }
+
+    /// Task `task` no longer needs its inputs: the stages it read may drop them.
+    fn release_inputs(&mut self, task: TaskRef) {
+        if let Feed::Items(sources) = &self.stages[task.stage].plan.feed {
+            for source in sources.clone() {
+                self.release(source, task.index);
+            }
+        }
+    }
+
+    /// One reader is done with result `index` of `stage`: drop it once nobody needs it.
+    fn release(&mut self, stage: usize, index: u64) {
+        let state = &mut self.stages[stage];
+        let Some(entry) = state.results.get_mut(&index) else {
+            return;
+        };
+        entry.readers = entry.readers.saturating_sub(1);
+        if entry.readers == 0 && state.plan.keep != Keep::All {
+            state.results.remove(&index);
         }
     }
 
@@ -650,17 +803,65 @@ impl Coordinator {
     fn feed_item(&mut self, stage: usize, sources: &[usize], index: u64) {
         let mut failures = Vec::new();
         for &source in sources {
-            match self.items[source].get(&index) {
+            match self.stages[source].results.get(&index).map(|e| &e.outcome) {
                 None => return,
                 Some(Ok(_)) => {}
                 Some(Err(failure)) => failures.push((source, failure.clone())),
             }
         }
+        let task = TaskRef { stage, index };
+        if self.stages[stage].stopped.is_some() {
+            self.counts.stopped += 1;
+            self.release_inputs(task);
+            return;
+        }
+        self.stages[stage].plan.tasks = self.stages[stage].plan.tasks.max(index + 1);
         match failures.into_iter().next() {
-            None => self.ready.push_back(TaskRef { stage, index }),
+            None => self.ready.push_back(task),
             Some((source, failure)) => {
-                let failure = upstream(&self.plans[source].name, index, &failure);
-                self.result(TaskRef { stage, index }, Err(failure), 0);
+                let failure = upstream(&self.stages[source].plan.name, index, &failure);
+                self.result(task, Err(failure), 0);
+            }
+        }
+    }
+
+    /// Shapes the trees of reduce stages whose (not dense) source has completed, and feeds
+    /// them what it produced.
+    fn settle(&mut self) {
+        loop {
+            let waiting = (0..self.stages.len()).find(|&stage| {
+                let state = &self.stages[stage];
+                matches!(state.plan.feed, Feed::Reduce { stage: source, .. }
+                    if state.tree.is_none() && state.done == 0 && self.is_stage_complete(source))
+            });
+            let Some(stage) = waiting else {
+                return;
+            };
+            let Feed::Reduce {
+                stage: source,
+                fan_in,
+            } = self.stages[stage].plan.feed
+            else {
+                unreachable!("found above")
+            };
+            let indexes: Vec<u64> = self.stages[source].results.keys().copied().collect();
+            if indexes.is_empty() {
+                let failure = TaskFailure {
+                    kind: FailureKind::Upstream,
+                    message: format!(
+                        "stage {:?} has no outputs to fold",
+                        self.stages[source].plan.name
+                    ),
+                };
+                self.result(TaskRef { stage, index: 0 }, Err(failure), 0);
+                continue;
+            }
+            self.stages[stage].plan.tasks = indexes.len() as u64;
+            self.stages[stage].tree = Some(Tree::sparse(indexes.clone(), fan_in.max(2)));
+            for (position, index) in indexes.into_iter().enumerate() {
+                let outcome = self.stages[source].results[&index].outcome.clone();
+                self.release(source, index);
+                self.tree_value(stage, 0, position as u64, outcome, 0);
             }
         }
     }
@@ -674,11 +875,12 @@ impl Coordinator {
         outcome: Outcome,
         attempts: u32,
     ) {
-        let source = match self.plans[stage].feed {
+        let source = match self.stages[stage].plan.feed {
             Feed::Reduce { stage: source, .. } => source,
             _ => unreachable!("only reduce stages have trees"),
         };
-        let tree = self.trees[stage]
+        let tree = self.stages[stage]
+            .tree
             .as_mut()
             .expect("a reduce stage has a tree");
         if level == tree.top() {
@@ -695,11 +897,14 @@ impl Coordinator {
                 Some(value) => values.push((child, value)),
             }
         }
-        if let Some((child, Err(failure))) = values.iter().find(|(_, v)| v.is_err()) {
-            let failure = if level == 0 {
-                upstream(&self.plans[source].name, *child, failure)
-            } else {
-                (*failure).clone()
+        let failed = values
+            .iter()
+            .find_map(|(child, value)| value.as_ref().err().map(|f| (*child, f.clone())));
+        if let Some((child, failure)) = failed {
+            let item = (level == 0).then(|| tree.item_index(child));
+            let failure = match item {
+                Some(index) => upstream(&self.stages[source].plan.name, index, &failure),
+                None => failure,
             };
             self.tree_value(stage, level + 1, parent, Err(failure), 0);
         } else if children.end - children.start == 1 {
@@ -711,12 +916,40 @@ impl Coordinator {
         }
     }
 
-    /// The output of item `index` of `stage`, if it succeeded and a later stage reads it.
+    /// The output of item `index` of `stage`, if it succeeded and is still kept.
     pub fn item(&self, stage: usize, index: u64) -> Option<&RawJson> {
-        match self.items[stage].get(&index) {
+        match self.stages[stage].results.get(&index).map(|e| &e.outcome) {
             Some(Ok(output)) => Some(output),
             _ => None,
         }
+    }
+
+    /// The final result `index` of `stage`, if it is kept.
+    pub fn result_of(&self, stage: usize, index: u64) -> Option<&Outcome> {
+        self.stages[stage].results.get(&index).map(|e| &e.outcome)
+    }
+
+    /// The kept results of `stage`, in index order.
+    pub fn results(&self, stage: usize) -> impl Iterator<Item = (u64, &Outcome)> {
+        self.stages[stage]
+            .results
+            .iter()
+            .map(|(&index, entry)| (index, &entry.outcome))
+    }
+
+    /// The indexes of `stage`'s results in the order they became final (for a stage whose
+    /// results a promise holds).
+    pub fn log(&self, stage: usize) -> &[u64] {
+        &self.stages[stage].log
+    }
+
+    /// Nobody holds `stage`'s results any more: drop those no stage still reads, and keep
+    /// no more.
+    pub fn release_stage(&mut self, stage: usize) {
+        let state = &mut self.stages[stage];
+        state.plan.keep = Keep::Nothing;
+        state.log = Vec::new();
+        state.results.retain(|_, entry| entry.readers > 0);
     }
 
     /// The values a reduce task folds, in order.
@@ -724,7 +957,10 @@ impl Coordinator {
     /// # Panics
     /// When `task` is not a ready reduce task (a bug in the caller).
     pub fn group(&self, task: TaskRef) -> Vec<&RawJson> {
-        let tree = self.trees[task.stage].as_ref().expect("a reduce stage");
+        let tree = self.stages[task.stage]
+            .tree
+            .as_ref()
+            .expect("a reduce stage");
         let (level, position) = tree.node(task.index);
         tree.children(level, position)
             .map(|child| match &tree.values[&(level - 1, child)] {
@@ -734,34 +970,90 @@ impl Coordinator {
             .collect()
     }
 
-    /// Takes the finished results that are next in order: stage by stage, each stage's in
-    /// input order, a stage only once every earlier one is complete.
+    /// Takes the finished results of [`Keep::Ordered`] stages that are next in order: stage
+    /// by stage, each stage's in input order, a stage only once every earlier one is
+    /// complete. Within a stage that stopped early or read one, indexes without a result are
+    /// skipped once the stage is complete.
     pub fn take_ready(&mut self) -> Vec<Finished> {
         let mut ready = Vec::new();
-        for stage in 0..self.plans.len() {
-            let gaps_allowed = self.stopped[stage].is_some();
-            while let Some(entry) = self.finished[stage].first_entry() {
-                if *entry.key() != self.taken[stage] && !gaps_allowed {
+        for stage in 0..self.stages.len() {
+            if self.stages[stage].plan.keep != Keep::Ordered {
+                continue;
+            }
+            let gaps = self.is_stage_complete(stage);
+            let state = &self.stages[stage];
+            let mut next = state.cursor;
+            let mut indexes = Vec::new();
+            for &index in state.results.range(state.cursor..).map(|(index, _)| index) {
+                if index != next && !gaps {
                     break;
                 }
-                ready.push(entry.remove());
-                self.taken[stage] += 1;
+                indexes.push(index);
+                next = index + 1;
             }
-            if self.taken[stage] < self.lines(stage) {
+            for index in indexes {
+                ready.push(self.take(stage, index));
+            }
+            let state = &self.stages[stage];
+            if !(gaps && state.taken == state.done) {
                 break;
             }
         }
         ready
     }
 
-    /// Whether every result has been taken.
+    /// The writer takes result `index` of `stage`.
+    fn take(&mut self, stage: usize, index: u64) -> Finished {
+        let task = TaskRef { stage, index };
+        let items = match &self.stages[stage].plan.feed {
+            Feed::Items(sources) => sources
+                .iter()
+                .map(|&source| self.item(source, index).map(ToOwned::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let state = &mut self.stages[stage];
+        state.cursor = index + 1;
+        state.taken += 1;
+        let entry = state.results.get_mut(&index).expect("taken from the results");
+        entry.readers -= 1;
+        let (outcome, attempts) = if entry.readers == 0 {
+            let entry = state.results.remove(&index).expect("present");
+            (entry.outcome, entry.attempts)
+        } else {
+            (entry.outcome.clone(), entry.attempts)
+        };
+        self.release_inputs(task);
+        Finished {
+            task,
+            outcome,
+            attempts,
+            items,
+        }
+    }
+
+    /// Whether every result is final and every [`Keep::Ordered`] one has been taken.
     pub fn is_complete(&self) -> bool {
-        (0..self.plans.len()).all(|stage| self.taken[stage] == self.lines(stage))
+        (0..self.stages.len()).all(|stage| {
+            let state = &self.stages[stage];
+            self.is_stage_complete(stage)
+                && (state.plan.keep != Keep::Ordered || state.taken == state.done)
+        })
+    }
+
+    /// How many tasks `stage` has now (for a reduce stage, how many items it folds).
+    pub fn tasks(&self, stage: usize) -> u64 {
+        self.stages[stage].plan.tasks
     }
 
     /// How many of `stage`'s results are final.
     pub fn done(&self, stage: usize) -> u64 {
-        self.done[stage]
+        self.stages[stage].done
+    }
+
+    /// How many tasks wait in the retry and ready queues.
+    pub fn queued(&self) -> usize {
+        self.retries.len() + self.ready.len()
     }
 
     /// How many tasks are running now.
@@ -772,6 +1064,11 @@ impl Coordinator {
     /// How many tasks `worker` is running now.
     pub fn running_on(&self, worker: WorkerId) -> usize {
         self.workers.get(&worker).map_or(0, |w| w.in_flight)
+    }
+
+    /// How many results are kept in memory now, over all stages.
+    pub fn kept(&self) -> usize {
+        self.stages.iter().map(|state| state.results.len()).sum()
     }
 
     /// What happened so far.
@@ -811,7 +1108,9 @@ mod tests {
             max_attempts: 3,
             feed: Feed::Inputs,
             stop_after: 1,
+            stoppable: false,
             explore: None,
+            keep: Keep::Ordered,
         }
     }
 
@@ -993,7 +1292,9 @@ mod tests {
             max_attempts: 1,
             feed,
             stop_after: 1,
+            stoppable: false,
             explore: None,
+            keep: Keep::Ordered,
         }
     }
 
@@ -1048,7 +1349,7 @@ mod tests {
         c.complete(1, tasks[1].0, 5, panic()).unwrap();
         c.complete(1, tasks[3].0, 5, output("3")).unwrap();
         assert!(c.assign(1).is_empty(), "task 1 of the zip cannot run");
-        let failed = c.finished[2].get(&1).unwrap().outcome.as_ref().unwrap_err();
+        let failed = c.result_of(2, 1).unwrap().as_ref().unwrap_err();
         assert_eq!(failed.kind, FailureKind::Upstream);
         assert!(
             failed.message.contains("task 1 of stage \"s\""),
@@ -1059,14 +1360,6 @@ mod tests {
 
     #[test]
     fn a_reduce_tree_has_a_fixed_shape() {
-        // 7 items, fan-in 2: level 1 has 4 nodes (the last passes item 6 through), level 2
-        // has 2, level 3 is the root: 3 + 1 + 1 = 5 tasks... with the pass-through, 6 - 1.
-        let tree = Tree::new(7, 2);
-        assert_eq!(tree.sizes, [7, 4, 2, 1]);
-        assert_eq!(tree.offsets, [0, 0, 4, 6]);
-        assert_eq!(tree.node(5), (2, 1));
-        assert_eq!(tree.children(1, 3), 6..7);
-
         for fan_in in [2, 3, 5] {
             let mut c = Coordinator::new(vec![plan(7), fed(7, Feed::Reduce { stage: 0, fan_in })]);
             c.join(1, 4);
@@ -1140,6 +1433,7 @@ mod tests {
         let mut c = Coordinator::new(vec![
             StagePlan {
                 stop_after: 2,
+                stoppable: true,
                 ..plan(1000)
             },
             plan(3),

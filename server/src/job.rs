@@ -6,7 +6,7 @@ use dipla_sandbox::{Guest, Sandbox};
 use dipla_protocol::RawJson;
 
 use crate::Inputs;
-use crate::coordinator::{Coordinator, Feed, StagePlan, TaskRef};
+use crate::coordinator::{Coordinator, Feed, Finished, Keep, StagePlan, TaskRef};
 
 /// A validated job, ready to run: every module checked, every stage resolved.
 pub struct Job {
@@ -53,6 +53,9 @@ pub struct Stage {
     pub max_attempts: u32,
     /// How many outputs that meet the goal (`Flow::Stop`) end the stage early.
     pub stop_after: u64,
+    /// Whether its task may meet the goal and end the stage early (it returns `Flow`, or
+    /// its module does not say what it returns).
+    pub stoppable: bool,
     /// For an explore stage, the most tasks it may grow to.
     pub explore: Option<u64>,
 }
@@ -92,19 +95,13 @@ pub enum Part {
 }
 
 impl Stage {
-    /// What the coordinator needs to know of this stage.
-    pub fn plan(&self) -> StagePlan {
+    /// What the coordinator needs to know of this stage, whose results `keep` says who keeps.
+    pub fn plan(&self, keep: Keep) -> StagePlan {
         let feed = match &self.source {
             Source::List(_) | Source::Scatter { .. } => Feed::Inputs,
             Source::Stage(stage) => Feed::Items(vec![*stage]),
-            Source::Zip(parts) => {
-                let stages: Vec<usize> = parts
-                    .iter()
-                    .filter_map(|part| match part {
-                        Part::Stage(stage) => Some(*stage),
-                        Part::List(_) => None,
-                    })
-                    .collect();
+            Source::Zip(_) => {
+                let stages = self.stages_read();
                 if stages.is_empty() {
                     Feed::Inputs
                 } else {
@@ -122,8 +119,29 @@ impl Stage {
             max_attempts: self.max_attempts,
             feed,
             stop_after: self.stop_after,
+            stoppable: self.stoppable,
             explore: self.explore,
+            keep,
         }
+    }
+
+    /// The distinct stages this stage reads, in the order its source names them.
+    pub fn stages_read(&self) -> Vec<usize> {
+        let mut stages = Vec::new();
+        match &self.source {
+            Source::Stage(stage) | Source::Reduce { stage, .. } => stages.push(*stage),
+            Source::Zip(parts) => {
+                for part in parts {
+                    if let Part::Stage(stage) = part
+                        && !stages.contains(stage)
+                    {
+                        stages.push(*stage);
+                    }
+                }
+            }
+            Source::List(_) | Source::Scatter { .. } => {}
+        }
+        stages
     }
 }
 
@@ -187,26 +205,41 @@ impl Job {
         RawJson::from_string(text).expect("composed from valid JSON")
     }
 
-    /// The `"input"` of a result line: the task's input, or for a reduce stage
+    /// The `"input"` of the result line of `finished`: the task's input (`null` when an
+    /// input failed upstream and the task never ran), or for a reduce stage
     /// `{"reduce":"<stage>","items":N}`.
-    pub fn line_input(&self, task: TaskRef, coordinator: &Coordinator) -> Box<RawJson> {
+    pub fn line_input(&self, finished: &Finished, coordinator: &Coordinator) -> Box<RawJson> {
+        let task = finished.task;
         let stage = &self.stages[task.stage];
-        let missing = match &stage.source {
-            Source::Reduce { stage: folded, .. } => {
-                let text = serde_json::json!({ "reduce": self.stages[*folded].name, "items": stage.tasks });
-                return RawJson::from_string(text.to_string()).expect("valid JSON");
-            }
-            Source::Stage(source) => coordinator.item(*source, task.index).is_none(),
-            Source::Zip(parts) => parts.iter().any(|part| {
-                matches!(part, Part::Stage(source) if coordinator.item(*source, task.index).is_none())
-            }),
-            Source::List(_) | Source::Scatter { .. } => false,
+        let null = || RawJson::from_string("null".to_owned()).expect("valid JSON");
+        let read = stage.stages_read();
+        let item = |source: usize| {
+            let position = read.iter().position(|&s| s == source).expect("a source");
+            finished.items.get(position).and_then(Option::as_ref)
         };
-        if missing {
-            // The task never ran: its input failed upstream.
-            return RawJson::from_string("null".to_owned()).expect("valid JSON");
+        match &stage.source {
+            Source::Reduce { stage: folded, .. } => {
+                let items = coordinator.tasks(task.stage);
+                let text = serde_json::json!({ "reduce": self.stages[*folded].name, "items": items });
+                RawJson::from_string(text.to_string()).expect("valid JSON")
+            }
+            Source::Stage(source) => item(*source).cloned().unwrap_or_else(null),
+            Source::Zip(parts) => {
+                let mut texts = Vec::new();
+                for part in parts {
+                    match part {
+                        Part::List(inputs) => texts.push(inputs.get(task.index)),
+                        Part::Stage(source) => match item(*source) {
+                            Some(value) => texts.push(value.clone()),
+                            None => return null(),
+                        },
+                    }
+                }
+                let text = array(texts.iter().map(|text| text.get()));
+                RawJson::from_string(text).expect("composed from valid JSON")
+            }
+            Source::List(_) | Source::Scatter { .. } => self.input(task, coordinator),
         }
-        self.input(task, coordinator)
     }
 
     /// The bytes of module `hash`, if the job has it.

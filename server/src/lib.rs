@@ -10,6 +10,7 @@
 //! against what that worker was actually given.
 
 pub mod coordinator;
+mod engine;
 mod error;
 mod inputs;
 mod job;
@@ -19,6 +20,7 @@ mod server;
 mod state;
 mod stats;
 pub mod transport;
+mod tree;
 
 pub use error::ManifestError;
 pub use inputs::Inputs;

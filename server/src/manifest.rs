@@ -242,24 +242,28 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
         }
         reads.push(referenced);
     }
-    for (i, upstream) in reads.iter().enumerate() {
-        for &source in upstream {
-            if file.stages[source].explore.is_some() {
+    // A zip matches its parts by index, so each part must have a known length.
+    for (i, stage) in file.stages.iter().enumerate() {
+        let Some(InputsFile::Zip(parts)) = &stage.inputs else {
+            continue;
+        };
+        for part in parts {
+            let InputsFile::Stage(name) = part else {
+                continue;
+            };
+            let source = find(name).expect("checked");
+            let why = if file.stages[source].explore.is_some() {
+                Some("explores")
+            } else if may_stop(&tasks[source].2) {
+                Some("can stop early")
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 return Err(invalid(
-                    format!("stages[{i}]"),
+                    format!("stages[{i}].inputs"),
                     format!(
-                        "stage {:?} explores (its number of outputs is known only at the end), and stages cannot read such a stage yet",
-                        names[source]
-                    ),
-                ));
-            }
-            let returns = tasks[source].2.returns.as_deref().unwrap_or("");
-            if returns.starts_with("Flow<") || returns.starts_with("dipla_guest::Flow<") {
-                return Err(invalid(
-                    format!("stages[{i}]"),
-                    format!(
-                        "stage {:?} can stop early (its task returns {returns}), and stages cannot read such a stage yet",
-                        names[source]
+                        "stage {name:?} {why}, so its number of outputs is known only at the end and a zip cannot match it by index (map over it, or reduce it)"
                     ),
                 ));
             }
@@ -358,8 +362,9 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
                 "must be at least 1".into(),
             ));
         }
-        let (module, export, _) = tasks[i].clone();
+        let (module, export, info) = tasks[i].clone();
         stages.push(Stage {
+            stoppable: may_stop(&info),
             name: stage.name,
             module,
             export,
@@ -376,6 +381,14 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
         modules,
         stages,
         sandbox: sandbox.clone(),
+    })
+}
+
+/// Whether a task may meet its stage's goal and stop it early: it returns `Flow`, or its
+/// module does not say what it returns.
+pub fn may_stop(info: &TaskInfo) -> bool {
+    info.returns.as_deref().is_none_or(|returns| {
+        returns.starts_with("Flow<") || returns.starts_with("dipla_guest::Flow<")
     })
 }
 

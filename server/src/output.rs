@@ -63,6 +63,7 @@ mod tests {
             task,
             outcome: Ok(raw("[2,2,3]")),
             attempts: 1,
+            items: Vec::new(),
         };
         write_line(&mut out, "factors", &raw("12"), &ok).unwrap();
         let failure = TaskFailure {
@@ -73,6 +74,7 @@ mod tests {
             task,
             outcome: Err(failure),
             attempts: 3,
+            items: Vec::new(),
         };
         write_line(&mut out, "factors", &raw("12"), &failed).unwrap();
         assert_eq!(

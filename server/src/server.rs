@@ -1,19 +1,20 @@
+//! The manifest runner: a whole job known up front, its results written as JSON Lines.
+
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use dipla_sandbox::Limits;
-use dipla_worker::{ModuleCache, WorkerConfig};
+use dipla_worker::WorkerConfig;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
-use crate::coordinator::Counts;
+use crate::Job;
+use crate::coordinator::{Counts, Keep};
+use crate::engine::{self, Engine, LocalWorkers};
 use crate::output::write_line;
 use crate::state::Handle;
 use crate::stats::StatsSnapshot;
-use crate::{Job, transport};
 
 /// How `run` runs a job.
 #[derive(Debug, Clone)]
@@ -98,22 +99,36 @@ impl Server {
     /// Binds the worker endpoint for `job`.
     ///
     /// # Errors
-    /// When the address cannot be bound.
+    /// When the address cannot be bound, or `only_stage` names no stage of the job.
     pub async fn bind(job: Job, options: RunOptions) -> std::io::Result<Self> {
-        if let Some(name) = &options.only_stage
-            && !job.stages.iter().any(|stage| &stage.name == name)
-        {
-            let names: Vec<&str> = job.stages.iter().map(|stage| stage.name.as_str()).collect();
-            return Err(std::io::Error::other(format!(
-                "--stage {name}: the job has no such stage (stages: {})",
-                names.join(", ")
-            )));
-        }
+        let only = match &options.only_stage {
+            None => None,
+            Some(name) => match job.stages.iter().position(|stage| &stage.name == name) {
+                Some(stage) => Some(stage),
+                None => {
+                    let names: Vec<&str> =
+                        job.stages.iter().map(|stage| stage.name.as_str()).collect();
+                    return Err(std::io::Error::other(format!(
+                        "--stage {name}: the job has no such stage (stages: {})",
+                        names.join(", ")
+                    )));
+                }
+            },
+        };
         let addr = options.listen.unwrap_or((Ipv4Addr::LOCALHOST, 0).into());
         let listener = TcpListener::bind(addr).await?;
+        // The writer takes the results of the stages it writes; others are dropped once the
+        // stages reading them are done with them.
+        let keep = |stage: usize| {
+            if only.is_none_or(|only| only == stage) {
+                Keep::Ordered
+            } else {
+                Keep::Nothing
+            }
+        };
         Ok(Self {
             listener,
-            handle: Handle::new(job),
+            handle: Handle::new(job, keep),
             options,
         })
     }
@@ -131,11 +146,7 @@ impl Server {
     /// # Errors
     /// When the socket has no address.
     pub fn worker_url(&self) -> std::io::Result<String> {
-        let mut addr = self.local_addr()?;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(Ipv4Addr::LOCALHOST.into());
-        }
-        Ok(format!("ws://{addr}/ws"))
+        Ok(engine::worker_url(self.local_addr()?))
     }
 
     /// A handle to watch the job while it runs.
@@ -155,78 +166,32 @@ impl Server {
                 "no workers: give --local-workers N, or --listen ADDR for remote workers",
             ));
         }
-        let url = self.worker_url()?;
         let Self {
             listener,
             handle,
             options,
         } = self;
         let started = Instant::now();
-        // Small messages must not wait for Nagle's algorithm (40 ms stalls with delayed ACKs).
-        let listener = listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        let app = transport::router(handle.clone());
-        let server = tokio::spawn(axum::serve(listener, app).into_future());
-        tracing::info!(%url, tasks = handle.job().task_count(), "accepting workers");
-
-        let mut workers = JoinSet::new();
-        if options.local_workers > 0 {
-            let sandbox = handle.job().sandbox.clone();
-            let cache = ModuleCache::new(sandbox, options.cache_dir.clone())?;
-            for module in &handle.job().modules {
-                cache.seed(module.hash, module.guest.clone());
-            }
-            for i in 0..options.local_workers {
-                let config = WorkerConfig {
-                    server: url.clone(),
-                    name: format!("local-{i}"),
-                    cores: 1,
-                    caps: options.local_caps,
-                };
-                let cache = cache.clone();
-                workers.spawn(async move {
-                    if let Err(error) = dipla_worker::run(&config, &cache).await {
-                        tracing::warn!(worker = %config.name, %error, "local worker stopped");
-                    }
-                });
-            }
-        }
+        let sandbox = handle.lock().job.sandbox.clone();
+        let local = LocalWorkers {
+            count: options.local_workers,
+            cache_dir: options.cache_dir.clone(),
+            caps: options.local_caps,
+        };
+        let engine = Engine::start(listener, handle.clone(), &sandbox, &local)?;
 
         let mut first_result = None;
-        let only = options.only_stage.as_ref().and_then(|name| {
-            handle
-                .job()
-                .stages
-                .iter()
-                .position(|stage| &stage.name == name)
-        });
-        let written = write_results(&handle, &mut out, only, || {
+        let written = write_results(&handle, &mut out, || {
             first_result.get_or_insert_with(|| started.elapsed());
         })
         .await;
         let elapsed = started.elapsed();
-        handle.shared.done.send_replace(true);
-        let farewell = async {
-            while handle.connected() > 0 {
-                let closed = handle.shared.disconnected.notified();
-                if handle.connected() == 0 {
-                    break;
-                }
-                closed.await;
-            }
-            while workers.join_next().await.is_some() {}
-        };
-        if tokio::time::timeout(FAREWELL, farewell).await.is_err() {
-            tracing::debug!("some workers did not leave in time");
-        }
-        server.abort();
+        engine.shutdown().await;
         written?;
         let (tasks, explored) = {
-            let coordinator = handle.coordinator();
-            let dropped: u64 = (0..handle.job().stages.len())
+            let core = handle.lock();
+            let coordinator = &core.coordinator;
+            let dropped: u64 = (0..coordinator.stage_count())
                 .map(|stage| coordinator.dropped(stage))
                 .sum();
             (coordinator.total_lines(), dropped)
@@ -247,47 +212,41 @@ impl Server {
     }
 }
 
-/// How long connections get to close once the job is done.
-const FAREWELL: Duration = Duration::from_secs(5);
-
 /// Writes results as they become ready, in order, until the job is complete.
 async fn write_results(
     handle: &Handle,
     out: &mut impl Write,
-    only: Option<usize>,
     mut on_write: impl FnMut(),
 ) -> std::io::Result<()> {
+    let mut progress = handle.shared.progress.subscribe();
     loop {
-        let progress = handle.shared.progress.notified();
-        // Inputs of later stages are read from the coordinator, so lines are made under its
-        // lock and written after.
+        progress.borrow_and_update();
+        // Lines are made under the lock (they read the job) and written after.
         let (lines, complete) = {
-            let mut coordinator = handle.coordinator();
-            let ready = coordinator.take_ready();
+            let mut core = handle.lock();
+            let ready = core.coordinator.take_ready();
             let mut lines = Vec::with_capacity(ready.len());
-            for finished in ready
-                .iter()
-                .filter(|f| only.is_none_or(|s| s == f.task.stage))
-            {
-                let stage = &handle.job().stages[finished.task.stage];
-                let input = handle.job().line_input(finished.task, &coordinator);
+            for finished in &ready {
+                let stage = &core.job.stages[finished.task.stage];
+                let input = core.job.line_input(finished, &core.coordinator);
                 let mut line = Vec::new();
                 write_line(&mut line, &stage.name, &input, finished)?;
                 lines.push(line);
             }
-            (lines, coordinator.is_complete())
+            (lines, core.coordinator.is_complete())
         };
         for line in &lines {
             out.write_all(line)?;
         }
-        let ready = lines;
-        if !ready.is_empty() {
+        if !lines.is_empty() {
             on_write();
             out.flush()?;
         }
         if complete {
             return Ok(());
         }
-        progress.await;
+        if progress.changed().await.is_err() {
+            return Err(std::io::Error::other("the server stopped"));
+        }
     }
 }

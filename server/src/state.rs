@@ -4,33 +4,65 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{Notify, watch};
 
-use crate::Job;
-use crate::coordinator::{Coordinator, Counts};
+use crate::coordinator::{Coordinator, Counts, Keep};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::{Job, Module, Source, Stage};
 
-/// Everything the connections and the result writer share. Cheap to clone.
+/// Everything the connections, the result writer and the driver share. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
     pub(crate) shared: Arc<Shared>,
 }
 
 pub(crate) struct Shared {
-    pub(crate) job: Job,
     // A std mutex: it is never held across an await, and every critical section is short.
-    coordinator: Mutex<Coordinator>,
+    core: Mutex<Core>,
     pub(crate) stats: Stats,
-    /// Bumped when tasks go back on the queue, so idle connections look for work.
+    /// Bumped when tasks go back on the queue or new ones exist, so idle connections look
+    /// for work.
     pub(crate) wake: watch::Sender<u64>,
-    /// Set once every result is written: connections say goodbye.
+    /// Set when the server shuts down: connections say goodbye.
     pub(crate) done: watch::Sender<bool>,
-    /// Signalled when results may be ready to write.
-    pub(crate) progress: Notify,
+    /// Bumped when results may be ready, or a stage may be complete.
+    pub(crate) progress: watch::Sender<u64>,
     /// Signalled when a connection ends.
     pub(crate) disconnected: Notify,
     pub(crate) connections: AtomicUsize,
     next_worker: AtomicU64,
     /// Connected workers' names, for logs and tests.
     names: Mutex<BTreeMap<u64, String>>,
+}
+
+/// The job and its scheduling state, changed together under one lock.
+pub struct Core {
+    /// The modules and stages.
+    pub job: Job,
+    /// Who runs what.
+    pub coordinator: Coordinator,
+}
+
+impl Core {
+    /// Adds a module unless the job has it already (by content).
+    pub fn add_module(&mut self, module: Module) {
+        if self.job.module_bytes(&module.hash).is_none() {
+            self.job.modules.push(module);
+        }
+    }
+
+    /// Adds a stage, whose results `keep` says who keeps, and returns its number.
+    pub fn add_stage(&mut self, stage: Stage, keep: Keep) -> usize {
+        let number = self.coordinator.add_stage(stage.plan(keep));
+        seed_explore(&mut self.coordinator, number, &stage);
+        self.job.stages.push(stage);
+        number
+    }
+}
+
+/// Records the inputs an explore stage starts with.
+fn seed_explore(coordinator: &mut Coordinator, number: usize, stage: &Stage) {
+    if let (Some(_), Source::List(inputs)) = (stage.explore, &stage.source) {
+        coordinator.seed(number, (0..inputs.len()).map(|n| inputs.get(n).get().to_owned()));
+    }
 }
 
 /// A connected worker.
@@ -45,21 +77,21 @@ pub struct WorkerSummary {
 }
 
 impl Handle {
-    pub(crate) fn new(job: Job) -> Self {
-        let plans = job.stages.iter().map(crate::Stage::plan).collect();
+    /// A handle for `job`, whose stage `i`'s results `keep(i)` says who keeps.
+    pub(crate) fn new(job: Job, keep: impl Fn(usize) -> Keep) -> Self {
+        let plans = (0..job.stages.len())
+            .map(|i| job.stages[i].plan(keep(i)))
+            .collect();
         let mut coordinator = Coordinator::new(plans);
         for (i, stage) in job.stages.iter().enumerate() {
-            if let (Some(_), crate::Source::List(inputs)) = (stage.explore, &stage.source) {
-                coordinator.seed(i, (0..inputs.len()).map(|n| inputs.get(n).get().to_owned()));
-            }
+            seed_explore(&mut coordinator, i, stage);
         }
         let shared = Shared {
-            job,
-            coordinator: Mutex::new(coordinator),
+            core: Mutex::new(Core { job, coordinator }),
             stats: Stats::default(),
             wake: watch::channel(0).0,
             done: watch::channel(false).0,
-            progress: Notify::new(),
+            progress: watch::channel(0).0,
             disconnected: Notify::new(),
             connections: AtomicUsize::new(0),
             next_worker: AtomicU64::new(1),
@@ -70,10 +102,11 @@ impl Handle {
         }
     }
 
-    pub(crate) fn coordinator(&self) -> MutexGuard<'_, Coordinator> {
+    /// The job and its scheduling state, locked.
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
         // Every coordinator method leaves it consistent before it could panic.
         self.shared
-            .coordinator
+            .core
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -102,25 +135,25 @@ impl Handle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let coordinator = self.coordinator();
+        let core = self.lock();
         names
             .into_iter()
             .map(|(id, name)| WorkerSummary {
                 id,
                 name,
-                running: coordinator.running_on(id),
+                running: core.coordinator.running_on(id),
             })
             .collect()
     }
 
-    /// Wakes connections to look for work that went back on the queue.
+    /// Wakes connections to look for work.
     pub(crate) fn wake_all(&self) {
         self.shared.wake.send_modify(|generation| *generation += 1);
     }
 
-    /// The job being run.
-    pub fn job(&self) -> &Job {
-        &self.shared.job
+    /// Tells whoever waits for results that some may be ready.
+    pub(crate) fn progressed(&self) {
+        self.shared.progress.send_modify(|generation| *generation += 1);
     }
 
     /// Traffic counters.
@@ -130,22 +163,22 @@ impl Handle {
 
     /// Task counters.
     pub fn counts(&self) -> Counts {
-        self.coordinator().counts()
+        self.lock().coordinator.counts()
     }
 
     /// How many results of stage `stage` are final.
     pub fn stage_done(&self, stage: usize) -> u64 {
-        self.coordinator().done(stage)
+        self.lock().coordinator.done(stage)
     }
 
     /// How many tasks are running now.
     pub fn running(&self) -> usize {
-        self.coordinator().running()
+        self.lock().coordinator.running()
     }
 
     /// How many tasks worker `id` is running now.
     pub fn running_on(&self, id: u64) -> usize {
-        self.coordinator().running_on(id)
+        self.lock().coordinator.running_on(id)
     }
 
     /// How many workers are connected now.

@@ -69,12 +69,12 @@ async fn connection(socket: WebSocket, handle: Handle) {
                 tracing::info!(id, name = %hello.name, cores, "worker joined");
                 handle.shared.stats.joined();
                 handle.named(id, Some(hello.name.clone()));
-                handle.coordinator().join(id, cores);
+                handle.lock().coordinator.join(id, cores);
                 let end = serve(id, &mut sink, &mut stream, &handle).await;
-                handle.coordinator().leave(id);
+                handle.lock().coordinator.leave(id);
                 handle.named(id, None);
                 handle.wake_all();
-                handle.shared.progress.notify_one();
+                handle.progressed();
                 tracing::info!(id, name = %hello.name, "worker left");
                 end
             }
@@ -126,9 +126,9 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
             return End::Done;
         }
         let messages: Vec<String> = {
-            let mut coordinator = handle.coordinator();
-            let cancels = coordinator.take_cancels(id);
-            let assignments = coordinator.assign(id);
+            let mut core = handle.lock();
+            let cancels = core.coordinator.take_cancels(id);
+            let assignments = core.coordinator.assign(id);
             let cancel =
                 (!cancels.is_empty()).then(|| encode(&ServerMessage::Cancel { ids: cancels }));
             cancel
@@ -136,7 +136,7 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
                 .chain(
                     assignments
                         .into_iter()
-                        .map(|a| batch(handle.job(), &coordinator, a)),
+                        .map(|a| batch(&core.job, &core.coordinator, a)),
                 )
                 .collect()
         };
@@ -186,7 +186,8 @@ async fn on_message(
         WorkerMessage::Hello(_) => Err(End::Violation("hello sent twice".into())),
         WorkerMessage::FetchModule { hashes } => {
             for hash in hashes {
-                let Some(bytes) = handle.job().module_bytes(&hash) else {
+                let bytes = handle.lock().job.module_bytes(&hash).cloned();
+                let Some(bytes) = bytes else {
                     return Err(End::Violation(format!(
                         "asked for module {hash}, which this job does not have"
                     )));
@@ -203,8 +204,9 @@ async fn on_message(
             Ok(())
         }
         WorkerMessage::Results { results } => {
-            let mut coordinator = handle.coordinator();
-            let before = coordinator.counts();
+            let mut core = handle.lock();
+            let coordinator = &mut core.coordinator;
+            let before = (coordinator.counts(), coordinator.queued());
             for result in results {
                 let (attempt, micros, stop) = (result.id, result.micros, result.stop);
                 let Some(outcome) = result.into_outcome() else {
@@ -218,15 +220,17 @@ async fn on_message(
                     return Err(End::Violation(violation.to_string()));
                 }
             }
-            // Retries and stops concern other connections: they must look for work or
-            // send cancellations.
-            let after = coordinator.counts();
-            let requeued = after.retried != before.retried || after.stopped != before.stopped;
-            drop(coordinator);
+            // Retries, newly ready tasks and stops concern other connections: they must look
+            // for work or send cancellations.
+            let after = (coordinator.counts(), coordinator.queued());
+            let requeued = after.0.retried != before.0.retried
+                || after.0.stopped != before.0.stopped
+                || after.1 > before.1;
+            drop(core);
             if requeued {
                 handle.wake_all();
             }
-            handle.shared.progress.notify_one();
+            handle.progressed();
             Ok(())
         }
     }
