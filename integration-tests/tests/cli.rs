@@ -170,16 +170,17 @@ fn inspect_prints_the_task_signatures() {
 }
 
 #[test]
-fn a_stage_cannot_read_one_that_can_stop_early() {
+fn a_zip_cannot_match_a_stage_that_can_stop_early() {
     let job = JobDir::new(&format!(
         "{SQUARES}\n[[stages]]\nname = \"seek\"\ntask = \"bed.seek\"\ninputs = {{ stage = \"squares\" }}\n\
-         [[stages]]\nname = \"after\"\ntask = \"bed.square\"\ninputs = {{ stage = \"seek\" }}\n"
+         [[stages]]\nname = \"after\"\ntask = \"bed.add\"\n\
+         inputs = {{ zip = [ {{ stage = \"seek\" }}, {{ values = [1, 2, 3] }} ] }}\n"
     ));
     let output = run_job(&job, &[], None);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("stages[2]: stage \"seek\" can stop early (its task returns Flow<u64>)"),
+        stderr.contains("stages[2].inputs: stage \"seek\" can stop early"),
         "{stderr}"
     );
 }

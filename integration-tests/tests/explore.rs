@@ -43,3 +43,30 @@ async fn max_tasks_bounds_a_runaway_exploration() {
     assert!(summary.success(), "{summary}");
     assert_eq!(lines.len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_can_map_and_reduce_what_an_exploration_found() {
+    let manifest = REACH.replace("MAX", "1000")
+        + r#"
+    [[stages]]
+    name = "squares"
+    task = "bed.square"
+    inputs = { stage = "reach" }
+    [[stages]]
+    name = "total"
+    task = "bed.add"
+    reduce = { stage = "squares", fan_in = 3 }
+"#;
+    let job = JobDir::new(&manifest);
+    let (summary, lines) = run_on_workers(&job, 2).await;
+    assert!(summary.success(), "{summary}");
+    let squares: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["stage"] == "squares").collect();
+    assert_eq!(squares.len(), 100, "one per input the exploration found");
+    for line in &squares {
+        let x = line["input"].as_u64().unwrap();
+        assert_eq!(line["output"], x * x);
+    }
+    let total = lines.iter().find(|l| l["stage"] == "total").unwrap();
+    assert_eq!(total["output"], (1..=100u64).map(|x| x * x).sum::<u64>());
+}
