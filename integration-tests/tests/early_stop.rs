@@ -89,7 +89,9 @@ async fn stages_can_map_and_reduce_what_a_stopped_stage_found() {
             .collect::<Vec<_>>(),
         "one square per search result, at the same index, and none for tasks never run"
     );
-    let total = squares.iter().fold(0u64, |sum, &(_, x)| sum.wrapping_add(x));
+    let total = squares
+        .iter()
+        .fold(0u64, |sum, &(_, x)| sum.wrapping_add(x));
     assert_eq!(of("total"), [(0, total)]);
     let total_line = lines.iter().find(|l| l["stage"] == "total").unwrap();
     assert_eq!(total_line["input"]["items"], squares.len() as u64);

@@ -5,6 +5,7 @@ mod support;
 
 mod chaining;
 mod cli;
+mod driver;
 mod early_stop;
 mod examples;
 mod explore;

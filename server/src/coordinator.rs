@@ -369,7 +369,7 @@ impl Coordinator {
     }
 
     /// Whether every index below a stage's task count will have a result.
-    fn is_dense(&self, stage: usize) -> bool {
+    pub fn is_dense(&self, stage: usize) -> bool {
         let plan = &self.stages[stage].plan;
         match &plan.feed {
             Feed::Inputs => plan.explore.is_none() && !plan.stoppable,
@@ -1015,7 +1015,10 @@ impl Coordinator {
         let state = &mut self.stages[stage];
         state.cursor = index + 1;
         state.taken += 1;
-        let entry = state.results.get_mut(&index).expect("taken from the results");
+        let entry = state
+            .results
+            .get_mut(&index)
+            .expect("taken from the results");
         entry.readers -= 1;
         let (outcome, attempts) = if entry.readers == 0 {
             let entry = state.results.remove(&index).expect("present");

@@ -33,3 +33,55 @@ pub enum ManifestError {
         message: String,
     },
 }
+
+/// What went wrong in the driver API ([`crate::Dipla`]). Every variant names the stage,
+/// task, module or path at fault; errors are cheap to clone, as a promise that cannot be made
+/// hands its error to every promise made from it.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum DriverError {
+    /// The server cannot start.
+    #[error("cannot start the Dipla server: {0}")]
+    Start(String),
+    /// A module cannot be read or is not a runnable guest.
+    #[error("cannot load the module {path}: {message}")]
+    Module {
+        /// Where it was read from.
+        path: PathBuf,
+        /// Why it cannot be used.
+        message: String,
+    },
+    /// A task cannot be applied as asked (no such task, wrong number of arguments, empty or
+    /// mismatched inputs...).
+    #[error("stage {stage:?}: {message}")]
+    Invalid {
+        /// The stage that was being made.
+        stage: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A task failed (after its retries).
+    #[error("task {index} of stage {stage:?} failed: {failure}")]
+    Task {
+        /// Its stage.
+        stage: String,
+        /// Its index in the stage (its input's position).
+        index: u64,
+        /// Why: the failure kind and message.
+        failure: dipla_protocol::TaskFailure,
+    },
+    /// A task's output does not have the type asked for.
+    #[error("output {index} of stage {stage:?} is not a {expected}: {message}")]
+    Decode {
+        /// Its stage.
+        stage: String,
+        /// Its index in the stage.
+        index: u64,
+        /// The Rust type asked for.
+        expected: &'static str,
+        /// The JSON decoder's message.
+        message: String,
+    },
+    /// The server shut down before the result existed.
+    #[error("the Dipla server has shut down")]
+    Closed,
+}

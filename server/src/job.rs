@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use dipla_protocol::{ModuleHash, TaskLimits};
+use dipla_sandbox::abi::TaskInfo;
 use dipla_sandbox::{Guest, Sandbox};
 
 use dipla_protocol::RawJson;
@@ -220,7 +221,8 @@ impl Job {
         match &stage.source {
             Source::Reduce { stage: folded, .. } => {
                 let items = coordinator.tasks(task.stage);
-                let text = serde_json::json!({ "reduce": self.stages[*folded].name, "items": items });
+                let text =
+                    serde_json::json!({ "reduce": self.stages[*folded].name, "items": items });
                 RawJson::from_string(text.to_string()).expect("valid JSON")
             }
             Source::Stage(source) => item(*source).cloned().unwrap_or_else(null),
@@ -248,6 +250,37 @@ impl Job {
             .iter()
             .find(|module| module.hash == *hash)
             .map(|module| &module.bytes)
+    }
+}
+
+/// Checks that `task` takes `given` arguments (`what` names who gives them, for the message).
+///
+/// # Errors
+/// A message naming both counts and the task's signature.
+pub fn check_arity(task: &TaskInfo, given: usize, what: &str) -> Result<(), String> {
+    match task.arity() {
+        Some(takes) if takes != given => Err(format!(
+            "{what} gives {given} argument(s) but {task} takes {takes}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that `task` can fold groups of `fan_in` values: it takes two values of its result's
+/// type (a `#[task]` the macro marks as able to reduce), or its module does not say.
+///
+/// # Errors
+/// A message naming the task's signature and what a reducer looks like.
+pub fn check_reducer(task: &TaskInfo, fan_in: u64) -> Result<(), String> {
+    if fan_in < 2 {
+        return Err("a reduce needs a fan-in of at least 2".into());
+    }
+    if task.fold || (task.arity() == Some(2) && fan_in == 2) || task.arity().is_none() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{task} cannot reduce: a reducer takes two parameters of its result's type, such as add(a: u64, b: u64) -> u64"
+        ))
     }
 }
 

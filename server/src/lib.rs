@@ -10,21 +10,25 @@
 //! against what that worker was actually given.
 
 pub mod coordinator;
+mod driver;
 mod engine;
 mod error;
 mod inputs;
 mod job;
 pub mod manifest;
 pub mod output;
+mod promise;
 mod server;
 mod state;
 mod stats;
 pub mod transport;
 mod tree;
 
-pub use error::ManifestError;
+pub use driver::{Dipla, DiplaBuilder, Input, ModuleRef, Task};
+pub use error::{DriverError, ManifestError};
 pub use inputs::Inputs;
 pub use job::{Job, Module, Part, Source, Stage};
+pub use promise::{Promise, Reduced};
 pub use server::{RunOptions, Server, Summary};
 pub use state::{Handle, WorkerSummary};
 pub use stats::{Stats, StatsSnapshot};

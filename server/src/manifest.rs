@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use dipla_sandbox::abi::TaskInfo;
 
+use crate::job::{check_arity, check_reducer};
 use crate::{Inputs, Job, ManifestError, Module, Part, Source, Stage};
 
 /// Failures a task may have before it is reported as failed, unless a stage says otherwise.
@@ -295,19 +296,10 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
         let (source, count) = match (&stage.inputs, &stage.reduce) {
             (_, Some(reduce)) => {
                 let fan_in = reduce.fan_in.unwrap_or(2);
-                if fan_in < 2 {
-                    return Err(invalid(key("reduce.fan_in"), "must be at least 2".into()));
-                }
-                let reducer =
-                    info.fold || (info.arity() == Some(2) && fan_in == 2) || info.arity().is_none();
-                if !reducer {
-                    return Err(invalid(
-                        key("task"),
-                        format!(
-                            "{info} cannot reduce: a reducer takes two parameters of its result's type, such as add(a: u64, b: u64) -> u64"
-                        ),
-                    ));
-                }
+                check_reducer(info, fan_in).map_err(|message| {
+                    let field = if fan_in < 2 { "reduce.fan_in" } else { "task" };
+                    invalid(key(field), message)
+                })?;
                 let folded = find(&reduce.stage).expect("checked");
                 (
                     Source::Reduce {
@@ -452,12 +444,7 @@ fn source(
     find: &impl Fn(&str) -> Option<usize>,
     count: &impl Fn(usize) -> u64,
 ) -> Result<(Source, u64), String> {
-    let arity = |want: usize, what: &str| match info.arity() {
-        Some(have) if have != want => Err(format!(
-            "{what} gives {want} argument(s) but {info} takes {have}"
-        )),
-        _ => Ok(()),
-    };
+    let arity = |want: usize, what: &str| check_arity(info, want, what);
     match inputs {
         InputsFile::Stage(name) => {
             let stage = find(name).expect("checked");

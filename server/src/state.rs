@@ -61,7 +61,10 @@ impl Core {
 /// Records the inputs an explore stage starts with.
 fn seed_explore(coordinator: &mut Coordinator, number: usize, stage: &Stage) {
     if let (Some(_), Source::List(inputs)) = (stage.explore, &stage.source) {
-        coordinator.seed(number, (0..inputs.len()).map(|n| inputs.get(n).get().to_owned()));
+        coordinator.seed(
+            number,
+            (0..inputs.len()).map(|n| inputs.get(n).get().to_owned()),
+        );
     }
 }
 
@@ -153,7 +156,9 @@ impl Handle {
 
     /// Tells whoever waits for results that some may be ready.
     pub(crate) fn progressed(&self) {
-        self.shared.progress.send_modify(|generation| *generation += 1);
+        self.shared
+            .progress
+            .send_modify(|generation| *generation += 1);
     }
 
     /// Traffic counters.
@@ -179,6 +184,11 @@ impl Handle {
     /// How many tasks worker `id` is running now.
     pub fn running_on(&self, id: u64) -> usize {
         self.lock().coordinator.running_on(id)
+    }
+
+    /// How many final results the server keeps in memory now (for stages still read).
+    pub fn kept(&self) -> usize {
+        self.lock().coordinator.kept()
     }
 
     /// How many workers are connected now.

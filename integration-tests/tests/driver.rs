@@ -1,0 +1,231 @@
+//! The driver API: every job shape from Rust, checked against local computations, with its
+//! errors and its memory.
+
+use std::collections::BTreeSet;
+
+use dipla_protocol::FailureKind;
+use dipla_server::{Dipla, DriverError, Input};
+use futures_util::StreamExt;
+
+use crate::support::wasm;
+
+async fn dipla() -> Dipla {
+    Dipla::builder().local_workers(2).start().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_reads_like_local_code() {
+    let dipla = dipla().await;
+    let m = dipla.module(wasm("factorise")).unwrap();
+    let factors = m
+        .task("factorise")
+        .map(1_000_000_000_000u64..1_000_000_002_000);
+    let counts = m.task("count").map(&factors);
+    let total: u64 = m.task("sum").reduce(&counts).get().await.unwrap();
+
+    let expected: u64 = (1_000_000_000_000u64..1_000_000_002_000)
+        .map(|n| factorise::factorise(n).len() as u64)
+        .sum();
+    assert_eq!(total, expected);
+    let factors: Vec<Vec<u64>> = factors.get().await.unwrap();
+    assert_eq!(factors.len(), 2000);
+    assert_eq!(factors[7], factorise::factorise(1_000_000_000_007));
+    dipla.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_scatter_and_explore() {
+    let dipla = dipla().await;
+    let bed = dipla.module(wasm("testbed")).unwrap();
+    let squares = bed.task("square").map(vec![3u64, 4, 5]);
+    let sums = bed
+        .task("add")
+        .zip([Input::from(&squares), Input::from(vec![1u64, 2, 3])]);
+    assert_eq!(sums.get::<u64>().await.unwrap(), [10, 18, 28]);
+
+    let parts = bed.task("part").scatter("job", 3);
+    assert_eq!(
+        parts.get::<String>().await.unwrap(),
+        ["job:0/3", "job:1/3", "job:2/3"]
+    );
+
+    let reached = bed.task("reach").explore(vec![1u64], 1000);
+    let mut visited: Vec<u64> = reached.get().await.unwrap();
+    visited.sort_unstable();
+    assert_eq!(visited, (1..=100).collect::<Vec<u64>>());
+    // A map over an exploration has one task per input it found.
+    let squared = bed.task("square").map(&reached);
+    let total: u64 = bed.task("add").reduce(&squared).get().await.unwrap();
+    assert_eq!(total, (1..=100u64).map(|x| x * x).sum::<u64>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_stop_says_so_and_keeps_what_finished() {
+    let dipla = dipla().await;
+    let bed = dipla.module(wasm("testbed")).unwrap();
+    let search = bed.task("seek").stop_after(2).map(0u64..1_000_000);
+    let outcomes = search.outcomes::<u64>().await.unwrap();
+    let found: Vec<u64> = outcomes
+        .iter()
+        .map(|(_, o)| *o.as_ref().unwrap())
+        .filter(|x| x % 1000 == 777)
+        .collect();
+    assert_eq!(found, [777, 1777]);
+    assert!(outcomes.len() < 20_000, "{} tasks ran", outcomes.len());
+    assert!(
+        outcomes
+            .iter()
+            .all(|(index, output)| output.as_ref().unwrap() == index)
+    );
+    let why = search.stopped().expect("the stage says it stopped");
+    assert!(why.contains("met its goal"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_yields_every_result_once_as_it_completes() {
+    let dipla = dipla().await;
+    let bed = dipla.module(wasm("testbed")).unwrap();
+    let squares = bed.task("square").map(0u64..500);
+    let mut seen = BTreeSet::new();
+    let mut stream = Box::pin(squares.stream::<u64>());
+    while let Some(item) = stream.next().await {
+        let (index, square) = item.unwrap();
+        assert_eq!(square, index * index);
+        assert!(seen.insert(index), "index {index} came twice");
+    }
+    assert_eq!(seen.len(), 500);
+    // A second stream of a finished promise replays the results.
+    assert_eq!(squares.stream::<u64>().count().await, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downstream_results_arrive_while_upstream_still_runs() {
+    let dipla = dipla().await;
+    let bed = dipla.module(wasm("testbed")).unwrap();
+    let slow = bed
+        .task("burn")
+        .zip([Input::from(0u64..400), Input::from(vec![300_000u64; 400])]);
+    let squares = bed.task("square").map(&slow);
+    let mut stream = Box::pin(squares.stream::<u64>());
+    let (index, square) = stream.next().await.unwrap().unwrap();
+    assert!(
+        !slow.is_complete(),
+        "the first square came after every burn finished"
+    );
+    let burnt: Vec<u64> = slow.get().await.unwrap();
+    assert_eq!(
+        square,
+        burnt[index as usize].wrapping_mul(burnt[index as usize])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistakes_are_typed_errors_naming_what_is_wrong() {
+    let dipla = dipla().await;
+    let bed = dipla.module(wasm("testbed")).unwrap();
+
+    let missing = bed.task("sqaure").map(0u64..3);
+    let error = missing.get::<u64>().await.unwrap_err();
+    assert!(
+        matches!(&error, DriverError::Invalid { stage, message }
+            if stage == "sqaure" && message.contains("sqaure") && message.contains("square")),
+        "{error}"
+    );
+    // Whatever is made from it fails too, saying why.
+    let after = bed.task("square").map(&missing);
+    let error = after.get::<u64>().await.unwrap_err();
+    assert!(
+        error.to_string().contains("which could not be made"),
+        "{error}"
+    );
+
+    let arity = bed.task("add").zip([
+        Input::from(vec![1u64]),
+        Input::from(vec![2u64]),
+        Input::from(vec![3u64]),
+    ]);
+    let error = arity.get::<u64>().await.unwrap_err();
+    assert!(error.to_string().contains("takes 2"), "{error}");
+
+    let uneven = bed
+        .task("add")
+        .zip([Input::from(vec![1u64, 2]), Input::from(vec![3u64])]);
+    let error = uneven.get::<u64>().await.unwrap_err();
+    assert!(error.to_string().contains("differ in length"), "{error}");
+
+    let empty = bed.task("square").map(Vec::<u64>::new());
+    let error = empty.get::<u64>().await.unwrap_err();
+    assert!(error.to_string().contains("no inputs"), "{error}");
+
+    let error = bed.task("square").reduce(&bed.task("square").map(0u64..4));
+    let error = error.get::<u64>().await.unwrap_err();
+    assert!(error.to_string().contains("cannot reduce"), "{error}");
+
+    let halves = bed.task("even_only").max_attempts(1).map(vec![2u64, 3, 4]);
+    match halves.get::<u64>().await.unwrap_err() {
+        DriverError::Task {
+            stage,
+            index,
+            failure,
+        } => {
+            assert_eq!((stage.as_str(), index), ("even_only", 1));
+            assert_eq!(failure.kind, FailureKind::Guest);
+        }
+        other => panic!("{other}"),
+    }
+    let outcomes = halves.outcomes::<u64>().await.unwrap();
+    assert_eq!(*outcomes[0].1.as_ref().unwrap(), 1);
+    assert_eq!(*outcomes[2].1.as_ref().unwrap(), 2);
+
+    // The first result in input order decides: output 0 is a number, not a string.
+    let error = halves.get::<String>().await.unwrap_err();
+    assert!(
+        matches!(&error, DriverError::Decode { index: 0, .. }),
+        "{error}"
+    );
+    let words = bed.task("part").scatter("w", 2);
+    let error = words.get::<u64>().await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            DriverError::Decode {
+                index: 0,
+                expected: "u64",
+                ..
+            }
+        ),
+        "{error}"
+    );
+
+    let error = dipla.module("no/such/module.wasm").unwrap_err();
+    assert!(error.to_string().contains("no/such/module.wasm"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_freed_once_nothing_can_read_them() {
+    let dipla = dipla().await;
+    let handle = dipla.handle();
+    let bed = dipla.module(wasm("testbed")).unwrap();
+
+    let squares = bed.task("square").map(0u64..1000);
+    let total = bed.task("add").reduce(&squares);
+    assert_eq!(
+        total.get::<u64>().await.unwrap(),
+        (0..1000u64).map(|x| x * x).sum::<u64>()
+    );
+    assert_eq!(handle.kept(), 1001, "both promises hold their results");
+    drop(squares);
+    assert_eq!(handle.kept(), 1, "only the total is held");
+    drop(total);
+    assert_eq!(handle.kept(), 0);
+
+    // A dropped promise's results live only until the stage reading them is done.
+    let squares = bed.task("square").map(0u64..1000);
+    let plus_one = bed
+        .task("add")
+        .zip([Input::from(&squares), Input::from(vec![1u64; 1000])]);
+    drop(squares);
+    let values: Vec<u64> = plus_one.get().await.unwrap();
+    assert_eq!(values[999], 999 * 999 + 1);
+    assert_eq!(handle.kept(), 1000, "only plus_one's results are kept");
+}

@@ -1,0 +1,607 @@
+//! The driver API: Dipla from a Rust program, the way the original Dipla was used from
+//! Python. Apply a task to inputs or to the promise of an earlier task, and get the results:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dipla_server::DriverError> {
+//! let dipla = dipla_server::Dipla::builder().local_workers(2).start().await?;
+//! let m = dipla.module("target/wasm32-unknown-unknown/release/factorise.wasm")?;
+//! let factors = m.task("factorise").map(1_000_000_000_000u64..1_000_000_002_000);
+//! let counts = m.task("count").map(&factors);
+//! let total: u64 = m.task("sum").reduce(&counts).get().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Each application adds a stage to the running job at once and returns a [`Promise`]
+//! without waiting: `counts` starts as soon as the first factors exist (pipelining). A
+//! mistake (no such task, wrong arity, empty inputs) is found when the stage is made and is
+//! returned by the promise's `get`, and by every promise made from it. A promise keeps its
+//! stage's results while it lives, so it can be read many times and mapped again; drop it
+//! and they are freed as soon as the stages reading them are done with them.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dipla_protocol::{ModuleHash, RawJson, TaskLimits};
+use dipla_sandbox::abi::TaskInfo;
+use dipla_sandbox::{Guest, Limits, Sandbox};
+use dipla_worker::WorkerConfig;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::coordinator::Keep;
+use crate::engine::{Engine, LocalWorkers, worker_url};
+use crate::job::{check_arity, check_reducer};
+use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS, may_stop};
+use crate::state::{Core, Handle};
+use crate::{DriverError, Inputs, Job, Module, Part, Promise, Reduced, Source, Stage};
+
+/// A running Dipla server, driven from Rust. Cheap to share by reference; it stops when it,
+/// and every module, task and promise made from it, is dropped, or at [`Dipla::shutdown`].
+pub struct Dipla {
+    inner: Arc<Inner>,
+}
+
+/// What everything made from a [`Dipla`] shares.
+pub(crate) struct Inner {
+    pub(crate) handle: Handle,
+    engine: Mutex<Option<Engine>>,
+    url: String,
+    sandbox: Sandbox,
+    limits: TaskLimits,
+    max_attempts: u32,
+    /// How many stages each task name has given its name to, for unique stage names.
+    names: Mutex<HashMap<String, u32>>,
+}
+
+/// How to start a [`Dipla`].
+#[derive(Debug, Clone)]
+pub struct DiplaBuilder {
+    listen: Option<String>,
+    local_workers: Option<usize>,
+    cache_dir: Option<PathBuf>,
+    caps: Limits,
+    limits: TaskLimits,
+    max_attempts: u32,
+}
+
+impl Dipla {
+    /// How to start one: by default with a local worker per core and no remote workers.
+    pub fn builder() -> DiplaBuilder {
+        DiplaBuilder {
+            listen: None,
+            local_workers: None,
+            cache_dir: None,
+            caps: WorkerConfig::new("").caps,
+            limits: DEFAULT_LIMITS,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// The URL remote workers connect to (`dipla-worker --server URL`).
+    pub fn worker_url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// A handle to watch the server: workers, counters, traffic.
+    pub fn handle(&self) -> Handle {
+        self.inner.handle.clone()
+    }
+
+    /// Loads a guest module (`.wasm`) and checks it; its tasks are then applied with
+    /// [`ModuleRef::task`]. Workers fetch it by content hash the first time they need it.
+    ///
+    /// # Errors
+    /// [`DriverError::Module`] when the file cannot be read or is not a runnable guest.
+    pub fn module(&self, path: impl AsRef<Path>) -> Result<ModuleRef, DriverError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| DriverError::Module {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let name = path.file_stem().map_or_else(
+            || "module".into(),
+            |stem| stem.to_string_lossy().into_owned(),
+        );
+        self.admit(name, bytes, path)
+    }
+
+    /// Like [`Dipla::module`], for a module's bytes (such as `include_bytes!`).
+    ///
+    /// # Errors
+    /// [`DriverError::Module`] when the bytes are not a runnable guest.
+    pub fn module_from_bytes(
+        &self,
+        name: &str,
+        bytes: impl Into<Vec<u8>>,
+    ) -> Result<ModuleRef, DriverError> {
+        self.admit(name.to_owned(), bytes.into(), Path::new(name))
+    }
+
+    fn admit(&self, name: String, bytes: Vec<u8>, path: &Path) -> Result<ModuleRef, DriverError> {
+        let guest = self
+            .inner
+            .sandbox
+            .compile(&bytes)
+            .map_err(|e| DriverError::Module {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        let module = Module {
+            name: name.clone(),
+            hash: ModuleHash::of(&bytes),
+            bytes: Arc::from(bytes),
+            guest: guest.clone(),
+        };
+        if let Some(engine) = lock(&self.inner.engine).as_ref() {
+            engine.seed(&module);
+        }
+        let hash = module.hash;
+        self.inner.handle.lock().add_module(module);
+        Ok(ModuleRef {
+            inner: self.inner.clone(),
+            name,
+            hash,
+            guest,
+        })
+    }
+
+    /// Says goodbye to the workers and stops serving. Promises still waiting then return
+    /// [`DriverError::Closed`].
+    pub async fn shutdown(self) {
+        let engine = lock(&self.inner.engine).take();
+        if let Some(engine) = engine {
+            engine.shutdown().await;
+        }
+        self.inner.handle.progressed();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl DiplaBuilder {
+    /// Accepts remote workers on this address, such as `"0.0.0.0:7070"` (default: loopback
+    /// on a free port, for local workers only).
+    #[must_use]
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// Runs `count` workers inside this process, one core each (default: one per core
+    /// without [`DiplaBuilder::listen`], none with it).
+    #[must_use]
+    pub fn local_workers(mut self, count: usize) -> Self {
+        self.local_workers = Some(count);
+        self
+    }
+
+    /// Where local workers cache compiled modules (default: in memory only).
+    #[must_use]
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// The limits every task gets unless its [`Task::limits`] says otherwise.
+    #[must_use]
+    pub fn limits(mut self, limits: TaskLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Failures a task may have before it is reported as failed (default 3).
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Binds the worker endpoint and starts the local workers.
+    ///
+    /// # Errors
+    /// [`DriverError::Start`] when the address cannot be resolved or bound, the sandbox
+    /// cannot start, or there would be no workers at all.
+    pub async fn start(self) -> Result<Dipla, DriverError> {
+        let start = |message: String| DriverError::Start(message);
+        let addr: SocketAddr = match &self.listen {
+            None => (Ipv4Addr::LOCALHOST, 0).into(),
+            Some(addr) => tokio::net::lookup_host(addr.as_str())
+                .await
+                .map_err(|e| start(format!("cannot resolve {addr}: {e}")))?
+                .next()
+                .ok_or_else(|| start(format!("{addr} resolves to no address")))?,
+        };
+        let local_workers = self.local_workers.unwrap_or(if self.listen.is_some() {
+            0
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        });
+        if local_workers == 0 && self.listen.is_none() {
+            return Err(start(
+                "no workers: give local_workers(n), or listen(addr) for remote workers".into(),
+            ));
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| start(format!("cannot listen on {addr}: {e}")))?;
+        let url = worker_url(listener.local_addr().map_err(|e| start(e.to_string()))?);
+        let sandbox = Sandbox::new().map_err(|e| start(format!("the sandbox: {e}")))?;
+        let job = Job {
+            name: "driver".into(),
+            modules: Vec::new(),
+            stages: Vec::new(),
+            sandbox: sandbox.clone(),
+        };
+        let handle = Handle::new(job, |_| Keep::All);
+        let local = LocalWorkers {
+            count: local_workers,
+            cache_dir: self.cache_dir,
+            caps: self.caps,
+        };
+        let engine = Engine::start(listener, handle.clone(), &sandbox, &local)
+            .map_err(|e| start(e.to_string()))?;
+        let inner = Inner {
+            handle,
+            engine: Mutex::new(Some(engine)),
+            url,
+            sandbox,
+            limits: self.limits,
+            max_attempts: self.max_attempts,
+            names: Mutex::default(),
+        };
+        Ok(Dipla {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// A guest module loaded into a [`Dipla`].
+#[derive(Clone)]
+pub struct ModuleRef {
+    inner: Arc<Inner>,
+    name: String,
+    hash: ModuleHash,
+    guest: Guest,
+}
+
+impl std::fmt::Debug for ModuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleRef")
+            .field("name", &self.name)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModuleRef {
+    /// The module's content hash, by which workers fetch and cache it.
+    pub fn hash(&self) -> ModuleHash {
+        self.hash
+    }
+
+    /// Its tasks' signatures, as its `#[task]`s recorded them.
+    pub fn tasks(&self) -> &[TaskInfo] {
+        &self.guest.info().tasks
+    }
+
+    /// The task export `name`, ready to be applied. A name the module does not export is
+    /// reported by the promises it makes.
+    pub fn task(&self, name: &str) -> Task {
+        let info = self
+            .guest
+            .check_task(name)
+            .cloned()
+            .map_err(|e| format!("module {}: {e}", self.name));
+        Task {
+            inner: self.inner.clone(),
+            module: self.hash,
+            export: name.to_owned(),
+            info,
+            name: None,
+            limits: self.inner.limits,
+            max_attempts: self.inner.max_attempts,
+            stop_after: 1,
+            fan_in: 2,
+        }
+    }
+}
+
+/// A task of a module, with its options, about to be applied.
+#[must_use = "a task does nothing until it is applied with map, zip, scatter, explore or reduce"]
+pub struct Task {
+    inner: Arc<Inner>,
+    module: ModuleHash,
+    export: String,
+    info: Result<TaskInfo, String>,
+    name: Option<String>,
+    limits: TaskLimits,
+    max_attempts: u32,
+    stop_after: u64,
+    fan_in: u64,
+}
+
+/// What a task is applied to: values known now, or the outputs of a promise.
+pub struct Input(InputKind);
+
+enum InputKind {
+    List(Result<Inputs, String>),
+    Stage(Promise),
+}
+
+impl Input {
+    /// One task per value, each value serialised to JSON.
+    pub fn values<T: Serialize>(values: impl IntoIterator<Item = T>) -> Self {
+        let values: Result<Vec<Box<RawJson>>, String> = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| {
+                serde_json::value::to_raw_value(&value)
+                    .map_err(|e| format!("input {i} cannot be JSON: {e}"))
+            })
+            .collect();
+        Self(InputKind::List(values.map(Inputs::Values)))
+    }
+}
+
+impl From<Range<u64>> for Input {
+    fn from(range: Range<u64>) -> Self {
+        Self(InputKind::List(Ok(Inputs::Range {
+            start: range.start,
+            end: range.end,
+        })))
+    }
+}
+
+impl From<RangeInclusive<u64>> for Input {
+    fn from(range: RangeInclusive<u64>) -> Self {
+        let (start, end) = range.into_inner();
+        match end.checked_add(1) {
+            Some(end) => (start..end).into(),
+            None => Self(InputKind::List(Err(
+                "a range cannot end at u64::MAX inclusive".into(),
+            ))),
+        }
+    }
+}
+
+impl<T: Serialize> From<Vec<T>> for Input {
+    fn from(values: Vec<T>) -> Self {
+        Self::values(values)
+    }
+}
+
+impl<T: Serialize> From<&[T]> for Input {
+    fn from(values: &[T]) -> Self {
+        Self::values(values)
+    }
+}
+
+impl From<&Promise> for Input {
+    fn from(promise: &Promise) -> Self {
+        Self(InputKind::Stage(promise.clone()))
+    }
+}
+
+impl From<&Reduced> for Input {
+    fn from(reduced: &Reduced) -> Self {
+        Self(InputKind::Stage(reduced.promise().clone()))
+    }
+}
+
+impl Task {
+    /// Names the stage (in errors and logs; default: the task's name, numbered when used
+    /// again).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// The limits each of its tasks gets.
+    pub fn limits(mut self, limits: TaskLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Failures a task may have before it is reported as failed.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// For a task returning `Flow`: how many outputs that meet the goal end the stage
+    /// (default 1). The stage's other tasks are then cancelled or never run.
+    pub fn stop_after(mut self, outputs: u64) -> Self {
+        self.stop_after = outputs.max(1);
+        self
+    }
+
+    /// For a reduce: how many values each task folds (default 2).
+    pub fn fan_in(mut self, fan_in: u64) -> Self {
+        self.fan_in = fan_in;
+        self
+    }
+
+    /// One task per input, in order: values, a range, or the outputs of a promise (a task
+    /// then starts as soon as its input exists).
+    pub fn map(self, inputs: impl Into<Input>) -> Promise {
+        let mut inputs = inputs.into();
+        self.make(None, |core, _| source_of(core, &mut inputs, "map"))
+    }
+
+    /// One task per index, its arguments taken from each part at that index (a task of
+    /// several parameters); the parts must have the same length.
+    pub fn zip(self, parts: impl IntoIterator<Item = Input>) -> Promise {
+        let mut parts: Vec<Input> = parts.into_iter().collect();
+        self.make(None, |core, info| {
+            if parts.is_empty() {
+                return Err("a zip needs at least one part".into());
+            }
+            check_arity(info, parts.len(), "the zip")?;
+            let mut resolved = Vec::new();
+            let mut lengths = Vec::new();
+            for (j, part) in parts.iter_mut().enumerate() {
+                let (part, length) = match &mut part.0 {
+                    InputKind::List(list) => {
+                        let list = non_empty(take(list)).map_err(|e| format!("zip[{j}]: {e}"))?;
+                        let length = list.len();
+                        (Part::List(list), length)
+                    }
+                    InputKind::Stage(promise) => {
+                        let stage = promise.stage_for_reading()?;
+                        if !core.coordinator.is_dense(stage) {
+                            return Err(format!(
+                                "zip[{j}]: stage {:?} can stop early or explores, so a zip cannot match it by index",
+                                promise.name()
+                            ));
+                        }
+                        (Part::Stage(stage), core.coordinator.lines(stage))
+                    }
+                };
+                resolved.push(part);
+                lengths.push(length);
+            }
+            if lengths.iter().any(|&length| length != lengths[0]) {
+                let lengths: Vec<String> = lengths.iter().map(u64::to_string).collect();
+                return Err(format!(
+                    "the zip's parts differ in length ({})",
+                    lengths.join(", ")
+                ));
+            }
+            Ok((Source::Zip(resolved), lengths[0]))
+        })
+    }
+
+    /// `count` tasks over one value, task `i` given `(value, i, count)`.
+    pub fn scatter(self, value: impl Serialize, count: u64) -> Promise {
+        let value = serde_json::value::to_raw_value(&value).map_err(|e| e.to_string());
+        self.make(None, move |_, info| {
+            check_arity(info, 3, "scatter")?;
+            if count == 0 {
+                return Err("scatter needs a count of at least 1".into());
+            }
+            let value = value.map_err(|e| format!("the scattered value cannot be JSON: {e}"))?;
+            Ok((Source::Scatter { value, count }, count))
+        })
+    }
+
+    /// A stage that grows: each task returns its output and new inputs (`Explore`), which
+    /// run in turn unless seen before, up to `max_tasks` tasks in all.
+    pub fn explore(self, inputs: impl Into<Input>, max_tasks: u64) -> Promise {
+        let mut inputs = inputs.into();
+        let max = if max_tasks == 0 {
+            DEFAULT_MAX_EXPLORE_TASKS
+        } else {
+            max_tasks
+        };
+        self.make(Some(max), |core, _| {
+            let (source, count) = source_of(core, &mut inputs, "explore")?;
+            if !matches!(source, Source::List(_)) {
+                return Err("an explore stage starts from values or a range".into());
+            }
+            if count > max {
+                return Err(format!(
+                    "max_tasks {max} is less than the {count} inputs it starts with"
+                ));
+            }
+            Ok((source, count))
+        })
+    }
+
+    /// Folds every output of `of` into one, as a tree of tasks of fixed shape (the result
+    /// is the same on every run).
+    pub fn reduce(self, of: &Promise) -> Reduced {
+        let fan_in = self.fan_in;
+        Reduced::new(self.make(None, |core, info| {
+            check_reducer(info, fan_in)?;
+            let stage = of.stage_for_reading()?;
+            Ok((
+                Source::Reduce { stage, fan_in },
+                core.coordinator.lines(stage),
+            ))
+        }))
+    }
+
+    /// Makes the stage: resolves its source under the lock, then adds it to the job. The
+    /// source borrows the promises it reads, so none is dropped (and releases its stage,
+    /// which takes the lock) while the lock is held.
+    fn make(
+        self,
+        explore: Option<u64>,
+        source: impl FnOnce(&Core, &TaskInfo) -> Result<(Source, u64), String>,
+    ) -> Promise {
+        let name = self.stage_name();
+        let inner = self.inner.clone();
+        let stage = (|| {
+            let info = self.info?;
+            let mut core = inner.handle.lock();
+            let (source, tasks) = source(&core, &info)?;
+            let stage = Stage {
+                name: name.clone(),
+                module: self.module,
+                export: self.export,
+                source,
+                tasks,
+                limits: self.limits,
+                max_attempts: self.max_attempts,
+                stop_after: self.stop_after,
+                stoppable: may_stop(&info),
+                explore,
+            };
+            Ok(core.add_stage(stage, Keep::All))
+        })()
+        .map_err(|message| DriverError::Invalid {
+            stage: name.clone(),
+            message,
+        });
+        if stage.is_ok() {
+            inner.handle.wake_all();
+            inner.handle.progressed();
+        }
+        Promise::new(inner, name, stage)
+    }
+
+    fn stage_name(&self) -> String {
+        let base = self.name.clone().unwrap_or_else(|| self.export.clone());
+        let mut names = lock(&self.inner.names);
+        let uses = names.entry(base.clone()).or_default();
+        *uses += 1;
+        if *uses == 1 {
+            base
+        } else {
+            format!("{base}#{uses}")
+        }
+    }
+}
+
+/// The source and task count of a one-argument application.
+fn source_of(core: &Core, input: &mut Input, what: &str) -> Result<(Source, u64), String> {
+    match &mut input.0 {
+        InputKind::List(list) => {
+            let list = non_empty(take(list)).map_err(|e| format!("{what}: {e}"))?;
+            let count = list.len();
+            Ok((Source::List(list), count))
+        }
+        InputKind::Stage(promise) => {
+            let stage = promise.stage_for_reading()?;
+            Ok((Source::Stage(stage), core.coordinator.lines(stage)))
+        }
+    }
+}
+
+/// Moves a list out of an input (each input is used once).
+fn take(list: &mut Result<Inputs, String>) -> Result<Inputs, String> {
+    std::mem::replace(list, Err("the inputs were used already".into()))
+}
+
+fn non_empty(list: Result<Inputs, String>) -> Result<Inputs, String> {
+    let list = list?;
+    if list.is_empty() {
+        return Err("there are no inputs".into());
+    }
+    Ok(list)
+}
