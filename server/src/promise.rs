@@ -130,12 +130,9 @@ impl Promise {
 
     /// The results as they complete, each with its task's index: a failed task is an `Err`
     /// item and the stream goes on. It ends once every result is final.
-    pub fn stream<T: DeserializeOwned>(
+    pub fn stream<T: DeserializeOwned + Send + 'static>(
         &self,
-    ) -> impl Stream<Item = Result<(u64, T), DriverError>> + Send + 'static
-    where
-        T: Send + 'static,
-    {
+    ) -> impl Stream<Item = Result<(u64, T), DriverError>> + Send + 'static {
         struct State {
             promise: Promise,
             cursor: usize,
