@@ -136,3 +136,86 @@ async fn wordcount_ranks_the_words_of_the_whole_text() {
             .all(|(word, _)| !wordcount::STOP_WORDS.contains(&word.as_str()))
     );
 }
+
+/// The native image, band by band, as the guest computes it.
+fn native_image(view: mandelbrot::View, bands: u32) -> Vec<u8> {
+    (0..bands)
+        .flat_map(|i| mandelbrot::rows(view, i, bands).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mandelbrot_bands_are_the_native_image_in_order() {
+    let lines = run_example("mandelbrot").await;
+    let bands = stage(&lines, "bands");
+    assert_eq!(bands.len(), 50);
+    let image: Vec<u8> = bands
+        .iter()
+        .flat_map(|line| {
+            line["output"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u8)
+        })
+        .collect();
+    let view = serde_json::from_value(bands[0]["input"][0].clone()).unwrap();
+    assert_eq!(view, mandelbrot::View::whole(800, 600));
+    assert!(
+        image == native_image(view, 50),
+        "the image differs from the native one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mandelbrot_driver_assembles_a_png_of_the_native_image() {
+    let dipla = dipla_server::Dipla::builder()
+        .local_workers(2)
+        .start()
+        .await
+        .unwrap();
+    let view = mandelbrot::View::whole(200, 150);
+    let shades = dipla_examples::mandelbrot(&dipla, view, 7).await.unwrap();
+    assert!(
+        shades == native_image(view, 7),
+        "the image differs from the native one"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.png");
+    dipla_examples::write_png(&path, 200, 150, &shades).unwrap();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    assert_eq!((info.width, info.height), (200, 150));
+    for (i, &shade) in shades.iter().enumerate() {
+        assert_eq!(
+            rgb[3 * i..3 * i + 3],
+            mandelbrot::colour(shade),
+            "pixel {i}"
+        );
+    }
+    let inside = shades.iter().filter(|&&s| s == 0).count();
+    assert!(
+        inside > 1000 && inside < 150 * 200 / 2,
+        "{inside} pixels inside the set"
+    );
+    dipla.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_driver_matches_the_manifest_chain() {
+    let dipla = dipla_server::Dipla::builder()
+        .local_workers(2)
+        .start()
+        .await
+        .unwrap();
+    let numbers = 1_000_000_000_000u64..1_000_000_000_300;
+    let total = dipla_examples::chain(&dipla, numbers.clone())
+        .await
+        .unwrap();
+    let expected: u64 = numbers.map(|n| factorise::factorise(n).len() as u64).sum();
+    assert_eq!(total, expected);
+    dipla.shutdown().await;
+}
