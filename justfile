@@ -23,3 +23,8 @@ lint:
 # Run the benchmarks (tiny-task throughput, factorise wasm/native) and print a table.
 bench *ARGS:
     cargo xtask bench {{ARGS}}
+
+# Render the Mandelbrot set on local workers into a PNG (--out, --width, --height, --bands).
+mandelbrot *ARGS:
+    cargo xtask build-guests
+    cargo run --release -p dipla-examples --bin mandelbrot -- {{ARGS}}
