@@ -57,13 +57,13 @@ async fn pi_matches_the_local_computation_bit_for_bit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maze_exploration_reaches_exactly_the_reachable_cells() {
-    let lines = run_example("maze").await;
+    let lines = run_example("maze-explore").await;
     let mut cells: Vec<[usize; 2]> = lines
         .iter()
         .map(|line| serde_json::from_value(line["output"].clone()).unwrap())
         .collect();
     cells.sort_unstable();
-    assert_eq!(cells, maze::reachable([1, 1]));
+    assert_eq!(cells, maze_explore::reachable([1, 1]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1514,4 +1514,130 @@ mod tests {
         assert!(c.dropped(0) > 0, "the bound of 6 tasks was reached");
         assert_eq!(c.total_lines(), 6);
     }
+
+    #[test]
+    fn results_are_dropped_once_read_and_written() {
+        // Stage 0 is read by stage 1 and not written; stage 1 is written.
+        let mut c = Coordinator::new(vec![
+            StagePlan {
+                keep: Keep::Nothing,
+                ..plan(50)
+            },
+            fed(50, Feed::Items(vec![0])),
+        ]);
+        c.join(1, 4);
+        run_all(&mut c, |task, c| {
+            if task.stage == 0 {
+                return output(&task.index.to_string());
+            }
+            output(c.item(0, task.index).unwrap().get())
+        });
+        assert_eq!(
+            c.kept(),
+            100,
+            "stage 0 waits for the writer of stage 1 (its input)"
+        );
+        let ready = c.take_ready();
+        assert_eq!(ready.len(), 50);
+        assert_eq!(ready[7].items[0].as_ref().unwrap().get(), "7");
+        assert_eq!(c.kept(), 0, "nothing is kept once written");
+        assert!(c.is_complete());
+    }
+
+    #[test]
+    fn a_stage_added_late_replays_what_its_source_has_and_release_frees_it() {
+        let mut c = Coordinator::default();
+        let squares = c.add_stage(StagePlan {
+            keep: Keep::All,
+            ..plan(4)
+        });
+        c.join(1, 4);
+        run_all(&mut c, |task, _| {
+            output(&(task.index * task.index).to_string())
+        });
+        assert!(c.is_stage_complete(squares));
+        assert_eq!(c.log(squares).len(), 4);
+
+        let total = c.add_stage(StagePlan {
+            keep: Keep::All,
+            ..fed(
+                4,
+                Feed::Reduce {
+                    stage: squares,
+                    fan_in: 2,
+                },
+            )
+        });
+        let plus = c.add_stage(StagePlan {
+            keep: Keep::All,
+            ..fed(4, Feed::Items(vec![squares]))
+        });
+        run_all(&mut c, |task, c| {
+            let values: Vec<u64> = if task.stage == total {
+                c.group(task)
+                    .iter()
+                    .map(|v| v.get().parse().unwrap())
+                    .collect()
+            } else {
+                vec![
+                    c.item(squares, task.index)
+                        .unwrap()
+                        .get()
+                        .parse::<u64>()
+                        .unwrap(),
+                    1,
+                ]
+            };
+            output(&values.iter().sum::<u64>().to_string())
+        });
+        assert_eq!(c.result_of(total, 0).unwrap().as_ref().unwrap().get(), "14");
+        let plus: Vec<&str> = c
+            .results(plus)
+            .map(|(_, o)| o.as_ref().unwrap().get())
+            .collect();
+        assert_eq!(plus, ["1", "2", "5", "10"]);
+        assert_eq!(c.kept(), 9);
+        c.release_stage(squares);
+        assert_eq!(c.kept(), 5, "the readers were done with every square");
+    }
+
+    #[test]
+    fn a_reduce_of_a_stopped_stage_folds_what_it_found() {
+        let mut c = Coordinator::new(vec![
+            StagePlan {
+                stoppable: true,
+                keep: Keep::Nothing,
+                ..plan(100)
+            },
+            fed(
+                100,
+                Feed::Reduce {
+                    stage: 0,
+                    fan_in: 2,
+                },
+            ),
+        ]);
+        assert!(!c.is_dense(0));
+        c.join(1, 1);
+        // Tasks 0 and 1 finish; task 1 meets the goal: 2 items to fold, 98 never run.
+        let tasks = ids(&c.assign(1));
+        c.complete(1, tasks[0].0, 5, output("3")).unwrap();
+        c.complete_with(1, tasks[1].0, 5, output("4"), true)
+            .unwrap();
+        assert!(c.stopped(0).is_some());
+        run_all(&mut c, |task, c| {
+            assert_eq!(task.stage, 1);
+            let sum: u64 = c
+                .group(task)
+                .iter()
+                .map(|v| v.get().parse::<u64>().unwrap())
+                .sum();
+            output(&sum.to_string())
+        });
+        let ready = c.take_ready();
+        assert_eq!(ready.last().unwrap().outcome.as_ref().unwrap().get(), "7");
+        assert_eq!(c.tasks(1), 2);
+        assert_eq!(c.counts().stopped, 98);
+        assert!(c.is_complete());
+    }
 }
