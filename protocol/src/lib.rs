@@ -23,7 +23,9 @@ mod worker;
 pub use hash::{ModuleHash, ParseHashError};
 pub use limits::TaskLimits;
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
-pub use worker::{FailureKind, Hello, TaskFailure, TaskResult, WorkerMessage};
+pub use worker::{
+    Benchmark, FailureKind, Hello, KernelRun, TaskFailure, TaskResult, WorkerMessage,
+};
 
 /// The protocol version this crate speaks. A server refuses a `hello` with another version.
 pub const PROTOCOL_VERSION: u32 = 1;

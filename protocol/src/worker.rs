@@ -24,7 +24,7 @@ pub enum WorkerMessage {
 }
 
 /// Who a worker is and what it offers.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Hello {
     /// The protocol version the worker speaks ([`crate::PROTOCOL_VERSION`]).
     pub protocol: u32,
@@ -38,6 +38,32 @@ pub struct Hello {
     pub max_memory_mb: u32,
     /// The volunteer's cap on one task's fuel.
     pub max_fuel: u64,
+    /// The worker's self-benchmark, if it ran one. The server checks each kernel's fuel and
+    /// checksum and recomputes the score; it then trusts what tasks show more than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<Benchmark>,
+}
+
+/// A self-benchmark: fuel-metered microkernels run in the task sandbox.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Benchmark {
+    /// The weighted geometric mean over kernels of fuel per microsecond, per core.
+    pub score: f64,
+    /// Each kernel's best trial.
+    pub kernels: Vec<KernelRun>,
+}
+
+/// One benchmark kernel's best trial.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct KernelRun {
+    /// The kernel's name, such as `int_chain`.
+    pub name: String,
+    /// Fuel one trial consumed (the same on every machine).
+    pub fuel: u64,
+    /// Wall-clock time of the fastest trial, in microseconds.
+    pub micros: u64,
+    /// The kernel's result, 16 hex digits (the same on every machine).
+    pub checksum: String,
 }
 
 /// The result of one task.

@@ -2,8 +2,8 @@
 //! `PROTOCOL_VERSION` and update docs/ARCHITECTURE.md with it.
 
 use dipla_protocol::{
-    FailureKind, Hello, ModuleHash, PROTOCOL_VERSION, RawJson, ServerMessage, TaskBatch,
-    TaskFailure, TaskItem, TaskLimits, TaskResult, Welcome, WorkerMessage,
+    Benchmark, FailureKind, Hello, KernelRun, ModuleHash, PROTOCOL_VERSION, RawJson, ServerMessage,
+    TaskBatch, TaskFailure, TaskItem, TaskLimits, TaskResult, Welcome, WorkerMessage,
 };
 
 fn raw(text: &str) -> Box<RawJson> {
@@ -40,8 +40,33 @@ fn hello() {
             cores: 4,
             max_memory_mb: 512,
             max_fuel: 1_000_000,
+            benchmark: None,
         }),
         r#"{"hello":{"protocol":1,"name":"volunteer-7","version":"0.1.0","cores":4,"max_memory_mb":512,"max_fuel":1000000}}"#,
+    );
+}
+
+#[test]
+fn hello_with_a_benchmark() {
+    golden(
+        &WorkerMessage::Hello(Hello {
+            protocol: 1,
+            name: "w".into(),
+            version: "0.1.0".into(),
+            cores: 2,
+            max_memory_mb: 256,
+            max_fuel: 10,
+            benchmark: Some(Benchmark {
+                score: 2500.5,
+                kernels: vec![KernelRun {
+                    name: "int_chain".into(),
+                    fuel: 400_000_012,
+                    micros: 27_000,
+                    checksum: "00ff00ff00ff00ff".into(),
+                }],
+            }),
+        }),
+        r#"{"hello":{"protocol":1,"name":"w","version":"0.1.0","cores":2,"max_memory_mb":256,"max_fuel":10,"benchmark":{"score":2500.5,"kernels":[{"name":"int_chain","fuel":400000012,"micros":27000,"checksum":"00ff00ff00ff00ff"}]}}}"#,
     );
 }
 

@@ -9,8 +9,11 @@
 //!   configuration is in [`config`]), with the wall-clock ticker behind its timeouts.
 //! - [`Guest`]: a compiled module; [`Guest::run`] runs one task in a fresh store under
 //!   [`Limits`] and reports a [`Run`].
+//! - [`bench`]: the workers' self-benchmark, fuel-metered WAT kernels run in this same
+//!   configuration, and the check a server makes of one.
 
 pub mod abi;
+pub mod bench;
 pub mod config;
 mod guest;
 mod limits;

@@ -79,6 +79,7 @@ impl Engine {
                     name: format!("local-{i}"),
                     cores: 1,
                     caps: local.caps,
+                    ..WorkerConfig::new("")
                 };
                 let cache = local_cache.clone();
                 workers.spawn(async move {

@@ -1,5 +1,6 @@
 //! What the volunteer running a worker decides.
 
+use dipla_protocol::Benchmark;
 use dipla_sandbox::Limits;
 
 /// How a worker runs.
@@ -13,6 +14,11 @@ pub struct WorkerConfig {
     pub cores: usize,
     /// The volunteer's caps: a task never gets more than these, whatever the server asks.
     pub caps: Limits,
+    /// The self-benchmark to report when joining, if one ran.
+    pub benchmark: Option<Benchmark>,
+    /// For tests and benchmarks: every task takes this many times as long (1: as fast as
+    /// the machine goes).
+    pub throttle: u32,
 }
 
 impl WorkerConfig {
@@ -28,6 +34,8 @@ impl WorkerConfig {
                 timeout: std::time::Duration::from_secs(600),
                 ..Limits::default()
             },
+            benchmark: None,
+            throttle: 1,
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use dipla_protocol::{TaskItem, TaskResult};
 use dipla_sandbox::{Guest, Limits};
@@ -27,9 +28,11 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    /// Starts `cores` threads sending each result to `results`.
+    /// Starts `cores` threads sending each result to `results`; with a `throttle` above 1,
+    /// each task takes that many times as long (a slow machine, for tests and benchmarks).
     pub(crate) fn start(
         cores: usize,
+        throttle: u32,
         results: UnboundedSender<TaskResult>,
     ) -> std::io::Result<Self> {
         let (queue, work) = crossbeam_channel::unbounded::<(Work, Arc<AtomicBool>)>();
@@ -49,7 +52,7 @@ impl Executor {
                         cancel,
                     ) in work
                     {
-                        let result = run(&guest, &export, &limits, &item, &cancel);
+                        let result = run(&guest, &export, &limits, &item, &cancel, throttle);
                         lock(&flags).remove(&item.id);
                         if let Some(result) = result
                             && results.send(result).is_err()
@@ -89,12 +92,21 @@ fn run(
     limits: &Limits,
     item: &TaskItem,
     cancel: &Arc<AtomicBool>,
+    throttle: u32,
 ) -> Option<TaskResult> {
     if cancel.load(Ordering::Relaxed) {
         return None;
     }
     let input = item.input.get().as_bytes();
-    let run = guest.run_cancellable(export, input, limits, cancel.clone());
+    let mut run = guest.run_cancellable(export, input, limits, cancel.clone());
+    if throttle > 1 {
+        let extra = Duration::from_micros(run.micros.saturating_mul(u64::from(throttle - 1)));
+        let until = Instant::now() + extra;
+        while !cancel.load(Ordering::Relaxed) && Instant::now() < until {
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(5)));
+        }
+        run.micros = run.micros.saturating_mul(u64::from(throttle));
+    }
     if cancel.load(Ordering::Relaxed) {
         return None;
     }
@@ -151,7 +163,7 @@ mod tests {
             .compile(&wat::parse_str(GUEST).unwrap())
             .unwrap();
         let (results, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let executor = Executor::start(1, results).unwrap();
+        let executor = Executor::start(1, 1, results).unwrap();
         executor.submit(work(&guest, "spin", 1));
         executor.submit(work(&guest, "one", 2));
         tokio::time::sleep(Duration::from_millis(50)).await;

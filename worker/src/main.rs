@@ -4,19 +4,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use dipla_sandbox::Sandbox;
+use clap::{Parser, Subcommand};
+use dipla_sandbox::{Sandbox, bench};
 use dipla_worker::{ModuleCache, WorkerConfig, cache::default_cache_dir};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "The Dipla worker: runs tasks from a Dipla server in a wasm sandbox."
+    about = "The Dipla worker: runs tasks from a Dipla server in a wasm sandbox.",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The server's WebSocket URL, such as ws://host:7070/ws.
-    #[arg(long)]
-    server: String,
+    #[arg(long, required = true)]
+    server: Option<String>,
     /// Tasks to run at once [default: every core].
     #[arg(long)]
     cores: Option<usize>,
@@ -38,6 +41,24 @@ struct Cli {
     /// Keep compiled modules in memory only.
     #[arg(long, conflicts_with = "cache_dir")]
     no_disk_cache: bool,
+    /// Join without running the benchmark (about a second); the server then ranks this
+    /// worker only by the work it does.
+    #[arg(long)]
+    no_bench: bool,
+    /// For tests and benchmarks: make every task take N times as long, as a slow machine
+    /// would.
+    #[arg(long, hide = true, default_value_t = 1)]
+    throttle: u32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the benchmark the worker reports when it joins, and print its figures.
+    Bench {
+        /// Print `{"score": .., "kernels": [{"name", "fuel", "micros", "checksum"}, ..]}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,7 +70,22 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let mut config = WorkerConfig::new(cli.server);
+    let sandbox = match Sandbox::new() {
+        Ok(sandbox) => sandbox,
+        Err(error) => {
+            eprintln!("error: cannot start the sandbox: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Bench { json }) = cli.command {
+        return print_benchmark(json);
+    }
+    let Some(server) = cli.server else {
+        eprintln!("error: give --server URL, or the bench command");
+        return ExitCode::from(2);
+    };
+    let mut config = WorkerConfig::new(server);
+    config.throttle = cli.throttle.max(1);
     if let Some(cores) = cli.cores {
         config.cores = cores.max(1);
     }
@@ -65,13 +101,20 @@ fn main() -> ExitCode {
         cli.cache_dir.or_else(default_cache_dir)
     };
 
-    let sandbox = match Sandbox::new() {
-        Ok(sandbox) => sandbox,
-        Err(error) => {
-            eprintln!("error: cannot start the sandbox: {error:#}");
-            return ExitCode::FAILURE;
+    if !cli.no_bench {
+        let started = std::time::Instant::now();
+        match bench::run() {
+            Ok(benchmark) => {
+                tracing::info!(
+                    score = format!("{:.0}", benchmark.score),
+                    secs = format!("{:.2}", started.elapsed().as_secs_f64()),
+                    "benchmark"
+                );
+                config.benchmark = Some(benchmark);
+            }
+            Err(error) => tracing::warn!(%error, "the benchmark failed; joining without it"),
         }
-    };
+    }
     let cache = match ModuleCache::new(sandbox, cache_dir.clone()) {
         Ok(cache) => cache,
         Err(error) => {
@@ -100,4 +143,46 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `dipla-worker bench`: runs the suite and prints it, as a table or as JSON.
+fn print_benchmark(json: bool) -> ExitCode {
+    let started = std::time::Instant::now();
+    let benchmark = match bench::run() {
+        Ok(benchmark) => benchmark,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string(&benchmark) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<14} {:>14} {:>10} {:>12}  checksum",
+        "kernel", "fuel", "micros", "fuel/µs"
+    );
+    for kernel in &benchmark.kernels {
+        println!(
+            "{:<14} {:>14} {:>10} {:>12.1}  {}",
+            kernel.name,
+            kernel.fuel,
+            kernel.micros,
+            kernel.fuel as f64 / kernel.micros.max(1) as f64,
+            kernel.checksum
+        );
+    }
+    println!(
+        "score {:.1} fuel/µs per core (weighted geometric mean), in {:.2} s",
+        benchmark.score,
+        started.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
 }

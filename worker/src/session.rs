@@ -50,6 +50,7 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
         cores: u32::try_from(config.cores).unwrap_or(u32::MAX),
         max_memory_mb: u32::try_from(config.caps.memory_bytes >> 20).unwrap_or(u32::MAX),
         max_fuel: config.caps.fuel,
+        benchmark: config.benchmark.clone(),
     };
     sink.send(encode(&WorkerMessage::Hello(hello))).await?;
     let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_message(&mut stream))
@@ -65,7 +66,7 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
     let (control, control_rx) = mpsc::channel(64);
     let (results, results_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(sink, control_rx, results_rx));
-    let executor = Executor::start(config.cores, results.clone())
+    let executor = Executor::start(config.cores, config.throttle, results.clone())
         .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
     let mut session = Session {
         cache: cache.clone(),
