@@ -48,7 +48,7 @@ fn hello() {
 
 #[test]
 fn hello_with_a_benchmark() {
-    golden(
+    pin(
         &WorkerMessage::Hello(Hello {
             protocol: 1,
             name: "w".into(),
