@@ -4,6 +4,9 @@
 //! - factorise: 2,000 numbers near 10^12 by trial division on 1 and 2 local workers, against
 //!   the same Rust function compiled natively and run on one thread.
 //!
+//! - stragglers: 30 tasks of ~70 ms on three `dipla-worker` processes, one of them 8 times
+//!   slower (`--throttle 8`), with and without speculative copies of its tasks.
+//!
 //! Each figure is the median of several runs. Times are from the server accepting workers to
 //! the last result written, so they include workers connecting, fetching and compiling the
 //! module.
@@ -53,6 +56,62 @@ fn wasm(name: &str) -> Result<PathBuf> {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// Runs `text` on worker processes, one per entry of `throttles` (1: full speed).
+async fn run_on_processes(
+    sandbox: &Sandbox,
+    text: &str,
+    throttles: &[u32],
+    speculate: bool,
+) -> Result<Summary> {
+    let path = root().join("bench/job.toml");
+    let job = manifest::parse(text, &path, sandbox)?;
+    let options = RunOptions {
+        listen: Some("127.0.0.1:0".parse()?),
+        local_workers: 0,
+        speculate,
+        ..RunOptions::default()
+    };
+    let server = Server::bind(job, options).await?;
+    let url = server.worker_url()?;
+    let worker = root().join("target/release/dipla-worker");
+    ensure!(
+        worker.exists(),
+        "{} is missing: run `cargo build --release`",
+        worker.display()
+    );
+    let mut children = Vec::new();
+    for (i, throttle) in throttles.iter().enumerate() {
+        let child = std::process::Command::new(&worker)
+            .args([
+                "--server",
+                &url,
+                "--cores",
+                "1",
+                "--no-bench",
+                "--no-disk-cache",
+            ])
+            .args([
+                "--name",
+                &format!("w{i}"),
+                "--throttle",
+                &throttle.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start dipla-worker")?;
+        children.push(child);
+    }
+    let summary = server.run(std::io::sink()).await;
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let summary = summary?;
+    ensure!(summary.success(), "the benchmark job failed: {summary}");
+    Ok(summary)
 }
 
 async fn run_job(sandbox: &Sandbox, text: &str, workers: usize) -> Result<Summary> {
@@ -165,6 +224,28 @@ async fn main() -> Result<()> {
     );
     let [one, two] = times.map(median);
 
+    let inputs: Vec<String> = (0..30).map(|i| format!("[{i}, 30000000]")).collect();
+    let stragglers = format!(
+        r#"name = "stragglers"
+        [modules]
+        m = "{}"
+        [[stages]]
+        name = "burn"
+        task = "m.burn"
+        inputs = {{ values = [{}] }}"#,
+        wasm("testbed")?.display(),
+        inputs.join(", ")
+    );
+    let mut tails = [Vec::new(), Vec::new()];
+    for (i, speculate) in [false, true].into_iter().enumerate() {
+        for _ in 0..cli.runs {
+            let summary = run_on_processes(&sandbox, &stragglers, &[1, 1, 8], speculate).await?;
+            tails[i].push(summary.elapsed.as_secs_f64());
+            eprintln!("stragglers, speculation {speculate}: {summary}");
+        }
+    }
+    let [without, with] = tails.map(median);
+
     println!(
         "Dipla benchmarks on {} (median of {} runs)",
         machine(),
@@ -189,6 +270,19 @@ async fn main() -> Result<()> {
     println!(
         "| factorise, 2 workers | {two:.3} s (speed-up over 1 worker {:.2}x) |",
         one / two
+    );
+    if !first_results.is_empty() {
+        println!(
+            "| first result after start (factorise) | {:.1} ms |",
+            median(first_results)
+        );
+    }
+    println!(
+        "| 30 tasks of ~70 ms, 2 workers + 1 eight times slower, no speculation | {without:.2} s |"
+    );
+    println!(
+        "| the same with speculative copies | {with:.2} s ({:.1}x faster) |",
+        without / with
     );
     Ok(())
 }

@@ -14,3 +14,4 @@ mod faults;
 mod hostile_guests;
 mod hostile_server;
 mod shipping;
+mod speeds;

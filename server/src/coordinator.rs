@@ -25,6 +25,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use dipla_protocol::{FailureKind, RawJson, TaskFailure};
 
+use crate::fleet::{Fleet, WorkerRecord};
+#[cfg(test)]
+use crate::fleet::{MAX_PER_CORE, MIN_PER_CORE};
 use crate::tree::Tree;
 
 /// A connected worker, as the coordinator knows it.
@@ -45,14 +48,15 @@ pub struct TaskRef {
     pub index: u64,
 }
 
-/// In-flight tasks per core before the first result tells how long tasks take.
-const START_PER_CORE: usize = 2;
-/// Bounds on in-flight tasks per core.
-const MIN_PER_CORE: usize = 2;
-const MAX_PER_CORE: usize = 512;
-/// How much work, in microseconds, to keep queued on each core: enough to hide a round trip,
-/// little enough that the end of a job is not stuck behind one worker's backlog.
-const TARGET_QUEUED_MICROS: f64 = 20_000.0;
+/// How much faster (per core) an idle worker must be than another to copy its tasks.
+pub const SPECULATE_FASTER: f64 = 1.5;
+
+/// A task running this many times as long as its stage's tasks take is a straggler, which
+/// an idle worker may copy.
+pub const STRAGGLER: f64 = 2.0;
+/// ...but only once it has run this long (a task of a millisecond is not worth copying).
+const MIN_STRAGGLER_MICROS: f64 = 50_000.0;
+
 /// How many times a task may be lost with its worker before it is failed (it may be what
 /// kills workers).
 pub const MAX_LOST: u32 = 3;
@@ -151,27 +155,8 @@ pub struct Counts {
     pub requeued: u64,
     /// Tasks never run, or cancelled, because their stage met its goal.
     pub stopped: u64,
-}
-
-#[derive(Debug)]
-struct Worker {
-    cores: usize,
-    in_flight: usize,
-    /// Moving average of task time on this worker, in microseconds.
-    task_micros: Option<f64>,
-}
-
-impl Worker {
-    fn window(&self) -> usize {
-        let per_core = match self.task_micros {
-            None => START_PER_CORE,
-            Some(micros) => {
-                let fit = TARGET_QUEUED_MICROS / micros.max(1.0);
-                (fit as usize).clamp(MIN_PER_CORE, MAX_PER_CORE)
-            }
-        };
-        self.cores * per_core
-    }
+    /// Speculative copies of tasks running on slower workers, started by idle faster ones.
+    pub speculated: u64,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +171,8 @@ struct History {
 struct Attempt {
     task: TaskRef,
     worker: WorkerId,
+    /// When it was handed out ([`Coordinator::set_clock`]).
+    started: u64,
 }
 
 /// A final result, kept while someone still reads it.
@@ -227,6 +214,8 @@ struct StageState {
     seen: HashSet<String>,
     /// Inputs an explore stage dropped at its `max_tasks`.
     dropped: u64,
+    /// Moving average of how long its successful tasks took, in microseconds.
+    task_micros: Option<f64>,
 }
 
 impl StageState {
@@ -246,6 +235,7 @@ impl StageState {
             discovered: Vec::new(),
             seen: HashSet::new(),
             dropped: 0,
+            task_micros: None,
         }
     }
 }
@@ -261,7 +251,15 @@ pub struct Coordinator {
     attempts: HashMap<AttemptId, Attempt>,
     next_attempt: AttemptId,
     history: HashMap<TaskRef, History>,
-    workers: HashMap<WorkerId, Worker>,
+    fleet: Fleet,
+    /// Live attempts of each running task (more than one for a speculative copy).
+    live: HashMap<TaskRef, u32>,
+    /// Whether idle faster workers may copy tasks running on slower ones.
+    speculate: bool,
+    /// Set when an assignment left work for other workers, who should be woken.
+    capped: bool,
+    /// Microseconds since the job started, as the transport last said.
+    now: u64,
     /// Attempts cancelled by a stop: their late results are ignored.
     cancelled: HashSet<AttemptId>,
     /// Cancellations not yet sent, per worker.
@@ -286,7 +284,11 @@ impl Coordinator {
             attempts: HashMap::new(),
             next_attempt: 1,
             history: HashMap::new(),
-            workers: HashMap::new(),
+            fleet: Fleet::default(),
+            live: HashMap::new(),
+            speculate: true,
+            capped: false,
+            now: 0,
             cancelled: HashSet::new(),
             cancels: HashMap::new(),
             counts: Counts::default(),
@@ -418,17 +420,58 @@ impl Coordinator {
 
     /// A worker joined, running `cores` tasks at once.
     pub fn join(&mut self, worker: WorkerId, cores: usize) {
-        let state = Worker {
-            cores: cores.max(1),
-            in_flight: 0,
-            task_micros: None,
-        };
-        self.workers.insert(worker, state);
+        self.fleet.join(worker, cores);
+    }
+
+    /// Records a worker's checked benchmark score (fuel per µs per core), by which it is
+    /// ranked until its tasks show its real speed.
+    pub fn claim(&mut self, worker: WorkerId, score: f64) {
+        self.fleet.claim(worker, score);
+    }
+
+    /// Notes something about a worker for its record.
+    pub fn note(&mut self, worker: WorkerId, note: String) {
+        self.fleet.note(worker, note);
+    }
+
+    /// What the scheduler knows of a worker.
+    pub fn record(&self, worker: WorkerId) -> Option<WorkerRecord> {
+        self.fleet.record(worker)
+    }
+
+    /// Whether idle faster workers may run copies of tasks running on slower ones (default
+    /// yes).
+    pub fn set_speculation(&mut self, speculate: bool) {
+        self.speculate = speculate;
+    }
+
+    /// The time now, in microseconds since the job started (the coordinator reads no clock:
+    /// the transport tells it before each event). It dates attempts, to spot stragglers.
+    pub fn set_clock(&mut self, now_micros: u64) {
+        self.now = self.now.max(now_micros);
+    }
+
+    /// Whether the last assignment left work that other workers should be woken for; reading
+    /// it clears it.
+    pub fn take_capped(&mut self) -> bool {
+        std::mem::take(&mut self.capped)
+    }
+
+    /// Estimated microseconds until every known task is done, at the workers' measured pace.
+    pub fn eta_micros(&self) -> Option<u64> {
+        let left: u64 = (0..self.stages.len())
+            .filter(|&stage| !self.is_stage_complete(stage))
+            .map(|stage| self.lines(stage).saturating_sub(self.stages[stage].done))
+            .sum();
+        if left == 0 {
+            return Some(0);
+        }
+        self.fleet.eta_micros(left)
     }
 
     /// A worker left (or was disconnected): its tasks go back to the front of the queue.
     pub fn leave(&mut self, worker: WorkerId) {
-        self.workers.remove(&worker);
+        self.fleet.leave(worker);
         let mut lost: Vec<(AttemptId, TaskRef)> = self
             .attempts
             .iter()
@@ -438,6 +481,10 @@ impl Coordinator {
         lost.sort_unstable_by_key(|&(_, task)| std::cmp::Reverse(task));
         for (id, task) in lost {
             self.attempts.remove(&id);
+            if self.drop_live(task) > 0 {
+                // A copy runs elsewhere: it carries on.
+                continue;
+            }
             let history = self.history.entry(task).or_default();
             history.lost += 1;
             if history.lost >= MAX_LOST {
@@ -456,12 +503,34 @@ impl Coordinator {
     }
 
     /// Picks tasks for `worker` up to its in-flight window: retries first, then tasks whose
-    /// inputs just became available, then fresh tasks in stage order.
+    /// inputs just became available, then fresh tasks in stage order. When there is less
+    /// work than room for it, each worker gets its share in proportion to its speed, so the
+    /// faster ones get more; when there is none, an idle worker much faster than another
+    /// takes a copy of a task that one is running.
     pub fn assign(&mut self, worker: WorkerId) -> Vec<Assignment> {
-        let Some(state) = self.workers.get(&worker) else {
+        let Some(state) = self.fleet.get(worker) else {
             return Vec::new();
         };
-        let mut room = state.window().saturating_sub(state.in_flight);
+        let mut room = state.room();
+        let idle = state.cores.saturating_sub(state.in_flight);
+        let unassigned = self.unassigned();
+        if room > 0 && unassigned > 0 {
+            let total_room: u64 = self.fleet.values().map(|w| w.room() as u64).sum();
+            if unassigned < total_room {
+                let total: f64 = self.fleet.ids().map(|w| self.fleet.capacity(w)).sum();
+                let mine = self.fleet.capacity(worker);
+                let share = if total > 0.0 {
+                    (unassigned as f64 * mine / total).ceil() as u64
+                } else {
+                    unassigned
+                };
+                let share = share.max(1);
+                if share < room as u64 {
+                    room = share as usize;
+                }
+                self.capped = unassigned > room as u64;
+            }
+        }
         let mut picked: Vec<TaskRef> = Vec::new();
 
         let mut passed_over = Vec::new();
@@ -500,12 +569,25 @@ impl Coordinator {
             state.fresh += take;
             room -= take as usize;
         }
+        if picked.is_empty() && unassigned == 0 && self.speculate && idle > 0 {
+            picked = self.copies_for(worker, idle);
+            self.counts.speculated += picked.len() as u64;
+        }
 
         let mut assignments: Vec<Assignment> = Vec::new();
         for task in picked {
             let id = self.next_attempt;
             self.next_attempt += 1;
-            self.attempts.insert(id, Attempt { task, worker });
+            let started = self.now;
+            self.attempts.insert(
+                id,
+                Attempt {
+                    task,
+                    worker,
+                    started,
+                },
+            );
+            *self.live.entry(task).or_default() += 1;
             match assignments.last_mut() {
                 Some(last) if last.stage == task.stage => last.tasks.push((id, task.index)),
                 _ => assignments.push(Assignment {
@@ -514,10 +596,100 @@ impl Coordinator {
                 }),
             }
         }
-        if let Some(state) = self.workers.get_mut(&worker) {
+        if let Some(state) = self.fleet.get_mut(worker) {
             state.in_flight += assignments.iter().map(|a| a.tasks.len()).sum::<usize>();
         }
         assignments
+    }
+
+    /// Tasks waiting for a worker: retries, ready ones and fresh inputs.
+    fn unassigned(&self) -> u64 {
+        let fresh: u64 = self
+            .stages
+            .iter()
+            .filter(|state| state.plan.feed == Feed::Inputs)
+            .map(|state| state.plan.tasks - state.fresh)
+            .sum();
+        fresh + self.queued() as u64
+    }
+
+    /// Up to `count` tasks for `worker` to run a copy of (MapReduce's backup tasks: the first
+    /// answer wins, the other attempt is cancelled): tasks running alone either on a worker
+    /// [`SPECULATE_FASTER`] times slower than `worker`, or for [`STRAGGLER`] times as long as
+    /// the stage's tasks take, on a worker no faster than `worker`. Slowest worker first, then
+    /// oldest attempt.
+    fn copies_for(&self, worker: WorkerId, count: usize) -> Vec<TaskRef> {
+        let mine = self.fleet.speed(worker);
+        let speeds: HashMap<WorkerId, f64> = self
+            .fleet
+            .ids()
+            .map(|id| (id, self.fleet.speed(id)))
+            .collect();
+        let straggling = |attempt: &Attempt| {
+            self.stages[attempt.task.stage]
+                .task_micros
+                .is_some_and(|typical| {
+                    let running = self.now.saturating_sub(attempt.started) as f64;
+                    running > STRAGGLER * typical && running > MIN_STRAGGLER_MICROS
+                })
+        };
+        let mut candidates: Vec<(f64, AttemptId, TaskRef)> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| attempt.worker != worker)
+            .filter(|(_, attempt)| self.live.get(&attempt.task) == Some(&1))
+            .filter(|(_, attempt)| self.stages[attempt.task.stage].stopped.is_none())
+            .filter(|(_, attempt)| {
+                self.history
+                    .get(&attempt.task)
+                    .is_none_or(|history| !history.failed_on.contains(&worker))
+            })
+            .filter_map(|(&id, attempt)| {
+                let theirs = *speeds.get(&attempt.worker)?;
+                let slower = theirs * SPECULATE_FASTER <= mine;
+                let late = theirs <= mine && straggling(attempt);
+                (slower || late).then_some((theirs, id, attempt.task))
+            })
+            .collect();
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        candidates
+            .into_iter()
+            .take(count)
+            .map(|(_, _, task)| task)
+            .collect()
+    }
+
+    /// One attempt of `task` ended: how many others are still running.
+    fn drop_live(&mut self, task: TaskRef) -> u32 {
+        let Some(live) = self.live.get_mut(&task) else {
+            return 0;
+        };
+        *live = live.saturating_sub(1);
+        let left = *live;
+        if left == 0 {
+            self.live.remove(&task);
+        }
+        left
+    }
+
+    /// Cancels every attempt of `task` still running (another attempt answered).
+    fn cancel_copies(&mut self, task: TaskRef) {
+        let mut copies: Vec<(AttemptId, WorkerId)> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| attempt.task == task)
+            .map(|(&id, attempt)| (id, attempt.worker))
+            .collect();
+        copies.sort_unstable();
+        for (id, worker) in copies {
+            self.attempts.remove(&id);
+            self.drop_live(task);
+            self.cancelled.insert(id);
+            self.cancels.entry(worker).or_default().push(id);
+            if let Some(state) = self.fleet.get_mut(worker) {
+                state.in_flight = state.in_flight.saturating_sub(1);
+            }
+        }
     }
 
     /// A task may go to `worker` unless it failed there and some other connected worker has
@@ -527,7 +699,7 @@ impl Coordinator {
             return true;
         };
         !history.failed_on.contains(&worker)
-            || self.workers.keys().all(|w| history.failed_on.contains(w))
+            || self.fleet.ids().all(|w| history.failed_on.contains(&w))
     }
 
     /// A worker answered attempt `id` after `micros` of work.
@@ -541,11 +713,12 @@ impl Coordinator {
         micros: u64,
         outcome: Outcome,
     ) -> Result<(), Violation> {
-        self.complete_with(worker, id, micros, outcome, false)
+        self.complete_with(worker, id, 0, micros, outcome, false)
     }
 
-    /// Like [`Coordinator::complete`], for a result that may meet its stage's goal (`stop`;
-    /// ignored unless the stage is stoppable).
+    /// Like [`Coordinator::complete`], with the `fuel` the task burnt (its worker's speed is
+    /// measured by it), for a result that may meet its stage's goal (`stop`; ignored unless
+    /// the stage is stoppable).
     ///
     /// # Errors
     /// When the worker was not running that attempt.
@@ -553,6 +726,7 @@ impl Coordinator {
         &mut self,
         worker: WorkerId,
         id: AttemptId,
+        fuel: u64,
         micros: u64,
         outcome: Outcome,
         stop: bool,
@@ -565,20 +739,24 @@ impl Coordinator {
             _ => return Err(Violation::UnknownAttempt(id)),
         };
         self.attempts.remove(&id);
+        let copies = self.drop_live(task);
+        self.fleet.finished(worker, fuel, micros);
         let outcome = match (outcome, self.stages[task.stage].plan.explore) {
             (Ok(output), Some(max)) => self.explored(task.stage, &output, max),
             (outcome, _) => outcome,
         };
-        if let Some(state) = self.workers.get_mut(&worker) {
-            state.in_flight -= 1;
-            let micros = micros as f64;
-            state.task_micros = Some(match state.task_micros {
-                None => micros,
-                Some(average) => 0.8 * average + 0.2 * micros,
-            });
-        }
         match outcome {
             Ok(output) => {
+                let stage = &mut self.stages[task.stage];
+                let sample = micros as f64;
+                stage.task_micros = Some(
+                    stage
+                        .task_micros
+                        .map_or(sample, |average| 0.8 * average + 0.2 * sample),
+                );
+                if copies > 0 {
+                    self.cancel_copies(task);
+                }
                 self.finish(task, Ok(output));
                 let state = &mut self.stages[task.stage];
                 if stop && state.plan.stoppable && state.stopped.is_none() {
@@ -593,7 +771,9 @@ impl Coordinator {
                 let history = self.history.entry(task).or_default();
                 history.failures += 1;
                 history.failed_on.push(worker);
-                if history.failures >= max {
+                if copies > 0 {
+                    // Another attempt is still running: its answer decides.
+                } else if history.failures >= max {
                     self.finish(task, Err(failure));
                 } else {
                     self.counts.retried += 1;
@@ -638,10 +818,11 @@ impl Coordinator {
         running.sort_unstable();
         for (id, worker) in running {
             let attempt = self.attempts.remove(&id).expect("listed above");
+            self.drop_live(attempt.task);
             self.cancelled.insert(id);
             self.cancels.entry(worker).or_default().push(id);
-            if let Some(state) = self.workers.get_mut(&worker) {
-                state.in_flight -= 1;
+            if let Some(state) = self.fleet.get_mut(worker) {
+                state.in_flight = state.in_flight.saturating_sub(1);
             }
             dropped.push(attempt.task);
         }
@@ -1066,7 +1247,7 @@ impl Coordinator {
 
     /// How many tasks `worker` is running now.
     pub fn running_on(&self, worker: WorkerId) -> usize {
-        self.workers.get(&worker).map_or(0, |w| w.in_flight)
+        self.fleet.get(worker).map_or(0, |w| w.in_flight)
     }
 
     /// How many results are kept in memory now, over all stages.
@@ -1241,7 +1422,8 @@ mod tests {
                 failed: 1,
                 retried: 1,
                 requeued: 0,
-                stopped: 0
+                stopped: 0,
+                speculated: 0,
             }
         );
     }
@@ -1445,12 +1627,12 @@ mod tests {
         c.join(2, 2);
         let on_one = ids(&c.assign(1));
         let on_two = ids(&c.assign(2));
-        c.complete_with(1, on_one[0].0, 5, output("\"a\""), true)
+        c.complete_with(1, on_one[0].0, 0, 5, output("\"a\""), true)
             .unwrap();
         assert!(c.stopped(0).is_none(), "two goals are needed");
-        c.complete_with(1, on_one[1].0, 5, output("1"), false)
+        c.complete_with(1, on_one[1].0, 0, 5, output("1"), false)
             .unwrap();
-        c.complete_with(2, on_two[2].0, 5, output("\"b\""), true)
+        c.complete_with(2, on_two[2].0, 0, 5, output("\"b\""), true)
             .unwrap();
         assert!(
             c.stopped(0)
@@ -1622,7 +1804,7 @@ mod tests {
         // Tasks 0 and 1 finish; task 1 meets the goal: 2 items to fold, 98 never run.
         let tasks = ids(&c.assign(1));
         c.complete(1, tasks[0].0, 5, output("3")).unwrap();
-        c.complete_with(1, tasks[1].0, 5, output("4"), true)
+        c.complete_with(1, tasks[1].0, 0, 5, output("4"), true)
             .unwrap();
         assert!(c.stopped(0).is_some());
         run_all(&mut c, |task, c| {
@@ -1639,5 +1821,117 @@ mod tests {
         assert_eq!(c.tasks(1), 2);
         assert_eq!(c.counts().stopped, 98);
         assert!(c.is_complete());
+    }
+
+    #[test]
+    fn scarce_work_goes_to_faster_workers_first() {
+        let mut c = Coordinator::new(vec![plan(6)]);
+        c.join(1, 4);
+        c.join(2, 4);
+        c.claim(1, 3000.0);
+        c.claim(2, 1000.0);
+        // Room for 16, work for 6: the slow worker asks first but gets a quarter.
+        assert_eq!(ids(&c.assign(2)).len(), 2);
+        assert!(c.take_capped(), "the others must be woken for the rest");
+        let fast = ids(&c.assign(1)).len() + ids(&c.assign(1)).len();
+        assert_eq!(fast, 4);
+        assert!(c.assign(2).is_empty());
+    }
+
+    #[test]
+    fn an_idle_faster_worker_copies_a_slow_workers_task_and_the_first_answer_wins() {
+        let mut c = Coordinator::new(vec![plan(2)]);
+        c.join(1, 1);
+        c.join(2, 1);
+        c.claim(1, 1000.0);
+        c.claim(2, 4000.0);
+        let slow = ids(&c.assign(1));
+        let fast = ids(&c.assign(2));
+        assert_eq!((slow.len(), fast.len()), (1, 1));
+        c.complete(2, fast[0].0, 5, output("\"fast\"")).unwrap();
+        let copy = ids(&c.assign(2));
+        assert_eq!(copy.len(), 1);
+        assert_eq!(copy[0].1, slow[0].1, "a copy of the slow worker's task");
+        assert!(
+            c.assign(1).is_empty(),
+            "the slow worker gets no copy of anything"
+        );
+        c.complete(2, copy[0].0, 5, output("\"copy\"")).unwrap();
+        assert_eq!(c.take_cancels(1), [slow[0].0], "the original is cancelled");
+        c.complete(1, slow[0].0, 5, output("\"late\"")).unwrap();
+        let outputs: Vec<String> = c
+            .take_ready()
+            .iter()
+            .map(|f| f.outcome.as_ref().unwrap().get().to_owned())
+            .collect();
+        let copied = slow[0].1.index as usize;
+        assert_eq!(outputs[copied], "\"copy\"");
+        assert_eq!(outputs.len(), 2);
+        assert!(c.is_complete());
+        assert_eq!((c.counts().speculated, c.counts().succeeded), (1, 2));
+        assert_eq!(c.running(), 0);
+    }
+
+    #[test]
+    fn a_failed_or_lost_copy_leaves_the_other_attempt_running() {
+        let mut c = Coordinator::new(vec![plan(1), plan(1)]);
+        c.join(1, 1);
+        c.join(2, 1);
+        c.claim(1, 1000.0);
+        c.claim(2, 4000.0);
+        let slow = ids(&c.assign(1));
+        let fast = ids(&c.assign(2));
+        c.complete(2, fast[0].0, 5, output("1")).unwrap();
+        let copy = ids(&c.assign(2));
+        c.complete(2, copy[0].0, 5, panic()).unwrap();
+        assert_eq!(c.counts().retried, 0, "the original still runs");
+        assert!(c.assign(2).is_empty(), "no copy of a task that failed here");
+        c.join(3, 1);
+        c.claim(3, 4000.0);
+        let copy = ids(&c.assign(3));
+        assert_eq!(copy.len(), 1);
+        c.leave(3);
+        assert_eq!(c.counts().requeued, 0, "the original still runs");
+        c.complete(1, slow[0].0, 5, output("0")).unwrap();
+        assert!(c.take_ready().iter().all(|f| f.outcome.is_ok()));
+        assert!(c.is_complete());
+    }
+
+    #[test]
+    fn a_task_running_far_longer_than_its_stage_usually_takes_is_copied() {
+        let mut c = Coordinator::new(vec![plan(3)]);
+        c.join(1, 1);
+        c.join(2, 2);
+        let first = ids(&c.assign(1));
+        let second = ids(&c.assign(2));
+        assert_eq!(first.len() + second.len(), 3);
+        c.set_clock(100_000);
+        for &(id, _) in &second {
+            c.complete(2, id, 100_000, output("0")).unwrap();
+        }
+        assert!(
+            c.assign(2).is_empty(),
+            "100 ms is not yet twice the usual 100 ms"
+        );
+        c.set_clock(250_000);
+        let copy = ids(&c.assign(2));
+        assert_eq!(copy.len(), 1, "{copy:?}");
+        assert_eq!(copy[0].1, first[0].1);
+    }
+
+    #[test]
+    fn no_copies_between_workers_of_a_speed_or_when_turned_off() {
+        for (fast, speculate) in [(1200.0, true), (4000.0, false)] {
+            let mut c = Coordinator::new(vec![plan(2)]);
+            c.set_speculation(speculate);
+            c.join(1, 1);
+            c.join(2, 1);
+            c.claim(1, 1000.0);
+            c.claim(2, fast);
+            let _slow = ids(&c.assign(1));
+            let done = ids(&c.assign(2));
+            c.complete(2, done[0].0, 5, output("1")).unwrap();
+            assert!(c.assign(2).is_empty());
+        }
     }
 }

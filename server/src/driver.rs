@@ -65,6 +65,7 @@ pub struct DiplaBuilder {
     caps: Limits,
     limits: TaskLimits,
     max_attempts: u32,
+    speculate: bool,
 }
 
 impl Dipla {
@@ -77,6 +78,7 @@ impl Dipla {
             caps: WorkerConfig::new("").caps,
             limits: DEFAULT_LIMITS,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            speculate: true,
         }
     }
 
@@ -201,6 +203,14 @@ impl DiplaBuilder {
         self
     }
 
+    /// Whether idle faster workers may run copies of tasks straggling on slower ones
+    /// (default yes; the first answer wins).
+    #[must_use]
+    pub fn speculation(mut self, speculate: bool) -> Self {
+        self.speculate = speculate;
+        self
+    }
+
     /// Binds the worker endpoint and starts the local workers.
     ///
     /// # Errors
@@ -238,6 +248,7 @@ impl DiplaBuilder {
             sandbox: sandbox.clone(),
         };
         let handle = Handle::new(job, |_| Keep::All);
+        handle.lock().coordinator.set_speculation(self.speculate);
         let local = LocalWorkers {
             count: local_workers,
             cache_dir: self.cache_dir,

@@ -13,6 +13,7 @@ pub mod coordinator;
 mod driver;
 mod engine;
 mod error;
+mod fleet;
 mod inputs;
 mod job;
 pub mod manifest;
@@ -26,6 +27,7 @@ mod tree;
 
 pub use driver::{Dipla, DiplaBuilder, Input, ModuleRef, Task};
 pub use error::{DriverError, ManifestError};
+pub use fleet::WorkerRecord;
 pub use inputs::Inputs;
 pub use job::{Job, Module, Part, Source, Stage};
 pub use promise::{Promise, Reduced};

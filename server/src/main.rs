@@ -45,6 +45,9 @@ enum Command {
         /// Write only this stage's results (every stage still runs).
         #[arg(long)]
         stage: Option<String>,
+        /// Never copy a task straggling on a slow worker to an idle faster one.
+        #[arg(long)]
+        no_speculation: bool,
     },
     /// Print a guest module's hash and its tasks' signatures.
     Inspect {
@@ -103,6 +106,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             local_workers,
             cache_dir,
             stage,
+            no_speculation,
         } => {
             let sandbox = Sandbox::new().context("cannot start the sandbox")?;
             let job = manifest::load(&path, &sandbox)?;
@@ -115,6 +119,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 }),
                 cache_dir,
                 only_stage: stage,
+                speculate: !no_speculation,
                 ..RunOptions::default()
             };
             let server = Server::bind(job, options).await.with_context(|| {

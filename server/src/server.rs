@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub local_caps: Limits,
     /// Write only this stage's results (every stage still runs).
     pub only_stage: Option<String>,
+    /// Let idle faster workers run copies of tasks straggling on slower ones.
+    pub speculate: bool,
 }
 
 impl Default for RunOptions {
@@ -39,6 +41,7 @@ impl Default for RunOptions {
             cache_dir: None,
             local_caps: WorkerConfig::new("").caps,
             only_stage: None,
+            speculate: true,
         }
     }
 }
@@ -73,13 +76,15 @@ impl std::fmt::Display for Summary {
             retried,
             requeued,
             stopped,
+            speculated,
         } = self.counts;
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
             "{} tasks: {succeeded} succeeded, {failed} failed, {stopped} not run once their \
-             stage met its goal ({retried} retries, {requeued} re-run after a worker was lost) \
-             in {secs:.2} s ({:.0} tasks/s); {} workers, {} module transfers",
+             stage met its goal ({retried} retries, {requeued} re-run after a worker was lost, \
+             {speculated} speculative copies) in {secs:.2} s ({:.0} tasks/s); {} workers, {} \
+             module transfers",
             self.tasks,
             (succeeded + failed) as f64 / secs.max(1e-9),
             self.stats.workers_joined,
@@ -126,9 +131,11 @@ impl Server {
                 Keep::Nothing
             }
         };
+        let handle = Handle::new(job, keep);
+        handle.lock().coordinator.set_speculation(options.speculate);
         Ok(Self {
             listener,
-            handle: Handle::new(job, keep),
+            handle,
             options,
         })
     }

@@ -1,10 +1,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
 
 use crate::coordinator::{Coordinator, Counts, Keep};
+use crate::fleet::WorkerRecord;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::{Job, Module, Source, Stage};
 
@@ -31,6 +33,8 @@ pub(crate) struct Shared {
     next_worker: AtomicU64,
     /// Connected workers' names, for logs and tests.
     names: Mutex<BTreeMap<u64, String>>,
+    /// When the server started: the coordinator's clock counts from here.
+    started: Instant,
 }
 
 /// The job and its scheduling state, changed together under one lock.
@@ -69,7 +73,7 @@ fn seed_explore(coordinator: &mut Coordinator, number: usize, stage: &Stage) {
 }
 
 /// A connected worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerSummary {
     /// The server's id for the connection.
     pub id: u64,
@@ -77,6 +81,8 @@ pub struct WorkerSummary {
     pub name: String,
     /// How many tasks it is running.
     pub running: usize,
+    /// What the scheduler knows of it (`None` while it is still joining).
+    pub record: Option<WorkerRecord>,
 }
 
 impl Handle {
@@ -99,6 +105,7 @@ impl Handle {
             connections: AtomicUsize::new(0),
             next_worker: AtomicU64::new(1),
             names: Mutex::default(),
+            started: Instant::now(),
         };
         Self {
             shared: Arc::new(shared),
@@ -112,6 +119,14 @@ impl Handle {
             .core
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The job and its scheduling state, locked, with the coordinator's clock set to now.
+    pub(crate) fn lock_now(&self) -> MutexGuard<'_, Core> {
+        let now = u64::try_from(self.shared.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut core = self.lock();
+        core.coordinator.set_clock(now);
+        core
     }
 
     pub(crate) fn next_worker_id(&self) -> u64 {
@@ -145,6 +160,7 @@ impl Handle {
                 id,
                 name,
                 running: core.coordinator.running_on(id),
+                record: core.coordinator.record(id),
             })
             .collect()
     }
@@ -189,6 +205,15 @@ impl Handle {
     /// How many final results the server keeps in memory now (for stages still read).
     pub fn kept(&self) -> usize {
         self.lock().coordinator.kept()
+    }
+
+    /// Estimated time until every known task is done, at the workers' measured pace (`None`
+    /// until some task has finished).
+    pub fn eta(&self) -> Option<std::time::Duration> {
+        self.lock()
+            .coordinator
+            .eta_micros()
+            .map(std::time::Duration::from_micros)
     }
 
     /// How many workers are connected now.

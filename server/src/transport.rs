@@ -26,6 +26,10 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// How long a new connection has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often an idle connection looks for work again unprompted (for speculative copies of
+/// stragglers, which no event announces).
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
 /// The most cores a worker is believed to have.
 const MAX_CORES: u32 = 1024;
 
@@ -70,6 +74,9 @@ async fn connection(socket: WebSocket, handle: Handle) {
                 handle.shared.stats.joined();
                 handle.named(id, Some(hello.name.clone()));
                 handle.lock().coordinator.join(id, cores);
+                if let Some(benchmark) = hello.benchmark {
+                    judge_benchmark(&handle, id, &hello.name, benchmark).await;
+                }
                 let end = serve(id, &mut sink, &mut stream, &handle).await;
                 handle.lock().coordinator.leave(id);
                 handle.named(id, None);
@@ -121,25 +128,33 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
     let mut wake = handle.shared.wake.subscribe();
     let mut done = handle.shared.done.subscribe();
     let mut modules_sent = HashSet::new();
+    let mut look_again = tokio::time::interval(LOOK_AGAIN);
+    look_again.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *done.borrow_and_update() {
             return End::Done;
         }
-        let messages: Vec<String> = {
-            let mut core = handle.lock();
+        let (messages, capped) = {
+            let mut core = handle.lock_now();
             let cancels = core.coordinator.take_cancels(id);
             let assignments = core.coordinator.assign(id);
+            let capped = core.coordinator.take_capped();
             let cancel =
                 (!cancels.is_empty()).then(|| encode(&ServerMessage::Cancel { ids: cancels }));
-            cancel
+            let messages = cancel
                 .into_iter()
                 .chain(
                     assignments
                         .into_iter()
                         .map(|a| batch(&core.job, &core.coordinator, a)),
                 )
-                .collect()
+                .collect::<Vec<String>>();
+            (messages, capped)
         };
+        if capped {
+            // This worker got its share; the rest waits for the others.
+            handle.wake_all();
+        }
         for message in messages {
             handle.shared.stats.sent(message.len());
             if sink.send(Message::text(message)).await.is_err() {
@@ -170,6 +185,9 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
                 }
             }
             changed = wake.changed() => if changed.is_err() { return End::Done },
+            // Now and then, look again: a task elsewhere may have become a straggler worth
+            // copying.
+            _ = look_again.tick() => {}
             changed = done.changed() => if changed.is_err() { return End::Done },
         }
     }
@@ -204,18 +222,19 @@ async fn on_message(
             Ok(())
         }
         WorkerMessage::Results { results } => {
-            let mut core = handle.lock();
+            let mut core = handle.lock_now();
             let coordinator = &mut core.coordinator;
             let before = (coordinator.counts(), coordinator.queued());
             for result in results {
-                let (attempt, micros, stop) = (result.id, result.micros, result.stop);
+                let (attempt, fuel, micros, stop) =
+                    (result.id, result.fuel, result.micros, result.stop);
                 let Some(outcome) = result.into_outcome() else {
                     return Err(End::Violation(format!(
                         "result {attempt} must have exactly one of output and error"
                     )));
                 };
                 if let Err(violation) =
-                    coordinator.complete_with(id, attempt, micros, outcome, stop)
+                    coordinator.complete_with(id, attempt, fuel, micros, outcome, stop)
                 {
                     return Err(End::Violation(violation.to_string()));
                 }
@@ -232,6 +251,34 @@ async fn on_message(
             }
             handle.progressed();
             Ok(())
+        }
+    }
+}
+
+/// Checks a worker's benchmark (the kernels' fuel and checksums, and the score they give) and
+/// ranks the worker by its score, or notes why not.
+async fn judge_benchmark(
+    handle: &Handle,
+    id: u64,
+    name: &str,
+    benchmark: dipla_protocol::Benchmark,
+) {
+    let sandbox = handle.lock().job.sandbox.clone();
+    // The first check in a process runs each kernel once (a fraction of a second).
+    let checked =
+        tokio::task::spawn_blocking(move || dipla_sandbox::bench::check(&sandbox, &benchmark))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+    let mut core = handle.lock();
+    match checked {
+        Ok(score) => {
+            tracing::info!(id, %name, score = format!("{score:.0}"), "benchmark checked");
+            core.coordinator.claim(id, score);
+        }
+        Err(why) => {
+            tracing::warn!(id, %name, %why, "benchmark does not check out");
+            core.coordinator
+                .note(id, format!("its benchmark does not check out: {why}"));
         }
     }
 }

@@ -118,8 +118,20 @@ impl WorkerProcess {
         Self::with_args(url, name, cache, &[])
     }
 
-    /// Starts a one-core worker with extra command-line arguments.
+    /// Starts a one-core worker with extra command-line arguments, joining without a
+    /// benchmark (a second saved per worker).
     pub fn with_args(url: &str, name: &str, cache: tempfile::TempDir, args: &[&str]) -> Self {
+        let mut args = args.to_vec();
+        args.push("--no-bench");
+        Self::spawn(url, name, cache, &args)
+    }
+
+    /// Starts a one-core worker that runs its benchmark before joining.
+    pub fn benchmarked(url: &str, name: &str, args: &[&str]) -> Self {
+        Self::spawn(url, name, tempfile::tempdir().unwrap(), args)
+    }
+
+    fn spawn(url: &str, name: &str, cache: tempfile::TempDir, args: &[&str]) -> Self {
         let child = Command::new(bin("dipla-worker"))
             .args([
                 "--server",

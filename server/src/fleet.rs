@@ -1,0 +1,326 @@
+//! The connected workers as the scheduler sees them: how many tasks each may have in flight,
+//! and how fast each really is.
+//!
+//! A worker's speed is in fuel per microsecond of one core, the unit of its benchmark score.
+//! Before it has finished a few tasks, its speed is its checked benchmark score, scaled by how
+//! the job's tasks ran on workers whose score and tasks are both known (a float-heavy job
+//! burns fuel slower than the benchmark's mix); a worker without a score counts as the
+//! median of the others. After a few tasks, its speed is what its tasks showed: fuel burnt
+//! over time spent. Claims do not outlive evidence.
+
+use std::collections::HashMap;
+
+use crate::coordinator::WorkerId;
+
+/// In-flight tasks per core before the first result tells how long tasks take.
+const START_PER_CORE: usize = 2;
+/// Bounds on in-flight tasks per core.
+pub(crate) const MIN_PER_CORE: usize = 2;
+pub(crate) const MAX_PER_CORE: usize = 512;
+/// How much work, in microseconds, to keep queued on each core: enough to hide a round trip,
+/// little enough that the end of a job is not stuck behind one worker's backlog.
+const TARGET_QUEUED_MICROS: f64 = 20_000.0;
+/// Results after which a worker's measured speed replaces its claimed one.
+const MEASURED_AFTER: u64 = 3;
+/// A worker whose measured speed per claimed point is below the best worker's by this
+/// factor is noted as claiming more than it does.
+const OVERCLAIM: f64 = 2.0;
+
+/// What the scheduler knows of one worker.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) cores: usize,
+    pub(crate) in_flight: usize,
+    /// Moving average of task time on this worker, in microseconds.
+    task_micros: Option<f64>,
+    /// Its checked benchmark score (fuel per µs per core).
+    claimed: Option<f64>,
+    /// Fuel and core time its finished tasks reported.
+    fuel: u64,
+    micros: u64,
+    results: u64,
+    /// Something the operator should know (a benchmark that did not check out...).
+    note: Option<String>,
+}
+
+impl Worker {
+    /// How many tasks it may have in flight: enough for [`TARGET_QUEUED_MICROS`] of work per
+    /// core at its measured pace.
+    pub(crate) fn window(&self) -> usize {
+        let per_core = match self.task_micros {
+            None => START_PER_CORE,
+            Some(micros) => {
+                let fit = TARGET_QUEUED_MICROS / micros.max(1.0);
+                (fit as usize).clamp(MIN_PER_CORE, MAX_PER_CORE)
+            }
+        };
+        self.cores * per_core
+    }
+
+    /// Room for more tasks.
+    pub(crate) fn room(&self) -> usize {
+        self.window().saturating_sub(self.in_flight)
+    }
+
+    /// Fuel per µs per core its tasks showed, once there are enough of them.
+    fn measured(&self) -> Option<f64> {
+        (self.results >= MEASURED_AFTER && self.fuel > 0 && self.micros > 0)
+            .then(|| self.fuel as f64 / self.micros as f64)
+    }
+}
+
+/// A worker's record, for operators and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRecord {
+    /// Tasks it runs at once.
+    pub cores: usize,
+    /// Tasks it is running.
+    pub running: usize,
+    /// Its checked benchmark score, fuel per µs per core.
+    pub claimed: Option<f64>,
+    /// The fuel per µs per core its tasks showed, once known.
+    pub measured: Option<f64>,
+    /// The speed the scheduler ranks it by, fuel per µs per core.
+    pub speed: f64,
+    /// Results it has returned.
+    pub results: u64,
+    /// What the operator should know about it, if anything.
+    pub note: Option<String>,
+}
+
+/// Every connected worker.
+#[derive(Debug, Default)]
+pub(crate) struct Fleet {
+    workers: HashMap<WorkerId, Worker>,
+}
+
+impl Fleet {
+    pub(crate) fn join(&mut self, id: WorkerId, cores: usize) {
+        let worker = Worker {
+            cores: cores.max(1),
+            in_flight: 0,
+            task_micros: None,
+            claimed: None,
+            fuel: 0,
+            micros: 0,
+            results: 0,
+            note: None,
+        };
+        self.workers.insert(id, worker);
+    }
+
+    pub(crate) fn leave(&mut self, id: WorkerId) {
+        self.workers.remove(&id);
+    }
+
+    pub(crate) fn get(&self, id: WorkerId) -> Option<&Worker> {
+        self.workers.get(&id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: WorkerId) -> Option<&mut Worker> {
+        self.workers.get_mut(&id)
+    }
+
+    pub(crate) fn ids(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.workers.keys().copied()
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Worker> + '_ {
+        self.workers.values()
+    }
+
+    /// Records a worker's checked benchmark score.
+    pub(crate) fn claim(&mut self, id: WorkerId, score: f64) {
+        if let Some(worker) = self.workers.get_mut(&id)
+            && score.is_finite()
+            && score > 0.0
+        {
+            worker.claimed = Some(score);
+        }
+    }
+
+    /// Notes something about a worker for its record.
+    pub(crate) fn note(&mut self, id: WorkerId, note: String) {
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.note = Some(note);
+        }
+    }
+
+    /// A task finished on `id` after `micros` of its time, burning `fuel`.
+    pub(crate) fn finished(&mut self, id: WorkerId, fuel: u64, micros: u64) {
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        worker.in_flight = worker.in_flight.saturating_sub(1);
+        let sample = micros as f64;
+        worker.task_micros = Some(match worker.task_micros {
+            None => sample,
+            Some(average) => 0.8 * average + 0.2 * sample,
+        });
+        worker.fuel = worker.fuel.saturating_add(fuel);
+        worker.micros = worker.micros.saturating_add(micros);
+        worker.results += 1;
+        self.check_claim(id);
+    }
+
+    /// How the job's tasks run per benchmark point, on workers where both are known: the
+    /// median of measured / claimed.
+    fn ratio(&self) -> Option<f64> {
+        let mut ratios: Vec<f64> = self
+            .workers
+            .values()
+            .filter_map(|w| Some(w.measured()? / w.claimed?))
+            .collect();
+        median(&mut ratios)
+    }
+
+    /// The speed `id` is ranked by, in fuel per µs per core (1.0 when nothing is known of
+    /// any worker: everyone ranks the same).
+    pub(crate) fn speed(&self, id: WorkerId) -> f64 {
+        let Some(worker) = self.workers.get(&id) else {
+            return 0.0;
+        };
+        if let Some(measured) = worker.measured() {
+            return measured;
+        }
+        let ratio = self.ratio();
+        if let Some(claimed) = worker.claimed {
+            return claimed * ratio.unwrap_or(1.0);
+        }
+        // No claim, no evidence: the median of what is known of the others.
+        let mut known: Vec<f64> = self
+            .workers
+            .iter()
+            .filter(|&(&other, _)| other != id)
+            .filter_map(|(_, w)| w.measured().or(w.claimed.map(|c| c * ratio.unwrap_or(1.0))))
+            .collect();
+        median(&mut known).unwrap_or(1.0)
+    }
+
+    /// Speed times cores: how much work `id` does per µs.
+    pub(crate) fn capacity(&self, id: WorkerId) -> f64 {
+        self.workers
+            .get(&id)
+            .map_or(0.0, |w| self.speed(id) * w.cores as f64)
+    }
+
+    /// Notes a worker whose tasks run far slower than its benchmark promised, compared with
+    /// the others.
+    fn check_claim(&mut self, id: WorkerId) {
+        let Some(worker) = self.workers.get(&id) else {
+            return;
+        };
+        let (Some(measured), Some(claimed)) = (worker.measured(), worker.claimed) else {
+            return;
+        };
+        let ratio = measured / claimed;
+        let best = self
+            .workers
+            .iter()
+            .filter(|&(&other, _)| other != id)
+            .filter_map(|(_, w)| Some(w.measured()? / w.claimed?))
+            .fold(None, |best: Option<f64>, r| {
+                Some(best.map_or(r, |b| b.max(r)))
+            });
+        if let Some(best) = best
+            && ratio * OVERCLAIM < best
+        {
+            let note = format!(
+                "claims {claimed:.0} fuel/µs per core, but its tasks run at {measured:.0}: {:.1}x slower than the best worker for its claim",
+                best / ratio
+            );
+            if let Some(worker) = self.workers.get_mut(&id) {
+                worker.note = Some(note);
+            }
+        }
+    }
+
+    /// Estimated microseconds to finish `tasks` more tasks at the workers' measured pace.
+    pub(crate) fn eta_micros(&self, tasks: u64) -> Option<u64> {
+        let per_micro: f64 = self
+            .workers
+            .values()
+            .filter_map(|w| Some(w.cores as f64 / w.task_micros?.max(1.0)))
+            .sum();
+        (per_micro > 0.0).then(|| (tasks as f64 / per_micro) as u64)
+    }
+
+    /// The record of worker `id`.
+    pub(crate) fn record(&self, id: WorkerId) -> Option<WorkerRecord> {
+        let worker = self.workers.get(&id)?;
+        Some(WorkerRecord {
+            cores: worker.cores,
+            running: worker.in_flight,
+            claimed: worker.claimed,
+            measured: worker.measured(),
+            speed: self.speed(id),
+            results: worker.results,
+            note: worker.note.clone(),
+        })
+    }
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        f64::midpoint(values[middle - 1], values[middle])
+    } else {
+        values[middle]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_rank_workers_until_their_tasks_show_the_truth() {
+        let mut fleet = Fleet::default();
+        fleet.join(1, 1);
+        fleet.join(2, 1);
+        fleet.join(3, 1);
+        fleet.claim(1, 3000.0);
+        fleet.claim(2, 3000.0);
+        assert_eq!(fleet.speed(1), 3000.0);
+        assert_eq!(fleet.speed(3), 3000.0, "no claim: the median of the others");
+        // Worker 1's tasks run at 1000 fuel/µs: a third of its claim.
+        for _ in 0..3 {
+            fleet.finished(1, 1_000_000, 1000);
+        }
+        assert_eq!(fleet.speed(1), 1000.0);
+        assert_eq!(fleet.speed(2), 1000.0, "claims scale by what tasks showed");
+        // Worker 2 claims the same but its tasks run 4x slower: it is noted.
+        for _ in 0..3 {
+            fleet.finished(2, 250_000, 1000);
+        }
+        assert_eq!(fleet.speed(2), 250.0);
+        let note = fleet.record(2).unwrap().note.unwrap();
+        assert!(note.contains("4.0x slower"), "{note}");
+        assert!(fleet.record(1).unwrap().note.is_none());
+    }
+
+    #[test]
+    fn windows_grow_for_short_tasks_and_with_cores() {
+        let mut fleet = Fleet::default();
+        fleet.join(1, 1);
+        fleet.join(2, 4);
+        assert_eq!(fleet.get(1).unwrap().window(), START_PER_CORE);
+        assert_eq!(fleet.get(2).unwrap().window(), 4 * START_PER_CORE);
+        fleet.finished(1, 10, 10);
+        assert_eq!(fleet.get(1).unwrap().window(), MAX_PER_CORE);
+    }
+
+    #[test]
+    fn the_estimate_follows_the_measured_pace() {
+        let mut fleet = Fleet::default();
+        assert_eq!(fleet.eta_micros(100), None);
+        fleet.join(1, 2);
+        fleet.finished(1, 1, 1000);
+        // 2 cores at 1 ms a task: 100 tasks in 50 ms.
+        assert_eq!(fleet.eta_micros(100), Some(50_000));
+    }
+}
