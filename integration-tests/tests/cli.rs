@@ -184,3 +184,52 @@ fn a_zip_cannot_match_a_stage_that_can_stop_early() {
         "{stderr}"
     );
 }
+
+#[test]
+fn worker_bench_prints_its_figures_as_json() {
+    let output = Command::new(bin("dipla-worker"))
+        .args(["bench", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bench: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(bench["score"].as_f64().unwrap() > 0.0, "{bench}");
+    let kernels = bench["kernels"].as_array().unwrap();
+    let names: Vec<&str> = kernels
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "int_chain",
+            "float_chain",
+            "seq_memory",
+            "random_loads",
+            "branches",
+            "calls"
+        ]
+    );
+    let sandbox = dipla_sandbox::Sandbox::new().unwrap();
+    for (kernel, (fuel, checksum)) in kernels
+        .iter()
+        .zip(dipla_sandbox::bench::expected(&sandbox).unwrap())
+    {
+        assert_eq!(kernel["fuel"], *fuel, "{kernel}");
+        assert_eq!(kernel["checksum"], checksum.as_str(), "{kernel}");
+        assert!(kernel["micros"].as_u64().unwrap() > 0, "{kernel}");
+    }
+    let parsed: dipla_protocol::Benchmark = serde_json::from_value(bench).unwrap();
+    assert!(dipla_sandbox::bench::check(&sandbox, &parsed).is_ok());
+}
+
+#[test]
+fn the_worker_needs_a_server_or_a_command() {
+    let output = Command::new(bin("dipla-worker")).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--server"));
+}

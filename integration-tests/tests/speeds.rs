@@ -142,3 +142,91 @@ async fn speculative_copies_shorten_the_tail() {
         elapsed[0]
     );
 }
+
+/// A hello claiming `benchmark`, as JSON.
+fn hello(name: &str, benchmark: dipla_protocol::Benchmark) -> String {
+    let hello = dipla_protocol::WorkerMessage::Hello(dipla_protocol::Hello {
+        protocol: dipla_protocol::PROTOCOL_VERSION,
+        name: name.into(),
+        version: "test".into(),
+        cores: 1,
+        max_memory_mb: 256,
+        max_fuel: 1_000_000_000,
+        benchmark: Some(benchmark),
+    });
+    serde_json::to_string(&hello).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_benchmark_is_caught_and_an_honest_one_believed() {
+    use dipla_sandbox::bench;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let job = burn_job(2, 1000);
+    let (server, url) = server(&job, false).await;
+    let handle = server.handle();
+    let run = tokio::spawn(finish(server));
+
+    // What an honest run reports, with made-up times (times are the worker's word).
+    let expected = bench::expected(&dipla_sandbox::Sandbox::new().unwrap()).unwrap();
+    let kernels: Vec<dipla_protocol::KernelRun> = bench::KERNELS
+        .iter()
+        .zip(expected)
+        .map(|(kernel, (fuel, checksum))| dipla_protocol::KernelRun {
+            name: kernel.name.into(),
+            fuel: *fuel,
+            micros: 20_000,
+            checksum: checksum.clone(),
+        })
+        .collect();
+    let honest = dipla_protocol::Benchmark {
+        score: bench::score(&kernels),
+        kernels,
+    };
+    let mut forged = honest.clone();
+    forged.kernels[0].checksum = "0123456789abcdef".into();
+
+    let mut sockets = Vec::new();
+    for (name, benchmark) in [("forger", forged), ("honest", honest.clone())] {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        socket
+            .send(Message::text(hello(name, benchmark)))
+            .await
+            .unwrap();
+        sockets.push(socket);
+    }
+    let mut records = HashMap::new();
+    for _ in 0..250 {
+        records = handle
+            .workers()
+            .into_iter()
+            .filter_map(|w| Some((w.name, w.record?)))
+            .collect::<HashMap<_, _>>();
+        let judged = |name: &str| {
+            records
+                .get(name)
+                .is_some_and(|r: &WorkerRecord| r.claimed.is_some() || r.note.is_some())
+        };
+        if judged("forger") && judged("honest") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let forger = &records["forger"];
+    assert_eq!(forger.claimed, None, "{forger:?}");
+    let note = forger.note.as_deref().unwrap_or_default();
+    assert!(
+        note.contains("does not check out") && note.contains("int_chain"),
+        "{forger:?}"
+    );
+    let believed = records["honest"].claimed.unwrap();
+    assert!((believed - honest.score).abs() < 1e-6 * honest.score);
+
+    // The fake workers never answer; a real one finishes the job once they leave.
+    drop(sockets);
+    let _worker = WorkerProcess::with_args(&url, "real", tempfile::tempdir().unwrap(), &[]);
+    let (summary, lines) = run.await.unwrap();
+    assert!(summary.success(), "{summary}");
+    assert_eq!(lines.len(), 2);
+}
