@@ -39,7 +39,7 @@
 //! The guest ABI this crate implements is documented in `docs/ARCHITECTURE.md`, so guests can
 //! be written in any language that compiles to wasm.
 
-pub use dipla_guest_macros::task;
+pub use dipla_guest_macros::{task, verifier};
 
 /// The result of a task in an `explore` stage: its output, and new inputs for the same stage
 /// (the original Dipla's explorer). The server runs each new input once (an input equal to one

@@ -120,6 +120,10 @@ pub struct TaskInfo {
     /// Whether the task is a reducer that folds arrays of any length of at least 2.
     #[serde(default)]
     pub fold: bool,
+    /// Whether the export is a verifier: it takes `[input, output]` of another task and
+    /// returns `true` when the output is right for the input.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verifier: bool,
 }
 
 /// A task parameter.
@@ -157,6 +161,9 @@ impl std::fmt::Display for TaskInfo {
         }
         if self.fold {
             f.write_str(" [can reduce]")?;
+        }
+        if self.verifier {
+            f.write_str(" [verifier]")?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //!
 //! Build with `just build-guests` and run with `just demo`.
 
-use dipla_guest::task;
+use dipla_guest::{task, verifier};
 
 /// The prime factors of `n`, smallest first, with multiplicity (`12` gives `[2, 2, 3]`).
 ///
@@ -32,6 +32,22 @@ pub fn factorise(mut n: u64) -> Vec<u64> {
     factors
 }
 
+/// Checks a factorisation cheaply: the factors are at least 2, smallest first, and multiply
+/// to `n` (a worker's wrong answer would have to be a wrong factorisation of `n` whose
+/// product is still `n`, with factors out of order or below 2, or else a composite factor:
+/// this verifier does not test primality, which would cost as much as the task).
+#[verifier]
+pub fn check(n: &u64, factors: &Vec<u64>) -> bool {
+    if *n < 2 {
+        return factors.is_empty();
+    }
+    let ordered = factors.windows(2).all(|pair| pair[0] <= pair[1]);
+    let product = factors
+        .iter()
+        .try_fold(1u64, |product, &factor| product.checked_mul(factor));
+    ordered && factors.iter().all(|&f| f >= 2) && product == Some(*n)
+}
+
 /// How many prime factors a factorisation has (with multiplicity).
 #[task]
 pub fn count(factors: Vec<u64>) -> u64 {
@@ -47,6 +63,17 @@ pub fn sum(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verifier_accepts_factorisations_and_refuses_the_rest() {
+        for n in [0u64, 1, 2, 12, 97, 1_000_000_000_039] {
+            assert!(check(&n, &factorise(n)), "{n}");
+        }
+        assert!(!check(&12, &vec![2, 6, 1]));
+        assert!(!check(&12, &vec![3, 2, 2]));
+        assert!(!check(&12, &vec![2, 2, 4]));
+        assert!(!check(&u64::MAX, &vec![u64::MAX, 2]));
+    }
 
     #[test]
     fn small_numbers() {
@@ -82,3 +109,4 @@ mod tests {
         );
     }
 }
+

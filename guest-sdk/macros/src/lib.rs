@@ -25,6 +25,113 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// Export a function as a Dipla verifier: `fn check(input: &In, output: &Out) -> bool`.
+///
+/// A stage names it (`verify = "module.check"`); the server runs it, in its own sandbox, on
+/// every output a worker returns for that stage, and an output it rejects is run again on
+/// another worker. The function stays an ordinary Rust function. `In` is the checked task's
+/// input (for a task of several parameters, a tuple of them) and `Out` its output.
+#[proc_macro_attribute]
+pub fn verifier(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = TokenStream2::from(attr);
+    let function = parse_macro_input!(item as ItemFn);
+    match expand_verifier(attr, &function) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => {
+            let error = error.into_compile_error();
+            quote!(#function #error).into()
+        }
+    }
+}
+
+fn expand_verifier(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
+    if !attr.is_empty() {
+        return Err(syn::Error::new_spanned(attr, "#[verifier] takes no arguments"));
+    }
+    let sig = &function.sig;
+    let name = &sig.ident;
+    let export = name.to_string();
+    check_signature(function)?;
+    if RESERVED.contains(&export.as_str()) || export.starts_with("dipla_") {
+        return Err(syn::Error::new_spanned(
+            name,
+            format!("`{export}` is reserved by the Dipla guest ABI; rename the verifier"),
+        ));
+    }
+    let shape = "a #[verifier] takes the task's input and output by reference and returns \
+                 bool: fn check(input: &In, output: &Out) -> bool";
+    let mut types = Vec::new();
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        let FnArg::Typed(typed) = input else {
+            return Err(syn::Error::new_spanned(input, shape));
+        };
+        let Type::Reference(reference) = &*typed.ty else {
+            return Err(syn::Error::new_spanned(&typed.ty, shape));
+        };
+        let name = match &*typed.pat {
+            syn::Pat::Ident(ident) => ident.ident.to_string(),
+            _ => "_".to_owned(),
+        };
+        let ty = &*reference.elem;
+        params.push(format!(
+            "{{\"name\":{},\"type\":{}}}",
+            json_string(&name),
+            json_string(&type_name(ty))
+        ));
+        types.push(ty);
+    }
+    let returns_bool = matches!(&sig.output, ReturnType::Type(_, ty) if type_name(ty) == "bool");
+    if types.len() != 2 || !returns_bool {
+        return Err(syn::Error::new_spanned(sig, shape));
+    }
+    let (input_type, output_type) = (types[0], types[1]);
+    let record = format!(
+        "{{\"abi\":{ABI_VERSION},\"task\":{},\"params\":[{}],\"returns\":\"bool\",\"fold\":false,\"verifier\":true}}\n",
+        json_string(&export),
+        params.join(","),
+    );
+    let record_len = record.len();
+    let record = syn::LitByteStr::new(record.as_bytes(), Span::call_site());
+    let asserts = types
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> ::dipla_guest::__private::assert_input::<#ty>();));
+    Ok(quote! {
+        #function
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn __dipla_check_types() {
+                #(#asserts)*
+            }
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(export_name = #export)]
+            extern "C" fn __dipla_verifier(ptr: u32, len: u32) -> u64 {
+                ::dipla_guest::__private::run(ptr, len, |__input| {
+                    #[allow(unused_imports)]
+                    use ::dipla_guest::__private::EncodeValue as _;
+                    let __run = || -> ::core::result::Result<::std::vec::Vec<u8>, ::std::vec::Vec<u8>> {
+                        let (__input, __output): (#input_type, #output_type) =
+                            ::dipla_guest::__private::decode(__input)?;
+                        let __value: bool = #name(&__input, &__output);
+                        ::core::result::Result::Ok((&::dipla_guest::__private::Returned(__value)).encode())
+                    };
+                    match __run() {
+                        ::core::result::Result::Ok(__out) | ::core::result::Result::Err(__out) => __out,
+                    }
+                })
+            }
+
+            #[unsafe(link_section = "dipla")]
+            #[used]
+            static __DIPLA_VERIFIER_RECORD: [u8; #record_len] = *#record;
+        };
+    })
+}
+
 /// The guest ABI version the generated code implements (equal to `dipla_guest::ABI_VERSION`).
 const ABI_VERSION: u32 = 1;
 
