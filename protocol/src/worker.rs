@@ -179,13 +179,19 @@ pub enum FailureKind {
     /// The task's stage met its goal before the task finished, so it was not run or was
     /// cancelled. Only the server uses it.
     Stopped,
+    /// The stage's verifier rejected the output, or workers could not agree on it. Only the
+    /// server uses it.
+    Unverified,
 }
 
 impl FailureKind {
     /// Whether every honest worker gets the same failure for the same task: if so, running
     /// the task again elsewhere gives the same answer.
     pub fn is_deterministic(self) -> bool {
-        !matches!(self, Self::Timeout | Self::Worker | Self::StackOverflow)
+        !matches!(
+            self,
+            Self::Timeout | Self::Worker | Self::StackOverflow | Self::Unverified
+        )
     }
 }
 
@@ -204,6 +210,7 @@ impl fmt::Display for FailureKind {
             Self::Worker => "worker error",
             Self::Upstream => "upstream failure",
             Self::Stopped => "stopped",
+            Self::Unverified => "unverified",
         })
     }
 }

@@ -29,6 +29,7 @@ use crate::fleet::{Fleet, WorkerRecord};
 #[cfg(test)]
 use crate::fleet::{MAX_PER_CORE, MIN_PER_CORE};
 use crate::tree::Tree;
+use crate::votes::{Decision, Vote, Votes};
 
 /// A connected worker, as the coordinator knows it.
 pub type WorkerId = u64;
@@ -89,8 +90,77 @@ pub enum Keep {
     All,
 }
 
+/// How a stage replicates tasks to check their results.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Replicate {
+    /// Every result is taken from one worker.
+    Off,
+    /// This fraction of tasks, chosen at random once answered, run on `quorum` workers.
+    Fraction(f64),
+    /// Each answer is replicated with a probability that falls as its worker's agreeing
+    /// replicated results grow, never below [`ADAPTIVE_FLOOR`].
+    Adaptive,
+}
+
+/// The least probability with which [`Replicate::Adaptive`] replicates an answer.
+pub const ADAPTIVE_FLOOR: f64 = 0.05;
+/// Agreeing replicated results after which [`Replicate::Adaptive`] replicates half of a
+/// worker's answers (a worker with `k` agreements is replicated with probability
+/// `max(ADAPTIVE_FLOOR, 1 / (1 + k / ADAPTIVE_HALF))`).
+pub const ADAPTIVE_HALF: f64 = 4.0;
+
+/// How a final result was checked (the `"check"` of its result line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Taken from one worker.
+    Unchecked,
+    /// The stage's verifier accepted it.
+    Verified,
+    /// This many workers gave it.
+    Replicated(u32),
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unchecked => f.write_str("unchecked"),
+            Self::Verified => f.write_str("verified"),
+            Self::Replicated(k) => write!(f, "replicated:{k}"),
+        }
+    }
+}
+
+/// Who produced a final result and how it was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Proof {
+    by: Option<WorkerId>,
+    check: Check,
+}
+
+impl Proof {
+    const NONE: Self = Self {
+        by: None,
+        check: Check::Unchecked,
+    };
+}
+
+/// A worker's answer to an attempt.
+#[derive(Debug)]
+pub struct Answer {
+    /// Fuel the task burnt.
+    pub fuel: u64,
+    /// Time it took on the worker.
+    pub micros: u64,
+    /// Its output or failure.
+    pub outcome: Outcome,
+    /// Whether the output meets its stage's goal (`Flow::Stop`).
+    pub stop: bool,
+    /// Whether the stage's verifier accepted the output.
+    pub verified: bool,
+}
+
 /// What the coordinator needs to know of a stage.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StagePlan {
     /// The stage's name, for messages.
     pub name: String,
@@ -109,6 +179,10 @@ pub struct StagePlan {
     pub explore: Option<u64>,
     /// Who keeps its results.
     pub keep: Keep,
+    /// How its tasks are replicated to check them.
+    pub replicate: Replicate,
+    /// Agreeing answers a replicated task needs.
+    pub quorum: u32,
 }
 
 /// A finished task, taken by the writer.
@@ -123,6 +197,8 @@ pub struct Finished {
     /// For a stage reading other stages, the outputs it read, one per stage in its
     /// [`Feed::Items`] order (`None` for one that failed).
     pub items: Vec<Option<Box<RawJson>>>,
+    /// How its output was checked.
+    pub check: Check,
 }
 
 /// Tasks to send to one worker, all from one stage.
@@ -157,6 +233,14 @@ pub struct Counts {
     pub stopped: u64,
     /// Speculative copies of tasks running on slower workers, started by idle faster ones.
     pub speculated: u64,
+    /// Replicas issued to check results.
+    pub replicas: u64,
+    /// Outputs a verifier rejected.
+    pub rejected: u64,
+    /// Workers caught returning a wrong result.
+    pub untrusted: u64,
+    /// Accepted unchecked results of untrusted workers, run again.
+    pub revoked: u64,
 }
 
 #[derive(Debug, Default)]
@@ -165,6 +249,9 @@ struct History {
     lost: u32,
     /// Workers whose attempt failed: a retry goes elsewhere when it can.
     failed_on: Vec<WorkerId>,
+    /// Workers whose output the verifier rejected: if another worker's output passes, they
+    /// lied.
+    rejected_on: Vec<WorkerId>,
 }
 
 #[derive(Debug)]
@@ -182,6 +269,8 @@ struct Entry {
     attempts: u32,
     /// Readers not done with it: stages reading it, and the writer.
     readers: u32,
+    /// Who produced it and how it was checked.
+    proof: Proof,
 }
 
 /// Everything the coordinator knows of one stage.
@@ -216,6 +305,10 @@ struct StageState {
     dropped: u64,
     /// Moving average of how long its successful tasks took, in microseconds.
     task_micros: Option<f64>,
+    /// For a replicated stage: whether its results have been released to the stages
+    /// reading them and the writer (once it is complete, so that a worker caught lying in
+    /// it has its unchecked results re-run first).
+    released: bool,
 }
 
 impl StageState {
@@ -236,7 +329,13 @@ impl StageState {
             seen: HashSet::new(),
             dropped: 0,
             task_micros: None,
+            released: false,
         }
+    }
+
+    /// Whether its results wait for the stage to complete before anyone reads them.
+    fn held(&self) -> bool {
+        self.plan.replicate != Replicate::Off && !self.released
     }
 }
 
@@ -260,6 +359,10 @@ pub struct Coordinator {
     capped: bool,
     /// Microseconds since the job started, as the transport last said.
     now: u64,
+    /// The answers so far to replicated tasks.
+    votes: HashMap<TaskRef, Votes>,
+    /// Picks which answers to replicate (xorshift, seeded from the OS).
+    rng: u64,
     /// Attempts cancelled by a stop: their late results are ignored.
     cancelled: HashSet<AttemptId>,
     /// Cancellations not yet sent, per worker.
@@ -289,6 +392,8 @@ impl Coordinator {
             speculate: true,
             capped: false,
             now: 0,
+            votes: HashMap::new(),
+            rng: random_seed(),
             cancelled: HashSet::new(),
             cancels: HashMap::new(),
             counts: Counts::default(),
@@ -336,7 +441,7 @@ impl Coordinator {
                 for index in indexes {
                     let outcome = self.stages[source].results[&index].outcome.clone();
                     self.release(source, index);
-                    self.tree_value(stage, 0, index, outcome, 0);
+                    self.tree_value(stage, 0, index, outcome, 0, Proof::NONE);
                 }
             }
             Feed::Reduce { .. } | Feed::Inputs => {}
@@ -481,7 +586,7 @@ impl Coordinator {
         lost.sort_unstable_by_key(|&(_, task)| std::cmp::Reverse(task));
         for (id, task) in lost {
             self.attempts.remove(&id);
-            if self.drop_live(task) > 0 {
+            if self.drop_live(task) > 0 && !self.votes.contains_key(&task) {
                 // A copy runs elsewhere: it carries on.
                 continue;
             }
@@ -493,7 +598,7 @@ impl Coordinator {
                     kind: FailureKind::Worker,
                     message,
                 };
-                self.finish(task, Err(failure));
+                self.finish(task, Err(failure), Proof::NONE);
             } else {
                 self.counts.requeued += 1;
                 self.retries.push_front(task);
@@ -511,6 +616,9 @@ impl Coordinator {
         let Some(state) = self.fleet.get(worker) else {
             return Vec::new();
         };
+        if state.untrusted {
+            return Vec::new();
+        }
         let mut room = state.room();
         let idle = state.cores.saturating_sub(state.in_flight);
         let unassigned = self.unassigned();
@@ -588,6 +696,9 @@ impl Coordinator {
                 },
             );
             *self.live.entry(task).or_default() += 1;
+            if let Some(votes) = self.votes.get_mut(&task) {
+                votes.asked.push(worker);
+            }
             match assignments.last_mut() {
                 Some(last) if last.stage == task.stage => last.tasks.push((id, task.index)),
                 _ => assignments.push(Assignment {
@@ -695,6 +806,10 @@ impl Coordinator {
     /// A task may go to `worker` unless it failed there and some other connected worker has
     /// not tried it yet.
     fn eligible(&self, task: TaskRef, worker: WorkerId) -> bool {
+        if let Some(votes) = self.votes.get(&task) {
+            // A replica never goes to a worker that was given the task.
+            return !votes.asked.contains(&worker);
+        }
         let Some(history) = self.history.get(&task) else {
             return true;
         };
@@ -731,35 +846,87 @@ impl Coordinator {
         outcome: Outcome,
         stop: bool,
     ) -> Result<(), Violation> {
-        if self.cancelled.remove(&id) {
-            return Ok(());
-        }
-        let task = match self.attempts.get(&id) {
-            Some(attempt) if attempt.worker == worker => attempt.task,
-            _ => return Err(Violation::UnknownAttempt(id)),
+        let answer = Answer {
+            fuel,
+            micros,
+            outcome,
+            stop,
+            verified: false,
         };
-        self.attempts.remove(&id);
-        let copies = self.drop_live(task);
-        self.fleet.finished(worker, fuel, micros);
-        let outcome = match (outcome, self.stages[task.stage].plan.explore) {
+        self.answer(worker, id, answer)
+    }
+
+    /// Worker `worker` answered attempt `id`.
+    ///
+    /// A successful answer of a task that another attempt also runs (a speculative copy)
+    /// cancels that one. In a replicated stage, an answer may be chosen (at random, after the
+    /// fact, so no worker can tell) to be checked by replicas on other workers; the task's
+    /// result is then the answer a quorum agrees on, and whoever disagreed is untrusted.
+    ///
+    /// # Errors
+    /// When the worker was not running that attempt.
+    pub fn answer(
+        &mut self,
+        worker: WorkerId,
+        id: AttemptId,
+        answer: Answer,
+    ) -> Result<(), Violation> {
+        let Some(task) = self.end_attempt(worker, id, answer.fuel, answer.micros)? else {
+            return Ok(());
+        };
+        let copies = self.live.get(&task).copied().unwrap_or(0);
+        let outcome = match (answer.outcome, self.stages[task.stage].plan.explore) {
             (Ok(output), Some(max)) => self.explored(task.stage, &output, max),
             (outcome, _) => outcome,
         };
         match outcome {
             Ok(output) => {
                 let stage = &mut self.stages[task.stage];
-                let sample = micros as f64;
+                let sample = answer.micros as f64;
                 stage.task_micros = Some(
                     stage
                         .task_micros
                         .map_or(sample, |average| 0.8 * average + 0.2 * sample),
                 );
-                if copies > 0 {
-                    self.cancel_copies(task);
+                let vote = Vote {
+                    worker,
+                    fuel: answer.fuel,
+                    output,
+                };
+                if self.votes.contains_key(&task) {
+                    self.votes
+                        .get_mut(&task)
+                        .expect("checked")
+                        .answers
+                        .push(vote);
+                    self.decide(task);
+                } else if self.replicate_now(task.stage, worker) {
+                    if copies > 0 {
+                        self.cancel_copies(task);
+                    }
+                    let quorum = self.stages[task.stage].plan.quorum;
+                    let votes = Votes {
+                        answers: vec![vote],
+                        asked: vec![worker],
+                    };
+                    self.votes.insert(task, votes);
+                    for _ in 1..quorum {
+                        self.retries.push_back(task);
+                    }
+                    self.counts.replicas += u64::from(quorum.saturating_sub(1));
+                } else {
+                    if copies > 0 {
+                        self.cancel_copies(task);
+                    }
+                    let check = if answer.verified {
+                        Check::Verified
+                    } else {
+                        Check::Unchecked
+                    };
+                    self.accept(task, vote.output, Some(worker), check);
                 }
-                self.finish(task, Ok(output));
                 let state = &mut self.stages[task.stage];
-                if stop && state.plan.stoppable && state.stopped.is_none() {
+                if answer.stop && state.plan.stoppable && state.stopped.is_none() {
                     state.goals += 1;
                     if state.goals >= state.plan.stop_after {
                         self.stop_stage(task);
@@ -771,10 +938,11 @@ impl Coordinator {
                 let history = self.history.entry(task).or_default();
                 history.failures += 1;
                 history.failed_on.push(worker);
-                if copies > 0 {
+                if copies > 0 && !self.votes.contains_key(&task) {
                     // Another attempt is still running: its answer decides.
                 } else if history.failures >= max {
-                    self.finish(task, Err(failure));
+                    self.votes.remove(&task);
+                    self.finish(task, Err(failure), Proof::NONE);
                 } else {
                     self.counts.retried += 1;
                     self.retries.push_back(task);
@@ -783,6 +951,238 @@ impl Coordinator {
         }
         self.settle();
         Ok(())
+    }
+
+    /// The stage's verifier rejected `worker`'s output for attempt `id`: the task runs again
+    /// on another worker, and if one of those passes, `worker` lied and is untrusted.
+    ///
+    /// # Errors
+    /// When the worker was not running that attempt.
+    pub fn reject(
+        &mut self,
+        worker: WorkerId,
+        id: AttemptId,
+        micros: u64,
+        why: String,
+    ) -> Result<(), Violation> {
+        let Some(task) = self.end_attempt(worker, id, 0, micros)? else {
+            return Ok(());
+        };
+        self.fleet.rejected(worker);
+        self.counts.rejected += 1;
+        let max = self.stages[task.stage].plan.max_attempts;
+        let history = self.history.entry(task).or_default();
+        history.failures += 1;
+        history.failed_on.push(worker);
+        history.rejected_on.push(worker);
+        if history.failures >= max {
+            let failure = TaskFailure {
+                kind: FailureKind::Unverified,
+                message: format!("the verifier rejected the output {max} times; the last: {why}"),
+            };
+            self.votes.remove(&task);
+            self.finish(task, Err(failure), Proof::NONE);
+        } else if self.live.get(&task).copied().unwrap_or(0) == 0 {
+            self.counts.retried += 1;
+            self.retries.push_back(task);
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Ends attempt `id` of `worker`: the task it was for, or `None` for a cancelled attempt.
+    fn end_attempt(
+        &mut self,
+        worker: WorkerId,
+        id: AttemptId,
+        fuel: u64,
+        micros: u64,
+    ) -> Result<Option<TaskRef>, Violation> {
+        if self.cancelled.remove(&id) {
+            return Ok(None);
+        }
+        let task = match self.attempts.get(&id) {
+            Some(attempt) if attempt.worker == worker => attempt.task,
+            _ => return Err(Violation::UnknownAttempt(id)),
+        };
+        self.attempts.remove(&id);
+        self.drop_live(task);
+        self.fleet.finished(worker, fuel, micros);
+        Ok(Some(task))
+    }
+
+    /// Whether to check the first answer to a task of `stage`, given by `worker`, with
+    /// replicas.
+    fn replicate_now(&mut self, stage: usize, worker: WorkerId) -> bool {
+        let probability = match self.stages[stage].plan.replicate {
+            Replicate::Off => return false,
+            Replicate::Fraction(fraction) => fraction,
+            Replicate::Adaptive => {
+                let agreed = self.fleet.agreements(worker) as f64;
+                (1.0 / (1.0 + agreed / ADAPTIVE_HALF)).max(ADAPTIVE_FLOOR)
+            }
+        };
+        self.random() < probability
+    }
+
+    /// A uniform number in [0, 1).
+    fn random(&mut self) -> f64 {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Seeds the choice of answers to replicate (tests; by default it is seeded from the OS).
+    pub fn seed_replication(&mut self, seed: u64) {
+        self.rng = seed | 1;
+    }
+
+    /// A replicated task has a new answer: accept the quorum's, untrust dissenters, or ask
+    /// for more.
+    fn decide(&mut self, task: TaskRef) {
+        let quorum = self.stages[task.stage].plan.quorum;
+        let max = (2 * quorum + 1) as usize;
+        let decision = self.votes[&task].decide(quorum, max);
+        match decision {
+            Decision::Agreed {
+                output,
+                agree,
+                disagree,
+            } => {
+                self.votes.remove(&task);
+                self.cancel_copies(task);
+                for &worker in &agree {
+                    self.fleet.agreed(worker);
+                }
+                let name = self.stages[task.stage].plan.name.clone();
+                for worker in disagree {
+                    let why = format!(
+                        "its result for task {} of stage {name:?} disagreed with {} other workers",
+                        task.index,
+                        agree.len()
+                    );
+                    self.untrust(worker, why);
+                }
+                let check = Check::Replicated(agree.len() as u32);
+                self.accept(task, output, None, check);
+            }
+            Decision::Undecided { missing } => {
+                let outstanding = self.outstanding(task);
+                for _ in outstanding..missing as usize {
+                    self.retries.push_back(task);
+                    self.counts.replicas += 1;
+                }
+            }
+            Decision::Split { answers, groups } => {
+                if self.outstanding(task) == 0 {
+                    self.votes.remove(&task);
+                    let failure = TaskFailure {
+                        kind: FailureKind::Unverified,
+                        message: format!(
+                            "{answers} workers gave {groups} different answers and no {quorum} agreed"
+                        ),
+                    };
+                    self.finish(task, Err(failure), Proof::NONE);
+                }
+            }
+        }
+    }
+
+    /// Attempts of `task` running or waiting in the queues.
+    fn outstanding(&self, task: TaskRef) -> usize {
+        let live = self.live.get(&task).copied().unwrap_or(0) as usize;
+        live + self.retries.iter().filter(|&&t| t == task).count()
+    }
+
+    /// `task`'s output is final: record it, and untrust whoever a verifier caught lying
+    /// about this task (this output shows a right answer exists).
+    fn accept(&mut self, task: TaskRef, output: Box<RawJson>, by: Option<WorkerId>, check: Check) {
+        let liars = self
+            .history
+            .get(&task)
+            .map(|history| history.rejected_on.clone())
+            .unwrap_or_default();
+        self.finish(task, Ok(output), Proof { by, check });
+        if check == Check::Unchecked && by.is_none() {
+            return;
+        }
+        let name = self.stages[task.stage].plan.name.clone();
+        for liar in liars {
+            let why = format!(
+                "the verifier rejected its output for task {} of stage {name:?}, which another worker then answered correctly",
+                task.index
+            );
+            self.untrust(liar, why);
+        }
+    }
+
+    /// `worker` was caught returning a wrong result: it gets no more work, its running tasks
+    /// go to others, and every result it gave that was accepted unchecked in a stage not yet
+    /// released runs again on other workers.
+    fn untrust(&mut self, worker: WorkerId, why: String) {
+        if !self.fleet.trusted(worker) {
+            return;
+        }
+        tracing::warn!(worker, %why, "worker untrusted");
+        self.fleet.untrust(worker, why);
+        self.counts.untrusted += 1;
+        let mut running: Vec<(AttemptId, TaskRef)> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| attempt.worker == worker)
+            .map(|(&id, attempt)| (id, attempt.task))
+            .collect();
+        running.sort_unstable();
+        for (id, task) in running {
+            self.attempts.remove(&id);
+            let others = self.drop_live(task);
+            self.cancelled.insert(id);
+            self.cancels.entry(worker).or_default().push(id);
+            if let Some(state) = self.fleet.get_mut(worker) {
+                state.in_flight = state.in_flight.saturating_sub(1);
+            }
+            if others == 0 || self.votes.contains_key(&task) {
+                self.retries.push_front(task);
+            }
+        }
+        for stage in 0..self.stages.len() {
+            if !self.stages[stage].held() {
+                continue;
+            }
+            let revoked: Vec<u64> = self.stages[stage]
+                .results
+                .iter()
+                .filter(|(_, entry)| {
+                    entry.proof.by == Some(worker) && entry.proof.check == Check::Unchecked
+                })
+                .map(|(&index, _)| index)
+                .collect();
+            for index in revoked {
+                let state = &mut self.stages[stage];
+                state.results.remove(&index);
+                state.done -= 1;
+                self.counts.succeeded -= 1;
+                self.counts.revoked += 1;
+                let task = TaskRef { stage, index };
+                self.history.entry(task).or_default().failed_on.push(worker);
+                self.retries.push_back(task);
+            }
+        }
+        // Its answers to tasks still being voted on no longer count.
+        let pending: Vec<TaskRef> = self
+            .votes
+            .iter()
+            .filter(|(_, votes)| votes.answers.iter().any(|vote| vote.worker == worker))
+            .map(|(&task, _)| task)
+            .collect();
+        for task in pending {
+            if let Some(votes) = self.votes.get_mut(&task) {
+                votes.answers.retain(|vote| vote.worker != worker);
+            }
+            self.decide(task);
+        }
     }
 
     /// Stage `task.stage` met its goal with `task`: hand out none of its tasks any more and
@@ -896,13 +1296,21 @@ impl Coordinator {
         self.stages[stage].stopped.as_deref()
     }
 
+    /// The task of attempt `id`, if `worker` is running it.
+    pub fn attempt_task(&self, worker: WorkerId, id: AttemptId) -> Option<TaskRef> {
+        self.attempts
+            .get(&id)
+            .filter(|attempt| attempt.worker == worker)
+            .map(|attempt| attempt.task)
+    }
+
     /// Attempts `worker` should stop running, to send it in a `cancel` message.
     pub fn take_cancels(&mut self, worker: WorkerId) -> Vec<AttemptId> {
         self.cancels.remove(&worker).unwrap_or_default()
     }
 
     /// A task has its final outcome: record it and make ready what was waiting for it.
-    fn finish(&mut self, task: TaskRef, outcome: Outcome) {
+    fn finish(&mut self, task: TaskRef, outcome: Outcome, proof: Proof) {
         let history = self.history.remove(&task).unwrap_or_default();
         let attempts = history.failures + u32::from(outcome.is_ok());
         let node = self.stages[task.stage]
@@ -911,15 +1319,15 @@ impl Coordinator {
             .map(|tree| tree.node(task.index));
         match node {
             Some((level, position)) => {
-                self.tree_value(task.stage, level, position, outcome, attempts);
+                self.tree_value(task.stage, level, position, outcome, attempts, proof);
             }
-            None => self.result(task, outcome, attempts),
+            None => self.result(task, outcome, attempts, proof),
         }
     }
 
     /// A stage's result `task` is final: count it, keep it for those who read it, and feed
     /// the stages reading it.
-    fn result(&mut self, task: TaskRef, outcome: Outcome, attempts: u32) {
+    fn result(&mut self, task: TaskRef, outcome: Outcome, attempts: u32, proof: Proof) {
         match outcome {
             Ok(_) => self.counts.succeeded += 1,
             Err(_) => self.counts.failed += 1,
@@ -931,23 +1339,29 @@ impl Coordinator {
             state.log.push(task.index);
         }
         let dependents = state.dependents.clone();
+        let held = state.held();
         let mut readers = u32::from(keep == Keep::Ordered);
         for &dependent in &dependents {
             let shaped = self.stages[dependent].tree.is_some();
-            if matches!(self.stages[dependent].plan.feed, Feed::Reduce { .. }) && shaped {
+            if matches!(self.stages[dependent].plan.feed, Feed::Reduce { .. }) && shaped && !held {
                 // A dense stage's reduce: item `i` is at position `i`.
-                self.tree_value(dependent, 0, task.index, outcome.clone(), 0);
+                self.tree_value(dependent, 0, task.index, outcome.clone(), 0, Proof::NONE);
             } else {
                 readers += 1;
             }
         }
-        if readers > 0 || keep == Keep::All {
+        if readers > 0 || keep == Keep::All || held {
             let entry = Entry {
                 outcome,
                 attempts,
                 readers,
+                proof,
             };
             self.stages[task.stage].results.insert(task.index, entry);
+        }
+        if held {
+            // Released, with its inputs, when the stage completes.
+            return;
         }
         for dependent in dependents {
             if let Feed::Items(sources) = self.stages[dependent].plan.feed.clone() {
@@ -956,6 +1370,42 @@ impl Coordinator {
         }
         if keep != Keep::Ordered {
             self.release_inputs(task);
+        }
+    }
+
+    /// A replicated stage is complete: its results go to the stages reading it and to the
+    /// writer, as they would have one by one.
+    fn release_held(&mut self, stage: usize) {
+        self.stages[stage].released = true;
+        let keep = self.stages[stage].plan.keep;
+        let dependents = self.stages[stage].dependents.clone();
+        let indexes: Vec<u64> = self.stages[stage].results.keys().copied().collect();
+        for index in indexes {
+            let task = TaskRef { stage, index };
+            for &dependent in &dependents {
+                let shaped = self.stages[dependent].tree.is_some();
+                if matches!(self.stages[dependent].plan.feed, Feed::Reduce { .. }) && shaped {
+                    let outcome = self.stages[stage].results[&index].outcome.clone();
+                    self.release(stage, index);
+                    self.tree_value(dependent, 0, index, outcome, 0, Proof::NONE);
+                }
+            }
+            for &dependent in &dependents {
+                if let Feed::Items(sources) = self.stages[dependent].plan.feed.clone() {
+                    self.feed_item(dependent, &sources, index);
+                }
+            }
+            if keep != Keep::Ordered {
+                self.release_inputs(task);
+            }
+            // Kept only for readers: drop it if nobody needs it.
+            let state = &mut self.stages[stage];
+            if let Some(entry) = state.results.get(&index)
+                && entry.readers == 0
+                && state.plan.keep != Keep::All
+            {
+                state.results.remove(&index);
+            }
         }
     }
 
@@ -1001,7 +1451,7 @@ impl Coordinator {
             None => self.ready.push_back(task),
             Some((source, failure)) => {
                 let failure = upstream(&self.stages[source].plan.name, index, &failure);
-                self.result(task, Err(failure), 0);
+                self.result(task, Err(failure), 0, Proof::NONE);
             }
         }
     }
@@ -1010,6 +1460,12 @@ impl Coordinator {
     /// them what it produced.
     fn settle(&mut self) {
         loop {
+            let complete_held = (0..self.stages.len())
+                .find(|&stage| self.stages[stage].held() && self.is_stage_complete(stage));
+            if let Some(stage) = complete_held {
+                self.release_held(stage);
+                continue;
+            }
             let waiting = (0..self.stages.len()).find(|&stage| {
                 let state = &self.stages[stage];
                 matches!(state.plan.feed, Feed::Reduce { stage: source, .. }
@@ -1034,7 +1490,7 @@ impl Coordinator {
                         self.stages[source].plan.name
                     ),
                 };
-                self.result(TaskRef { stage, index: 0 }, Err(failure), 0);
+                self.result(TaskRef { stage, index: 0 }, Err(failure), 0, Proof::NONE);
                 continue;
             }
             self.stages[stage].plan.tasks = indexes.len() as u64;
@@ -1042,7 +1498,7 @@ impl Coordinator {
             for (position, index) in indexes.into_iter().enumerate() {
                 let outcome = self.stages[source].results[&index].outcome.clone();
                 self.release(source, index);
-                self.tree_value(stage, 0, position as u64, outcome, 0);
+                self.tree_value(stage, 0, position as u64, outcome, 0, Proof::NONE);
             }
         }
     }
@@ -1055,6 +1511,7 @@ impl Coordinator {
         position: u64,
         outcome: Outcome,
         attempts: u32,
+        proof: Proof,
     ) {
         let source = match self.stages[stage].plan.feed {
             Feed::Reduce { stage: source, .. } => source,
@@ -1065,7 +1522,7 @@ impl Coordinator {
             .as_mut()
             .expect("a reduce stage has a tree");
         if level == tree.top() {
-            self.result(TaskRef { stage, index: 0 }, outcome, attempts);
+            self.result(TaskRef { stage, index: 0 }, outcome, attempts, proof);
             return;
         }
         tree.values.insert((level, position), outcome);
@@ -1087,10 +1544,10 @@ impl Coordinator {
                 Some(index) => upstream(&self.stages[source].plan.name, index, &failure),
                 None => failure,
             };
-            self.tree_value(stage, level + 1, parent, Err(failure), 0);
+            self.tree_value(stage, level + 1, parent, Err(failure), 0, Proof::NONE);
         } else if children.end - children.start == 1 {
             let value = values[0].1.clone();
-            self.tree_value(stage, level + 1, parent, value, 0);
+            self.tree_value(stage, level + 1, parent, value, 0, Proof::NONE);
         } else {
             let index = tree.offsets[level + 1] + parent;
             self.ready.push_back(TaskRef { stage, index });
@@ -1163,6 +1620,9 @@ impl Coordinator {
             }
             let gaps = self.is_stage_complete(stage);
             let state = &self.stages[stage];
+            if state.held() {
+                break;
+            }
             let mut next = state.cursor;
             let mut indexes = Vec::new();
             for &index in state.results.range(state.cursor..).map(|(index, _)| index) {
@@ -1201,6 +1661,7 @@ impl Coordinator {
             .get_mut(&index)
             .expect("taken from the results");
         entry.readers -= 1;
+        let check = entry.proof.check;
         let (outcome, attempts) = if entry.readers == 0 {
             let entry = state.results.remove(&index).expect("present");
             (entry.outcome, entry.attempts)
@@ -1213,6 +1674,7 @@ impl Coordinator {
             outcome,
             attempts,
             items,
+            check,
         }
     }
 
@@ -1261,6 +1723,12 @@ impl Coordinator {
     }
 }
 
+/// A seed no worker can predict.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0x5eed_u64) | 1
+}
+
 /// The failure of a task whose input `index` of stage `source` failed.
 fn upstream(source: &str, index: u64, failure: &TaskFailure) -> TaskFailure {
     let message = format!("its input, task {index} of stage {source:?}, failed ({failure})");
@@ -1295,6 +1763,8 @@ mod tests {
             stoppable: false,
             explore: None,
             keep: Keep::Ordered,
+            replicate: Replicate::Off,
+            quorum: 2,
         }
     }
 
@@ -1424,6 +1894,7 @@ mod tests {
                 requeued: 0,
                 stopped: 0,
                 speculated: 0,
+                ..Counts::default()
             }
         );
     }
@@ -1480,6 +1951,8 @@ mod tests {
             stoppable: false,
             explore: None,
             keep: Keep::Ordered,
+            replicate: Replicate::Off,
+            quorum: 2,
         }
     }
 
@@ -1932,6 +2405,152 @@ mod tests {
             let done = ids(&c.assign(2));
             c.complete(2, done[0].0, 5, output("1")).unwrap();
             assert!(c.assign(2).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_replicated_answer_needs_a_quorum_and_a_dissenter_is_untrusted_and_revoked() {
+        let mut c = Coordinator::new(vec![StagePlan {
+            replicate: Replicate::Fraction(0.5),
+            ..plan(40)
+        }]);
+        c.seed_replication(7);
+        for worker in 1..=3 {
+            c.join(worker, 4);
+        }
+        // Worker 3 lies about every task (adds 1); 1 and 2 are honest.
+        run_all_on(&mut c, &[1, 2, 3], |worker, task| {
+            let honest = task.index * 10;
+            output(&(honest + u64::from(worker == 3)).to_string())
+        });
+        assert!(c.is_stage_complete(0));
+        let counts = c.counts();
+        assert!(counts.replicas > 0);
+        assert_eq!(counts.untrusted, 1);
+        assert!(!c.record(3).unwrap().trusted);
+        assert!(c.record(3).unwrap().note.unwrap().contains("disagreed"));
+        assert!(counts.revoked > 0, "{counts:?}");
+        let ready = c.take_ready();
+        assert_eq!(ready.len(), 40);
+        for finished in &ready {
+            let output = finished.outcome.as_ref().unwrap().get();
+            assert_eq!(
+                output,
+                (finished.task.index * 10).to_string(),
+                "{finished:?}"
+            );
+        }
+        assert!(ready.iter().any(|f| f.check == Check::Replicated(2)));
+        assert!(ready.iter().any(|f| f.check == Check::Unchecked));
+    }
+
+    #[test]
+    fn a_replicated_stage_is_released_only_once_complete() {
+        let mut c = Coordinator::new(vec![
+            StagePlan {
+                replicate: Replicate::Fraction(1.0),
+                keep: Keep::Nothing,
+                ..plan(2)
+            },
+            fed(2, Feed::Items(vec![0])),
+        ]);
+        c.join(1, 1);
+        c.join(2, 1);
+        let first = ids(&c.assign(1));
+        c.complete(1, first[0].0, 5, output("3")).unwrap();
+        assert_eq!(c.counts().replicas, 1);
+        let next = ids(&c.assign(1));
+        assert!(
+            next.iter().all(|(_, t)| t.stage == 0),
+            "no downstream task yet"
+        );
+        c.complete(1, next[0].0, 5, output("4")).unwrap();
+        run_all_on(&mut c, &[1, 2], |_, task| {
+            output(&(task.index + 3).to_string())
+        });
+        let ready = c.take_ready();
+        assert_eq!(ready.len(), 2, "{ready:?}");
+        let inputs: Vec<&str> = ready
+            .iter()
+            .map(|f| f.items[0].as_ref().unwrap().get())
+            .collect();
+        assert_eq!(
+            inputs,
+            ["3", "4"],
+            "the replicated outputs fed the next stage"
+        );
+        assert!(c.is_complete());
+    }
+
+    #[test]
+    fn adaptive_replication_checks_new_workers_more_than_proven_ones() {
+        let mut c = Coordinator::new(vec![StagePlan {
+            replicate: Replicate::Adaptive,
+            ..plan(2000)
+        }]);
+        c.seed_replication(3);
+        c.join(1, 8);
+        c.join(2, 8);
+        run_all_on(&mut c, &[1, 2], |_, task| output(&task.index.to_string()));
+        assert!(c.is_stage_complete(0));
+        let replicas = c.counts().replicas;
+        // Every first answer is checked, then fewer and fewer, never under 5%.
+        assert!(replicas >= 100, "{replicas}");
+        assert!(replicas < 600, "{replicas}");
+        assert!(c.record(1).unwrap().agreed > 20);
+    }
+
+    #[test]
+    fn a_verifier_rejection_retries_elsewhere_and_untrusts_the_liar_once_proven() {
+        let mut c = Coordinator::new(vec![plan(1)]);
+        c.join(1, 1);
+        c.join(2, 1);
+        let (id, _) = ids(&c.assign(1))[0];
+        c.reject(1, id, 5, "the verifier returned false".into())
+            .unwrap();
+        assert!(c.record(1).unwrap().trusted, "not proven yet");
+        assert!(c.assign(1).is_empty(), "the retry goes to the other worker");
+        let (id, _) = ids(&c.assign(2))[0];
+        let answer = Answer {
+            fuel: 1,
+            micros: 5,
+            outcome: output("1"),
+            stop: false,
+            verified: true,
+        };
+        c.answer(2, id, answer).unwrap();
+        assert!(!c.record(1).unwrap().trusted);
+        let ready = c.take_ready();
+        assert_eq!(ready[0].check, Check::Verified);
+        assert_eq!(c.counts().rejected, 1);
+    }
+
+    /// Runs every assignable task on `workers` in turn until none is left, answering with
+    /// `answer(worker, task)`.
+    fn run_all_on(
+        c: &mut Coordinator,
+        workers: &[WorkerId],
+        answer: impl Fn(WorkerId, TaskRef) -> Outcome,
+    ) {
+        loop {
+            let mut any = false;
+            for &worker in workers {
+                for (id, task) in ids(&c.assign(worker)) {
+                    any = true;
+                    let outcome = answer(worker, task);
+                    let answer = Answer {
+                        fuel: 0,
+                        micros: 5,
+                        outcome,
+                        stop: false,
+                        verified: false,
+                    };
+                    c.answer(worker, id, answer).unwrap();
+                }
+            }
+            if !any {
+                return;
+            }
         }
     }
 }

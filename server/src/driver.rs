@@ -31,7 +31,7 @@ use dipla_worker::WorkerConfig;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::coordinator::Keep;
+use crate::coordinator::{Keep, Replicate};
 use crate::engine::{Engine, LocalWorkers, worker_url};
 use crate::job::{check_arity, check_reducer};
 use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS, may_stop};
@@ -318,6 +318,9 @@ impl ModuleRef {
             max_attempts: self.inner.max_attempts,
             stop_after: 1,
             fan_in: 2,
+            replicate: Replicate::Off,
+            quorum: 2,
+            verify: None,
         }
     }
 }
@@ -334,6 +337,9 @@ pub struct Task {
     max_attempts: u32,
     stop_after: u64,
     fan_in: u64,
+    replicate: Replicate,
+    quorum: u32,
+    verify: Option<(ModuleHash, String)>,
 }
 
 /// What a task is applied to: values known now, or the outputs of a promise.
@@ -428,6 +434,33 @@ impl Task {
     /// (default 1). The stage's other tasks are then cancelled or never run.
     pub fn stop_after(mut self, outputs: u64) -> Self {
         self.stop_after = outputs.max(1);
+        self
+    }
+
+    /// Checks results by running a fraction of tasks (or, [`Replicate::Adaptive`], more
+    /// of new workers' and fewer of proven ones') on [`Task::quorum`] workers: a worker whose
+    /// answer disagrees with the majority is untrusted and its unchecked results re-run.
+    pub fn replicate(mut self, replicate: Replicate) -> Self {
+        self.replicate = replicate;
+        self
+    }
+
+    /// Agreeing workers a replicated task needs (default 2, at least 2).
+    pub fn quorum(mut self, quorum: u32) -> Self {
+        self.quorum = quorum.clamp(2, 9);
+        self
+    }
+
+    /// Checks every output with `module`'s `#[verifier]` `name`, run by the server; a
+    /// rejected output runs again on another worker.
+    pub fn verify(mut self, module: &ModuleRef, name: &str) -> Self {
+        match module.guest.check_task(name) {
+            Ok(info) if info.verifier => self.verify = Some((module.hash, name.to_owned())),
+            Ok(info) => {
+                self.info = Err(format!("verify: {info} is not a #[verifier]"));
+            }
+            Err(e) => self.info = Err(format!("verify: module {}: {e}", module.name)),
+        }
         self
     }
 
@@ -552,6 +585,9 @@ impl Task {
             let mut core = inner.handle.lock();
             let (source, tasks) = source(&core, &info)?;
             let stage = Stage {
+                replicate: self.replicate,
+                quorum: self.quorum,
+                verify: self.verify.clone(),
                 name: name.clone(),
                 module: self.module,
                 export: self.export,

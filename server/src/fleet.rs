@@ -41,6 +41,12 @@ pub(crate) struct Worker {
     results: u64,
     /// Something the operator should know (a benchmark that did not check out...).
     note: Option<String>,
+    /// Caught returning a wrong result: it gets no more work.
+    pub(crate) untrusted: bool,
+    /// Its replicated results that agreed with the canonical one.
+    pub(crate) agreed: u64,
+    /// Its outputs a verifier rejected.
+    rejected: u64,
 }
 
 impl Worker {
@@ -86,6 +92,12 @@ pub struct WorkerRecord {
     pub results: u64,
     /// What the operator should know about it, if anything.
     pub note: Option<String>,
+    /// Whether it still gets work: false once caught returning a wrong result.
+    pub trusted: bool,
+    /// Its replicated results that agreed with the canonical one (its credibility).
+    pub agreed: u64,
+    /// Its outputs a verifier rejected.
+    pub rejected: u64,
 }
 
 /// Every connected worker.
@@ -105,6 +117,9 @@ impl Fleet {
             micros: 0,
             results: 0,
             note: None,
+            untrusted: false,
+            agreed: 0,
+            rejected: 0,
         };
         self.workers.insert(id, worker);
     }
@@ -144,6 +159,40 @@ impl Fleet {
         if let Some(worker) = self.workers.get_mut(&id) {
             worker.note = Some(note);
         }
+    }
+
+    /// Marks a worker as caught returning a wrong result, saying why.
+    pub(crate) fn untrust(&mut self, id: WorkerId, why: String) {
+        if let Some(worker) = self.workers.get_mut(&id)
+            && !worker.untrusted
+        {
+            worker.untrusted = true;
+            worker.note = Some(format!("untrusted: {why}"));
+        }
+    }
+
+    /// One of `id`'s replicated results agreed with the canonical one.
+    pub(crate) fn agreed(&mut self, id: WorkerId) {
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.agreed += 1;
+        }
+    }
+
+    /// A verifier rejected one of `id`'s outputs.
+    pub(crate) fn rejected(&mut self, id: WorkerId) {
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.rejected += 1;
+        }
+    }
+
+    /// Whether `id` is connected and trusted.
+    pub(crate) fn trusted(&self, id: WorkerId) -> bool {
+        self.workers.get(&id).is_some_and(|w| !w.untrusted)
+    }
+
+    /// How many replicated results of `id` agreed (0 for a worker not connected).
+    pub(crate) fn agreements(&self, id: WorkerId) -> u64 {
+        self.workers.get(&id).map_or(0, |w| w.agreed)
     }
 
     /// A task finished on `id` after `micros` of its time, burning `fuel`.
@@ -256,6 +305,9 @@ impl Fleet {
             speed: self.speed(id),
             results: worker.results,
             note: worker.note.clone(),
+            trusted: !worker.untrusted,
+            agreed: worker.agreed,
+            rejected: worker.rejected,
         })
     }
 }

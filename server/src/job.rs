@@ -7,7 +7,7 @@ use dipla_sandbox::{Guest, Sandbox};
 use dipla_protocol::RawJson;
 
 use crate::Inputs;
-use crate::coordinator::{Coordinator, Feed, Finished, Keep, StagePlan, TaskRef};
+use crate::coordinator::{Coordinator, Feed, Finished, Keep, Replicate, StagePlan, TaskRef};
 
 /// A validated job, ready to run: every module checked, every stage resolved.
 pub struct Job {
@@ -59,6 +59,12 @@ pub struct Stage {
     pub stoppable: bool,
     /// For an explore stage, the most tasks it may grow to.
     pub explore: Option<u64>,
+    /// How its tasks are replicated to check them.
+    pub replicate: Replicate,
+    /// Agreeing answers a replicated task needs.
+    pub quorum: u32,
+    /// The verifier every output is checked with: a module and its `#[verifier]` export.
+    pub verify: Option<(ModuleHash, String)>,
 }
 
 /// Where a stage's task inputs come from.
@@ -123,6 +129,8 @@ impl Stage {
             stoppable: self.stoppable,
             explore: self.explore,
             keep,
+            replicate: self.replicate,
+            quorum: self.quorum,
         }
     }
 
@@ -242,6 +250,14 @@ impl Job {
             }
             Source::List(_) | Source::Scatter { .. } => self.input(task, coordinator),
         }
+    }
+
+    /// The compiled module `hash`, if the job has it.
+    pub fn guest(&self, hash: &ModuleHash) -> Option<&Guest> {
+        self.modules
+            .iter()
+            .find(|module| module.hash == *hash)
+            .map(|module| &module.guest)
     }
 
     /// The bytes of module `hash`, if the job has it.

@@ -24,7 +24,9 @@ mod state;
 mod stats;
 pub mod transport;
 mod tree;
+mod votes;
 
+pub use coordinator::{Check, Replicate};
 pub use driver::{Dipla, DiplaBuilder, Input, ModuleRef, Task};
 pub use error::{DriverError, ManifestError};
 pub use fleet::WorkerRecord;

@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use dipla_sandbox::abi::TaskInfo;
 
+use crate::coordinator::Replicate;
 use crate::job::{check_arity, check_reducer};
 use crate::{Inputs, Job, ManifestError, Module, Part, Source, Stage};
 
@@ -64,6 +65,9 @@ struct StageFile {
     max_attempts: Option<u32>,
     stop_after: Option<u64>,
     explore: Option<ExploreFile>,
+    replicate: Option<toml::Value>,
+    quorum: Option<u32>,
+    verify: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -354,8 +358,64 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
                 "must be at least 1".into(),
             ));
         }
+        let key = |field: &str| format!("stages[{i}].{field}");
+        let replicate = match &stage.replicate {
+            None => Replicate::Off,
+            Some(toml::Value::String(text)) if text == "adaptive" => Replicate::Adaptive,
+            Some(toml::Value::Float(fraction)) if *fraction > 0.0 && *fraction <= 1.0 => {
+                Replicate::Fraction(*fraction)
+            }
+            Some(toml::Value::Integer(1)) => Replicate::Fraction(1.0),
+            Some(other) => {
+                return Err(invalid(
+                    key("replicate"),
+                    format!(
+                        "{other} should be a fraction of tasks above 0 and at most 1 (such as 0.1), or \"adaptive\""
+                    ),
+                ));
+            }
+        };
+        let quorum = stage.quorum.unwrap_or(2);
+        if !(2..=9).contains(&quorum) {
+            return Err(invalid(
+                key("quorum"),
+                format!("{quorum} agreeing workers: give 2 to 9"),
+            ));
+        }
+        let verify = match &stage.verify {
+            None => None,
+            Some(name) => {
+                let Some((module_name, export)) = name.split_once('.') else {
+                    return Err(invalid(
+                        key("verify"),
+                        format!("{name:?} should be \"module.verifier\", such as \"factor.check\""),
+                    ));
+                };
+                let Some((hash, guest)) = guests.get(module_name) else {
+                    return Err(invalid(
+                        key("verify"),
+                        format!("no module named {module_name:?} in [modules]"),
+                    ));
+                };
+                let info = guest
+                    .check_task(export)
+                    .map_err(|e| invalid(key("verify"), format!("module {module_name}: {e}")))?;
+                if !info.verifier {
+                    return Err(invalid(
+                        key("verify"),
+                        format!(
+                            "{info} is not a #[verifier]: a verifier is fn(input: &In, output: &Out) -> bool"
+                        ),
+                    ));
+                }
+                Some((*hash, export.to_owned()))
+            }
+        };
         let (module, export, info) = tasks[i].clone();
         stages.push(Stage {
+            replicate,
+            quorum,
+            verify,
             stoppable: may_stop(&info),
             name: stage.name,
             module,

@@ -1,8 +1,10 @@
-//! Results as JSON Lines, one line per task in input order:
+//! Results as JSON Lines, one line per task in input order, each saying how its output was
+//! checked (`"unchecked"`, `"verified"` by the stage's verifier, or `"replicated:K"`: K
+//! workers agreed):
 //!
 //! ```json
-//! {"stage":"factors","index":0,"input":1000000000000,"output":[2,2,2,2,2,2,2,2,2,2,2,2,5,5,5,5,5,5,5,5,5,5,5,5]}
-//! {"stage":"factors","index":1,"input":1000000000001,"error":"panic: ..."}
+//! {"stage":"factors","index":0,"input":1000000000000,"output":[2,2,2,2,2,2,2,2,2,2,2,2,5,5,5,5,5,5,5,5,5,5,5,5],"check":"replicated:2"}
+//! {"stage":"factors","index":1,"input":1000000000001,"error":"panic: ...","check":"unchecked"}
 //! ```
 
 use std::io::Write;
@@ -21,6 +23,7 @@ struct Line<'a> {
     output: Option<&'a RawJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    check: String,
 }
 
 /// Writes one result line for `finished`, the task of stage `stage` with input `input`.
@@ -39,6 +42,7 @@ pub fn write_line(
         input,
         output: finished.outcome.as_ref().ok().map(|output| &**output),
         error: finished.outcome.as_ref().err().map(ToString::to_string),
+        check: finished.check.to_string(),
     };
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")
@@ -49,7 +53,7 @@ mod tests {
     use dipla_protocol::{FailureKind, TaskFailure};
 
     use super::*;
-    use crate::coordinator::TaskRef;
+    use crate::coordinator::{Check, TaskRef};
 
     fn raw(text: &str) -> Box<RawJson> {
         RawJson::from_string(text.to_owned()).unwrap()
@@ -64,6 +68,7 @@ mod tests {
             outcome: Ok(raw("[2,2,3]")),
             attempts: 1,
             items: Vec::new(),
+            check: Check::Replicated(2),
         };
         write_line(&mut out, "factors", &raw("12"), &ok).unwrap();
         let failure = TaskFailure {
@@ -75,14 +80,15 @@ mod tests {
             outcome: Err(failure),
             attempts: 3,
             items: Vec::new(),
+            check: Check::Unchecked,
         };
         write_line(&mut out, "factors", &raw("12"), &failed).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             concat!(
-                r#"{"stage":"factors","index":3,"input":12,"output":[2,2,3]}"#,
+                r#"{"stage":"factors","index":3,"input":12,"output":[2,2,3],"check":"replicated:2"}"#,
                 "\n",
-                r#"{"stage":"factors","index":3,"input":12,"error":"panic: boom (at src/lib.rs:3)"}"#,
+                r#"{"stage":"factors","index":3,"input":12,"error":"panic: boom (at src/lib.rs:3)","check":"unchecked"}"#,
                 "\n"
             )
         );

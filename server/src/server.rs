@@ -77,6 +77,10 @@ impl std::fmt::Display for Summary {
             requeued,
             stopped,
             speculated,
+            replicas,
+            rejected,
+            untrusted,
+            revoked,
         } = self.counts;
         let secs = self.elapsed.as_secs_f64();
         write!(
@@ -84,7 +88,8 @@ impl std::fmt::Display for Summary {
             "{} tasks: {succeeded} succeeded, {failed} failed, {stopped} not run once their \
              stage met its goal ({retried} retries, {requeued} re-run after a worker was lost, \
              {speculated} speculative copies) in {secs:.2} s ({:.0} tasks/s); {} workers, {} \
-             module transfers",
+             module transfers; checks: {replicas} replicas, {rejected} outputs rejected by a \
+             verifier, {untrusted} workers untrusted, {revoked} results revoked",
             self.tasks,
             (succeeded + failed) as f64 / secs.max(1e-9),
             self.stats.workers_joined,

@@ -17,7 +17,7 @@ use dipla_protocol::{
 use futures_util::{SinkExt, StreamExt};
 
 use crate::Job;
-use crate::coordinator::{Assignment, Coordinator, TaskRef};
+use crate::coordinator::{Answer, Assignment, Coordinator, TaskRef};
 use crate::state::Handle;
 
 /// The largest message a worker may send.
@@ -222,30 +222,72 @@ async fn on_message(
             Ok(())
         }
         WorkerMessage::Results { results } => {
-            let mut core = handle.lock_now();
-            let coordinator = &mut core.coordinator;
-            let before = (coordinator.counts(), coordinator.queued());
-            for result in results {
-                let (attempt, fuel, micros, stop) =
-                    (result.id, result.fuel, result.micros, result.stop);
-                let Some(outcome) = result.into_outcome() else {
-                    return Err(End::Violation(format!(
-                        "result {attempt} must have exactly one of output and error"
-                    )));
-                };
-                if let Err(violation) =
-                    coordinator.complete_with(id, attempt, fuel, micros, outcome, stop)
-                {
-                    return Err(End::Violation(violation.to_string()));
+            let before = {
+                let core = handle.lock();
+                (core.coordinator.counts(), core.coordinator.queued())
+            };
+            // Outputs of stages with a verifier are checked outside the lock, then answered.
+            let mut checks = Vec::new();
+            {
+                let mut core = handle.lock_now();
+                for result in results {
+                    let (attempt, fuel, micros, stop) =
+                        (result.id, result.fuel, result.micros, result.stop);
+                    let Some(outcome) = result.into_outcome() else {
+                        return Err(End::Violation(format!(
+                            "result {attempt} must have exactly one of output and error"
+                        )));
+                    };
+                    let answer = Answer {
+                        fuel,
+                        micros,
+                        outcome,
+                        stop,
+                        verified: false,
+                    };
+                    match verification(&core, id, attempt, &answer) {
+                        Some(check) => checks.push((attempt, answer, check)),
+                        None => core
+                            .coordinator
+                            .answer(id, attempt, answer)
+                            .map_err(|violation| End::Violation(violation.to_string()))?,
+                    }
+                }
+            }
+            if !checks.is_empty() {
+                let verdicts = tokio::task::spawn_blocking(move || {
+                    checks
+                        .into_iter()
+                        .map(|(attempt, answer, check)| (attempt, answer, check.run()))
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .map_err(|_| End::Gone)?;
+                let mut core = handle.lock_now();
+                for (attempt, mut answer, verdict) in verdicts {
+                    let answered = match verdict {
+                        Ok(()) => {
+                            answer.verified = true;
+                            core.coordinator.answer(id, attempt, answer)
+                        }
+                        Err(why) => {
+                            tracing::info!(id, attempt, %why, "output rejected");
+                            core.coordinator.reject(id, attempt, answer.micros, why)
+                        }
+                    };
+                    answered.map_err(|violation| End::Violation(violation.to_string()))?;
                 }
             }
             // Retries, newly ready tasks and stops concern other connections: they must look
             // for work or send cancellations.
-            let after = (coordinator.counts(), coordinator.queued());
+            let after = {
+                let core = handle.lock();
+                (core.coordinator.counts(), core.coordinator.queued())
+            };
             let requeued = after.0.retried != before.0.retried
                 || after.0.stopped != before.0.stopped
+                || after.0.untrusted != before.0.untrusted
                 || after.1 > before.1;
-            drop(core);
             if requeued {
                 handle.wake_all();
             }
@@ -253,6 +295,54 @@ async fn on_message(
             Ok(())
         }
     }
+}
+
+/// A verifier run to make: the stage's verifier, on the task's input and the output.
+struct Verification {
+    guest: dipla_sandbox::Guest,
+    export: String,
+    limits: dipla_sandbox::Limits,
+    input: String,
+}
+
+impl Verification {
+    /// Runs the verifier: `Ok` when it accepts the output, else why not.
+    fn run(self) -> Result<(), String> {
+        let run = self
+            .guest
+            .run(&self.export, self.input.as_bytes(), &self.limits);
+        match run.outcome {
+            Ok(verdict) if verdict.get() == "true" => Ok(()),
+            Ok(verdict) => Err(format!(
+                "the verifier {} returned {}",
+                self.export,
+                verdict.get()
+            )),
+            Err(failure) => Err(format!("the verifier {} failed: {failure}", self.export)),
+        }
+    }
+}
+
+/// The check `answer` to `attempt` of worker `id` needs before it counts, if its stage has a
+/// verifier and it is an output.
+fn verification(
+    core: &crate::state::Core,
+    id: u64,
+    attempt: u64,
+    answer: &Answer,
+) -> Option<Verification> {
+    let output = answer.outcome.as_ref().ok()?;
+    let task = core.coordinator.attempt_task(id, attempt)?;
+    let stage = &core.job.stages[task.stage];
+    let (module, export) = stage.verify.as_ref()?;
+    let guest = core.job.guest(module)?.clone();
+    let input = core.job.input(task, &core.coordinator);
+    Some(Verification {
+        guest,
+        export: export.clone(),
+        limits: dipla_sandbox::Limits::from_task(&stage.limits),
+        input: format!("[{},{}]", input.get(), output.get()),
+    })
 }
 
 /// Checks a worker's benchmark (the kernels' fuel and checksums, and the score they give) and

@@ -46,7 +46,10 @@ pub fn verifier(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 fn expand_verifier(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
     if !attr.is_empty() {
-        return Err(syn::Error::new_spanned(attr, "#[verifier] takes no arguments"));
+        return Err(syn::Error::new_spanned(
+            attr,
+            "#[verifier] takes no arguments",
+        ));
     }
     let sig = &function.sig;
     let name = &sig.ident;
