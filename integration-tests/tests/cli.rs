@@ -42,11 +42,11 @@ fn run_with_local_workers_writes_results_to_a_file() {
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
         concat!(
-            r#"{"stage":"squares","index":0,"input":12,"output":144}"#,
+            r#"{"stage":"squares","index":0,"input":12,"output":144,"check":"unchecked"}"#,
             "\n",
-            r#"{"stage":"squares","index":1,"input":97,"output":9409}"#,
+            r#"{"stage":"squares","index":1,"input":97,"output":9409,"check":"unchecked"}"#,
             "\n",
-            r#"{"stage":"squares","index":2,"input":1001,"output":1002001}"#,
+            r#"{"stage":"squares","index":2,"input":1001,"output":1002001,"check":"unchecked"}"#,
             "\n",
         )
     );
@@ -67,11 +67,11 @@ fn results_go_to_stdout_and_failures_set_the_exit_code() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines[0],
-        r#"{"stage":"squares","index":0,"input":12,"output":6}"#
+        r#"{"stage":"squares","index":0,"input":12,"output":6,"check":"unchecked"}"#
     );
     assert_eq!(
         lines[1],
-        r#"{"stage":"squares","index":1,"input":97,"error":"task error: 97 is odd"}"#
+        r#"{"stage":"squares","index":1,"input":97,"error":"task error: 97 is odd","check":"unchecked"}"#
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("1 succeeded, 2 failed"), "{stderr}");
@@ -142,7 +142,7 @@ fn stage_writes_only_that_stages_results() {
     );
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
-        "{\"stage\":\"sum\",\"index\":0,\"input\":{\"items\":3,\"reduce\":\"squares\"},\"output\":1011554}\n"
+        "{\"stage\":\"sum\",\"index\":0,\"input\":{\"items\":3,\"reduce\":\"squares\"},\"output\":1011554,\"check\":\"unchecked\"}\n"
     );
 }
 

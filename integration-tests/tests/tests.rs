@@ -4,6 +4,7 @@
 mod support;
 
 mod chaining;
+mod checks;
 mod cli;
 mod driver;
 mod early_stop;

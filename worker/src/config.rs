@@ -4,7 +4,7 @@ use dipla_protocol::Benchmark;
 use dipla_sandbox::Limits;
 
 /// How a worker runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerConfig {
     /// The server's WebSocket URL, such as `ws://host:7070/ws`.
     pub server: String,
@@ -19,7 +19,13 @@ pub struct WorkerConfig {
     /// For tests and benchmarks: every task takes this many times as long (1: as fast as
     /// the machine goes).
     pub throttle: u32,
+    /// For tests of the server's checks only: rewrites each result before it is sent, to
+    /// play a lying worker. The `dipla-worker` program never sets it.
+    pub tamper: Option<Tamper>,
 }
+
+/// Rewrites a result before it is sent (see [`WorkerConfig::tamper`]).
+pub type Tamper = std::sync::Arc<dyn Fn(&mut dipla_protocol::TaskResult) + Send + Sync>;
 
 impl WorkerConfig {
     /// A worker for `server` with every core and the default caps.
@@ -36,6 +42,7 @@ impl WorkerConfig {
             },
             benchmark: None,
             throttle: 1,
+            tamper: None,
         }
     }
 }
@@ -49,4 +56,17 @@ fn default_name() -> String {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "worker".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("server", &self.server)
+            .field("name", &self.name)
+            .field("cores", &self.cores)
+            .field("caps", &self.caps)
+            .field("throttle", &self.throttle)
+            .field("tamper", &self.tamper.is_some())
+            .finish_non_exhaustive()
+    }
 }

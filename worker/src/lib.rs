@@ -19,7 +19,7 @@ mod executor;
 mod session;
 
 pub use cache::ModuleCache;
-pub use config::WorkerConfig;
+pub use config::{Tamper, WorkerConfig};
 pub use error::WorkerError;
 pub use session::run;
 

@@ -65,7 +65,7 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
 
     let (control, control_rx) = mpsc::channel(64);
     let (results, results_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(sink, control_rx, results_rx));
+    let writer = tokio::spawn(write_loop(sink, control_rx, results_rx, config.tamper.clone()));
     let executor = Executor::start(config.cores, config.throttle, results.clone())
         .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
     let mut session = Session {
@@ -141,7 +141,6 @@ impl Session {
     }
 
     fn on_batch(&mut self, batch: TaskBatch) {
-        tracing::info!(n = batch.tasks.len(), "TRACE batch");
         let hash = batch.module;
         match self.modules.get_mut(&hash) {
             Some(Slot::Ready(guest)) => {
@@ -203,7 +202,6 @@ impl Session {
     }
 
     async fn on_event(&mut self, event: Event) -> Result<(), WorkerError> {
-        tracing::info!("TRACE event");
         let (hash, outcome) = match event {
             Event::Loaded(hash, Some(guest)) => (hash, Ok(guest)),
             Event::Loaded(hash, None) => {
@@ -308,6 +306,7 @@ async fn write_loop(
     mut sink: Sink,
     mut control: mpsc::Receiver<WorkerMessage>,
     mut results: mpsc::UnboundedReceiver<TaskResult>,
+    tamper: Option<crate::Tamper>,
 ) -> Result<(), WorkerError> {
     loop {
         let message = tokio::select! {
@@ -321,11 +320,13 @@ async fn write_loop(
                         Err(_) => break,
                     }
                 }
+                if let Some(tamper) = &tamper {
+                    batch.iter_mut().for_each(|result| tamper(result));
+                }
                 WorkerMessage::Results { results: batch }
             }
             else => break,
         };
-        tracing::info!("TRACE send");
         sink.send(encode(&message)).await?;
     }
     sink.close().await?;

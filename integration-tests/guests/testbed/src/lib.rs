@@ -157,3 +157,16 @@ mod tests {
         explode(3);
     }
 }
+
+/// Float-heavy work whose bits must match on every worker: a chain of multiplies, divisions
+/// and square roots seeded by `seed`.
+#[task]
+pub fn wobble(seed: u64) -> f64 {
+    let mut x = (seed % 1000) as f64 * 0.001 + 0.5;
+    let mut y = 1.0f64;
+    for i in 0..2000 {
+        x = (x * 1.000_001 + f64::from(i) * 1e-9).sqrt() + 0.25;
+        y = y / (x + 1.0) + x * 0.5;
+    }
+    x * y
+}
