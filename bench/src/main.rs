@@ -246,6 +246,26 @@ async fn main() -> Result<()> {
     }
     let [without, with] = tails.map(median);
 
+    // The cost of checking results: factorise on 2 local workers, plain and with each check.
+    let checked = |extra: &str| format!("{factorise}\n{extra}");
+    let mut check_rows = Vec::new();
+    for (name, extra) in [
+        ("no checks", ""),
+        ("replicate = 0.1", "replicate = 0.1"),
+        ("replicate = \"adaptive\"", "replicate = \"adaptive\""),
+        ("verify = \"m.check\"", "verify = \"m.check\""),
+    ] {
+        let mut seconds = Vec::new();
+        let mut replicas = Vec::new();
+        for _ in 0..cli.runs {
+            let summary = run_job(&sandbox, &checked(extra), 2).await?;
+            seconds.push(summary.elapsed.as_secs_f64());
+            replicas.push(summary.counts.replicas as f64 / summary.tasks as f64);
+            eprintln!("checks, {name}: {summary}");
+        }
+        check_rows.push((name, median(seconds), median(replicas)));
+    }
+
     println!(
         "Dipla benchmarks on {} (median of {} runs)",
         machine(),
@@ -284,5 +304,13 @@ async fn main() -> Result<()> {
         "| the same with speculative copies | {with:.2} s ({:.1}x faster) |",
         without / with
     );
+    let plain = check_rows[0].1;
+    for (name, seconds, replicas) in &check_rows[1..] {
+        println!(
+            "| factorise 2,000 with {name} | {seconds:.3} s ({:+.0}% time, {:.2} replicas per task) |",
+            (seconds / plain - 1.0) * 100.0,
+            replicas
+        );
+    }
     Ok(())
 }

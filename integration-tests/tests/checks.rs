@@ -25,7 +25,7 @@ fn start_liar(url: &str, honest_first: u64, every: u64) -> tokio::task::JoinHand
             return;
         }
         let n = answered.fetch_add(1, Ordering::Relaxed);
-        if n >= honest_first && n % every == 0 {
+        if n >= honest_first && n.is_multiple_of(every) {
             result.output = Some(RawJson::from_string("[7]".into()).unwrap());
         }
     }));
@@ -104,11 +104,17 @@ async fn replication_catches_a_liar_and_reruns_what_it_slipped_through() {
     assert!(summary.success(), "{summary}");
     assert!(!liar.trusted, "{liar:?}");
     assert!(
-        liar.note.as_deref().unwrap_or_default().contains("disagreed"),
+        liar.note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("disagreed"),
         "{liar:?}"
     );
     assert_eq!(summary.counts.untrusted, 1, "{summary}");
-    assert!(summary.counts.revoked > 0, "its unchecked results ran again: {summary}");
+    assert!(
+        summary.counts.revoked > 0,
+        "its unchecked results ran again: {summary}"
+    );
     assert!(summary.counts.replicas >= 400, "{summary}");
 }
 

@@ -229,3 +229,33 @@ async fn results_are_freed_once_nothing_can_read_them() {
     assert_eq!(values[999], 999 * 999 + 1);
     assert_eq!(handle.kept(), 1000, "only plus_one's results are kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_from_the_driver_api() {
+    use dipla_server::Replicate;
+    let dipla = dipla().await;
+    let m = dipla.module(wasm("factorise")).unwrap();
+    let numbers = 1_000_000_000_000u64..1_000_000_000_200;
+    let expected: Vec<Vec<u64>> = numbers.clone().map(factorise::factorise).collect();
+
+    let verified = m.task("factorise").verify(&m, "check").map(numbers.clone());
+    assert_eq!(verified.get::<Vec<u64>>().await.unwrap(), expected);
+    let replicated = m
+        .task("factorise")
+        .replicate(Replicate::Fraction(1.0))
+        .map(numbers.clone());
+    let counts = m.task("count").map(&replicated);
+    assert_eq!(replicated.get::<Vec<u64>>().await.unwrap(), expected);
+    let total: u64 = counts.get::<u64>().await.unwrap().iter().sum();
+    assert_eq!(total, expected.iter().map(|f| f.len() as u64).sum::<u64>());
+    assert!(dipla.handle().counts().replicas >= 200);
+
+    let error = m
+        .task("factorise")
+        .verify(&m, "count")
+        .map(numbers)
+        .get::<Vec<u64>>()
+        .await;
+    let error = error.unwrap_err().to_string();
+    assert!(error.contains("not a #[verifier]"), "{error}");
+}

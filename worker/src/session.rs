@@ -65,7 +65,12 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
 
     let (control, control_rx) = mpsc::channel(64);
     let (results, results_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(sink, control_rx, results_rx, config.tamper.clone()));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        control_rx,
+        results_rx,
+        config.tamper.clone(),
+    ));
     let executor = Executor::start(config.cores, config.throttle, results.clone())
         .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
     let mut session = Session {

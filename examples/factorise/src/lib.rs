@@ -37,7 +37,7 @@ pub fn factorise(mut n: u64) -> Vec<u64> {
 /// product is still `n`, with factors out of order or below 2, or else a composite factor:
 /// this verifier does not test primality, which would cost as much as the task).
 #[verifier]
-pub fn check(n: &u64, factors: &Vec<u64>) -> bool {
+pub fn check(n: &u64, factors: &[u64]) -> bool {
     if *n < 2 {
         return factors.is_empty();
     }
@@ -69,10 +69,10 @@ mod tests {
         for n in [0u64, 1, 2, 12, 97, 1_000_000_000_039] {
             assert!(check(&n, &factorise(n)), "{n}");
         }
-        assert!(!check(&12, &vec![2, 6, 1]));
-        assert!(!check(&12, &vec![3, 2, 2]));
-        assert!(!check(&12, &vec![2, 2, 4]));
-        assert!(!check(&u64::MAX, &vec![u64::MAX, 2]));
+        assert!(!check(&12, &[2, 6, 1]));
+        assert!(!check(&12, &[3, 2, 2]));
+        assert!(!check(&12, &[2, 2, 4]));
+        assert!(!check(&u64::MAX, &[u64::MAX, 2]));
     }
 
     #[test]

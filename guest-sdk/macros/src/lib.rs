@@ -30,7 +30,8 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// A stage names it (`verify = "module.check"`); the server runs it, in its own sandbox, on
 /// every output a worker returns for that stage, and an output it rejects is run again on
 /// another worker. The function stays an ordinary Rust function. `In` is the checked task's
-/// input (for a task of several parameters, a tuple of them) and `Out` its output.
+/// input (for a task of several parameters, a tuple of them) and `Out` its output; `&[T]`
+/// and `&str` may stand for a `Vec<T>` and a `String`.
 #[proc_macro_attribute]
 pub fn verifier(attr: TokenStream, item: TokenStream) -> TokenStream {
     let attr = TokenStream2::from(attr);
@@ -88,7 +89,19 @@ fn expand_verifier(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenSt
     if types.len() != 2 || !returns_bool {
         return Err(syn::Error::new_spanned(sig, shape));
     }
-    let (input_type, output_type) = (types[0], types[1]);
+    // Borrowed unsized types decode into their owned form: `&[T]` from a `Vec<T>`, `&str`
+    // from a `String`; the call then borrows them.
+    let owned = |ty: &Type| -> TokenStream2 {
+        match ty {
+            Type::Slice(slice) => {
+                let elem = &slice.elem;
+                quote!(::std::vec::Vec<#elem>)
+            }
+            Type::Path(path) if path.path.is_ident("str") => quote!(::std::string::String),
+            _ => quote!(#ty),
+        }
+    };
+    let (input_type, output_type) = (owned(types[0]), owned(types[1]));
     let record = format!(
         "{{\"abi\":{ABI_VERSION},\"task\":{},\"params\":[{}],\"returns\":\"bool\",\"fold\":false,\"verifier\":true}}\n",
         json_string(&export),
@@ -96,9 +109,9 @@ fn expand_verifier(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenSt
     );
     let record_len = record.len();
     let record = syn::LitByteStr::new(record.as_bytes(), Span::call_site());
-    let asserts = types
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> ::dipla_guest::__private::assert_input::<#ty>();));
+    let asserts = [(types[0], &input_type), (types[1], &output_type)]
+        .into_iter()
+        .map(|(ty, owned)| quote_spanned!(ty.span()=> ::dipla_guest::__private::assert_input::<#owned>();));
     Ok(quote! {
         #function
 

@@ -26,8 +26,15 @@ pub fn fallible(text: String) -> Result<Vec<u8>, std::num::ParseIntError> {
 }
 
 fn main() {
+    assert!(check_square(&3, &[9]));
     assert_eq!(norm(Point { x: 3.0, y: 4.0 }), 5.0);
     assert_eq!(checked(6, 3), Ok(2));
     nothing();
     assert!(fallible("1,x".into()).is_err());
+}
+
+/// A verifier over borrowed input and output, with a slice for a `Vec`.
+#[dipla_guest::verifier]
+pub fn check_square(x: &u64, out: &[u64]) -> bool {
+    out == [x * x]
 }
