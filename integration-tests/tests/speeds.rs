@@ -153,6 +153,7 @@ fn hello(name: &str, benchmark: dipla_protocol::Benchmark) -> String {
         max_memory_mb: 256,
         max_fuel: 1_000_000_000,
         benchmark: Some(benchmark),
+        token: None,
     });
     serde_json::to_string(&hello).unwrap()
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod auth;
 mod chaining;
 mod checks;
 mod cli;

@@ -24,7 +24,7 @@ pub use hash::{ModuleHash, ParseHashError};
 pub use limits::TaskLimits;
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
 pub use worker::{
-    Benchmark, FailureKind, Hello, KernelRun, TaskFailure, TaskResult, WorkerMessage,
+    Benchmark, FailureKind, Hello, KernelRun, Secret, TaskFailure, TaskResult, WorkerMessage,
 };
 
 /// The protocol version this crate speaks. A server refuses a `hello` with another version.

@@ -42,6 +42,20 @@ pub struct Hello {
     /// checksum and recomputes the score; it then trusts what tasks show more than this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub benchmark: Option<Benchmark>,
+    /// The token a server that admits only known workers asks for (`dipla-worker --token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+/// A secret, such as a worker token: serialised as the plain string, never shown by `Debug`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// A self-benchmark: fuel-metered microkernels run in the task sandbox.

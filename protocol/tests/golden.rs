@@ -2,8 +2,9 @@
 //! `PROTOCOL_VERSION` and update docs/ARCHITECTURE.md with it.
 
 use dipla_protocol::{
-    Benchmark, FailureKind, Hello, KernelRun, ModuleHash, PROTOCOL_VERSION, RawJson, ServerMessage,
-    TaskBatch, TaskFailure, TaskItem, TaskLimits, TaskResult, Welcome, WorkerMessage,
+    Benchmark, FailureKind, Hello, KernelRun, ModuleHash, PROTOCOL_VERSION, RawJson, Secret,
+    ServerMessage, TaskBatch, TaskFailure, TaskItem, TaskLimits, TaskResult, Welcome,
+    WorkerMessage,
 };
 
 fn raw(text: &str) -> Box<RawJson> {
@@ -41,6 +42,7 @@ fn hello() {
             max_memory_mb: 512,
             max_fuel: 1_000_000,
             benchmark: None,
+            token: None,
         }),
         r#"{"hello":{"protocol":1,"name":"volunteer-7","version":"0.1.0","cores":4,"max_memory_mb":512,"max_fuel":1000000}}"#,
     );
@@ -65,8 +67,9 @@ fn hello_with_a_benchmark() {
                     checksum: "00ff00ff00ff00ff".into(),
                 }],
             }),
+            token: Some(Secret("s3cret".into())),
         }),
-        r#"{"hello":{"protocol":1,"name":"w","version":"0.1.0","cores":2,"max_memory_mb":256,"max_fuel":10,"benchmark":{"score":2500.5,"kernels":[{"name":"int_chain","fuel":400000012,"micros":27000,"checksum":"00ff00ff00ff00ff"}]}}}"#,
+        r#"{"hello":{"protocol":1,"name":"w","version":"0.1.0","cores":2,"max_memory_mb":256,"max_fuel":10,"benchmark":{"score":2500.5,"kernels":[{"name":"int_chain","fuel":400000012,"micros":27000,"checksum":"00ff00ff00ff00ff"}]},"token":"s3cret"}}"#,
     );
 }
 
@@ -206,4 +209,10 @@ fn a_result_must_have_exactly_one_outcome() {
 fn unknown_message_types_are_errors() {
     assert!(serde_json::from_str::<WorkerMessage>(r#"{"steal_everything":{}}"#).is_err());
     assert!(serde_json::from_str::<ServerMessage>(r#"{"hello":{}}"#).is_err());
+}
+
+#[test]
+fn tokens_never_show_in_debug_output() {
+    let secret = Secret("s3cret".into());
+    assert!(!format!("{secret:?}").contains("s3cret"));
 }

@@ -66,6 +66,7 @@ pub struct DiplaBuilder {
     limits: TaskLimits,
     max_attempts: u32,
     speculate: bool,
+    tokens: Vec<String>,
 }
 
 impl Dipla {
@@ -79,6 +80,7 @@ impl Dipla {
             limits: DEFAULT_LIMITS,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             speculate: true,
+            tokens: Vec::new(),
         }
     }
 
@@ -211,6 +213,14 @@ impl DiplaBuilder {
         self
     }
 
+    /// Admits only workers presenting `token` (`dipla-worker --token`); call again to
+    /// accept several.
+    #[must_use]
+    pub fn worker_token(mut self, token: impl Into<String>) -> Self {
+        self.tokens.push(token.into());
+        self
+    }
+
     /// Binds the worker endpoint and starts the local workers.
     ///
     /// # Errors
@@ -249,10 +259,12 @@ impl DiplaBuilder {
         };
         let handle = Handle::new(job, |_| Keep::All);
         handle.lock().coordinator.set_speculation(self.speculate);
+        handle.require_tokens(crate::Tokens::new(&self.tokens));
         let local = LocalWorkers {
             count: local_workers,
             cache_dir: self.cache_dir,
             caps: self.caps,
+            token: self.tokens.first().cloned(),
         };
         let engine = Engine::start(listener, handle.clone(), &sandbox, &local)
             .map_err(|e| start(e.to_string()))?;

@@ -27,6 +27,8 @@ pub(crate) struct LocalWorkers {
     pub(crate) cache_dir: Option<PathBuf>,
     /// Caps for their tasks.
     pub(crate) caps: Limits,
+    /// The token they present, if the server requires one.
+    pub(crate) token: Option<String>,
 }
 
 /// A running worker endpoint with its local workers.
@@ -79,6 +81,7 @@ impl Engine {
                     name: format!("local-{i}"),
                     cores: 1,
                     caps: local.caps,
+                    token: local.token.clone(),
                     ..WorkerConfig::new("")
                 };
                 let cache = local_cache.clone();

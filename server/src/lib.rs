@@ -9,6 +9,7 @@
 //! It never trusts a worker: every message is parsed into typed protocol messages and checked
 //! against what that worker was actually given.
 
+mod auth;
 pub mod coordinator;
 mod driver;
 mod engine;
@@ -26,6 +27,7 @@ pub mod transport;
 mod tree;
 mod votes;
 
+pub use auth::Tokens;
 pub use coordinator::{Check, Replicate};
 pub use driver::{Dipla, DiplaBuilder, Input, ModuleRef, Task};
 pub use error::{DriverError, ManifestError};

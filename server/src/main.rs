@@ -48,6 +48,12 @@ enum Command {
         /// Never copy a task straggling on a slow worker to an idle faster one.
         #[arg(long)]
         no_speculation: bool,
+        /// Admit only workers presenting this token (`dipla-worker --token`); repeatable.
+        #[arg(long, env = "DIPLA_WORKER_TOKEN", hide_env_values = true)]
+        worker_token: Vec<String>,
+        /// Admit only workers presenting a token listed in this file, one per line.
+        #[arg(long)]
+        worker_tokens: Option<PathBuf>,
     },
     /// Print a guest module's hash and its tasks' signatures.
     Inspect {
@@ -107,7 +113,16 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             cache_dir,
             stage,
             no_speculation,
+            worker_token,
+            worker_tokens,
         } => {
+            let mut tokens = worker_token;
+            if let Some(path) = &worker_tokens {
+                let listed = dipla_server::Tokens::read_file(path)
+                    .with_context(|| format!("cannot read the tokens file {}", path.display()))?;
+                anyhow::ensure!(!listed.is_empty(), "{} lists no tokens", path.display());
+                tokens.extend(listed);
+            }
             let sandbox = Sandbox::new().context("cannot start the sandbox")?;
             let job = manifest::load(&path, &sandbox)?;
             let options = RunOptions {
@@ -120,6 +135,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 cache_dir,
                 only_stage: stage,
                 speculate: !no_speculation,
+                worker_tokens: tokens,
                 ..RunOptions::default()
             };
             let server = Server::bind(job, options).await.with_context(|| {

@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub only_stage: Option<String>,
     /// Let idle faster workers run copies of tasks straggling on slower ones.
     pub speculate: bool,
+    /// Admit only workers presenting one of these tokens (empty: admit all).
+    pub worker_tokens: Vec<String>,
 }
 
 impl Default for RunOptions {
@@ -42,6 +44,7 @@ impl Default for RunOptions {
             local_caps: WorkerConfig::new("").caps,
             only_stage: None,
             speculate: true,
+            worker_tokens: Vec::new(),
         }
     }
 }
@@ -138,6 +141,7 @@ impl Server {
         };
         let handle = Handle::new(job, keep);
         handle.lock().coordinator.set_speculation(options.speculate);
+        handle.require_tokens(crate::Tokens::new(&options.worker_tokens));
         Ok(Self {
             listener,
             handle,
@@ -189,6 +193,7 @@ impl Server {
             count: options.local_workers,
             cache_dir: options.cache_dir.clone(),
             caps: options.local_caps,
+            token: options.worker_tokens.first().cloned(),
         };
         let engine = Engine::start(listener, handle.clone(), &sandbox, &local)?;
 

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     names: Mutex<BTreeMap<u64, String>>,
     /// When the server started: the coordinator's clock counts from here.
     started: Instant,
+    /// The tokens workers must present (none: all are admitted).
+    pub(crate) tokens: Mutex<crate::Tokens>,
 }
 
 /// The job and its scheduling state, changed together under one lock.
@@ -106,6 +108,7 @@ impl Handle {
             next_worker: AtomicU64::new(1),
             names: Mutex::default(),
             started: Instant::now(),
+            tokens: Mutex::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -163,6 +166,24 @@ impl Handle {
                 record: core.coordinator.record(id),
             })
             .collect()
+    }
+
+    /// Admits only workers presenting one of `tokens`.
+    pub(crate) fn require_tokens(&self, tokens: crate::Tokens) {
+        *self
+            .shared
+            .tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = tokens;
+    }
+
+    /// Whether `token` admits a worker.
+    pub(crate) fn admits(&self, token: Option<&str>) -> bool {
+        self.shared
+            .tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admits(token)
     }
 
     /// Wakes connections to look for work.

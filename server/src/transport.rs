@@ -67,6 +67,14 @@ async fn connection(socket: WebSocket, handle: Handle) {
                     hello.protocol
                 ))
             }
+            Ok(WorkerMessage::Hello(hello))
+                if !handle.admits(hello.token.as_ref().map(|t| t.0.as_str())) =>
+            {
+                tracing::warn!(name = %hello.name, "refused a worker without a valid token");
+                End::Violation(
+                    "this server admits only workers with a valid token (--token)".into(),
+                )
+            }
             Ok(WorkerMessage::Hello(hello)) => {
                 let id = handle.next_worker_id();
                 let cores = hello.cores.clamp(1, MAX_CORES) as usize;

@@ -19,6 +19,8 @@ pub struct WorkerConfig {
     /// For tests and benchmarks: every task takes this many times as long (1: as fast as
     /// the machine goes).
     pub throttle: u32,
+    /// The token to present to a server that admits only known workers.
+    pub token: Option<String>,
     /// For tests of the server's checks only: rewrites each result before it is sent, to
     /// play a lying worker. The `dipla-worker` program never sets it.
     pub tamper: Option<Tamper>,
@@ -42,6 +44,7 @@ impl WorkerConfig {
             },
             benchmark: None,
             throttle: 1,
+            token: None,
             tamper: None,
         }
     }

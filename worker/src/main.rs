@@ -45,6 +45,9 @@ struct Cli {
     /// worker only by the work it does.
     #[arg(long)]
     no_bench: bool,
+    /// The token the server asks workers for, if it admits only known ones.
+    #[arg(long, env = "DIPLA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// For tests and benchmarks: make every task take N times as long, as a slow machine
     /// would.
     #[arg(long, hide = true, default_value_t = 1)]
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
     };
     let mut config = WorkerConfig::new(server);
     config.throttle = cli.throttle.max(1);
+    config.token = cli.token;
     if let Some(cores) = cli.cores {
         config.cores = cores.max(1);
     }

@@ -51,6 +51,7 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
         max_memory_mb: u32::try_from(config.caps.memory_bytes >> 20).unwrap_or(u32::MAX),
         max_fuel: config.caps.fuel,
         benchmark: config.benchmark.clone(),
+        token: config.token.clone().map(dipla_protocol::Secret),
     };
     sink.send(encode(&WorkerMessage::Hello(hello))).await?;
     let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_message(&mut stream))
