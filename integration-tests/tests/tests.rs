@@ -15,5 +15,6 @@ mod factorise;
 mod faults;
 mod hostile_guests;
 mod hostile_server;
+mod reconnect;
 mod shipping;
 mod speeds;

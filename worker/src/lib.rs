@@ -16,11 +16,13 @@ pub mod cache;
 pub mod config;
 mod error;
 mod executor;
+mod reconnect;
 mod session;
 
 pub use cache::ModuleCache;
 pub use config::{Tamper, WorkerConfig};
 pub use error::WorkerError;
+pub use reconnect::{Backoff, serve};
 pub use session::run;
 
 /// The largest WebSocket message a worker accepts (a module or a batch of tasks).

@@ -45,6 +45,12 @@ struct Cli {
     /// worker only by the work it does.
     #[arg(long)]
     no_bench: bool,
+    /// Give up after this many failed reconnections in a row [default: never give up].
+    #[arg(long)]
+    max_retries: Option<u32>,
+    /// The longest wait between reconnections, in seconds.
+    #[arg(long, default_value_t = 30)]
+    max_retry_secs: u64,
     /// The token the server asks workers for, if it admits only known ones.
     #[arg(long, env = "DIPLA_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -137,7 +143,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dipla_worker::run(&config, &cache)) {
+    let backoff = dipla_worker::Backoff {
+        retries: cli.max_retries,
+        max: Duration::from_secs(cli.max_retry_secs.max(1)),
+        ..dipla_worker::Backoff::default()
+    };
+    match runtime.block_on(dipla_worker::serve(&config, &cache, backoff)) {
         Ok(reason) => {
             eprintln!("dipla-worker: the server said goodbye: {reason}");
             ExitCode::SUCCESS

@@ -14,6 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::executor::{Executor, Work};
 use crate::{MAX_MESSAGE_BYTES, ModuleCache, WorkerConfig, WorkerError};
@@ -286,9 +287,14 @@ async fn next_frame(stream: &mut Stream) -> Result<Frame, WorkerError> {
             }
             Message::Binary(bytes) => return Ok(Frame::Module(bytes.into())),
             Message::Close(frame) => {
+                let policy = frame.as_ref().is_some_and(|f| f.code == CloseCode::Policy);
                 let reason =
                     frame.map_or_else(|| "no reason given".to_owned(), |f| f.reason.to_string());
-                return Err(WorkerError::Closed(reason));
+                return Err(if policy {
+                    WorkerError::Refused(reason)
+                } else {
+                    WorkerError::Closed(reason)
+                });
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }

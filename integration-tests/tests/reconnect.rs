@@ -1,0 +1,46 @@
+//! Workers outlive their connections: a worker started before its server waits for it,
+//! backing off, and serves the job once it is up.
+
+use dipla_server::{RunOptions, Server};
+
+use crate::support::{JobDir, WorkerProcess, finish};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waits_for_its_server_and_joins_when_it_comes() {
+    // A free port, for a server that does not exist yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("ws://{addr}/ws");
+    let _worker = WorkerProcess::with_args(
+        &url,
+        "early",
+        tempfile::tempdir().unwrap(),
+        &["--max-retry-secs", "1"],
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let job = JobDir::new(
+        r#"
+        name = "squares"
+        [modules]
+        bed = "{testbed}"
+        [[stages]]
+        name = "squares"
+        task = "bed.square"
+        inputs = { range = { start = 0, end = 50 } }
+        "#,
+    );
+    let options = RunOptions {
+        listen: Some(addr),
+        local_workers: 0,
+        ..RunOptions::default()
+    };
+    let server = Server::bind(job.job(), options).await.unwrap();
+    let (summary, lines) = tokio::time::timeout(std::time::Duration::from_secs(30), finish(server))
+        .await
+        .expect("the waiting worker joined and served the job");
+    assert!(summary.success(), "{summary}");
+    assert_eq!(lines.len(), 50);
+}
