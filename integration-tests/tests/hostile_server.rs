@@ -93,6 +93,7 @@ async fn a_worker_refuses_modules_with_imports_and_unrequested_modules() {
         &ServerMessage::Welcome(Welcome {
             protocol: 1,
             worker: 1,
+            heartbeat_ms: None,
         }),
     )
     .await;

@@ -15,6 +15,7 @@ mod factorise;
 mod faults;
 mod hostile_guests;
 mod hostile_server;
+mod liveness;
 mod reconnect;
 mod shipping;
 mod speeds;

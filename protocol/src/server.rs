@@ -30,6 +30,10 @@ pub struct Welcome {
     pub protocol: u32,
     /// The id the server gave this connection, for logs on both sides.
     pub worker: u64,
+    /// How often the server pings, in milliseconds: a worker that hears nothing for three
+    /// times as long may take the connection for dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
 }
 
 /// Tasks that share a module, an export and limits.

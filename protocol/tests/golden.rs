@@ -131,6 +131,7 @@ fn welcome() {
         &ServerMessage::Welcome(Welcome {
             protocol: 1,
             worker: 3,
+            heartbeat_ms: None,
         }),
         r#"{"welcome":{"protocol":1,"worker":3}}"#,
     );
@@ -215,4 +216,16 @@ fn unknown_message_types_are_errors() {
 fn tokens_never_show_in_debug_output() {
     let secret = Secret("s3cret".into());
     assert!(!format!("{secret:?}").contains("s3cret"));
+}
+
+#[test]
+fn welcome_with_a_heartbeat() {
+    pin(
+        &ServerMessage::Welcome(Welcome {
+            protocol: 1,
+            worker: 3,
+            heartbeat_ms: Some(5000),
+        }),
+        r#"{"welcome":{"protocol":1,"worker":3,"heartbeat_ms":5000}}"#,
+    );
 }

@@ -54,6 +54,10 @@ enum Command {
         /// Admit only workers presenting a token listed in this file, one per line.
         #[arg(long)]
         worker_tokens: Option<PathBuf>,
+        /// Ping workers this often, in seconds; one silent for three periods is dropped and
+        /// its tasks run elsewhere.
+        #[arg(long, default_value_t = 5.0)]
+        heartbeat_secs: f64,
     },
     /// Print a guest module's hash and its tasks' signatures.
     Inspect {
@@ -115,7 +119,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             no_speculation,
             worker_token,
             worker_tokens,
+            heartbeat_secs,
         } => {
+            anyhow::ensure!(
+                heartbeat_secs.is_finite() && heartbeat_secs >= 0.05,
+                "--heartbeat-secs must be at least 0.05"
+            );
             let mut tokens = worker_token;
             if let Some(path) = &worker_tokens {
                 let listed = dipla_server::Tokens::read_file(path)
@@ -136,6 +145,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 only_stage: stage,
                 speculate: !no_speculation,
                 worker_tokens: tokens,
+                heartbeat: std::time::Duration::from_secs_f64(heartbeat_secs),
                 ..RunOptions::default()
             };
             let server = Server::bind(job, options).await.with_context(|| {

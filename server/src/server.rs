@@ -33,6 +33,9 @@ pub struct RunOptions {
     pub speculate: bool,
     /// Admit only workers presenting one of these tokens (empty: admit all).
     pub worker_tokens: Vec<String>,
+    /// How often to ping workers; one silent for three periods is dropped and its tasks
+    /// go elsewhere.
+    pub heartbeat: Duration,
 }
 
 impl Default for RunOptions {
@@ -45,6 +48,7 @@ impl Default for RunOptions {
             only_stage: None,
             speculate: true,
             worker_tokens: Vec::new(),
+            heartbeat: crate::state::DEFAULT_HEARTBEAT,
         }
     }
 }
@@ -142,6 +146,7 @@ impl Server {
         let handle = Handle::new(job, keep);
         handle.lock().coordinator.set_speculation(options.speculate);
         handle.require_tokens(crate::Tokens::new(&options.worker_tokens));
+        handle.set_heartbeat(options.heartbeat);
         Ok(Self {
             listener,
             handle,

@@ -10,6 +10,9 @@ use crate::fleet::WorkerRecord;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::{Job, Module, Source, Stage};
 
+/// How often connections are pinged unless the server is told otherwise.
+pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Everything the connections, the result writer and the driver share. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
@@ -37,6 +40,8 @@ pub(crate) struct Shared {
     started: Instant,
     /// The tokens workers must present (none: all are admitted).
     pub(crate) tokens: Mutex<crate::Tokens>,
+    /// How often connections are pinged; three silent periods end one.
+    heartbeat: Mutex<std::time::Duration>,
 }
 
 /// The job and its scheduling state, changed together under one lock.
@@ -109,6 +114,7 @@ impl Handle {
             names: Mutex::default(),
             started: Instant::now(),
             tokens: Mutex::default(),
+            heartbeat: Mutex::new(DEFAULT_HEARTBEAT),
         };
         Self {
             shared: Arc::new(shared),
@@ -166,6 +172,25 @@ impl Handle {
                 record: core.coordinator.record(id),
             })
             .collect()
+    }
+
+    /// Pings connections every `every`; a worker silent for three of them is dropped.
+    pub(crate) fn set_heartbeat(&self, every: std::time::Duration) {
+        *self
+            .shared
+            .heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            every.max(std::time::Duration::from_millis(50));
+    }
+
+    /// How often connections are pinged.
+    pub(crate) fn heartbeat(&self) -> std::time::Duration {
+        *self
+            .shared
+            .heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Admits only workers presenting one of `tokens`.

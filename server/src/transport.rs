@@ -126,9 +126,11 @@ type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 type Stream = futures_util::stream::SplitStream<WebSocket>;
 
 async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -> End {
+    let heartbeat = handle.heartbeat();
     let welcome = ServerMessage::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,
         worker: id,
+        heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
     });
     if sink.send(Message::text(encode(&welcome))).await.is_err() {
         return End::Gone;
@@ -138,6 +140,9 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
     let mut modules_sent = HashSet::new();
     let mut look_again = tokio::time::interval(LOOK_AGAIN);
     look_again.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping = tokio::time::interval(heartbeat);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = tokio::time::Instant::now();
     loop {
         if *done.borrow_and_update() {
             return End::Done;
@@ -171,6 +176,7 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
         }
         tokio::select! {
             frame = stream.next() => {
+                heard = tokio::time::Instant::now();
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
@@ -194,8 +200,17 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
             }
             changed = wake.changed() => if changed.is_err() { return End::Done },
             // Now and then, look again: a task elsewhere may have become a straggler worth
-            // copying.
+            // copying, or one of this worker's tasks may have passed its deadline.
             _ = look_again.tick() => {}
+            _ = ping.tick() => {
+                if heard.elapsed() > heartbeat.saturating_mul(3) {
+                    tracing::warn!(id, silent = ?heard.elapsed(), "no heartbeat from the worker");
+                    return End::Gone;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return End::Gone;
+                }
+            }
             changed = done.changed() => if changed.is_err() { return End::Done },
         }
     }

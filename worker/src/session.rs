@@ -83,6 +83,9 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
         control,
         modules: HashMap::new(),
         events: mpsc::unbounded_channel(),
+        silence: welcome
+            .heartbeat_ms
+            .map(|ms| Duration::from_millis(ms.max(100)).saturating_mul(3)),
     };
     let ended = session.serve(&mut stream).await;
     drop(session);
@@ -127,13 +130,25 @@ struct Session {
     control: mpsc::Sender<WorkerMessage>,
     modules: HashMap<ModuleHash, Slot>,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+    /// How long the server may stay silent before the connection is taken for dead (three
+    /// of its heartbeats; `None` when it does not say it pings).
+    silence: Option<Duration>,
 }
 
 impl Session {
     async fn serve(&mut self, stream: &mut Stream) -> Result<String, WorkerError> {
+        let silence = self.silence;
         loop {
+            let heard = async {
+                match silence {
+                    Some(limit) => tokio::time::timeout(limit, next_frame(stream))
+                        .await
+                        .map_err(|_| WorkerError::Timeout(limit))?,
+                    None => next_frame(stream).await,
+                }
+            };
             tokio::select! {
-                message = next_frame(stream) => match message? {
+                message = heard => match message? {
                     Frame::Message(ServerMessage::Tasks(batch)) => self.on_batch(batch),
                     Frame::Message(ServerMessage::Goodbye { reason }) => return Ok(reason),
                     Frame::Message(ServerMessage::Cancel { ids }) => self.on_cancel(&ids),

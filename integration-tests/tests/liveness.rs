@@ -1,0 +1,60 @@
+//! Liveness: a worker that stops talking is dropped after three missed heartbeats, and its
+//! tasks run elsewhere.
+
+use std::time::Duration;
+
+use dipla_server::{RunOptions, Server};
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{JobDir, WorkerProcess, finish};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_is_dropped_and_its_tasks_run_elsewhere() {
+    let inputs: Vec<String> = (0..20).map(|i| format!("[{i}, 2000000]")).collect();
+    let job = JobDir::new(&format!(
+        r#"
+        name = "burn"
+        [modules]
+        bed = "{{testbed}}"
+        [[stages]]
+        name = "burn"
+        task = "bed.burn"
+        inputs = {{ values = [{}] }}
+        "#,
+        inputs.join(", ")
+    ));
+    let options = RunOptions {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        local_workers: 0,
+        heartbeat: Duration::from_millis(200),
+        // Copies would rescue the silent worker's tasks first; this tests the heartbeat.
+        speculate: false,
+        ..RunOptions::default()
+    };
+    let server = Server::bind(job.job(), options).await.unwrap();
+    let url = server.worker_url().unwrap();
+    let handle = server.handle();
+    let run = tokio::spawn(finish(server));
+
+    // A worker that says hello, takes its tasks, then neither reads nor writes again.
+    let (mut silent, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let hello = r#"{"hello":{"protocol":1,"name":"silent","version":"test","cores":1,"max_memory_mb":256,"max_fuel":100000000000}}"#;
+    silent.send(Message::text(hello)).await.unwrap();
+    while handle.running() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _honest = WorkerProcess::start(&url, "honest");
+    let (summary, lines) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the job finishes without the silent worker")
+        .unwrap();
+    assert!(summary.success(), "{summary}");
+    assert_eq!(lines.len(), 20);
+    assert!(summary.counts.requeued >= 1, "{summary}");
+    assert_eq!(
+        summary.stats.workers_joined, 2,
+        "the honest worker, busy or idle, answers pings and is never dropped"
+    );
+    drop(silent);
+}
