@@ -58,3 +58,59 @@ async fn a_silent_worker_is_dropped_and_its_tasks_run_elsewhere() {
     );
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_a_worker_that_never_answers_are_reissued_after_their_deadline() {
+    use futures_util::StreamExt;
+    let job = JobDir::new(
+        r#"
+        name = "squares"
+        [modules]
+        bed = "{testbed}"
+        [[stages]]
+        name = "squares"
+        task = "bed.square"
+        inputs = { range = { start = 0, end = 10 } }
+        deadline_secs = 0.2
+        "#,
+    );
+    let options = RunOptions {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        local_workers: 0,
+        speculate: false,
+        ..RunOptions::default()
+    };
+    let server = Server::bind(job.job(), options).await.unwrap();
+    let url = server.worker_url().unwrap();
+    let handle = server.handle();
+    let run = tokio::spawn(finish(server));
+
+    // A worker that keeps its connection alive (reading answers pings) but never answers.
+    let (mut sink, mut stream) = tokio_tungstenite::connect_async(&url)
+        .await
+        .unwrap()
+        .0
+        .split();
+    let hello = r#"{"hello":{"protocol":1,"name":"mute","version":"test","cores":1,"max_memory_mb":256,"max_fuel":100000000000}}"#;
+    sink.send(Message::text(hello)).await.unwrap();
+    let reader = tokio::spawn(async move { while stream.next().await.is_some() {} });
+    while handle.running() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _honest = WorkerProcess::start(&url, "honest");
+    let (summary, lines) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the job finishes without the mute worker's answers")
+        .unwrap();
+    assert!(summary.success(), "{summary}");
+    assert_eq!(lines.len(), 10);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["output"], (i * i) as u64);
+    }
+    assert!(summary.counts.expired >= 1, "{summary}");
+    assert_eq!(
+        summary.counts.requeued, 0,
+        "the mute worker was never dropped"
+    );
+    reader.abort();
+}

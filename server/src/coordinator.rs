@@ -58,6 +58,9 @@ pub const STRAGGLER: f64 = 2.0;
 /// ...but only once it has run this long (a task of a millisecond is not worth copying).
 const MIN_STRAGGLER_MICROS: f64 = 50_000.0;
 
+/// Time added to every deadline for the network and queueing, in microseconds.
+pub const DEADLINE_GRACE: u64 = 2_000_000;
+
 /// How many times a task may be lost with its worker before it is failed (it may be what
 /// kills workers).
 pub const MAX_LOST: u32 = 3;
@@ -183,6 +186,13 @@ pub struct StagePlan {
     pub replicate: Replicate,
     /// Agreeing answers a replicated task needs.
     pub quorum: u32,
+    /// How long an attempt may run before the task is given to another worker too, in
+    /// microseconds; `None`: from the task's limits and the worker's speed.
+    pub deadline: Option<u64>,
+    /// A task's fuel budget (with the worker's speed, it bounds how long a task can take).
+    pub fuel: u64,
+    /// A task's wall-clock limit on the worker, in microseconds.
+    pub timeout: u64,
 }
 
 /// A finished task, taken by the writer.
@@ -241,6 +251,8 @@ pub struct Counts {
     pub untrusted: u64,
     /// Accepted unchecked results of untrusted workers, run again.
     pub revoked: u64,
+    /// Attempts past their deadline whose task was given to another worker too.
+    pub expired: u64,
 }
 
 #[derive(Debug, Default)]
@@ -260,6 +272,10 @@ struct Attempt {
     worker: WorkerId,
     /// When it was handed out ([`Coordinator::set_clock`]).
     started: u64,
+    /// When it is overdue: the task is then given to another worker as well.
+    deadline: u64,
+    /// Whether it is overdue and was reissued.
+    expired: bool,
 }
 
 /// A final result, kept while someone still reads it.
@@ -363,6 +379,10 @@ pub struct Coordinator {
     votes: HashMap<TaskRef, Votes>,
     /// Picks which answers to replicate (xorshift, seeded from the OS).
     rng: u64,
+    /// Tasks queued again while an attempt may still answer (replicas, overdue tasks): when
+    /// such a task is final, its other attempts and queue entries are dropped, so no task is
+    /// ever counted twice.
+    reissued: HashSet<TaskRef>,
     /// Attempts cancelled by a stop: their late results are ignored.
     cancelled: HashSet<AttemptId>,
     /// Cancellations not yet sent, per worker.
@@ -394,6 +414,7 @@ impl Coordinator {
             now: 0,
             votes: HashMap::new(),
             rng: random_seed(),
+            reissued: HashSet::new(),
             cancelled: HashSet::new(),
             cancels: HashMap::new(),
             counts: Counts::default(),
@@ -619,6 +640,10 @@ impl Coordinator {
         if state.untrusted {
             return Vec::new();
         }
+        self.reissue_overdue();
+        let Some(state) = self.fleet.get(worker) else {
+            return Vec::new();
+        };
         let mut room = state.room();
         let idle = state.cores.saturating_sub(state.in_flight);
         let unassigned = self.unassigned();
@@ -687,12 +712,15 @@ impl Coordinator {
             let id = self.next_attempt;
             self.next_attempt += 1;
             let started = self.now;
+            let deadline = started.saturating_add(self.allowance(task.stage, worker));
             self.attempts.insert(
                 id,
                 Attempt {
                     task,
                     worker,
                     started,
+                    deadline,
+                    expired: false,
                 },
             );
             *self.live.entry(task).or_default() += 1;
@@ -711,6 +739,51 @@ impl Coordinator {
             state.in_flight += assignments.iter().map(|a| a.tasks.len()).sum::<usize>();
         }
         assignments
+    }
+
+    /// How long an attempt of a `stage` task on `worker` may take before it is overdue: the
+    /// stage's deadline if it sets one, else the task's wall-clock limit, or four times what
+    /// its fuel budget takes at the worker's measured speed if that is sooner, plus
+    /// [`DEADLINE_GRACE`] for the network.
+    fn allowance(&self, stage: usize, worker: WorkerId) -> u64 {
+        let plan = &self.stages[stage].plan;
+        let base = plan.deadline.unwrap_or_else(|| {
+            let by_fuel = self
+                .fleet
+                .record(worker)
+                .and_then(|record| record.measured)
+                .map_or(u64::MAX, |speed| (plan.fuel as f64 / speed * 4.0) as u64);
+            plan.timeout.min(by_fuel)
+        });
+        base.saturating_add(DEADLINE_GRACE)
+    }
+
+    /// Gives every task whose only attempt is overdue to the queue again; the late attempt
+    /// may still answer, and the first answer wins.
+    fn reissue_overdue(&mut self) {
+        let now = self.now;
+        let mut overdue: Vec<(AttemptId, TaskRef)> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| !attempt.expired && now > attempt.deadline)
+            .map(|(&id, attempt)| (id, attempt.task))
+            .collect();
+        overdue.sort_unstable();
+        for (id, task) in overdue {
+            if let Some(attempt) = self.attempts.get_mut(&id) {
+                attempt.expired = true;
+            }
+            if self.live.get(&task) == Some(&1) && !self.votes.contains_key(&task) {
+                tracing::info!(
+                    attempt = id,
+                    ?task,
+                    "task overdue; giving it to another worker"
+                );
+                self.counts.expired += 1;
+                self.reissued.insert(task);
+                self.retries.push_front(task);
+            }
+        }
     }
 
     /// Tasks waiting for a worker: retries, ready ones and fresh inputs.
@@ -806,6 +879,15 @@ impl Coordinator {
     /// A task may go to `worker` unless it failed there and some other connected worker has
     /// not tried it yet.
     fn eligible(&self, task: TaskRef, worker: WorkerId) -> bool {
+        if self.live.contains_key(&task)
+            && self
+                .attempts
+                .values()
+                .any(|attempt| attempt.task == task && attempt.worker == worker)
+        {
+            // It is running there already (an overdue task given out again).
+            return false;
+        }
         if let Some(votes) = self.votes.get(&task) {
             // A replica never goes to a worker that was given the task.
             return !votes.asked.contains(&worker);
@@ -910,6 +992,7 @@ impl Coordinator {
                         asked: vec![worker],
                     };
                     self.votes.insert(task, votes);
+                    self.reissued.insert(task);
                     for _ in 1..quorum {
                         self.retries.push_back(task);
                     }
@@ -1311,6 +1394,10 @@ impl Coordinator {
 
     /// A task has its final outcome: record it and make ready what was waiting for it.
     fn finish(&mut self, task: TaskRef, outcome: Outcome, proof: Proof) {
+        if self.reissued.remove(&task) {
+            self.retries.retain(|&t| t != task);
+            self.cancel_copies(task);
+        }
         let history = self.history.remove(&task).unwrap_or_default();
         let attempts = history.failures + u32::from(outcome.is_ok());
         let node = self.stages[task.stage]
@@ -1765,6 +1852,9 @@ mod tests {
             keep: Keep::Ordered,
             replicate: Replicate::Off,
             quorum: 2,
+            deadline: None,
+            fuel: 1_000_000_000,
+            timeout: 60_000_000,
         }
     }
 
@@ -1953,6 +2043,9 @@ mod tests {
             keep: Keep::Ordered,
             replicate: Replicate::Off,
             quorum: 2,
+            deadline: None,
+            fuel: 1_000_000_000,
+            timeout: 60_000_000,
         }
     }
 
@@ -2552,5 +2645,44 @@ mod tests {
                 return;
             }
         }
+    }
+
+    #[test]
+    fn an_overdue_task_goes_to_another_worker_and_the_first_answer_counts_once() {
+        let mut c = Coordinator::new(vec![StagePlan {
+            deadline: Some(1_000_000),
+            ..plan(1)
+        }]);
+        c.set_speculation(false);
+        c.join(1, 1);
+        c.join(2, 1);
+        let stuck = ids(&c.assign(1));
+        assert!(c.assign(2).is_empty());
+        c.set_clock(1_000_000 + DEADLINE_GRACE + 1);
+        let again = ids(&c.assign(2));
+        assert_eq!(again.len(), 1, "overdue: given to worker 2");
+        assert_eq!(again[0].1, stuck[0].1);
+        assert_eq!(c.counts().expired, 1);
+        // The late answer from worker 1 still counts, and worker 2's attempt is cancelled.
+        c.complete(1, stuck[0].0, 5, output("1")).unwrap();
+        assert_eq!(c.take_cancels(2), [again[0].0]);
+        c.complete(2, again[0].0, 5, output("1")).unwrap();
+        assert_eq!(c.take_ready().len(), 1);
+        assert_eq!(c.counts().succeeded, 1, "counted once");
+        assert!(c.is_complete());
+
+        // An overdue task still queued when the late answer comes is not run again.
+        let mut c = Coordinator::new(vec![StagePlan {
+            deadline: Some(1_000_000),
+            ..plan(1)
+        }]);
+        c.join(1, 1);
+        let stuck = ids(&c.assign(1));
+        c.set_clock(10_000_000);
+        assert!(c.assign(1).is_empty(), "not to the worker that has it");
+        c.complete(1, stuck[0].0, 5, output("1")).unwrap();
+        c.join(2, 1);
+        assert!(c.assign(2).is_empty(), "the queued copy was dropped");
+        assert_eq!(c.counts().succeeded, 1);
     }
 }

@@ -333,6 +333,7 @@ impl ModuleRef {
             replicate: Replicate::Off,
             quorum: 2,
             verify: None,
+            deadline: None,
         }
     }
 }
@@ -352,6 +353,7 @@ pub struct Task {
     replicate: Replicate,
     quorum: u32,
     verify: Option<(ModuleHash, String)>,
+    deadline: Option<std::time::Duration>,
 }
 
 /// What a task is applied to: values known now, or the outputs of a promise.
@@ -454,6 +456,13 @@ impl Task {
     /// answer disagrees with the majority is untrusted and its unchecked results re-run.
     pub fn replicate(mut self, replicate: Replicate) -> Self {
         self.replicate = replicate;
+        self
+    }
+
+    /// How long a task may run on a worker before it is given to another one as well (the
+    /// first answer wins); by default, from its limits and the worker's measured speed.
+    pub fn deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.deadline = Some(deadline);
         self
     }
 
@@ -597,6 +606,7 @@ impl Task {
             let mut core = inner.handle.lock();
             let (source, tasks) = source(&core, &info)?;
             let stage = Stage {
+                deadline: self.deadline,
                 replicate: self.replicate,
                 quorum: self.quorum,
                 verify: self.verify.clone(),

@@ -65,6 +65,9 @@ pub struct Stage {
     pub quorum: u32,
     /// The verifier every output is checked with: a module and its `#[verifier]` export.
     pub verify: Option<(ModuleHash, String)>,
+    /// How long a task may run on a worker before it is given to another one too (`None`:
+    /// from its limits and the worker's measured speed).
+    pub deadline: Option<std::time::Duration>,
 }
 
 /// Where a stage's task inputs come from.
@@ -131,6 +134,11 @@ impl Stage {
             keep,
             replicate: self.replicate,
             quorum: self.quorum,
+            deadline: self
+                .deadline
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            fuel: self.limits.fuel,
+            timeout: self.limits.timeout_ms.saturating_mul(1000),
         }
     }
 

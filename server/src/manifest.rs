@@ -68,6 +68,7 @@ struct StageFile {
     replicate: Option<toml::Value>,
     quorum: Option<u32>,
     verify: Option<String>,
+    deadline_secs: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -411,8 +412,21 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
                 Some((*hash, export.to_owned()))
             }
         };
+        let deadline = match stage.deadline_secs {
+            None => None,
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+                Some(std::time::Duration::from_secs_f64(secs))
+            }
+            Some(secs) => {
+                return Err(invalid(
+                    key("deadline_secs"),
+                    format!("{secs} should be a positive number of seconds"),
+                ));
+            }
+        };
         let (module, export, info) = tasks[i].clone();
         stages.push(Stage {
+            deadline,
             replicate,
             quorum,
             verify,

@@ -88,13 +88,14 @@ impl std::fmt::Display for Summary {
             rejected,
             untrusted,
             revoked,
+            expired,
         } = self.counts;
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
             "{} tasks: {succeeded} succeeded, {failed} failed, {stopped} not run once their \
              stage met its goal ({retried} retries, {requeued} re-run after a worker was lost, \
-             {speculated} speculative copies) in {secs:.2} s ({:.0} tasks/s); {} workers, {} \
+             {expired} overdue and given out again, {speculated} speculative copies) in {secs:.2} s ({:.0} tasks/s); {} workers, {} \
              module transfers; checks: {replicas} replicas, {rejected} outputs rejected by a \
              verifier, {untrusted} workers untrusted, {revoked} results revoked",
             self.tasks,

@@ -139,16 +139,8 @@ impl Session {
     async fn serve(&mut self, stream: &mut Stream) -> Result<String, WorkerError> {
         let silence = self.silence;
         loop {
-            let heard = async {
-                match silence {
-                    Some(limit) => tokio::time::timeout(limit, next_frame(stream))
-                        .await
-                        .map_err(|_| WorkerError::Timeout(limit))?,
-                    None => next_frame(stream).await,
-                }
-            };
             tokio::select! {
-                message = heard => match message? {
+                message = next_frame_within(stream, silence) => match message? {
                     Frame::Message(ServerMessage::Tasks(batch)) => self.on_batch(batch),
                     Frame::Message(ServerMessage::Goodbye { reason }) => return Ok(reason),
                     Frame::Message(ServerMessage::Cancel { ids }) => self.on_cancel(&ids),
@@ -289,11 +281,24 @@ enum Frame {
 
 /// The next message or module, answering pings on the way.
 async fn next_frame(stream: &mut Stream) -> Result<Frame, WorkerError> {
+    next_frame_within(stream, None).await
+}
+
+/// Like [`next_frame`], failing when no frame at all (pings included) arrives within
+/// `silence`.
+async fn next_frame_within(
+    stream: &mut Stream,
+    silence: Option<Duration>,
+) -> Result<Frame, WorkerError> {
     loop {
-        let frame = stream
-            .next()
-            .await
-            .ok_or_else(|| WorkerError::Closed("the connection ended".to_owned()))??;
+        let next = match silence {
+            Some(limit) => tokio::time::timeout(limit, stream.next())
+                .await
+                .map_err(|_| WorkerError::Timeout(limit))?,
+            None => stream.next().await,
+        };
+        let frame =
+            next.ok_or_else(|| WorkerError::Closed("the connection ended".to_owned()))??;
         match frame {
             Message::Text(text) => {
                 return serde_json::from_str(&text)
