@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod chaining;
+mod chaos;
 mod checks;
 mod cli;
 mod driver;

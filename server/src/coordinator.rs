@@ -62,7 +62,7 @@ const MIN_STRAGGLER_MICROS: f64 = 50_000.0;
 pub const DEADLINE_GRACE: u64 = 2_000_000;
 
 /// How many times a task may be lost with its worker before it is failed (it may be what
-/// kills workers).
+/// kills workers), unless [`Coordinator::set_max_lost`] says otherwise.
 pub const MAX_LOST: u32 = 3;
 
 /// Where a stage's task inputs come from.
@@ -383,6 +383,8 @@ pub struct Coordinator {
     /// such a task is final, its other attempts and queue entries are dropped, so no task is
     /// ever counted twice.
     reissued: HashSet<TaskRef>,
+    /// How many times a task may be lost with its worker before it is failed.
+    max_lost: u32,
     /// Attempts cancelled by a stop: their late results are ignored.
     cancelled: HashSet<AttemptId>,
     /// Cancellations not yet sent, per worker.
@@ -415,6 +417,7 @@ impl Coordinator {
             votes: HashMap::new(),
             rng: random_seed(),
             reissued: HashSet::new(),
+            max_lost: MAX_LOST,
             cancelled: HashSet::new(),
             cancels: HashMap::new(),
             counts: Counts::default(),
@@ -565,6 +568,12 @@ impl Coordinator {
         self.fleet.record(worker)
     }
 
+    /// How many times a task may be lost with its worker before it is failed (default
+    /// [`MAX_LOST`]).
+    pub fn set_max_lost(&mut self, times: u32) {
+        self.max_lost = times.max(1);
+    }
+
     /// Whether idle faster workers may run copies of tasks running on slower ones (default
     /// yes).
     pub fn set_speculation(&mut self, speculate: bool) {
@@ -613,8 +622,11 @@ impl Coordinator {
             }
             let history = self.history.entry(task).or_default();
             history.lost += 1;
-            if history.lost >= MAX_LOST {
-                let message = format!("{MAX_LOST} workers were lost while running this task");
+            if history.lost >= self.max_lost {
+                let message = format!(
+                    "{} workers were lost while running this task",
+                    self.max_lost
+                );
                 let failure = TaskFailure {
                     kind: FailureKind::Worker,
                     message,

@@ -35,6 +35,6 @@ pub use fleet::WorkerRecord;
 pub use inputs::Inputs;
 pub use job::{Job, Module, Part, Source, Stage};
 pub use promise::{Promise, Reduced};
-pub use server::{RunOptions, Server, Summary};
+pub use server::{DEFAULT_MAX_WORKERS, RunOptions, Server, Summary};
 pub use state::{Handle, WorkerSummary};
 pub use stats::{Stats, StatsSnapshot};

@@ -58,6 +58,12 @@ enum Command {
         /// its tasks run elsewhere.
         #[arg(long, default_value_t = 5.0)]
         heartbeat_secs: f64,
+        /// Fail a task once this many workers were lost while running it.
+        #[arg(long, default_value_t = dipla_server::coordinator::MAX_LOST)]
+        max_lost: u32,
+        /// The most workers connected at once; more are refused with a reason.
+        #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_WORKERS)]
+        max_workers: usize,
     },
     /// Print a guest module's hash and its tasks' signatures.
     Inspect {
@@ -120,6 +126,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             worker_token,
             worker_tokens,
             heartbeat_secs,
+            max_lost,
+            max_workers,
         } => {
             anyhow::ensure!(
                 heartbeat_secs.is_finite() && heartbeat_secs >= 0.05,
@@ -146,6 +154,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 speculate: !no_speculation,
                 worker_tokens: tokens,
                 heartbeat: std::time::Duration::from_secs_f64(heartbeat_secs),
+                max_lost,
+                max_workers,
                 ..RunOptions::default()
             };
             let server = Server::bind(job, options).await.with_context(|| {

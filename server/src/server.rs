@@ -16,6 +16,9 @@ use crate::output::write_line;
 use crate::state::Handle;
 use crate::stats::StatsSnapshot;
 
+/// The most workers a server accepts at once unless told otherwise.
+pub const DEFAULT_MAX_WORKERS: usize = 10_000;
+
 /// How `run` runs a job.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -36,6 +39,10 @@ pub struct RunOptions {
     /// How often to ping workers; one silent for three periods is dropped and its tasks
     /// go elsewhere.
     pub heartbeat: Duration,
+    /// How many times a task may be lost with its worker before it is failed.
+    pub max_lost: u32,
+    /// The most workers connected at once (more are refused with a reason).
+    pub max_workers: usize,
 }
 
 impl Default for RunOptions {
@@ -49,6 +56,8 @@ impl Default for RunOptions {
             speculate: true,
             worker_tokens: Vec::new(),
             heartbeat: crate::state::DEFAULT_HEARTBEAT,
+            max_lost: crate::coordinator::MAX_LOST,
+            max_workers: DEFAULT_MAX_WORKERS,
         }
     }
 }
@@ -148,6 +157,8 @@ impl Server {
         handle.lock().coordinator.set_speculation(options.speculate);
         handle.require_tokens(crate::Tokens::new(&options.worker_tokens));
         handle.set_heartbeat(options.heartbeat);
+        handle.set_max_workers(options.max_workers);
+        handle.lock().coordinator.set_max_lost(options.max_lost);
         Ok(Self {
             listener,
             handle,

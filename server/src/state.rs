@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) tokens: Mutex<crate::Tokens>,
     /// How often connections are pinged; three silent periods end one.
     heartbeat: Mutex<std::time::Duration>,
+    /// The most workers connected at once.
+    max_workers: AtomicUsize,
 }
 
 /// The job and its scheduling state, changed together under one lock.
@@ -115,6 +117,7 @@ impl Handle {
             started: Instant::now(),
             tokens: Mutex::default(),
             heartbeat: Mutex::new(DEFAULT_HEARTBEAT),
+            max_workers: AtomicUsize::new(usize::MAX),
         };
         Self {
             shared: Arc::new(shared),
@@ -182,6 +185,18 @@ impl Handle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) =
             every.max(std::time::Duration::from_millis(50));
+    }
+
+    /// Accepts at most `count` workers at once.
+    pub(crate) fn set_max_workers(&self, count: usize) {
+        self.shared
+            .max_workers
+            .store(count.max(1), Ordering::Relaxed);
+    }
+
+    /// The most workers accepted at once.
+    pub(crate) fn max_workers(&self) -> usize {
+        self.shared.max_workers.load(Ordering::Relaxed)
     }
 
     /// How often connections are pinged.

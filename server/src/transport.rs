@@ -75,6 +75,13 @@ async fn connection(socket: WebSocket, handle: Handle) {
                     "this server admits only workers with a valid token (--token)".into(),
                 )
             }
+            Ok(WorkerMessage::Hello(hello)) if handle.workers().len() >= handle.max_workers() => {
+                tracing::warn!(name = %hello.name, "refused a worker: the server is full");
+                End::Violation(format!(
+                    "this server is full ({} workers); try again later",
+                    handle.max_workers()
+                ))
+            }
             Ok(WorkerMessage::Hello(hello)) => {
                 let id = handle.next_worker_id();
                 let cores = hello.cores.clamp(1, MAX_CORES) as usize;

@@ -1,0 +1,76 @@
+//! Chaos: workers killed (-9) and restarted every few hundred milliseconds while a job of
+//! 10,000 tasks runs. Every task completes exactly once, with the right answer.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use dipla_server::{RunOptions, Server};
+
+use crate::support::{JobDir, WorkerProcess, finish};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_and_restarting_workers_loses_nothing_and_doubles_nothing() {
+    const TASKS: u64 = 10_000;
+    let inputs: Vec<String> = (0..TASKS).map(|i| format!("[{i}, 100000]")).collect();
+    let job = JobDir::new(&format!(
+        r#"
+        name = "chaos"
+        [modules]
+        bed = "{{testbed}}"
+        [[stages]]
+        name = "burn"
+        task = "bed.burn"
+        inputs = {{ values = [{}] }}
+        "#,
+        inputs.join(", ")
+    ));
+    let options = RunOptions {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        local_workers: 0,
+        // Under this much killing a task is lost with its worker now and then; it must run
+        // again, not fail.
+        max_lost: 50,
+        ..RunOptions::default()
+    };
+    let server = Server::bind(job.job(), options).await.unwrap();
+    let url = server.worker_url().unwrap();
+    let handle = server.handle();
+    let run = tokio::spawn(finish(server));
+
+    let start =
+        |i: usize, generation: u32| WorkerProcess::start(&url, &format!("worker-{i}-{generation}"));
+    let mut workers: Vec<WorkerProcess> = (0..4).map(|i| start(i, 0)).collect();
+    let mut random = 0x2545_F491_4F6C_DD1Du64;
+    let mut kills = 0u32;
+    while !run.is_finished() {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        tokio::time::sleep(Duration::from_millis(200 + random % 200)).await;
+        if run.is_finished() {
+            break;
+        }
+        let victim = (random % 4) as usize;
+        kills += 1;
+        workers[victim] = start(victim, kills);
+    }
+    let (summary, lines) = run.await.unwrap();
+    assert!(summary.success(), "{summary}");
+    assert!(
+        kills >= 3,
+        "only {kills} kills: the job was too short to test anything"
+    );
+    assert!(summary.counts.requeued > 0, "{summary}");
+    assert_eq!(
+        summary.counts.succeeded, TASKS,
+        "counted once each: {summary}"
+    );
+    assert_eq!(lines.len() as u64, TASKS);
+    let indexes: BTreeSet<u64> = lines.iter().map(|l| l["index"].as_u64().unwrap()).collect();
+    assert_eq!(indexes.len() as u64, TASKS, "no index twice");
+    for line in &lines {
+        assert_eq!(line["output"], line["input"][0], "{line}");
+    }
+    assert_eq!(handle.running(), 0);
+    drop(workers);
+}
