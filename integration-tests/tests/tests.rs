@@ -16,6 +16,7 @@ mod factorise;
 mod faults;
 mod hostile_guests;
 mod hostile_server;
+mod hostile_workers;
 mod liveness;
 mod reconnect;
 mod shipping;

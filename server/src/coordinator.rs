@@ -605,7 +605,20 @@ impl Coordinator {
     }
 
     /// A worker left (or was disconnected): its tasks go back to the front of the queue.
+    /// Each counts as lost with its worker: a task lost [`MAX_LOST`] times fails, since it
+    /// may be what kills workers.
     pub fn leave(&mut self, worker: WorkerId) {
+        self.leave_with(worker, true);
+    }
+
+    /// Like [`Coordinator::leave`], for a worker the server disconnected for breaking the
+    /// protocol: its tasks go back to the queue without counting as lost (otherwise a
+    /// hostile peer could fail any task by misbehaving three times).
+    pub fn expel(&mut self, worker: WorkerId) {
+        self.leave_with(worker, false);
+    }
+
+    fn leave_with(&mut self, worker: WorkerId, counts_as_lost: bool) {
         self.fleet.leave(worker);
         let mut lost: Vec<(AttemptId, TaskRef)> = self
             .attempts
@@ -621,7 +634,7 @@ impl Coordinator {
                 continue;
             }
             let history = self.history.entry(task).or_default();
-            history.lost += 1;
+            history.lost += u32::from(counts_as_lost);
             if history.lost >= self.max_lost {
                 let message = format!(
                     "{} workers were lost while running this task",
@@ -2696,5 +2709,20 @@ mod tests {
         c.join(2, 1);
         assert!(c.assign(2).is_empty(), "the queued copy was dropped");
         assert_eq!(c.counts().succeeded, 1);
+    }
+
+    #[test]
+    fn expelled_workers_do_not_count_towards_failing_a_task() {
+        let mut c = Coordinator::new(vec![plan(1)]);
+        for worker in 1..=10 {
+            c.join(worker, 1);
+            assert_eq!(ids(&c.assign(worker)).len(), 1);
+            c.expel(worker);
+        }
+        c.join(11, 1);
+        let (id, _) = ids(&c.assign(11))[0];
+        c.complete(11, id, 5, output("1")).unwrap();
+        assert!(c.take_ready()[0].outcome.is_ok());
+        assert_eq!(c.counts().requeued, 10);
     }
 }

@@ -93,7 +93,10 @@ async fn connection(socket: WebSocket, handle: Handle) {
                     judge_benchmark(&handle, id, &hello.name, benchmark).await;
                 }
                 let end = serve(id, &mut sink, &mut stream, &handle).await;
-                handle.lock().coordinator.leave(id);
+                match end {
+                    End::Violation(_) => handle.lock().coordinator.expel(id),
+                    End::Done | End::Gone => handle.lock().coordinator.leave(id),
+                }
                 handle.named(id, None);
                 handle.wake_all();
                 handle.progressed();
