@@ -28,3 +28,8 @@ bench *ARGS:
 mandelbrot *ARGS:
     cargo xtask build-guests
     cargo run --release -p dipla-examples --bin mandelbrot -- {{ARGS}}
+
+# Fuzz the protocol decoders and the manifest parser with 100 times the cases CI runs.
+fuzz:
+    PROPTEST_CASES=200000 cargo test --release -p dipla-protocol --test fuzz
+    PROPTEST_CASES=50000 cargo test --release -p dipla-server --test manifest_fuzz
