@@ -2,16 +2,15 @@
 //! workers agreeing bit for bit on floating point. The liar is a worker built from the worker
 //! library with a hook that rewrites its results; the shipped binary has no such option.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dipla_protocol::RawJson;
-use dipla_server::{Handle, RunOptions, Server, WorkerRecord};
+use dipla_server::{RunOptions, Server, WorkerRecord};
 use dipla_worker::{ModuleCache, WorkerConfig};
 
-use crate::support::{JobDir, WorkerProcess, finish};
+use crate::support::{JobDir, WorkerProcess, finish, watch};
 
 /// Starts an in-process worker named `liar` that answers honestly `honest_first` times, then
 /// replaces every `every`-th output with `[7]`.
@@ -32,24 +31,6 @@ fn start_liar(url: &str, honest_first: u64, every: u64) -> tokio::task::JoinHand
     tokio::spawn(async move {
         let cache = ModuleCache::new(dipla_sandbox::Sandbox::new().unwrap(), None).unwrap();
         let _ = dipla_worker::run(&config, &cache).await;
-    })
-}
-
-/// Samples the workers' records every 20 ms until the job ends, keeping the last of each.
-fn watch(handle: Handle) -> tokio::task::JoinHandle<HashMap<String, WorkerRecord>> {
-    tokio::spawn(async move {
-        let mut last = HashMap::new();
-        loop {
-            for worker in handle.workers() {
-                if let Some(record) = worker.record {
-                    last.insert(worker.name, record);
-                }
-            }
-            if handle.connected() == 0 && !last.is_empty() {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     })
 }
 

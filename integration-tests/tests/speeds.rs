@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use dipla_server::{Handle, RunOptions, Server, WorkerRecord};
+use dipla_server::{RunOptions, Server, WorkerRecord};
 
-use crate::support::{JobDir, WorkerProcess, finish};
+use crate::support::{JobDir, WorkerProcess, finish, watch};
 
 /// A job of `count` tasks, each burning `rounds` iterations.
 fn burn_job(count: u64, rounds: u64) -> JobDir {
@@ -36,24 +36,6 @@ async fn server(job: &JobDir, speculate: bool) -> (Server, String) {
     let server = Server::bind(job.job(), options).await.unwrap();
     let url = server.worker_url().unwrap();
     (server, url)
-}
-
-/// Samples the workers' records every 20 ms until the job ends, keeping the last of each.
-fn watch(handle: Handle) -> tokio::task::JoinHandle<HashMap<String, WorkerRecord>> {
-    tokio::spawn(async move {
-        let mut last = HashMap::new();
-        loop {
-            for worker in handle.workers() {
-                if let Some(record) = worker.record {
-                    last.insert(worker.name, record);
-                }
-            }
-            if handle.connected() == 0 && !last.is_empty() {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

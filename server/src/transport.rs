@@ -255,14 +255,12 @@ async fn on_message(
             Ok(())
         }
         WorkerMessage::Results { results } => {
-            let before = {
-                let core = handle.lock();
-                (core.coordinator.counts(), core.coordinator.queued())
-            };
             // Outputs of stages with a verifier are checked outside the lock, then answered.
             let mut checks = Vec::new();
+            let (before, mut after);
             {
                 let mut core = handle.lock_now();
+                before = pulse(&core.coordinator);
                 for result in results {
                     let (attempt, fuel, micros, stop) =
                         (result.id, result.fuel, result.micros, result.stop);
@@ -286,6 +284,7 @@ async fn on_message(
                             .map_err(|violation| End::Violation(violation.to_string()))?,
                     }
                 }
+                after = pulse(&core.coordinator);
             }
             if !checks.is_empty() {
                 let verdicts = tokio::task::spawn_blocking(move || {
@@ -310,13 +309,10 @@ async fn on_message(
                     };
                     answered.map_err(|violation| End::Violation(violation.to_string()))?;
                 }
+                after = pulse(&core.coordinator);
             }
             // Retries, newly ready tasks and stops concern other connections: they must look
             // for work or send cancellations.
-            let after = {
-                let core = handle.lock();
-                (core.coordinator.counts(), core.coordinator.queued())
-            };
             let requeued = after.0.retried != before.0.retried
                 || after.0.stopped != before.0.stopped
                 || after.0.untrusted != before.0.untrusted
@@ -328,6 +324,12 @@ async fn on_message(
             Ok(())
         }
     }
+}
+
+/// What tells whether other connections should look at the coordinator again: the counters
+/// and how many tasks wait in its queues.
+fn pulse(coordinator: &Coordinator) -> (crate::coordinator::Counts, usize) {
+    (coordinator.counts(), coordinator.queued())
 }
 
 /// A verifier run to make: the stage's verifier, on the task's input and the output.

@@ -170,3 +170,24 @@ impl Drop for WorkerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Samples the workers' records every 20 ms until the job ends (every worker gone), keeping
+/// the last of each, by name.
+pub fn watch(
+    handle: dipla_server::Handle,
+) -> tokio::task::JoinHandle<std::collections::HashMap<String, dipla_server::WorkerRecord>> {
+    tokio::spawn(async move {
+        let mut last = std::collections::HashMap::new();
+        loop {
+            for worker in handle.workers() {
+                if let Some(record) = worker.record {
+                    last.insert(worker.name, record);
+                }
+            }
+            if handle.connected() == 0 && !last.is_empty() {
+                return last;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+}
