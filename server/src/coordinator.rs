@@ -1459,11 +1459,13 @@ impl Coordinator {
         let state = &mut self.stages[task.stage];
         state.done += 1;
         let keep = state.plan.keep;
-        if keep == Keep::All {
+        let held = state.held();
+        if keep == Keep::All && !held {
+            // A held stage's results are logged when it is released: until then they may
+            // still be revoked, and nobody may see them.
             state.log.push(task.index);
         }
         let dependents = state.dependents.clone();
-        let held = state.held();
         let mut readers = u32::from(keep == Keep::Ordered);
         for &dependent in &dependents {
             let shaped = self.stages[dependent].tree.is_some();
@@ -1504,6 +1506,9 @@ impl Coordinator {
         let keep = self.stages[stage].plan.keep;
         let dependents = self.stages[stage].dependents.clone();
         let indexes: Vec<u64> = self.stages[stage].results.keys().copied().collect();
+        if keep == Keep::All {
+            self.stages[stage].log.extend(&indexes);
+        }
         for index in indexes {
             let task = TaskRef { stage, index };
             for &dependent in &dependents {
@@ -2736,5 +2741,31 @@ mod tests {
         c.complete(11, id, 5, output("1")).unwrap();
         assert!(c.take_ready()[0].outcome.is_ok());
         assert_eq!(c.counts().requeued, 10);
+    }
+
+    #[test]
+    fn a_promise_sees_a_replicated_stage_only_once_it_is_released() {
+        let mut c = Coordinator::new(vec![StagePlan {
+            replicate: Replicate::Fraction(1.0),
+            keep: Keep::All,
+            ..plan(3)
+        }]);
+        c.join(1, 1);
+        c.join(2, 1);
+        for (id, task) in ids(&c.assign(1)) {
+            c.complete(1, id, 5, output(&task.index.to_string()))
+                .unwrap();
+        }
+        for (id, task) in ids(&c.assign(2)) {
+            c.complete(2, id, 5, output(&task.index.to_string()))
+                .unwrap();
+        }
+        assert!(
+            c.log(0).is_empty(),
+            "two tasks are agreed, but the stage is not complete"
+        );
+        run_all_on(&mut c, &[1, 2], |_, task| output(&task.index.to_string()));
+        assert_eq!(c.log(0).len(), 3);
+        assert_eq!(c.results(0).count(), 3);
     }
 }
