@@ -895,22 +895,30 @@ impl Coordinator {
 
     /// Cancels every attempt of `task` still running (another attempt answered).
     fn cancel_copies(&mut self, task: TaskRef) {
-        let mut copies: Vec<(AttemptId, WorkerId)> = self
+        let mut copies: Vec<AttemptId> = self
             .attempts
             .iter()
             .filter(|(_, attempt)| attempt.task == task)
-            .map(|(&id, attempt)| (id, attempt.worker))
+            .map(|(&id, _)| id)
             .collect();
         copies.sort_unstable();
-        for (id, worker) in copies {
-            self.attempts.remove(&id);
-            self.drop_live(task);
-            self.cancelled.insert(id);
-            self.cancels.entry(worker).or_default().push(id);
-            if let Some(state) = self.fleet.get_mut(worker) {
-                state.in_flight = state.in_flight.saturating_sub(1);
-            }
+        for id in copies {
+            self.cancel_attempt(id);
         }
+    }
+
+    /// Cancels attempt `id`: its worker is told to drop it, its late answer is ignored, and
+    /// it no longer counts as running. Returns its task and how many other attempts of the
+    /// task are still running.
+    fn cancel_attempt(&mut self, id: AttemptId) -> Option<(TaskRef, u32)> {
+        let Attempt { task, worker, .. } = self.attempts.remove(&id)?;
+        let others = self.drop_live(task);
+        self.cancelled.insert(id);
+        self.cancels.entry(worker).or_default().push(id);
+        if let Some(state) = self.fleet.get_mut(worker) {
+            state.in_flight = state.in_flight.saturating_sub(1);
+        }
+        Some((task, others))
     }
 
     /// A task may go to `worker` unless it failed there and some other connected worker has
@@ -1248,21 +1256,17 @@ impl Coordinator {
         tracing::warn!(worker, %why, "worker untrusted");
         self.fleet.untrust(worker, why);
         self.counts.untrusted += 1;
-        let mut running: Vec<(AttemptId, TaskRef)> = self
+        let mut running: Vec<AttemptId> = self
             .attempts
             .iter()
             .filter(|(_, attempt)| attempt.worker == worker)
-            .map(|(&id, attempt)| (id, attempt.task))
+            .map(|(&id, _)| id)
             .collect();
         running.sort_unstable();
-        for (id, task) in running {
-            self.attempts.remove(&id);
-            let others = self.drop_live(task);
-            self.cancelled.insert(id);
-            self.cancels.entry(worker).or_default().push(id);
-            if let Some(state) = self.fleet.get_mut(worker) {
-                state.in_flight = state.in_flight.saturating_sub(1);
-            }
+        for id in running {
+            let Some((task, others)) = self.cancel_attempt(id) else {
+                continue;
+            };
             if others == 0 || self.votes.contains_key(&task) {
                 self.retries.push_front(task);
             }
@@ -1329,22 +1333,17 @@ impl Coordinator {
                 keep
             });
         }
-        let mut running: Vec<(AttemptId, WorkerId)> = self
+        let mut running: Vec<AttemptId> = self
             .attempts
             .iter()
             .filter(|(_, attempt)| attempt.task.stage == stage)
-            .map(|(&id, attempt)| (id, attempt.worker))
+            .map(|(&id, _)| id)
             .collect();
         running.sort_unstable();
-        for (id, worker) in running {
-            let attempt = self.attempts.remove(&id).expect("listed above");
-            self.drop_live(attempt.task);
-            self.cancelled.insert(id);
-            self.cancels.entry(worker).or_default().push(id);
-            if let Some(state) = self.fleet.get_mut(worker) {
-                state.in_flight = state.in_flight.saturating_sub(1);
+        for id in running {
+            if let Some((task, _)) = self.cancel_attempt(id) {
+                dropped.push(task);
             }
-            dropped.push(attempt.task);
         }
         dropped.sort_unstable();
         dropped.dedup();
