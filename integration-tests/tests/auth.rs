@@ -2,9 +2,9 @@
 
 use std::process::{Command, Stdio};
 
-use dipla_server::{RunOptions, Server};
+use dipla_server::RunOptions;
 
-use crate::support::{JobDir, WorkerProcess, bin, finish};
+use crate::support::{JobDir, WorkerProcess, bin, finish, remote_server_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_workers_with_a_valid_token_are_admitted() {
@@ -20,13 +20,10 @@ async fn only_workers_with_a_valid_token_are_admitted() {
         "#,
     );
     let options = RunOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        local_workers: 0,
         worker_tokens: vec!["open-sesame".into()],
         ..RunOptions::default()
     };
-    let server = Server::bind(job.job(), options).await.unwrap();
-    let url = server.worker_url().unwrap();
+    let (server, url) = remote_server_with(job.job(), options).await;
     let run = tokio::spawn(finish(server));
 
     for token in [None, Some("open-sesam")] {

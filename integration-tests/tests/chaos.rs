@@ -4,36 +4,21 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use dipla_server::{RunOptions, Server};
+use dipla_server::RunOptions;
 
-use crate::support::{JobDir, WorkerProcess, finish};
+use crate::support::{WorkerProcess, burn_job, finish, remote_server_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_and_restarting_workers_loses_nothing_and_doubles_nothing() {
     const TASKS: u64 = 10_000;
-    let inputs: Vec<String> = (0..TASKS).map(|i| format!("[{i}, 100000]")).collect();
-    let job = JobDir::new(&format!(
-        r#"
-        name = "chaos"
-        [modules]
-        bed = "{{testbed}}"
-        [[stages]]
-        name = "burn"
-        task = "bed.burn"
-        inputs = {{ values = [{}] }}
-        "#,
-        inputs.join(", ")
-    ));
+    let job = burn_job(TASKS, 100_000);
     let options = RunOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        local_workers: 0,
         // Under this much killing a task is lost with its worker now and then; it must run
         // again, not fail.
         max_lost: 50,
         ..RunOptions::default()
     };
-    let server = Server::bind(job.job(), options).await.unwrap();
-    let url = server.worker_url().unwrap();
+    let (server, url) = remote_server_with(job.job(), options).await;
     let handle = server.handle();
     let run = tokio::spawn(finish(server));
 

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dipla_protocol::RawJson;
-use dipla_server::{RunOptions, Server, WorkerRecord};
+use dipla_server::WorkerRecord;
 use dipla_worker::{ModuleCache, WorkerConfig};
 
-use crate::support::{JobDir, WorkerProcess, finish, watch};
+use crate::support::{JobDir, WorkerProcess, finish, remote_server, watch};
 
 /// Starts an in-process worker named `liar` that answers honestly `honest_first` times, then
 /// replaces every `every`-th output with `[7]`.
@@ -49,13 +49,7 @@ async fn factorise_with_a_liar(checks: &str) -> (dipla_server::Summary, WorkerRe
         {checks}
         "#
     ));
-    let options = RunOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        local_workers: 0,
-        ..RunOptions::default()
-    };
-    let server = Server::bind(job.job(), options).await.unwrap();
-    let url = server.worker_url().unwrap();
+    let (server, url) = remote_server(job.job()).await;
     let records = watch(server.handle());
     let liar = start_liar(&url, 50, 5);
     let _honest: Vec<WorkerProcess> = (0..4)
@@ -123,13 +117,7 @@ async fn honest_workers_agree_bit_for_bit_on_floating_point() {
         replicate = 1
         "#,
     );
-    let options = RunOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        local_workers: 0,
-        ..RunOptions::default()
-    };
-    let server = Server::bind(job.job(), options).await.unwrap();
-    let url = server.worker_url().unwrap();
+    let (server, url) = remote_server(job.job()).await;
     let _workers: Vec<WorkerProcess> = (0..2)
         .map(|i| WorkerProcess::start(&url, &format!("w{i}")))
         .collect();

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use dipla_server::{RunOptions, Server};
+use dipla_server::RunOptions;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{JobDir, WorkerProcess, finish};
+use crate::support::{JobDir, WorkerProcess, finish, remote_server_with};
 
 const HELLO: &str = r#"{"hello":{"protocol":1,"name":"hostile","version":"test","cores":1,"max_memory_mb":256,"max_fuel":100000000000}}"#;
 
@@ -50,13 +50,10 @@ async fn hostile_workers_are_refused_and_honest_ones_finish() {
         "#,
     );
     let options = RunOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        local_workers: 0,
         max_workers: 2,
         ..RunOptions::default()
     };
-    let server = Server::bind(job.job(), options).await.unwrap();
-    let url = server.worker_url().unwrap();
+    let (server, url) = remote_server_with(job.job(), options).await;
     let run = tokio::spawn(finish(server));
 
     let reason = refused(&url, vec![Message::text("not json at all")]).await;

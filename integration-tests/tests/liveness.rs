@@ -3,37 +3,22 @@
 
 use std::time::Duration;
 
-use dipla_server::{RunOptions, Server};
+use dipla_server::RunOptions;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{JobDir, WorkerProcess, finish};
+use crate::support::{JobDir, WorkerProcess, burn_job, finish, remote_server_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_worker_is_dropped_and_its_tasks_run_elsewhere() {
-    let inputs: Vec<String> = (0..20).map(|i| format!("[{i}, 2000000]")).collect();
-    let job = JobDir::new(&format!(
-        r#"
-        name = "burn"
-        [modules]
-        bed = "{{testbed}}"
-        [[stages]]
-        name = "burn"
-        task = "bed.burn"
-        inputs = {{ values = [{}] }}
-        "#,
-        inputs.join(", ")
-    ));
+    let job = burn_job(20, 2_000_000);
     let options = RunOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        local_workers: 0,
         heartbeat: Duration::from_millis(200),
         // Copies would rescue the silent worker's tasks first; this tests the heartbeat.
         speculate: false,
         ..RunOptions::default()
     };
-    let server = Server::bind(job.job(), options).await.unwrap();
-    let url = server.worker_url().unwrap();
+    let (server, url) = remote_server_with(job.job(), options).await;
     let handle = server.handle();
     let run = tokio::spawn(finish(server));
 
@@ -75,13 +60,10 @@ async fn tasks_of_a_worker_that_never_answers_are_reissued_after_their_deadline(
         "#,
     );
     let options = RunOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        local_workers: 0,
         speculate: false,
         ..RunOptions::default()
     };
-    let server = Server::bind(job.job(), options).await.unwrap();
-    let url = server.worker_url().unwrap();
+    let (server, url) = remote_server_with(job.job(), options).await;
     let handle = server.handle();
     let run = tokio::spawn(finish(server));
 

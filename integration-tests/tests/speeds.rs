@@ -7,34 +7,14 @@ use std::time::Duration;
 
 use dipla_server::{RunOptions, Server, WorkerRecord};
 
-use crate::support::{JobDir, WorkerProcess, finish, watch};
-
-/// A job of `count` tasks, each burning `rounds` iterations.
-fn burn_job(count: u64, rounds: u64) -> JobDir {
-    let inputs: Vec<String> = (0..count).map(|i| format!("[{i}, {rounds}]")).collect();
-    JobDir::new(&format!(
-        r#"
-        name = "burn"
-        [modules]
-        bed = "{{testbed}}"
-        [[stages]]
-        name = "burn"
-        task = "bed.burn"
-        inputs = {{ values = [{}] }}
-        "#,
-        inputs.join(", ")
-    ))
-}
+use crate::support::{JobDir, WorkerProcess, burn_job, finish, remote_server_with, watch};
 
 async fn server(job: &JobDir, speculate: bool) -> (Server, String) {
     let options = RunOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        local_workers: 0,
         speculate,
         ..RunOptions::default()
     };
-    let server = Server::bind(job.job(), options).await.unwrap();
-    let url = server.worker_url().unwrap();
+    let (server, url) = remote_server_with(job.job(), options).await;
     (server, url)
 }
 

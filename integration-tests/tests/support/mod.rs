@@ -69,14 +69,38 @@ impl JobDir {
 
 /// A server for `job` accepting remote workers on a free loopback port.
 pub async fn remote_server(job: Job) -> (Server, String) {
+    remote_server_with(job, RunOptions::default()).await
+}
+
+/// Like [`remote_server`], with `options` (their address and local workers are replaced:
+/// a free loopback port, none).
+pub async fn remote_server_with(job: Job, options: RunOptions) -> (Server, String) {
     let options = RunOptions {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         local_workers: 0,
-        ..RunOptions::default()
+        ..options
     };
     let server = Server::bind(job, options).await.unwrap();
     let url = server.worker_url().unwrap();
     (server, url)
+}
+
+/// A job of `count` tasks of the testbed's `burn`, each burning `rounds` iterations and
+/// returning its index.
+pub fn burn_job(count: u64, rounds: u64) -> JobDir {
+    let inputs: Vec<String> = (0..count).map(|i| format!("[{i}, {rounds}]")).collect();
+    JobDir::new(&format!(
+        r#"
+        name = "burn"
+        [modules]
+        bed = "{{testbed}}"
+        [[stages]]
+        name = "burn"
+        task = "bed.burn"
+        inputs = {{ values = [{}] }}
+        "#,
+        inputs.join(", ")
+    ))
 }
 
 /// Runs `server` to the end and returns the summary and the parsed result lines.
