@@ -9,6 +9,7 @@ mod chaos;
 mod checks;
 mod cli;
 mod driver;
+mod durability;
 mod early_stop;
 mod examples;
 mod explore;

@@ -28,6 +28,7 @@ use dipla_protocol::{FailureKind, RawJson, TaskFailure};
 use crate::fleet::{Fleet, WorkerRecord};
 #[cfg(test)]
 use crate::fleet::{MAX_PER_CORE, MIN_PER_CORE};
+use crate::journal::Record;
 use crate::tree::Tree;
 use crate::votes::{Decision, Vote, Votes};
 
@@ -124,6 +125,24 @@ pub enum Check {
     Verified,
     /// This many workers gave it.
     Replicated(u32),
+}
+
+impl std::str::FromStr for Check {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "unchecked" => Ok(Self::Unchecked),
+            "verified" => Ok(Self::Verified),
+            _ => text
+                .strip_prefix("replicated:")
+                .and_then(|k| k.parse().ok())
+                .map(Self::Replicated)
+                .ok_or_else(|| {
+                    format!("{text:?} is not a check (unchecked, verified, replicated:K)")
+                }),
+        }
+    }
 }
 
 impl std::fmt::Display for Check {
@@ -256,6 +275,8 @@ pub struct Counts {
     pub revoked: u64,
     /// Attempts past their deadline whose task was given to another worker too.
     pub expired: u64,
+    /// Results taken from the journal of an earlier run rather than computed again.
+    pub restored: u64,
 }
 
 #[derive(Debug, Default)]
@@ -395,6 +416,8 @@ pub struct Coordinator {
     /// Cancellations not yet sent, per worker.
     cancels: HashMap<WorkerId, Vec<AttemptId>>,
     counts: Counts,
+    /// Where final results, goals, discoveries and revocations are journaled, in order.
+    journal: Option<std::sync::mpsc::Sender<Record>>,
 }
 
 impl Default for Coordinator {
@@ -427,6 +450,7 @@ impl Coordinator {
             cancelled: HashSet::new(),
             cancels: HashMap::new(),
             counts: Counts::default(),
+            journal: None,
         };
         for stage in 0..coordinator.stages.len() {
             coordinator.wire(stage);
@@ -1055,10 +1079,8 @@ impl Coordinator {
                 }
                 let state = &mut self.stages[task.stage];
                 if answer.stop && state.plan.stoppable && state.stopped.is_none() {
-                    state.goals += 1;
-                    if state.goals >= state.plan.stop_after {
-                        self.stop_stage(task);
-                    }
+                    self.journal(|| Record::Goal(task));
+                    self.goal(task);
                 }
             }
             Err(failure) => {
@@ -1284,14 +1306,10 @@ impl Coordinator {
                 .map(|(&index, _)| index)
                 .collect();
             for index in revoked {
-                let state = &mut self.stages[stage];
-                state.results.remove(&index);
-                state.done -= 1;
-                self.counts.succeeded -= 1;
-                self.counts.revoked += 1;
                 let task = TaskRef { stage, index };
+                self.journal(|| Record::Revoked(task));
+                self.revoke(task);
                 self.history.entry(task).or_default().failed_on.push(worker);
-                self.retries.push_back(task);
             }
         }
         // Its answers to tasks still being voted on no longer count.
@@ -1307,6 +1325,27 @@ impl Coordinator {
             }
             self.decide(task);
         }
+    }
+
+    /// An output of `task` met its stage's goal: stop the stage once enough have.
+    fn goal(&mut self, task: TaskRef) {
+        let state = &mut self.stages[task.stage];
+        state.goals += 1;
+        if state.goals >= state.plan.stop_after && state.stopped.is_none() {
+            self.stop_stage(task);
+        }
+    }
+
+    /// `task`'s accepted result is withdrawn (its worker was caught lying): it runs again.
+    fn revoke(&mut self, task: TaskRef) {
+        let state = &mut self.stages[task.stage];
+        if state.results.remove(&task.index).is_none() {
+            return;
+        }
+        state.done -= 1;
+        self.counts.succeeded -= 1;
+        self.counts.revoked += 1;
+        self.retries.push_back(task);
     }
 
     /// Stage `task.stage` met its goal with `task`: hand out none of its tasks any more and
@@ -1380,6 +1419,12 @@ impl Coordinator {
                     state.dropped += 1;
                     continue;
                 }
+                if let Some(journal) = &self.journal {
+                    let _ = journal.send(Record::Discovered {
+                        stage,
+                        input: input.clone(),
+                    });
+                }
                 state.discovered.push(input);
                 state.plan.tasks += 1;
             }
@@ -1430,6 +1475,11 @@ impl Coordinator {
 
     /// A task has its final outcome: record it and make ready what was waiting for it.
     fn finish(&mut self, task: TaskRef, outcome: Outcome, proof: Proof) {
+        self.journal(|| Record::Result {
+            task,
+            outcome: outcome.clone(),
+            check: proof.check,
+        });
         if self.reissued.remove(&task) {
             self.retries.retain(|&t| t != task);
             self.cancel_copies(task);
@@ -1848,6 +1898,92 @@ impl Coordinator {
     /// What happened so far.
     pub fn counts(&self) -> Counts {
         self.counts
+    }
+
+    /// Sends every final result, goal met, input discovered and result revoked from now on
+    /// to `journal`, in the order they happen: replayed with [`Coordinator::restore`], they
+    /// bring a new coordinator of the same job back to this one's results.
+    pub fn set_journal(&mut self, journal: Option<std::sync::mpsc::Sender<Record>>) {
+        self.journal = journal;
+    }
+
+    /// Journals what the scheduler knows of `worker`, called `name`, as it leaves.
+    pub fn journal_worker(&self, worker: WorkerId, name: &str) {
+        if let Some(record) = self.fleet.record(worker) {
+            self.journal(|| Record::Worker {
+                name: name.to_owned(),
+                record,
+            });
+        }
+    }
+
+    /// Journals what `record` makes, if there is a journal.
+    fn journal(&self, record: impl FnOnce() -> Record) {
+        if let Some(journal) = &self.journal {
+            // The journal's writer only stops when the server does.
+            let _ = journal.send(record());
+        }
+    }
+
+    /// Replays one record of an earlier run's journal, before any worker joins: a result
+    /// becomes final without running its task (which leaves the queues), exactly as it did
+    /// then. Replayed in journal order, the records rebuild the same results, the same
+    /// discovered inputs and the same stops.
+    pub fn restore(&mut self, record: Record) {
+        match record {
+            Record::Result {
+                task,
+                outcome,
+                check,
+            } => {
+                self.unqueue(task);
+                self.counts.restored += 1;
+                self.finish(task, outcome, Proof { by: None, check });
+            }
+            Record::Goal(task) => {
+                if self.stages[task.stage].stopped.is_none() {
+                    self.goal(task);
+                }
+            }
+            Record::Discovered { stage, input } => {
+                let state = &mut self.stages[stage];
+                if state.seen.insert(input.get().to_owned()) {
+                    state.discovered.push(input);
+                    state.plan.tasks += 1;
+                }
+            }
+            Record::Revoked(task) => {
+                self.counts.restored = self.counts.restored.saturating_sub(1);
+                self.revoke(task);
+            }
+            Record::Worker { .. } => {}
+        }
+        self.settle();
+    }
+
+    /// Takes `task` out of wherever it waits to be handed out: an input stage's tasks before
+    /// it that are not done yet go to the retry queue (they were running when the journal
+    /// ended, and run first).
+    fn unqueue(&mut self, task: TaskRef) {
+        let state = &mut self.stages[task.stage];
+        if state.plan.feed == Feed::Inputs && task.index >= state.fresh {
+            let skipped = state.fresh..task.index;
+            state.fresh = task.index + 1;
+            for index in skipped {
+                self.retries.push_back(TaskRef {
+                    stage: task.stage,
+                    index,
+                });
+            }
+            return;
+        }
+        // Usually at or near the front: tasks become ready in about the order they finish.
+        for queue in [&mut self.ready, &mut self.retries] {
+            if let Some(at) = queue.iter().position(|&t| t == task) {
+                queue.remove(at);
+                return;
+            }
+        }
     }
 }
 
@@ -2766,5 +2902,287 @@ mod tests {
         run_all_on(&mut c, &[1, 2], |_, task| output(&task.index.to_string()));
         assert_eq!(c.log(0).len(), 3);
         assert_eq!(c.results(0).count(), 3);
+    }
+
+    /// A line as the writer would see it: stage, index, and output or failure.
+    fn line(f: &Finished) -> String {
+        let outcome = match &f.outcome {
+            Ok(output) => output.get().to_owned(),
+            Err(failure) => failure.to_string(),
+        };
+        format!("{}/{} {outcome} {}", f.task.stage, f.task.index, f.check)
+    }
+
+    /// Stages 0 (inputs, some failing once), 1 (a map of 0), 2 (a reduce of 1), 3 (explore), 4
+    /// (stops after 2 goals).
+    fn replay_plans() -> Vec<StagePlan> {
+        vec![
+            plan(60),
+            fed(60, Feed::Items(vec![0])),
+            fed(
+                60,
+                Feed::Reduce {
+                    stage: 1,
+                    fan_in: 4,
+                },
+            ),
+            StagePlan {
+                explore: Some(25),
+                ..plan(1)
+            },
+            StagePlan {
+                stop_after: 2,
+                stoppable: true,
+                ..plan(50)
+            },
+        ]
+    }
+
+    fn replay_coordinator() -> Coordinator {
+        let mut c = Coordinator::new(replay_plans());
+        c.seed(3, ["1".to_owned()]);
+        c
+    }
+
+    /// Runs `c` to the end on two workers, answering in an order `seed` shuffles, and
+    /// returns the lines it writes and the tasks the workers ran.
+    fn drive(c: &mut Coordinator, seed: u64) -> (Vec<String>, Vec<TaskRef>) {
+        let mut rng = seed | 1;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        c.join(1, 3);
+        c.join(2, 3);
+        let mut pending = Vec::new();
+        let mut lines = Vec::new();
+        let mut ran = Vec::new();
+        let mut failed_once = HashSet::new();
+        loop {
+            for worker in [1, 2] {
+                for (id, task) in ids(&c.assign(worker)) {
+                    pending.push((worker, id, task));
+                }
+            }
+            lines.extend(c.take_ready().iter().map(line));
+            if pending.is_empty() {
+                break;
+            }
+            let at = (next() % pending.len() as u64) as usize;
+            let (worker, id, task) = pending.swap_remove(at);
+            let n = |text: &RawJson| text.get().parse::<u64>().unwrap();
+            let (outcome, stop) = match task.stage {
+                // Some tasks fail on their first attempt (and are retried).
+                0 if task.index % 13 == 5 && failed_once.insert(task) => (panic(), false),
+                0 => (output(&(task.index * task.index).to_string()), false),
+                1 => (
+                    output(&(n(c.item(0, task.index).unwrap()) + 1).to_string()),
+                    false,
+                ),
+                2 => {
+                    let sum: u64 = c.group(task).into_iter().map(n).sum();
+                    (output(&sum.to_string()), false)
+                }
+                3 => {
+                    let input = match task.index {
+                        0 => 1,
+                        i => n(c.discovered(3, i - 1).unwrap()),
+                    };
+                    let text = format!(
+                        r#"{{"output":{},"next":[{},{}]}}"#,
+                        input * 3,
+                        (input + 1) % 20,
+                        (input * 2) % 20
+                    );
+                    (output(&text), false)
+                }
+                _ => (output(&task.index.to_string()), task.index % 10 == 9),
+            };
+            if c.attempt_task(worker, id).is_some() {
+                ran.push(task);
+            }
+            c.complete_with(worker, id, 0, 5, outcome, stop).unwrap();
+        }
+        lines.extend(c.take_ready().iter().map(line));
+        assert!(c.is_complete(), "{:?}", c.counts());
+        (lines, ran)
+    }
+
+    /// The lines of the stages whose results do not depend on completion order (every one but
+    /// the explore and the stopping stage), and the explore stage's outputs as a set.
+    fn order_free(lines: &[String]) -> (Vec<&String>, std::collections::BTreeSet<&str>) {
+        let fixed = lines
+            .iter()
+            .filter(|l| ["0/", "1/", "2/"].iter().any(|p| l.starts_with(p)))
+            .collect();
+        let explored = lines
+            .iter()
+            .filter(|l| l.starts_with("3/"))
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect();
+        (fixed, explored)
+    }
+
+    #[test]
+    fn a_journal_cut_anywhere_replays_to_the_same_results_without_running_them_again() {
+        let mut a = replay_coordinator();
+        let (sink, journal) = std::sync::mpsc::channel();
+        a.set_journal(Some(sink));
+        let (expected, _) = drive(&mut a, 0x1234_5678);
+        a.set_journal(None);
+        let records: Vec<Record> = journal.try_iter().collect();
+        assert!(records.iter().any(|r| matches!(r, Record::Goal(_))));
+        assert!(
+            records
+                .iter()
+                .any(|r| matches!(r, Record::Discovered { .. }))
+        );
+        let mut finals: Vec<TaskRef> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Result { task, .. } => Some(*task),
+                _ => None,
+            })
+            .collect();
+        let journaled = finals.len();
+        finals.sort_unstable();
+        finals.dedup();
+        assert_eq!(finals.len(), journaled, "each task is final once");
+        let n = records.len();
+        for cut in [0, 1, n / 5, n / 3, n / 2, 2 * n / 3, n - 1, n] {
+            let mut b = replay_coordinator();
+            let journaled: Vec<TaskRef> = records[..cut]
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Result { task, .. } => Some(*task),
+                    _ => None,
+                })
+                .collect();
+            for record in records[..cut].iter().cloned() {
+                b.restore(record);
+            }
+            assert_eq!(b.counts().restored, journaled.len() as u64);
+            let (lines, ran) = drive(&mut b, cut as u64 * 7919 + 3);
+            for task in &ran {
+                assert!(!journaled.contains(task), "cut {cut}: {task:?} ran again");
+            }
+            assert_eq!(order_free(&lines), order_free(&expected), "cut {cut}");
+            let goals_journaled = records[..cut]
+                .iter()
+                .filter(|r| matches!(r, Record::Goal(_)))
+                .count();
+            let stage4 = |lines: &[String]| -> Vec<String> {
+                lines
+                    .iter()
+                    .filter(|l| l.starts_with("4/"))
+                    .cloned()
+                    .collect()
+            };
+            if goals_journaled == 2 {
+                assert_eq!(stage4(&lines), stage4(&expected), "cut {cut}");
+            }
+            assert!(b.stopped(4).is_some());
+        }
+    }
+
+    #[test]
+    fn a_replayed_revocation_runs_the_liars_task_again() {
+        let mut a = Coordinator::new(vec![StagePlan {
+            replicate: Replicate::Fraction(0.5),
+            ..plan(40)
+        }]);
+        a.seed_replication(7);
+        let (sink, journal) = std::sync::mpsc::channel();
+        a.set_journal(Some(sink));
+        for worker in 1..=3 {
+            a.join(worker, 4);
+        }
+        // Worker 3 lies; the stage is held until complete, so nothing is written before.
+        let lie = |worker: WorkerId, task: TaskRef| {
+            output(&(task.index * 10 + u64::from(worker == 3)).to_string())
+        };
+        run_all_on(&mut a, &[1, 2, 3], lie);
+        assert!(a.counts().revoked > 0);
+        let records: Vec<Record> = journal.try_iter().collect();
+        let first = records
+            .iter()
+            .position(|r| matches!(r, Record::Revoked(_)))
+            .unwrap();
+        let revoked = first
+            + records[first..]
+                .iter()
+                .take_while(|r| matches!(r, Record::Revoked(_)))
+                .count()
+            - 1;
+        // Cut just after the liar's results were revoked: those tasks are not final any
+        // more. (A cut before would leave them accepted: restored results name no worker, so
+        // a liar caught after a restart cannot have them revoked.)
+        let mut b = Coordinator::new(vec![StagePlan {
+            replicate: Replicate::Fraction(0.5),
+            ..plan(40)
+        }]);
+        for record in records[..=revoked].iter().cloned() {
+            b.restore(record);
+        }
+        let Record::Revoked(task) = records[revoked] else {
+            unreachable!()
+        };
+        assert!(b.result_of(0, task.index).is_none());
+        b.join(1, 4);
+        b.join(2, 4);
+        run_all_on(&mut b, &[1, 2], lie);
+        let outputs: Vec<String> = b
+            .take_ready()
+            .iter()
+            .map(|f| f.outcome.as_ref().unwrap().get().to_owned())
+            .collect();
+        let honest: Vec<String> = (0..40).map(|i| (i * 10).to_string()).collect();
+        assert_eq!(outputs, honest);
+    }
+
+    #[test]
+    fn an_untrusted_workers_results_are_refused() {
+        let mut c = Coordinator::new(vec![StagePlan {
+            replicate: Replicate::Fraction(1.0),
+            ..plan(12)
+        }]);
+        for worker in 1..=3 {
+            c.join(worker, 2);
+        }
+        // Worker 3 takes tasks and sits on them; the others answer honestly.
+        let held = ids(&c.assign(3));
+        assert!(!held.is_empty());
+        let honest = |_: WorkerId, task: TaskRef| output(&(task.index * 10).to_string());
+        // Catch worker 3 lying: its first answer is checked (always, here) and outvoted.
+        let (lie_id, _) = held[0];
+        c.complete(3, lie_id, 5, output("12345")).unwrap();
+        run_all_on(&mut c, &[1, 2], honest);
+        assert!(!c.record(3).unwrap().trusted, "{:?}", c.record(3));
+        // Its other attempts were cancelled: their answers are refused and change nothing,
+        // a second answer to one is a violation, and it gets no more work.
+        for &(id, task) in &held[1..] {
+            c.complete(3, id, 5, output("999")).unwrap();
+            assert_ne!(
+                c.result_of(0, task.index)
+                    .and_then(|r| r.as_ref().ok())
+                    .map(|o| o.get()),
+                Some("999")
+            );
+        }
+        assert_eq!(
+            c.complete(3, lie_id, 5, output("1")),
+            Err(Violation::UnknownAttempt(lie_id))
+        );
+        assert!(c.assign(3).is_empty());
+        run_all_on(&mut c, &[1, 2], honest);
+        let outputs: Vec<String> = c
+            .take_ready()
+            .iter()
+            .map(|f| f.outcome.as_ref().unwrap().get().to_owned())
+            .collect();
+        let expected: Vec<String> = (0..12).map(|i| (i * 10).to_string()).collect();
+        assert_eq!(outputs, expected);
     }
 }

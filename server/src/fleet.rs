@@ -76,7 +76,7 @@ impl Worker {
 }
 
 /// A worker's record, for operators and tests.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WorkerRecord {
     /// Tasks it runs at once.
     pub cores: usize,

@@ -17,6 +17,7 @@ mod error;
 mod fleet;
 mod inputs;
 mod job;
+pub mod journal;
 pub mod manifest;
 pub mod output;
 mod promise;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dipla_sandbox::Sandbox;
+use dipla_server::journal::Fresh;
 use dipla_server::{RunOptions, Server, manifest};
 
 #[derive(Parser)]
@@ -26,50 +27,64 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the job a manifest describes and write its results as JSON Lines.
-    Run {
-        /// The job manifest (TOML).
-        manifest: PathBuf,
-        /// Where to write results (default: stdout).
-        #[arg(long, short)]
-        out: Option<PathBuf>,
-        /// Accept remote workers on this address, such as 0.0.0.0:7070.
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Workers to run inside this process, one core each [default: every core without
-        /// --listen, none with it].
-        #[arg(long)]
-        local_workers: Option<usize>,
-        /// Where local workers cache compiled modules (default: in memory only).
-        #[arg(long)]
-        cache_dir: Option<PathBuf>,
-        /// Write only this stage's results (every stage still runs).
-        #[arg(long)]
-        stage: Option<String>,
-        /// Never copy a task straggling on a slow worker to an idle faster one.
-        #[arg(long)]
-        no_speculation: bool,
-        /// Admit only workers presenting this token (`dipla-worker --token`); repeatable.
-        #[arg(long, env = "DIPLA_WORKER_TOKEN", hide_env_values = true)]
-        worker_token: Vec<String>,
-        /// Admit only workers presenting a token listed in this file, one per line.
-        #[arg(long)]
-        worker_tokens: Option<PathBuf>,
-        /// Ping workers this often, in seconds; one silent for three periods is dropped and
-        /// its tasks run elsewhere.
-        #[arg(long, default_value_t = 5.0)]
-        heartbeat_secs: f64,
-        /// Fail a task once this many workers were lost while running it.
-        #[arg(long, default_value_t = dipla_server::coordinator::MAX_LOST)]
-        max_lost: u32,
-        /// The most workers connected at once; more are refused with a reason.
-        #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_WORKERS)]
-        max_workers: usize,
-    },
+    Run(Box<RunArgs>),
     /// Print a guest module's hash and its tasks' signatures.
     Inspect {
         /// The module (.wasm).
         module: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The job manifest (TOML).
+    manifest: PathBuf,
+    /// Where to write results (default: stdout).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Accept remote workers on this address, such as 0.0.0.0:7070.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Workers to run inside this process, one core each [default: every core without
+    /// --listen, none with it].
+    #[arg(long)]
+    local_workers: Option<usize>,
+    /// Where local workers cache compiled modules (default: in memory only).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Write only this stage's results (every stage still runs).
+    #[arg(long)]
+    stage: Option<String>,
+    /// Never copy a task straggling on a slow worker to an idle faster one.
+    #[arg(long)]
+    no_speculation: bool,
+    /// Admit only workers presenting this token (`dipla-worker --token`); repeatable.
+    #[arg(long, env = "DIPLA_WORKER_TOKEN", hide_env_values = true)]
+    worker_token: Vec<String>,
+    /// Admit only workers presenting a token listed in this file, one per line.
+    #[arg(long)]
+    worker_tokens: Option<PathBuf>,
+    /// Ping workers this often, in seconds; one silent for three periods is dropped and
+    /// its tasks run elsewhere.
+    #[arg(long, default_value_t = 5.0)]
+    heartbeat_secs: f64,
+    /// Fail a task once this many workers were lost while running it.
+    #[arg(long, default_value_t = dipla_server::coordinator::MAX_LOST)]
+    max_lost: u32,
+    /// The most workers connected at once; more are refused with a reason.
+    #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_WORKERS)]
+    max_workers: usize,
+    /// Journal the job in this SQLite file: the same command run again after a crash
+    /// resumes it without computing accepted results again [default:
+    /// .dipla/STEM.state beside the manifest, started afresh if the job changed].
+    #[arg(long, env = "DIPLA_STATE", conflicts_with = "no_state")]
+    state: Option<PathBuf>,
+    /// Do not journal the job (a crash loses its progress).
+    #[arg(long)]
+    no_state: bool,
+    /// Discard what the state file holds and run the whole job again.
+    #[arg(long, conflicts_with = "no_state")]
+    fresh: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -115,20 +130,24 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run {
-            manifest: path,
-            out,
-            listen,
-            local_workers,
-            cache_dir,
-            stage,
-            no_speculation,
-            worker_token,
-            worker_tokens,
-            heartbeat_secs,
-            max_lost,
-            max_workers,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                manifest: path,
+                out,
+                listen,
+                local_workers,
+                cache_dir,
+                stage,
+                no_speculation,
+                worker_token,
+                worker_tokens,
+                heartbeat_secs,
+                max_lost,
+                max_workers,
+                state,
+                no_state,
+                fresh: discard,
+            } = *args;
             anyhow::ensure!(
                 heartbeat_secs.is_finite() && heartbeat_secs >= 0.05,
                 "--heartbeat-secs must be at least 0.05"
@@ -142,6 +161,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             }
             let sandbox = Sandbox::new().context("cannot start the sandbox")?;
             let job = manifest::load(&path, &sandbox)?;
+            let (state, fresh) = match (state, no_state) {
+                (_, true) => (None, Fresh::Never),
+                (Some(state), false) => (Some(state), Fresh::Never),
+                (None, false) => (Some(default_state(&path)?), Fresh::IfAnotherJob),
+            };
+            let fresh = if discard { Fresh::Always } else { fresh };
             let options = RunOptions {
                 listen,
                 local_workers: local_workers.unwrap_or(if listen.is_some() {
@@ -156,14 +181,24 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 heartbeat: std::time::Duration::from_secs_f64(heartbeat_secs),
                 max_lost,
                 max_workers,
+                state: state.clone(),
+                fresh,
                 ..RunOptions::default()
             };
-            let server = Server::bind(job, options).await.with_context(|| {
-                format!(
-                    "cannot listen on {}",
-                    listen.map_or("loopback".into(), |a| a.to_string())
-                )
-            })?;
+            let server = Server::bind(job, options)
+                .await
+                .context("cannot start the server")?;
+            match &state {
+                Some(state) => eprintln!("dipla-server: journaling the job in {}", state.display()),
+                None => eprintln!("dipla-server: not journaling the job (--no-state)"),
+            }
+            let restored = server.handle().counts().restored;
+            if restored > 0 {
+                eprintln!(
+                    "dipla-server: resuming: {restored} results restored from the journal \
+                     (--fresh runs the job again from the start)"
+                );
+            }
             eprintln!("dipla-server: workers connect to {}", server.worker_url()?);
             let writer: Box<dyn Write> = match &out {
                 Some(path) => Box::new(std::io::BufWriter::new(
@@ -187,6 +222,24 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// `.dipla/STEM.state` beside the manifest (the directory is made if need be).
+fn default_state(manifest: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let dir = manifest
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(".dipla");
+    std::fs::create_dir_all(&dir).with_context(|| {
+        format!(
+            "cannot make {} for the job's journal (give --state FILE or --no-state)",
+            dir.display()
+        )
+    })?;
+    let stem = manifest
+        .file_stem()
+        .map_or("job".into(), |stem| stem.to_string_lossy());
+    Ok(dir.join(format!("{stem}.state")))
 }
 
 fn init_logging(format: LogFormat) {

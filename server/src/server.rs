@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::Job;
 use crate::coordinator::{Counts, Keep};
 use crate::engine::{self, Engine, LocalWorkers};
+use crate::journal::{Fresh, Journal};
 use crate::output::write_line;
 use crate::state::Handle;
 use crate::stats::StatsSnapshot;
@@ -43,6 +44,11 @@ pub struct RunOptions {
     pub max_lost: u32,
     /// The most workers connected at once (more are refused with a reason).
     pub max_workers: usize,
+    /// Where to journal the job (SQLite): run again on the same file, a job killed midway
+    /// resumes without computing its accepted results again. `None`: not journaled.
+    pub state: Option<PathBuf>,
+    /// When to discard what the state file holds and start over.
+    pub fresh: Fresh,
 }
 
 impl Default for RunOptions {
@@ -58,6 +64,8 @@ impl Default for RunOptions {
             heartbeat: crate::state::DEFAULT_HEARTBEAT,
             max_lost: crate::coordinator::MAX_LOST,
             max_workers: DEFAULT_MAX_WORKERS,
+            state: None,
+            fresh: Fresh::Never,
         }
     }
 }
@@ -98,12 +106,13 @@ impl std::fmt::Display for Summary {
             untrusted,
             revoked,
             expired,
+            restored,
         } = self.counts;
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
             "{} tasks: {succeeded} succeeded, {failed} failed, {stopped} not run once their \
-             stage met its goal ({retried} retries, {requeued} re-run after a worker was lost, \
+             stage met its goal ({restored} task results restored from the journal, {retried} retries, {requeued} re-run after a worker was lost, \
              {expired} overdue and given out again, {speculated} speculative copies) in {secs:.2} s ({:.0} tasks/s); {} workers, {} \
              module transfers; checks: {replicas} replicas, {rejected} outputs rejected by a \
              verifier, {untrusted} workers untrusted, {revoked} results revoked",
@@ -120,13 +129,18 @@ pub struct Server {
     listener: TcpListener,
     handle: Handle,
     options: RunOptions,
+    journal: Option<Journal>,
 }
 
 impl Server {
     /// Binds the worker endpoint for `job`.
     ///
+    /// With a state file, the job's journal is opened (and locked) and what it holds is
+    /// replayed: those results are final before any worker joins.
+    ///
     /// # Errors
-    /// When the address cannot be bound, or `only_stage` names no stage of the job.
+    /// When the address cannot be bound, `only_stage` names no stage of the job, or the state
+    /// file cannot be used (in use, another job's, damaged).
     pub async fn bind(job: Job, options: RunOptions) -> std::io::Result<Self> {
         let only = match &options.only_stage {
             None => None,
@@ -142,8 +156,23 @@ impl Server {
                 }
             },
         };
+        let (job, opened) = match options.state.clone() {
+            None => (job, None),
+            Some(path) => {
+                let fresh = options.fresh;
+                let (job, opened) = tokio::task::spawn_blocking(move || {
+                    let opened = Journal::open(&path, &job, fresh);
+                    (job, opened)
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+                (job, Some(opened.map_err(std::io::Error::other)?))
+            }
+        };
         let addr = options.listen.unwrap_or((Ipv4Addr::LOCALHOST, 0).into());
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(addr).await.map_err(|error| {
+            std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"))
+        })?;
         // The writer takes the results of the stages it writes; others are dropped once the
         // stages reading them are done with them.
         let keep = |stage: usize| {
@@ -159,10 +188,29 @@ impl Server {
         handle.set_heartbeat(options.heartbeat);
         handle.set_max_workers(options.max_workers);
         handle.lock().coordinator.set_max_lost(options.max_lost);
+        let journal = opened.map(|opened| {
+            let mut core = handle.lock();
+            let restored = opened.records.len();
+            for record in opened.records {
+                core.coordinator.restore(record);
+            }
+            core.coordinator.set_journal(Some(opened.sink));
+            if opened.earlier_runs > 0 {
+                tracing::info!(
+                    state = %opened.journal.path().display(),
+                    runs = opened.earlier_runs,
+                    records = restored,
+                    results = core.coordinator.counts().restored,
+                    "resuming the job from its journal"
+                );
+            }
+            opened.journal
+        });
         Ok(Self {
             listener,
             handle,
             options,
+            journal,
         })
     }
 
@@ -203,6 +251,7 @@ impl Server {
             listener,
             handle,
             options,
+            journal,
         } = self;
         let started = Instant::now();
         let sandbox = handle.lock().job.sandbox.clone();
@@ -221,6 +270,15 @@ impl Server {
         .await;
         let elapsed = started.elapsed();
         engine.shutdown().await;
+        // Every worker has left (and been journaled): the writer may finish.
+        handle.lock().coordinator.set_journal(None);
+        if let Some(journal) = journal {
+            let summary = format!("{:?}", handle.counts());
+            tokio::task::spawn_blocking(move || journal.close(&summary))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)?;
+        }
         written?;
         let (tasks, explored) = {
             let core = handle.lock();

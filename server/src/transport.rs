@@ -93,9 +93,13 @@ async fn connection(socket: WebSocket, handle: Handle) {
                     judge_benchmark(&handle, id, &hello.name, benchmark).await;
                 }
                 let end = serve(id, &mut sink, &mut stream, &handle).await;
-                match end {
-                    End::Violation(_) => handle.lock().coordinator.expel(id),
-                    End::Done | End::Gone => handle.lock().coordinator.leave(id),
+                {
+                    let mut core = handle.lock();
+                    core.coordinator.journal_worker(id, &hello.name);
+                    match end {
+                        End::Violation(_) => core.coordinator.expel(id),
+                        End::Done | End::Gone => core.coordinator.leave(id),
+                    }
                 }
                 handle.named(id, None);
                 handle.wake_all();

@@ -1,0 +1,231 @@
+//! The job's journal: a server killed with `kill -9` and started again with the same command
+//! resumes, computes nothing twice and writes the same output as an uninterrupted run.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{JobDir, bin};
+
+const TASKS: u64 = 1_500;
+
+/// Burn tasks (slow enough to kill the server midway), their squares, and the squares' sum.
+fn chain_job() -> JobDir {
+    let inputs: Vec<String> = (0..TASKS).map(|i| format!("[{i}, 1000000]")).collect();
+    JobDir::new(&format!(
+        r#"
+        name = "durable"
+        [modules]
+        bed = "{{testbed}}"
+        [[stages]]
+        name = "burn"
+        task = "bed.burn"
+        inputs = {{ values = [{}] }}
+        [[stages]]
+        name = "squares"
+        task = "bed.square"
+        inputs = {{ stage = "burn" }}
+        [[stages]]
+        name = "sum"
+        task = "bed.add"
+        reduce = {{ stage = "squares" }}
+        "#,
+        inputs.join(", ")
+    ))
+}
+
+fn server(job: &JobDir, out: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(bin("dipla-server"));
+    command
+        .arg("run")
+        .arg(&job.manifest)
+        .args(["--local-workers", "2", "--out"])
+        .arg(out)
+        .args(args)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+}
+
+/// A number in `0..bound` no run can predict.
+fn random(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) % bound
+}
+
+fn succeeded(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_server_killed_at_random_points_resumes_with_identical_output_and_recomputes_nothing() {
+    let job = chain_job();
+    let dir = job.dir.path();
+    let clean = dir.join("clean.jsonl");
+    succeeded(&server(&job, &clean, &["--no-state"]).output().unwrap());
+    assert_eq!(lines(&clean), 2 * TASKS as usize + 1);
+
+    let out = dir.join("results.jsonl");
+    let state = dir.join("job.state");
+    let state_arg = state.to_str().unwrap();
+    // Kill it twice, each time at a random point once results are flowing.
+    for _ in 0..2 {
+        let mut child = server(&job, &out, &["--state", state_arg])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let before = lines(&out);
+        while lines(&out) <= before + 50 && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(random(300)));
+        child.kill().unwrap(); // SIGKILL: no chance to flush or say goodbye
+        child.wait().unwrap();
+    }
+    let partial = lines(&out);
+    assert!(
+        partial < 2 * TASKS as usize + 1,
+        "the job finished before the kill ({partial} lines): make it longer"
+    );
+    let stderr = succeeded(
+        &server(&job, &out, &["--state", state_arg])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        stderr.contains("results restored from the journal"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&clean).unwrap(),
+        "the resumed run's output differs from a clean run's"
+    );
+
+    // The journal: every task's result was accepted once, over three runs, and each run
+    // accepted some (so the later runs did not compute again what the earlier ones had).
+    let db = rusqlite::Connection::open(&state).unwrap();
+    let (results, distinct): (i64, i64) = db
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT stage || '/' || idx) FROM events WHERE kind = 'result'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(results, distinct, "a result was accepted twice");
+    let per_run: Vec<(i64, i64)> = db
+        .prepare("SELECT run, COUNT(*) FROM events WHERE kind = 'result' GROUP BY run ORDER BY run")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(per_run.len(), 3, "{per_run:?}");
+    assert!(per_run.iter().all(|&(_, n)| n > 0), "{per_run:?}");
+    let burns: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'result' AND stage = 0",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(burns, TASKS as i64);
+    let finished: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM runs WHERE finished IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(finished, 1, "only the last run ended cleanly");
+    let modules: i64 = db
+        .query_row("SELECT COUNT(*) FROM modules", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(modules, 1);
+}
+
+#[test]
+fn a_state_file_is_for_one_job_and_one_server() {
+    let job = chain_job();
+    let dir = job.dir.path();
+    let out = dir.join("results.jsonl");
+    let state = dir.join("job.state");
+    let state_arg = state.to_str().unwrap();
+
+    // A server holding the state file (waiting for remote workers that never come) locks it.
+    let mut holder = Command::new(bin("dipla-server"))
+        .arg("run")
+        .arg(&job.manifest)
+        .args(["--listen", "127.0.0.1:0", "--state", state_arg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(holder.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("workers connect to") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0);
+    }
+    let busy = server(&job, &out, &["--state", state_arg])
+        .output()
+        .unwrap();
+    assert_eq!(busy.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        message.contains("in use by another dipla-server"),
+        "{message}"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // Another job's journal is refused, naming the way out; --fresh starts over.
+    let other = JobDir::new(
+        &std::fs::read_to_string(&job.manifest)
+            .unwrap()
+            .replace("name = \"durable\"", "name = \"other\""),
+    );
+    let refused = server(&other, &out, &["--state", state_arg])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("holds another job"), "{message}");
+    assert!(message.contains("--fresh"), "{message}");
+    let fresh = server(&other, &out, &["--state", state_arg, "--fresh"])
+        .output()
+        .unwrap();
+    succeeded(&fresh);
+    assert_eq!(lines(&out), 2 * TASKS as usize + 1);
+
+    // By default the journal lives beside the manifest, and a finished job run again is
+    // written from it without running a task.
+    let first = succeeded(&server(&job, &out, &[]).output().unwrap());
+    assert!(first.contains(".dipla/job.state"), "{first}");
+    let again = succeeded(&server(&job, &out, &[]).output().unwrap());
+    let journaled: i64 = rusqlite::Connection::open(dir.join(".dipla/job.state"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'result'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(journaled > 2 * TASKS as i64, "{journaled}");
+    assert!(
+        again.contains(&format!("resuming: {journaled} results restored")),
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!(
+            "({journaled} task results restored from the journal, 0 retries"
+        )),
+        "{again}"
+    );
+}
