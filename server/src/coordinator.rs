@@ -251,7 +251,7 @@ pub enum Violation {
 }
 
 /// Counters of what happened, for the summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     /// Results finished with an output.
     pub succeeded: u64,

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::state::Handle;
-use crate::{Module, transport};
+use crate::{Module, api, transport};
 
 /// How long connections get to close once the server shuts down.
 const FAREWELL: Duration = Duration::from_secs(5);
@@ -35,6 +35,8 @@ pub(crate) struct LocalWorkers {
 pub(crate) struct Engine {
     handle: Handle,
     server: JoinHandle<std::io::Result<()>>,
+    /// Stops accepting connections and lets HTTP requests in flight finish.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     workers: JoinSet<()>,
     /// The local workers' module cache, seeded with every module the server admits.
     cache: Option<ModuleCache>,
@@ -64,8 +66,15 @@ impl Engine {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
         });
-        let app = transport::router(handle.clone());
-        let server = tokio::spawn(axum::serve(listener, app).into_future());
+        let app = transport::router(handle.clone()).merge(api::router(handle.clone()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
         tracing::info!(%url, "accepting workers");
 
         let mut workers = JoinSet::new();
@@ -96,6 +105,7 @@ impl Engine {
         Ok(Self {
             handle,
             server,
+            stop: Some(stop),
             workers,
             cache,
         })
@@ -126,6 +136,11 @@ impl Engine {
         if tokio::time::timeout(FAREWELL, farewell).await.is_err() {
             tracing::debug!("some workers did not leave in time");
         }
+        // Answer the HTTP requests in flight (an API call that ended the job), then stop.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.server).await;
         self.server.abort();
     }
 }

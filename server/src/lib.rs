@@ -9,6 +9,7 @@
 //! It never trusts a worker: every message is parsed into typed protocol messages and checked
 //! against what that worker was actually given.
 
+mod api;
 mod auth;
 pub mod coordinator;
 mod driver;

@@ -14,7 +14,11 @@ use dipla_server::{RunOptions, Server, manifest};
 #[derive(Parser)]
 #[command(
     version,
-    about = "The Dipla server: runs a job over sandboxed WebAssembly workers."
+    about = "The Dipla server: runs a job over sandboxed WebAssembly workers.",
+    after_help = "Exit codes of `run`: 0 every task succeeded; 1 some tasks failed; 2 the job \
+                  could not run (a bad manifest, a state file in use, ...); 3 cancelled through \
+                  the API; 130 interrupted (Ctrl-C). Results written so far are kept, and the \
+                  journal lets the same command resume."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -85,6 +89,10 @@ struct RunArgs {
     /// Discard what the state file holds and run the whole job again.
     #[arg(long, conflicts_with = "no_state")]
     fresh: bool,
+    /// Turn on the operator's HTTP API (`/api/job`, `/api/job/cancel` beside `/ws`) for
+    /// callers presenting `Authorization: Bearer TOKEN`; repeatable.
+    #[arg(long, env = "DIPLA_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -147,6 +155,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 state,
                 no_state,
                 fresh: discard,
+                admin_token,
             } = *args;
             anyhow::ensure!(
                 heartbeat_secs.is_finite() && heartbeat_secs >= 0.05,
@@ -183,6 +192,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 max_workers,
                 state: state.clone(),
                 fresh,
+                admin_tokens: admin_token,
                 ..RunOptions::default()
             };
             let server = Server::bind(job, options)
@@ -215,7 +225,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 }
             };
             eprintln!("dipla-server: {summary}");
-            Ok(if summary.success() {
+            Ok(if summary.cancelled {
+                ExitCode::from(3)
+            } else if summary.success() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

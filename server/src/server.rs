@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub state: Option<PathBuf>,
     /// When to discard what the state file holds and start over.
     pub fresh: Fresh,
+    /// The tokens the operator's HTTP API (`/api`) accepts; none: the API is off.
+    pub admin_tokens: Vec<String>,
 }
 
 impl Default for RunOptions {
@@ -66,6 +68,7 @@ impl Default for RunOptions {
             max_workers: DEFAULT_MAX_WORKERS,
             state: None,
             fresh: Fresh::Never,
+            admin_tokens: Vec::new(),
         }
     }
 }
@@ -83,12 +86,15 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Wall-clock time from accepting workers to the first result written.
     pub first_result: Option<Duration>,
+    /// Whether the operator cancelled the job before it finished.
+    pub cancelled: bool,
 }
 
 impl Summary {
-    /// Whether no task failed (tasks left unrun by a stage that met its goal are no failure).
+    /// Whether the job finished and no task failed (tasks left unrun by a stage that met its
+    /// goal are no failure).
     pub fn success(&self) -> bool {
-        self.counts.failed == 0
+        self.counts.failed == 0 && !self.cancelled
     }
 }
 
@@ -109,6 +115,9 @@ impl std::fmt::Display for Summary {
             restored,
         } = self.counts;
         let secs = self.elapsed.as_secs_f64();
+        if self.cancelled {
+            f.write_str("cancelled; ")?;
+        }
         write!(
             f,
             "{} tasks: {succeeded} succeeded, {failed} failed, {stopped} not run once their \
@@ -185,6 +194,7 @@ impl Server {
         let handle = Handle::new(job, keep);
         handle.lock().coordinator.set_speculation(options.speculate);
         handle.require_tokens(crate::Tokens::new(&options.worker_tokens));
+        handle.require_admin(crate::Tokens::new(&options.admin_tokens));
         handle.set_heartbeat(options.heartbeat);
         handle.set_max_workers(options.max_workers);
         handle.lock().coordinator.set_max_lost(options.max_lost);
@@ -300,6 +310,7 @@ impl Server {
             stats: handle.stats(),
             elapsed,
             first_result,
+            cancelled: handle.is_cancelled(),
         })
     }
 }
@@ -312,6 +323,10 @@ async fn write_results(
 ) -> std::io::Result<()> {
     let mut progress = handle.shared.progress.subscribe();
     loop {
+        if handle.is_cancelled() {
+            out.flush()?;
+            return Ok(());
+        }
         progress.borrow_and_update();
         // Lines are made under the lock (they read the job) and written after.
         let (lines, complete) = {

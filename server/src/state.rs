@@ -44,6 +44,10 @@ pub(crate) struct Shared {
     heartbeat: Mutex<std::time::Duration>,
     /// The most workers connected at once.
     max_workers: AtomicUsize,
+    /// The tokens the operator's API accepts (`None`: the API is off).
+    admin: Mutex<Option<crate::Tokens>>,
+    /// Set when the operator cancels the job.
+    pub(crate) cancelled: watch::Sender<bool>,
 }
 
 /// The job and its scheduling state, changed together under one lock.
@@ -82,7 +86,7 @@ fn seed_explore(coordinator: &mut Coordinator, number: usize, stage: &Stage) {
 }
 
 /// A connected worker.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WorkerSummary {
     /// The server's id for the connection.
     pub id: u64,
@@ -118,6 +122,8 @@ impl Handle {
             tokens: Mutex::default(),
             heartbeat: Mutex::new(DEFAULT_HEARTBEAT),
             max_workers: AtomicUsize::new(usize::MAX),
+            admin: Mutex::new(None),
+            cancelled: watch::channel(false).0,
         };
         Self {
             shared: Arc::new(shared),
@@ -224,6 +230,45 @@ impl Handle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .admits(token)
+    }
+
+    /// Accepts these admin tokens on the operator's API (none: the API stays off).
+    pub(crate) fn require_admin(&self, tokens: crate::Tokens) {
+        *self
+            .shared
+            .admin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = tokens.required().then_some(tokens);
+    }
+
+    /// Whether the operator's API is on.
+    pub(crate) fn admin_required(&self) -> bool {
+        self.shared
+            .admin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Whether `token` may use the operator's API: never when it is off.
+    pub(crate) fn admin_admits(&self, token: Option<&str>) -> bool {
+        self.shared
+            .admin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|tokens| token.is_some() && tokens.admits(token))
+    }
+
+    /// Cancels the job: its runner stops, keeping what it has written.
+    pub fn cancel(&self) {
+        self.shared.cancelled.send_replace(true);
+        self.progressed();
+    }
+
+    /// Whether the job was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        *self.shared.cancelled.borrow()
     }
 
     /// Wakes connections to look for work.

@@ -1,0 +1,150 @@
+//! The operator's HTTP API: admin token required, job status, cancel.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use dipla_server::RunOptions;
+
+use crate::support::{JobDir, WorkerProcess, bin, burn_job, finish, remote_server_with};
+
+/// Sends one HTTP/1.1 request to `addr` and returns the status code, the headers and the body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP response: {response:?}"));
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn addr_of(url: &str) -> String {
+    url.trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_needs_the_admin_token_reports_progress_and_cancels() {
+    let job = burn_job(400, 2_000_000);
+    let options = RunOptions {
+        admin_tokens: vec!["s3cret-admin".into()],
+        ..RunOptions::default()
+    };
+    let (server, url) = remote_server_with(job.job(), options).await;
+    let addr = addr_of(&url);
+    let run = tokio::spawn(finish(server));
+    let _worker = WorkerProcess::start(&url, "steady");
+
+    let calls = tokio::task::spawn_blocking(move || {
+        let (code, head, _) = http(&addr, "GET", "/api/job", None);
+        assert_eq!(code, 401);
+        assert!(
+            head.to_lowercase().contains("www-authenticate: bearer"),
+            "{head}"
+        );
+        let (code, _, body) = http(&addr, "GET", "/api/job", Some("s3cret-admi"));
+        assert_eq!(code, 401, "{body}");
+        let (code, _, _) = http(&addr, "POST", "/api/job/cancel", Some("wrong"));
+        assert_eq!(code, 401, "a wrong token cancels nothing");
+
+        // Progress moves while the worker runs.
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            let (code, _, body) = http(&addr, "GET", "/api/job", Some("s3cret-admin"));
+            assert_eq!(code, 200, "{body}");
+            let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(status["job"], "burn");
+            assert_eq!(status["stages"][0]["tasks"], 400);
+            let done = status["stages"][0]["done"].as_u64().unwrap();
+            let workers = status["workers"].as_array().unwrap();
+            if done > 0 && workers.len() == 1 {
+                assert_eq!(workers[0]["name"], "steady");
+                seen.push(done);
+                if seen.len() == 2 && seen[1] > seen[0] {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            seen.len() == 2 && seen[1] > seen[0],
+            "no progress seen: {seen:?}"
+        );
+        let (code, _, body) = http(&addr, "POST", "/api/job/cancel", Some("s3cret-admin"));
+        assert_eq!(code, 202, "{body}");
+    });
+    calls.await.unwrap();
+    let (summary, lines) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("a cancelled job stops")
+        .unwrap();
+    assert!(summary.cancelled, "{summary}");
+    assert!(!summary.success());
+    assert!(lines.len() < 400, "{} lines", lines.len());
+}
+
+#[test]
+fn without_an_admin_token_the_api_is_off_and_cancel_exits_with_3() {
+    let job = JobDir::new(
+        r#"
+        name = "squares"
+        [modules]
+        bed = "{testbed}"
+        [[stages]]
+        name = "squares"
+        task = "bed.square"
+        inputs = { range = { start = 0, end = 10 } }
+        "#,
+    );
+    let start = |args: &[&str]| {
+        let mut server = Command::new(bin("dipla-server"))
+            .arg("run")
+            .arg(&job.manifest)
+            .args(["--listen", "127.0.0.1:0", "--no-state"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+        let mut line = String::new();
+        let url = loop {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0);
+            if let Some(url) = line
+                .trim()
+                .strip_prefix("dipla-server: workers connect to ")
+            {
+                break url.to_owned();
+            }
+        };
+        // Keep reading: a server whose stderr is closed fails when it logs.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        (server, addr_of(&url))
+    };
+    let (mut off, addr) = start(&[]);
+    let (code, _, body) = http(&addr, "GET", "/api/job", Some("anything"));
+    assert_eq!(code, 401);
+    assert!(body.contains("--admin-token"), "{body}");
+    off.kill().unwrap();
+    off.wait().unwrap();
+
+    let (mut on, addr) = start(&["--admin-token", "t0ken"]);
+    let (code, _, _) = http(&addr, "POST", "/api/job/cancel", Some("t0ken"));
+    assert_eq!(code, 202);
+    let status = on.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+}

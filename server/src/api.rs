@@ -1,0 +1,117 @@
+//! The operator's HTTP API, beside the worker endpoint: every call needs
+//! `Authorization: Bearer TOKEN` with one of the server's admin tokens (`--admin-token`);
+//! a missing or wrong token gets `401 Unauthorized`, and a server started without one
+//! answers every call so (the API is off). Tokens are compared in constant time
+//! ([`crate::Tokens`]) and never logged.
+//!
+//! - `GET /api/job`: the job's progress as JSON: its stages (tasks, done, complete), counts,
+//!   connected workers with what the scheduler knows of them, and the ETA.
+//! - `POST /api/job/cancel`: stops the job. Results written so far are kept (and journaled:
+//!   running the same command again resumes it); `dipla-server run` exits with code 3.
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::coordinator::Counts;
+use crate::state::{Handle, WorkerSummary};
+
+/// The API's routes, under `/api`.
+pub(crate) fn router(handle: Handle) -> axum::Router {
+    axum::Router::new()
+        .route("/api/job", axum::routing::get(status))
+        .route("/api/job/cancel", axum::routing::post(cancel))
+        .route_layer(axum::middleware::from_fn_with_state(
+            handle.clone(),
+            authorise,
+        ))
+        .with_state(handle)
+}
+
+/// Lets a request through only with a known admin token.
+async fn authorise(State(handle): State<Handle>, request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if handle.admin_admits(token) {
+        return next.run(request).await;
+    }
+    tracing::warn!(
+        path = %request.uri().path(),
+        with_token = token.is_some(),
+        "refused an API call without a valid admin token"
+    );
+    let message = if handle.admin_required() {
+        "a valid admin token is required: Authorization: Bearer TOKEN"
+    } else {
+        "the API is off: start the server with --admin-token"
+    };
+    let mut response = (StatusCode::UNAUTHORIZED, message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"dipla\""),
+    );
+    response
+}
+
+/// A job's progress.
+#[derive(Serialize)]
+struct Status {
+    job: String,
+    complete: bool,
+    cancelled: bool,
+    stages: Vec<StageStatus>,
+    counts: Counts,
+    workers: Vec<WorkerSummary>,
+    eta_secs: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct StageStatus {
+    name: String,
+    tasks: u64,
+    done: u64,
+    complete: bool,
+}
+
+async fn status(State(handle): State<Handle>) -> Json<Status> {
+    let workers = handle.workers();
+    let eta = handle.eta();
+    let core = handle.lock();
+    let coordinator = &core.coordinator;
+    let stages = core
+        .job
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| StageStatus {
+            name: stage.name.clone(),
+            tasks: coordinator.lines(i),
+            done: coordinator.done(i),
+            complete: coordinator.is_stage_complete(i),
+        })
+        .collect();
+    Json(Status {
+        job: core.job.name.clone(),
+        complete: coordinator.is_complete(),
+        cancelled: handle.is_cancelled(),
+        stages,
+        counts: coordinator.counts(),
+        workers,
+        eta_secs: eta.map(|eta| eta.as_secs_f64()),
+    })
+}
+
+async fn cancel(State(handle): State<Handle>) -> (StatusCode, Json<serde_json::Value>) {
+    tracing::warn!("the job was cancelled through the API");
+    handle.cancel();
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "cancelled": true })),
+    )
+}
