@@ -82,7 +82,10 @@ async fn run_on_processes(
         worker.display()
     );
     let mut children = Vec::new();
+    // Each worker its own volunteer, whose identity lives only as long as the run.
+    let identities = std::env::temp_dir().join(format!("dipla-bench-{}", std::process::id()));
     for (i, throttle) in throttles.iter().enumerate() {
+        let identity = identities.join(format!("w{i}"));
         let child = std::process::Command::new(&worker)
             .args([
                 "--server",
@@ -97,6 +100,8 @@ async fn run_on_processes(
                 &format!("w{i}"),
                 "--throttle",
                 &throttle.to_string(),
+                "--identity",
+                &identity.to_string_lossy(),
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -105,6 +110,7 @@ async fn run_on_processes(
         children.push(child);
     }
     let summary = server.run(std::io::sink()).await;
+    let _ = std::fs::remove_dir_all(&identities);
     for mut child in children {
         let _ = child.kill();
         let _ = child.wait();

@@ -69,7 +69,7 @@ async fn serve_module(
     let mut results = Vec::new();
     while results.len() < count {
         match receive(socket).await {
-            WorkerMessage::Results { results: more } => results.extend(more),
+            WorkerMessage::Results { results: more, .. } => results.extend(more),
             other => panic!("expected results, got {other:?}"),
         }
     }
@@ -90,10 +90,26 @@ async fn a_worker_refuses_modules_with_imports_and_unrequested_modules() {
     assert_eq!(hello.name, "wary");
     send(
         &mut socket,
+        &ServerMessage::Challenge {
+            nonce: dipla_protocol::Nonce([9; 32]),
+        },
+    )
+    .await;
+    let WorkerMessage::Proof { signature } = receive(&mut socket).await else {
+        panic!("no proof")
+    };
+    let key = hello.identity.unwrap();
+    assert!(key.verifies(
+        &dipla_protocol::identity::join_message(&[9; 32], &key),
+        &signature
+    ));
+    send(
+        &mut socket,
         &ServerMessage::Welcome(Welcome {
-            protocol: 1,
+            protocol: dipla_protocol::PROTOCOL_VERSION,
             worker: 1,
             heartbeat_ms: None,
+            job: Some("job".into()),
         }),
     )
     .await;

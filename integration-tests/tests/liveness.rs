@@ -3,11 +3,8 @@
 
 use std::time::Duration;
 
+use crate::support::{JobDir, WorkerProcess, burn_job, finish, join, remote_server_with};
 use dipla_server::RunOptions;
-use futures_util::SinkExt;
-use tokio_tungstenite::tungstenite::Message;
-
-use crate::support::{JobDir, WorkerProcess, burn_job, finish, remote_server_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_worker_is_dropped_and_its_tasks_run_elsewhere() {
@@ -23,9 +20,7 @@ async fn a_silent_worker_is_dropped_and_its_tasks_run_elsewhere() {
     let run = tokio::spawn(finish(server));
 
     // A worker that says hello, takes its tasks, then neither reads nor writes again.
-    let (mut silent, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let hello = r#"{"hello":{"protocol":1,"name":"silent","version":"test","cores":1,"max_memory_mb":256,"max_fuel":100000000000}}"#;
-    silent.send(Message::text(hello)).await.unwrap();
+    let silent = join(&url, "silent").await;
     while handle.running() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -68,13 +63,7 @@ async fn tasks_of_a_worker_that_never_answers_are_reissued_after_their_deadline(
     let run = tokio::spawn(finish(server));
 
     // A worker that keeps its connection alive (reading answers pings) but never answers.
-    let (mut sink, mut stream) = tokio_tungstenite::connect_async(&url)
-        .await
-        .unwrap()
-        .0
-        .split();
-    let hello = r#"{"hello":{"protocol":1,"name":"mute","version":"test","cores":1,"max_memory_mb":256,"max_fuel":100000000000}}"#;
-    sink.send(Message::text(hello)).await.unwrap();
+    let (_sink, mut stream) = join(&url, "mute").await.split();
     let reader = tokio::spawn(async move { while stream.next().await.is_some() {} });
     while handle.running() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -105,26 +105,9 @@ async fn speculative_copies_shorten_the_tail() {
     );
 }
 
-/// A hello claiming `benchmark`, as JSON.
-fn hello(name: &str, benchmark: dipla_protocol::Benchmark) -> String {
-    let hello = dipla_protocol::WorkerMessage::Hello(dipla_protocol::Hello {
-        protocol: dipla_protocol::PROTOCOL_VERSION,
-        name: name.into(),
-        version: "test".into(),
-        cores: 1,
-        max_memory_mb: 256,
-        max_fuel: 1_000_000_000,
-        benchmark: Some(benchmark),
-        token: None,
-    });
-    serde_json::to_string(&hello).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_benchmark_is_caught_and_an_honest_one_believed() {
     use dipla_sandbox::bench;
-    use futures_util::SinkExt;
-    use tokio_tungstenite::tungstenite::Message;
 
     let job = burn_job(2, 1000);
     let (server, url) = server(&job, false).await;
@@ -152,9 +135,10 @@ async fn a_forged_benchmark_is_caught_and_an_honest_one_believed() {
 
     let mut sockets = Vec::new();
     for (name, benchmark) in [("forger", forged), ("honest", honest.clone())] {
-        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-        socket
-            .send(Message::text(hello(name, benchmark)))
+        let identity = dipla_worker::Identity::generate();
+        let mut hello = crate::support::test_hello(name, &identity);
+        hello.benchmark = Some(benchmark);
+        let socket = crate::support::join_with(&url, hello, &identity)
             .await
             .unwrap();
         sockets.push(socket);

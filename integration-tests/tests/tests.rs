@@ -23,3 +23,4 @@ mod liveness;
 mod reconnect;
 mod shipping;
 mod speeds;
+mod tls;

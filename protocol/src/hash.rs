@@ -16,6 +16,11 @@ impl ModuleHash {
         Self(Sha256::digest(bytes).into())
     }
 
+    /// The hash with these 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The raw 32 bytes of the digest.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

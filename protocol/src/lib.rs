@@ -5,8 +5,12 @@
 //! `{"tasks": {...}}` (serde's externally tagged form, which passes task inputs and outputs
 //! through as raw JSON without buffering):
 //!
-//! - [`WorkerMessage`]: `hello` first, then `fetch_module` and `results`.
-//! - [`ServerMessage`]: `welcome` in answer to `hello`, then `tasks` and finally `goodbye`.
+//! - [`WorkerMessage`]: `hello` first (with the worker's identity), `proof` in answer to the
+//!   challenge, then `fetch_module` and `results` (each with a signed receipt).
+//! - [`ServerMessage`]: `challenge` in answer to `hello`, `welcome` once the proof checks,
+//!   then `tasks`, `cancel` and finally `goodbye`.
+//!
+//! What is signed is defined byte for byte in [`identity`].
 //!
 //! Module bytes are the one exception: the server sends them as a binary frame holding exactly
 //! the module, and the worker recognises them by their sha256 ([`ModuleHash`]), which it must
@@ -16,11 +20,13 @@
 //! definition; `tests/golden.rs` pins the JSON of every message.
 
 mod hash;
+pub mod identity;
 mod limits;
 mod server;
 mod worker;
 
 pub use hash::{ModuleHash, ParseHashError};
+pub use identity::{Nonce, PublicKey, Signature};
 pub use limits::TaskLimits;
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
 pub use worker::{
@@ -28,7 +34,7 @@ pub use worker::{
 };
 
 /// The protocol version this crate speaks. A server refuses a `hello` with another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Raw JSON text, passed through without being parsed into a value (task inputs and outputs).
 pub type RawJson = serde_json::value::RawValue;

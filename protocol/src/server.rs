@@ -1,12 +1,18 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{ModuleHash, RawJson, TaskLimits};
+use crate::{ModuleHash, Nonce, RawJson, TaskLimits};
 
 /// A message from the server to a worker (a JSON text frame).
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerMessage {
-    /// The answer to an acceptable `hello`.
+    /// The answer to an acceptable `hello`: a fresh random nonce the worker signs with its
+    /// identity's key ([`crate::identity::join_message`]) and returns in a `proof`.
+    Challenge {
+        /// The nonce.
+        nonce: Nonce,
+    },
+    /// The answer to a valid `proof`.
     Welcome(Welcome),
     /// Tasks to run. The worker answers each task, in any order, with a [`crate::TaskResult`].
     Tasks(TaskBatch),
@@ -34,6 +40,9 @@ pub struct Welcome {
     /// times as long may take the connection for dead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_ms: Option<u64>,
+    /// The job's fingerprint, which the worker's receipts name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// Tasks that share a module, an export and limits.

@@ -2,7 +2,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ModuleHash, RawJson};
+use crate::{ModuleHash, PublicKey, RawJson, Signature};
 
 /// A message from a worker to the server (a JSON text frame).
 #[derive(Serialize, Deserialize, Debug)]
@@ -16,10 +16,20 @@ pub enum WorkerMessage {
         /// The modules wanted.
         hashes: Vec<ModuleHash>,
     },
+    /// The answer to the server's challenge: the worker's signature over
+    /// [`crate::identity::join_message`], proving it holds its identity's secret key.
+    Proof {
+        /// The signature.
+        signature: Signature,
+    },
     /// Results of finished tasks, in any order, batched as the worker sees fit.
     Results {
         /// The results.
         results: Vec<TaskResult>,
+        /// The worker's signature over [`crate::identity::receipt_message`] of this
+        /// message's successful results (required when any result has an output).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        receipt: Option<Signature>,
     },
 }
 
@@ -45,6 +55,9 @@ pub struct Hello {
     /// The token a server that admits only known workers asks for (`dipla-worker --token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// The worker's identity (its Ed25519 public key), proved in answer to the challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PublicKey>,
 }
 
 /// A secret, such as a worker token: serialised as the plain string, never shown by `Debug`.

@@ -2,9 +2,9 @@
 //! `PROTOCOL_VERSION` and update docs/ARCHITECTURE.md with it.
 
 use dipla_protocol::{
-    Benchmark, FailureKind, Hello, KernelRun, ModuleHash, PROTOCOL_VERSION, RawJson, Secret,
-    ServerMessage, TaskBatch, TaskFailure, TaskItem, TaskLimits, TaskResult, Welcome,
-    WorkerMessage,
+    Benchmark, FailureKind, Hello, KernelRun, ModuleHash, Nonce, PROTOCOL_VERSION, PublicKey,
+    RawJson, Secret, ServerMessage, Signature, TaskBatch, TaskFailure, TaskItem, TaskLimits,
+    TaskResult, Welcome, WorkerMessage,
 };
 
 fn raw(text: &str) -> Box<RawJson> {
@@ -27,8 +27,8 @@ fn pin<T: serde::Serialize + serde::de::DeserializeOwned>(message: &T, golden: &
 }
 
 #[test]
-fn protocol_version_is_one() {
-    assert_eq!(PROTOCOL_VERSION, 1);
+fn protocol_version_is_two() {
+    assert_eq!(PROTOCOL_VERSION, 2);
 }
 
 #[test]
@@ -43,6 +43,7 @@ fn hello() {
             max_fuel: 1_000_000,
             benchmark: None,
             token: None,
+            identity: None,
         }),
         r#"{"hello":{"protocol":1,"name":"volunteer-7","version":"0.1.0","cores":4,"max_memory_mb":512,"max_fuel":1000000}}"#,
     );
@@ -68,8 +69,12 @@ fn hello_with_a_benchmark() {
                 }],
             }),
             token: Some(Secret("s3cret".into())),
+            identity: Some(PublicKey([0xab; 32])),
         }),
-        r#"{"hello":{"protocol":1,"name":"w","version":"0.1.0","cores":2,"max_memory_mb":256,"max_fuel":10,"benchmark":{"score":2500.5,"kernels":[{"name":"int_chain","fuel":400000012,"micros":27000,"checksum":"00ff00ff00ff00ff"}]},"token":"s3cret"}}"#,
+        &format!(
+            r#"{{"hello":{{"protocol":1,"name":"w","version":"0.1.0","cores":2,"max_memory_mb":256,"max_fuel":10,"benchmark":{{"score":2500.5,"kernels":[{{"name":"int_chain","fuel":400000012,"micros":27000,"checksum":"00ff00ff00ff00ff"}}]}},"token":"s3cret","identity":"{}"}}}}"#,
+            "ab".repeat(32)
+        ),
     );
 }
 
@@ -99,8 +104,12 @@ fn results() {
                     },
                 ),
             ],
+            receipt: Some(Signature([0x01; 64])),
         },
-        r#"{"results":{"results":[{"id":7,"fuel":1200,"micros":35,"output":[2,2,3]},{"id":8,"fuel":10,"micros":4,"error":{"kind":"panic","message":"boom"}}]}}"#,
+        &format!(
+            r#"{{"results":{{"results":[{{"id":7,"fuel":1200,"micros":35,"output":[2,2,3]}},{{"id":8,"fuel":10,"micros":4,"error":{{"kind":"panic","message":"boom"}}}}],"receipt":"{}"}}}}"#,
+            "01".repeat(64)
+        ),
     );
 }
 
@@ -132,6 +141,7 @@ fn welcome() {
             protocol: 1,
             worker: 3,
             heartbeat_ms: None,
+            job: None,
         }),
         r#"{"welcome":{"protocol":1,"worker":3}}"#,
     );
@@ -172,8 +182,25 @@ fn a_result_that_stops_its_stage() {
     pin(
         &WorkerMessage::Results {
             results: vec![result],
+            receipt: None,
         },
         r#"{"results":{"results":[{"id":9,"fuel":100,"micros":7,"output":"found","stop":true}]}}"#,
+    );
+}
+
+#[test]
+fn challenge_and_proof() {
+    pin(
+        &ServerMessage::Challenge {
+            nonce: Nonce([0x5a; 32]),
+        },
+        &format!(r#"{{"challenge":{{"nonce":"{}"}}}}"#, "5a".repeat(32)),
+    );
+    pin(
+        &WorkerMessage::Proof {
+            signature: Signature([0xc3; 64]),
+        },
+        &format!(r#"{{"proof":{{"signature":"{}"}}}}"#, "c3".repeat(64)),
     );
 }
 
@@ -225,7 +252,8 @@ fn welcome_with_a_heartbeat() {
             protocol: 1,
             worker: 3,
             heartbeat_ms: Some(5000),
+            job: Some("f00d".into()),
         }),
-        r#"{"welcome":{"protocol":1,"worker":3,"heartbeat_ms":5000}}"#,
+        r#"{"welcome":{"protocol":1,"worker":3,"heartbeat_ms":5000,"job":"f00d"}}"#,
     );
 }

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use dipla_protocol::{FailureKind, RawJson, TaskFailure};
 
-use crate::fleet::{Fleet, WorkerRecord};
+use crate::fleet::{Fleet, IdentityId, WorkerRecord};
 #[cfg(test)]
 use crate::fleet::{MAX_PER_CORE, MIN_PER_CORE};
 use crate::journal::Record;
@@ -158,7 +158,7 @@ impl std::fmt::Display for Check {
 /// Who produced a final result and how it was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Proof {
-    by: Option<WorkerId>,
+    by: Option<IdentityId>,
     check: Check,
 }
 
@@ -582,6 +582,27 @@ impl Coordinator {
         self.fleet.join(worker, cores);
     }
 
+    /// Worker `worker` proved it is identity `key` (its public key): its trust record is that
+    /// identity's, from earlier connections and earlier runs. Returns whether it is trusted
+    /// (an identity caught lying gets no work, however it reconnects).
+    pub fn identify(&mut self, worker: WorkerId, key: &str) -> bool {
+        let identity = self.fleet.identify(worker, key);
+        !self.fleet.untrusted_identity(identity)
+    }
+
+    /// Journals a worker's receipt.
+    pub fn journal_receipt(&self, receipt: Record) {
+        self.journal(|| receipt);
+    }
+
+    /// Journals identity `identity`'s record.
+    fn journal_identity(&self, identity: IdentityId) {
+        self.journal(|| Record::Identity {
+            key: self.fleet.key(identity).to_owned(),
+            credibility: self.fleet.credibility(identity),
+        });
+    }
+
     /// Records a worker's checked benchmark score (fuel per µs per core), by which it is
     /// ranked until its tasks show its real speed.
     pub fn claim(&mut self, worker: WorkerId, score: f64) {
@@ -650,6 +671,9 @@ impl Coordinator {
 
     fn leave_with(&mut self, worker: WorkerId, counts_as_lost: bool) {
         self.fleet.leave(worker);
+        if let Some(identity) = self.fleet.identity(worker) {
+            self.journal_identity(identity);
+        }
         let mut lost: Vec<(AttemptId, TaskRef)> = self
             .attempts
             .iter()
@@ -689,10 +713,7 @@ impl Coordinator {
     /// faster ones get more; when there is none, an idle worker much faster than another
     /// takes a copy of a task that one is running.
     pub fn assign(&mut self, worker: WorkerId) -> Vec<Assignment> {
-        let Some(state) = self.fleet.get(worker) else {
-            return Vec::new();
-        };
-        if state.untrusted {
+        if !self.fleet.trusted(worker) {
             return Vec::new();
         }
         self.reissue_overdue();
@@ -959,7 +980,11 @@ impl Coordinator {
         }
         if let Some(votes) = self.votes.get(&task) {
             // A replica never goes to a worker that was given the task.
-            return !votes.asked.contains(&worker);
+            let identity = self.fleet.identity(worker);
+            return !votes
+                .asked
+                .iter()
+                .any(|&asked| self.fleet.identity(asked) == identity);
         }
         let Some(history) = self.history.get(&task) else {
             return true;
@@ -1119,6 +1144,9 @@ impl Coordinator {
             return Ok(());
         };
         self.fleet.rejected(worker);
+        if let Some(identity) = self.fleet.identity(worker) {
+            self.journal_identity(identity);
+        }
         self.counts.rejected += 1;
         let max = self.stages[task.stage].plan.max_attempts;
         let history = self.history.entry(task).or_default();
@@ -1205,6 +1233,9 @@ impl Coordinator {
                 self.cancel_copies(task);
                 for &worker in &agree {
                     self.fleet.agreed(worker);
+                    if let Some(identity) = self.fleet.identity(worker) {
+                        self.journal_identity(identity);
+                    }
                 }
                 let name = self.stages[task.stage].plan.name.clone();
                 for worker in disagree {
@@ -1254,7 +1285,15 @@ impl Coordinator {
             .get(&task)
             .map(|history| history.rejected_on.clone())
             .unwrap_or_default();
-        self.finish(task, Ok(output), Proof { by, check });
+        let identity = by.and_then(|worker| self.fleet.identity(worker));
+        self.finish(
+            task,
+            Ok(output),
+            Proof {
+                by: identity,
+                check,
+            },
+        );
         if check == Check::Unchecked && by.is_none() {
             return;
         }
@@ -1272,16 +1311,21 @@ impl Coordinator {
     /// go to others, and every result it gave that was accepted unchecked in a stage not yet
     /// released runs again on other workers.
     fn untrust(&mut self, worker: WorkerId, why: String) {
-        if !self.fleet.trusted(worker) {
+        let Some(identity) = self.fleet.identity(worker) else {
+            return;
+        };
+        if self.fleet.untrusted_identity(identity) {
             return;
         }
-        tracing::warn!(worker, %why, "worker untrusted");
-        self.fleet.untrust(worker, why);
+        tracing::warn!(worker, identity = self.fleet.key(identity), %why, "worker untrusted");
+        self.fleet.untrust(identity, &why);
+        self.journal_identity(identity);
         self.counts.untrusted += 1;
+        let connections = self.fleet.connections_of(identity);
         let mut running: Vec<AttemptId> = self
             .attempts
             .iter()
-            .filter(|(_, attempt)| attempt.worker == worker)
+            .filter(|(_, attempt)| connections.contains(&attempt.worker))
             .map(|(&id, _)| id)
             .collect();
         running.sort_unstable();
@@ -1301,7 +1345,7 @@ impl Coordinator {
                 .results
                 .iter()
                 .filter(|(_, entry)| {
-                    entry.proof.by == Some(worker) && entry.proof.check == Check::Unchecked
+                    entry.proof.by == Some(identity) && entry.proof.check == Check::Unchecked
                 })
                 .map(|(&index, _)| index)
                 .collect();
@@ -1316,12 +1360,20 @@ impl Coordinator {
         let pending: Vec<TaskRef> = self
             .votes
             .iter()
-            .filter(|(_, votes)| votes.answers.iter().any(|vote| vote.worker == worker))
+            .filter(|(_, votes)| {
+                votes
+                    .answers
+                    .iter()
+                    .any(|vote| self.fleet.identity(vote.worker) == Some(identity))
+            })
             .map(|(&task, _)| task)
             .collect();
         for task in pending {
+            let fleet = &self.fleet;
             if let Some(votes) = self.votes.get_mut(&task) {
-                votes.answers.retain(|vote| vote.worker != worker);
+                votes
+                    .answers
+                    .retain(|vote| fleet.identity(vote.worker) != Some(identity));
             }
             self.decide(task);
         }
@@ -1479,6 +1531,7 @@ impl Coordinator {
             task,
             outcome: outcome.clone(),
             check: proof.check,
+            by: proof.by.map(|identity| self.fleet.key(identity).to_owned()),
         });
         if self.reissued.remove(&task) {
             self.retries.retain(|&t| t != task);
@@ -1935,11 +1988,14 @@ impl Coordinator {
                 task,
                 outcome,
                 check,
+                by,
             } => {
                 self.unqueue(task);
                 self.counts.restored += 1;
-                self.finish(task, outcome, Proof { by: None, check });
+                let by = by.map(|key| self.fleet.intern(&key));
+                self.finish(task, outcome, Proof { by, check });
             }
+            Record::Identity { key, credibility } => self.fleet.restore(&key, credibility),
             Record::Goal(task) => {
                 if self.stages[task.stage].stopped.is_none() {
                     self.goal(task);
@@ -1956,7 +2012,7 @@ impl Coordinator {
                 self.counts.restored = self.counts.restored.saturating_sub(1);
                 self.revoke(task);
             }
-            Record::Worker { .. } => {}
+            Record::Worker { .. } | Record::Receipt { .. } => {}
         }
         self.settle();
     }
@@ -3184,5 +3240,61 @@ mod tests {
             .collect();
         let expected: Vec<String> = (0..12).map(|i| (i * 10).to_string()).collect();
         assert_eq!(outputs, expected);
+    }
+
+    #[test]
+    fn trust_follows_the_identity_across_connections_and_restarts() {
+        let liar_key = "aa".repeat(32);
+        let mut c = Coordinator::new(vec![StagePlan {
+            replicate: Replicate::Fraction(1.0),
+            ..plan(20)
+        }]);
+        let (sink, journal) = std::sync::mpsc::channel();
+        c.set_journal(Some(sink));
+        for worker in 1..=3 {
+            c.join(worker, 2);
+        }
+        assert!(c.identify(1, &"11".repeat(32)));
+        assert!(c.identify(2, &"22".repeat(32)));
+        assert!(c.identify(3, &liar_key));
+        // A second connection of honest identity 1: replicas never go to both.
+        c.join(4, 2);
+        assert!(c.identify(4, &"11".repeat(32)));
+        let given: std::cell::RefCell<HashMap<TaskRef, Vec<WorkerId>>> = Default::default();
+        run_all_on(&mut c, &[1, 2, 3, 4], |worker, task| {
+            given.borrow_mut().entry(task).or_default().push(worker);
+            output(&(task.index + u64::from(worker == 3)).to_string())
+        });
+        for (task, workers) in given.borrow().iter() {
+            let ones = workers.iter().filter(|&&w| w == 1 || w == 4).count();
+            assert!(ones <= 1, "{task:?} went to identity 1 twice: {workers:?}");
+        }
+        assert!(!c.record(3).unwrap().trusted);
+        // The liar reconnects: same identity, no work.
+        c.leave(3);
+        c.join(5, 2);
+        assert!(!c.identify(5, &liar_key));
+        assert!(c.assign(5).is_empty());
+        // A server restarted on the journal knows it too (here for a new job: the trust
+        // records are what matters).
+        let identities: Vec<Record> = journal
+            .try_iter()
+            .filter(|record| matches!(record, Record::Identity { .. }))
+            .collect();
+        assert!(!identities.is_empty());
+        let mut restarted = Coordinator::new(vec![plan(5)]);
+        for record in identities {
+            restarted.restore(record);
+        }
+        restarted.join(1, 2);
+        assert!(!restarted.identify(1, &liar_key));
+        assert!(restarted.assign(1).is_empty());
+        restarted.join(2, 2);
+        assert!(restarted.identify(2, &"22".repeat(32)));
+        assert!(
+            restarted.record(2).unwrap().agreed > 0,
+            "credibility is kept"
+        );
+        assert!(!restarted.assign(2).is_empty());
     }
 }

@@ -249,7 +249,10 @@ impl DiplaBuilder {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| start(format!("cannot listen on {addr}: {e}")))?;
-        let url = worker_url(listener.local_addr().map_err(|e| start(e.to_string()))?);
+        let url = worker_url(
+            listener.local_addr().map_err(|e| start(e.to_string()))?,
+            false,
+        );
         let sandbox = Sandbox::new().map_err(|e| start(format!("the sandbox: {e}")))?;
         let job = Job {
             name: "driver".into(),
@@ -258,6 +261,11 @@ impl DiplaBuilder {
             sandbox: sandbox.clone(),
         };
         let handle = Handle::new(job, |_| Keep::All);
+        // A driver's job grows as it runs: its receipts name this run.
+        let mut nonce = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let id: String = nonce.iter().map(|byte| format!("{byte:02x}")).collect();
+        handle.set_job_id(format!("driver-{id}"));
         handle.lock().coordinator.set_speculation(self.speculate);
         handle.require_tokens(crate::Tokens::new(&self.tokens));
         let local = LocalWorkers {
@@ -266,7 +274,7 @@ impl DiplaBuilder {
             caps: self.caps,
             token: self.tokens.first().cloned(),
         };
-        let engine = Engine::start(listener, handle.clone(), &sandbox, &local)
+        let engine = Engine::start(listener, None, handle.clone(), &sandbox, &local)
             .map_err(|e| start(e.to_string()))?;
         let inner = Inner {
             handle,

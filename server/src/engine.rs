@@ -4,15 +4,18 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use dipla_sandbox::{Limits, Sandbox};
 use dipla_worker::{ModuleCache, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::state::Handle;
+use crate::tls::TlsListener;
 use crate::{Module, api, transport};
 
 /// How long connections get to close once the server shuts down.
@@ -34,20 +37,105 @@ pub(crate) struct LocalWorkers {
 /// A running worker endpoint with its local workers.
 pub(crate) struct Engine {
     handle: Handle,
-    server: JoinHandle<std::io::Result<()>>,
-    /// Stops accepting connections and lets HTTP requests in flight finish.
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The sockets served: the public one, and with TLS a plain loopback one for the local
+    /// workers.
+    served: Vec<Served>,
     workers: JoinSet<()>,
     /// The local workers' module cache, seeded with every module the server admits.
     cache: Option<ModuleCache>,
 }
 
-/// The URL workers connect to (`ws://ADDR/ws`, with loopback for an unspecified address).
-pub(crate) fn worker_url(mut addr: SocketAddr) -> String {
+/// The address of a connection's peer, as handlers see it (`ConnectInfo<Peer>`), whatever
+/// the listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) SocketAddr);
+
+impl Connected<IncomingStream<'_, PlainListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// Plain TCP without Nagle's algorithm (small messages must not wait 40 ms for delayed
+/// ACKs).
+pub(crate) struct PlainListener(TcpListener);
+
+impl axum::serve::Listener for PlainListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, peer)) => {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "cannot set TCP_NODELAY");
+                    }
+                    return (stream, peer);
+                }
+                Err(error) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::debug!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// One socket being served.
+struct Served {
+    task: JoinHandle<std::io::Result<()>>,
+    /// Stops accepting connections and lets HTTP requests in flight finish.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Served {
+    /// Serves `app` on `listener`.
+    fn start<L>(listener: L, app: axum::Router) -> Self
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+        Peer: for<'a> Connected<IncomingStream<'a, L>>,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = app.into_make_service_with_connect_info::<Peer>();
+        let task = tokio::spawn(
+            axum::serve(listener, service)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
+        Self {
+            task,
+            stop: Some(stop),
+        }
+    }
+
+    /// Serves `app` on plain TCP.
+    fn plain(listener: TcpListener, app: axum::Router) -> Self {
+        Self::start(PlainListener(listener), app)
+    }
+}
+
+/// The URL workers connect to (`ws://ADDR/ws`, or `wss://` with TLS; loopback for an
+/// unspecified address).
+pub(crate) fn worker_url(mut addr: SocketAddr, tls: bool) -> String {
     if addr.ip().is_unspecified() {
         addr.set_ip(Ipv4Addr::LOCALHOST.into());
     }
-    format!("ws://{addr}/ws")
+    let scheme = if tls { "wss" } else { "ws" };
+    format!("{scheme}://{addr}/ws")
 }
 
 impl Engine {
@@ -55,27 +143,34 @@ impl Engine {
     /// job has now compiled already ([`Engine::seed`] for those added later).
     pub(crate) fn start(
         listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
         handle: Handle,
         sandbox: &Sandbox,
         local: &LocalWorkers,
     ) -> std::io::Result<Self> {
-        let url = worker_url(listener.local_addr()?);
-        // Small messages must not wait for Nagle's algorithm (40 ms stalls with delayed ACKs).
-        let listener = listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
+        let public = worker_url(listener.local_addr()?, tls.is_some());
         let app = transport::router(handle.clone()).merge(api::router(handle.clone()));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .into_future(),
-        );
-        tracing::info!(%url, "accepting workers");
+        let mut served = Vec::new();
+        let url = match tls {
+            None => {
+                served.push(Served::plain(listener, app));
+                public.clone()
+            }
+            Some(config) => {
+                served.push(Served::start(
+                    TlsListener::new(listener, config)?,
+                    app.clone(),
+                ));
+                // Local workers are in this process: they join over plain loopback.
+                let loopback = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+                loopback.set_nonblocking(true)?;
+                let loopback = TcpListener::from_std(loopback)?;
+                let url = worker_url(loopback.local_addr()?, false);
+                served.push(Served::plain(loopback, app));
+                url
+            }
+        };
+        tracing::info!(url = %public, "accepting workers");
 
         let mut workers = JoinSet::new();
         let mut cache = None;
@@ -104,8 +199,7 @@ impl Engine {
         }
         Ok(Self {
             handle,
-            server,
-            stop: Some(stop),
+            served,
             workers,
             cache,
         })
@@ -137,11 +231,15 @@ impl Engine {
             tracing::debug!("some workers did not leave in time");
         }
         // Answer the HTTP requests in flight (an API call that ended the job), then stop.
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        for served in &mut self.served {
+            if let Some(stop) = served.stop.take() {
+                let _ = stop.send(());
+            }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.server).await;
-        self.server.abort();
+        for served in &mut self.served {
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut served.task).await;
+            served.task.abort();
+        }
     }
 }
 
@@ -150,6 +248,8 @@ impl Drop for Engine {
         // Dropped without a shutdown (the owner was dropped or its task cancelled): stop
         // serving at once; connections see `done` and say goodbye.
         self.handle.shared.done.send_replace(true);
-        self.server.abort();
+        for served in &self.served {
+            served.task.abort();
+        }
     }
 }

@@ -12,6 +12,23 @@ use std::collections::HashMap;
 
 use crate::coordinator::WorkerId;
 
+/// A worker identity (a public key, or a connection that did not give one), interned.
+pub type IdentityId = u32;
+
+/// What the server knows of an identity, across its connections: its trust record, kept by
+/// public key in the journal so that it outlives reconnects and restarts.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Credibility {
+    /// Its replicated results that agreed with the canonical one.
+    pub agreed: u64,
+    /// Its outputs a verifier rejected.
+    pub rejected: u64,
+    /// Why it was caught returning a wrong result, if it was: it then gets no work.
+    pub untrusted: Option<String>,
+    /// The fuel per µs per core its tasks last showed.
+    pub speed: Option<f64>,
+}
+
 /// In-flight tasks per core before the first result tells how long tasks take.
 const START_PER_CORE: usize = 2;
 /// Bounds on in-flight tasks per core.
@@ -41,12 +58,8 @@ pub(crate) struct Worker {
     results: u64,
     /// Something the operator should know (a benchmark that did not check out...).
     note: Option<String>,
-    /// Caught returning a wrong result: it gets no more work.
-    pub(crate) untrusted: bool,
-    /// Its replicated results that agreed with the canonical one.
-    pub(crate) agreed: u64,
-    /// Its outputs a verifier rejected.
-    rejected: u64,
+    /// Who it is.
+    pub(crate) identity: IdentityId,
 }
 
 impl Worker {
@@ -78,6 +91,8 @@ impl Worker {
 /// A worker's record, for operators and tests.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WorkerRecord {
+    /// Its identity: its public key (or `connection:N` for one that gave none).
+    pub identity: String,
     /// Tasks it runs at once.
     pub cores: usize,
     /// Tasks it is running.
@@ -94,16 +109,24 @@ pub struct WorkerRecord {
     pub note: Option<String>,
     /// Whether it still gets work: false once caught returning a wrong result.
     pub trusted: bool,
-    /// Its replicated results that agreed with the canonical one (its credibility).
+    /// Its identity's replicated results that agreed with the canonical one (its
+    /// credibility).
     pub agreed: u64,
     /// Its outputs a verifier rejected.
     pub rejected: u64,
 }
 
-/// Every connected worker.
+/// Every connected worker, and every identity seen.
 #[derive(Debug, Default)]
 pub(crate) struct Fleet {
     workers: HashMap<WorkerId, Worker>,
+    /// Identities' keys, by id.
+    keys: Vec<String>,
+    interned: HashMap<String, IdentityId>,
+    /// The identity of every connection ever seen (a replica never goes to an identity that
+    /// was given the task, even on an earlier connection).
+    identity_of: HashMap<WorkerId, IdentityId>,
+    credibility: HashMap<IdentityId, Credibility>,
 }
 
 impl Fleet {
@@ -117,15 +140,78 @@ impl Fleet {
             micros: 0,
             results: 0,
             note: None,
-            untrusted: false,
-            agreed: 0,
-            rejected: 0,
+            identity: 0,
         };
         self.workers.insert(id, worker);
+        // Until it says who it is, a connection is its own identity.
+        self.identify(id, &format!("connection:{id}"));
     }
 
+    /// The id of identity `key`.
+    pub(crate) fn intern(&mut self, key: &str) -> IdentityId {
+        if let Some(&id) = self.interned.get(key) {
+            return id;
+        }
+        let id = IdentityId::try_from(self.keys.len()).unwrap_or(IdentityId::MAX);
+        self.keys.push(key.to_owned());
+        self.interned.insert(key.to_owned(), id);
+        id
+    }
+
+    /// Identity `id`'s key.
+    pub(crate) fn key(&self, id: IdentityId) -> &str {
+        self.keys.get(id as usize).map_or("", String::as_str)
+    }
+
+    /// Worker `id` proved it is identity `key`: it inherits that identity's record.
+    pub(crate) fn identify(&mut self, id: WorkerId, key: &str) -> IdentityId {
+        let identity = self.intern(key);
+        self.identity_of.insert(id, identity);
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.identity = identity;
+        }
+        identity
+    }
+
+    /// Who worker `id` is (also after it left).
+    pub(crate) fn identity(&self, id: WorkerId) -> Option<IdentityId> {
+        self.identity_of.get(&id).copied()
+    }
+
+    /// Identity `identity`'s record.
+    pub(crate) fn credibility(&self, identity: IdentityId) -> Credibility {
+        self.credibility.get(&identity).cloned().unwrap_or_default()
+    }
+
+    /// Takes an identity's record from a journal.
+    pub(crate) fn restore(&mut self, key: &str, credibility: Credibility) {
+        let identity = self.intern(key);
+        self.credibility.insert(identity, credibility);
+    }
+
+    /// Whether identity `identity` was caught lying.
+    pub(crate) fn untrusted_identity(&self, identity: IdentityId) -> bool {
+        self.credibility
+            .get(&identity)
+            .is_some_and(|c| c.untrusted.is_some())
+    }
+
+    /// The connected workers of `identity`.
+    pub(crate) fn connections_of(&self, identity: IdentityId) -> Vec<WorkerId> {
+        self.workers
+            .iter()
+            .filter(|(_, worker)| worker.identity == identity)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Worker `id` left: what its tasks showed of its speed stays with its identity.
     pub(crate) fn leave(&mut self, id: WorkerId) {
-        self.workers.remove(&id);
+        if let Some(worker) = self.workers.remove(&id)
+            && let Some(speed) = worker.measured()
+        {
+            self.credibility.entry(worker.identity).or_default().speed = Some(speed);
+        }
     }
 
     pub(crate) fn get(&self, id: WorkerId) -> Option<&Worker> {
@@ -161,38 +247,45 @@ impl Fleet {
         }
     }
 
-    /// Marks a worker as caught returning a wrong result, saying why.
-    pub(crate) fn untrust(&mut self, id: WorkerId, why: String) {
-        if let Some(worker) = self.workers.get_mut(&id)
-            && !worker.untrusted
-        {
-            worker.untrusted = true;
-            worker.note = Some(format!("untrusted: {why}"));
+    /// Marks identity `identity` as caught returning a wrong result, saying why; its
+    /// connected workers are noted.
+    pub(crate) fn untrust(&mut self, identity: IdentityId, why: &str) {
+        let record = self.credibility.entry(identity).or_default();
+        if record.untrusted.is_none() {
+            record.untrusted = Some(why.to_owned());
+        }
+        for worker in self.workers.values_mut() {
+            if worker.identity == identity {
+                worker.note = Some(format!("untrusted: {why}"));
+            }
         }
     }
 
     /// One of `id`'s replicated results agreed with the canonical one.
     pub(crate) fn agreed(&mut self, id: WorkerId) {
-        if let Some(worker) = self.workers.get_mut(&id) {
-            worker.agreed += 1;
+        if let Some(identity) = self.identity(id) {
+            self.credibility.entry(identity).or_default().agreed += 1;
         }
     }
 
     /// A verifier rejected one of `id`'s outputs.
     pub(crate) fn rejected(&mut self, id: WorkerId) {
-        if let Some(worker) = self.workers.get_mut(&id) {
-            worker.rejected += 1;
+        if let Some(identity) = self.identity(id) {
+            self.credibility.entry(identity).or_default().rejected += 1;
         }
     }
 
-    /// Whether `id` is connected and trusted.
+    /// Whether `id` is connected and its identity trusted.
     pub(crate) fn trusted(&self, id: WorkerId) -> bool {
-        self.workers.get(&id).is_some_and(|w| !w.untrusted)
+        self.workers
+            .get(&id)
+            .is_some_and(|w| !self.untrusted_identity(w.identity))
     }
 
-    /// How many replicated results of `id` agreed (0 for a worker not connected).
+    /// How many replicated results of `id`'s identity agreed.
     pub(crate) fn agreements(&self, id: WorkerId) -> u64 {
-        self.workers.get(&id).map_or(0, |w| w.agreed)
+        self.identity(id)
+            .map_or(0, |identity| self.credibility(identity).agreed)
     }
 
     /// A task finished on `id` after `micros` of its time, burning `fuel`.
@@ -231,6 +324,10 @@ impl Fleet {
         };
         if let Some(measured) = worker.measured() {
             return measured;
+        }
+        if let Some(known) = self.credibility.get(&worker.identity).and_then(|c| c.speed) {
+            // What its identity's tasks showed on an earlier connection.
+            return known;
         }
         let ratio = self.ratio();
         if let Some(claimed) = worker.claimed {
@@ -297,7 +394,9 @@ impl Fleet {
     /// The record of worker `id`.
     pub(crate) fn record(&self, id: WorkerId) -> Option<WorkerRecord> {
         let worker = self.workers.get(&id)?;
+        let credibility = self.credibility(worker.identity);
         Some(WorkerRecord {
+            identity: self.key(worker.identity).to_owned(),
             cores: worker.cores,
             running: worker.in_flight,
             claimed: worker.claimed,
@@ -305,9 +404,9 @@ impl Fleet {
             speed: self.speed(id),
             results: worker.results,
             note: worker.note.clone(),
-            trusted: !worker.untrusted,
-            agreed: worker.agreed,
-            rejected: worker.rejected,
+            trusted: credibility.untrusted.is_none(),
+            agreed: credibility.agreed,
+            rejected: credibility.rejected,
         })
     }
 }

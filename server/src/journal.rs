@@ -15,9 +15,12 @@
 //! meta    (key PRIMARY KEY, value)                -- schema, job name, fingerprint, description
 //! modules (hash PRIMARY KEY, name, bytes)         -- content-addressed (sha256)
 //! runs    (run PRIMARY KEY, started, finished, summary)
-//! events  (seq PRIMARY KEY, run, kind, stage, idx, output, failure, verdict, input)
+//! events  (seq PRIMARY KEY, run, kind, stage, idx, output, failure, verdict, input, identity)
 //!         -- kind: result | goal | discovered | revoked
 //! workers (seq PRIMARY KEY, run, name, record)    -- a worker's record when it left (JSON)
+//! identities (key PRIMARY KEY, record)            -- trust records by public key (JSON)
+//! receipts (receipt PRIMARY KEY, run, identity, signature, body)  -- as signed
+//! receipted (stage, idx, receipt, entry)          -- which receipt entry answered a task
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -28,11 +31,11 @@ use dipla_protocol::{RawJson, TaskFailure};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::coordinator::{Check, Outcome, TaskRef};
-use crate::fleet::WorkerRecord;
+use crate::fleet::{Credibility, WorkerRecord};
 use crate::{Inputs, Job, Part, Source};
 
 /// The schema this server writes; a journal with another one is refused.
-const SCHEMA: &str = "1";
+const SCHEMA: &str = "2";
 
 /// The tables, made if missing.
 const TABLES: &str = "
@@ -44,10 +47,18 @@ const TABLES: &str = "
     CREATE TABLE IF NOT EXISTS events (
         seq INTEGER PRIMARY KEY, run INTEGER NOT NULL, kind TEXT NOT NULL,
         stage INTEGER NOT NULL, idx INTEGER, output TEXT, failure TEXT, verdict TEXT,
-        input TEXT);
+        input TEXT, identity TEXT);
     CREATE TABLE IF NOT EXISTS workers (
         seq INTEGER PRIMARY KEY, run INTEGER NOT NULL, name TEXT NOT NULL,
-        record TEXT NOT NULL);";
+        record TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS identities (key TEXT PRIMARY KEY, record TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS receipts (
+        receipt INTEGER PRIMARY KEY, run INTEGER NOT NULL, identity TEXT NOT NULL,
+        signature TEXT NOT NULL, body BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS receipted (
+        stage INTEGER NOT NULL, idx INTEGER NOT NULL, receipt INTEGER NOT NULL,
+        entry INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS receipted_task ON receipted (stage, idx);";
 
 /// The most records committed in one transaction.
 const BATCH: usize = 8192;
@@ -63,6 +74,8 @@ pub enum Record {
         outcome: Outcome,
         /// How the output was checked.
         check: Check,
+        /// The identity that gave it (none when replicas agreed on it).
+        by: Option<String>,
     },
     /// An output of this task met its stage's goal.
     Goal(TaskRef),
@@ -75,6 +88,25 @@ pub enum Record {
     },
     /// A final result was withdrawn: its worker was caught lying, and the task runs again.
     Revoked(TaskRef),
+    /// An identity's trust record changed (it agreed, was rejected, was caught, left).
+    Identity {
+        /// Its public key.
+        key: String,
+        /// Its record.
+        credibility: Credibility,
+    },
+    /// A worker's signed receipt for one results message, and the tasks its entries
+    /// answered (entry number in the receipt).
+    Receipt {
+        /// The worker's identity.
+        identity: String,
+        /// Its signature over `body`.
+        signature: String,
+        /// The signed bytes ([`dipla_protocol::identity::receipt_message`]).
+        body: Vec<u8>,
+        /// Each answered task and its entry in `body`.
+        tasks: Vec<(TaskRef, u32)>,
+    },
     /// A worker left; what the scheduler knew of it.
     Worker {
         /// The name it gave.
@@ -331,15 +363,13 @@ fn write(mut db: Connection, run: i64, records: &Receiver<Record>) -> rusqlite::
         let tx = db.transaction()?;
         {
             let mut event = tx.prepare_cached(
-                "INSERT INTO events (run, kind, stage, idx, output, failure, verdict, input)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events (run, kind, stage, idx, output, failure, verdict, input, identity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            let mut worker =
-                tx.prepare_cached("INSERT INTO workers (run, name, record) VALUES (?1, ?2, ?3)")?;
             let mut next = Some(first);
             let mut written = 0;
             while let Some(record) = next.take() {
-                insert(&mut event, &mut worker, run, record)?;
+                insert(&tx, &mut event, run, record)?;
                 written += 1;
                 if written < BATCH {
                     next = records.try_recv().ok();
@@ -352,8 +382,8 @@ fn write(mut db: Connection, run: i64, records: &Receiver<Record>) -> rusqlite::
 }
 
 fn insert(
+    tx: &rusqlite::Transaction<'_>,
     event: &mut rusqlite::CachedStatement<'_>,
-    worker: &mut rusqlite::CachedStatement<'_>,
     run: i64,
     record: Record,
 ) -> rusqlite::Result<()> {
@@ -363,6 +393,7 @@ fn insert(
             task,
             outcome,
             check,
+            by,
         } => {
             let (output, failure) = match outcome {
                 Ok(output) => (Some(output.get().to_owned()), None),
@@ -379,7 +410,8 @@ fn insert(
                 output,
                 failure,
                 check.to_string(),
-                None::<String>
+                None::<String>,
+                by
             ])?;
         }
         Record::Goal(task) => {
@@ -388,6 +420,7 @@ fn insert(
                 "goal",
                 task.stage,
                 index(task),
+                None::<String>,
                 None::<String>,
                 None::<String>,
                 None::<String>,
@@ -403,6 +436,7 @@ fn insert(
                 None::<String>,
                 None::<String>,
                 None::<String>,
+                None::<String>,
                 None::<String>
             ])?;
         }
@@ -415,12 +449,42 @@ fn insert(
                 None::<String>,
                 None::<String>,
                 None::<String>,
-                input.get()
+                input.get(),
+                None::<String>
             ])?;
         }
         Record::Worker { name, record } => {
             let record = serde_json::to_string(&record).expect("a record serialises");
-            worker.execute(params![run, name, record])?;
+            tx.prepare_cached("INSERT INTO workers (run, name, record) VALUES (?1, ?2, ?3)")?
+                .execute(params![run, name, record])?;
+        }
+        Record::Identity { key, credibility } => {
+            let record = serde_json::to_string(&credibility).expect("a record serialises");
+            tx.prepare_cached("INSERT OR REPLACE INTO identities (key, record) VALUES (?1, ?2)")?
+                .execute(params![key, record])?;
+        }
+        Record::Receipt {
+            identity,
+            signature,
+            body,
+            tasks,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO receipts (run, identity, signature, body) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![run, identity, signature, body])?;
+            let receipt = tx.last_insert_rowid();
+            let mut answered = tx.prepare_cached(
+                "INSERT INTO receipted (stage, idx, receipt, entry) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (task, entry) in tasks {
+                answered.execute(params![
+                    task.stage,
+                    i64::try_from(task.index).unwrap_or(i64::MAX),
+                    receipt,
+                    entry
+                ])?;
+            }
         }
     }
     Ok(())
@@ -439,11 +503,21 @@ impl From<rusqlite::Error> for ReadError {
 
 /// The events of earlier runs, in order, checked against the job's number of stages.
 fn read_records(db: &Connection, stages: usize) -> Result<Vec<Record>, ReadError> {
+    let mut records = Vec::new();
+    let mut identities = db.prepare("SELECT key, record FROM identities")?;
+    let mut rows = identities.query([])?;
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(0)?;
+        let record: String = row.get(1)?;
+        let credibility = serde_json::from_str(&record)
+            .map_err(|e| ReadError::Bad(format!("identity {key}: {e}")))?;
+        records.push(Record::Identity { key, credibility });
+    }
     let mut query = db.prepare(
-        "SELECT seq, kind, stage, idx, output, failure, verdict, input FROM events ORDER BY seq",
+        "SELECT seq, kind, stage, idx, output, failure, verdict, input, identity FROM events \
+         ORDER BY seq",
     )?;
     let mut rows = query.query([])?;
-    let mut records = Vec::new();
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
         let kind: String = row.get(1)?;
@@ -477,6 +551,7 @@ fn read_records(db: &Connection, stages: usize) -> Result<Vec<Record>, ReadError
                     task: task()?,
                     outcome,
                     check: verdict.parse().map_err(bad)?,
+                    by: row.get(8)?,
                 }
             }
             "goal" => Record::Goal(task()?),
@@ -601,6 +676,7 @@ mod tests {
                 task: task(0, 3),
                 outcome: Ok(json(r#"{"a":[1,2]}"#)),
                 check: Check::Replicated(2),
+                by: None,
             },
             Record::Result {
                 task: task(1, 0),
@@ -609,6 +685,7 @@ mod tests {
                     message: "boom".into(),
                 }),
                 check: Check::Unchecked,
+                by: Some("ab".repeat(32)),
             },
             Record::Discovered {
                 stage: 1,
@@ -618,6 +695,7 @@ mod tests {
             Record::Worker {
                 name: "w".into(),
                 record: crate::fleet::WorkerRecord {
+                    identity: "ab".repeat(32),
                     cores: 2,
                     running: 0,
                     claimed: None,
@@ -631,6 +709,15 @@ mod tests {
                 },
             },
             Record::Revoked(task(0, 3)),
+            Record::Identity {
+                key: "cd".repeat(32),
+                credibility: crate::fleet::Credibility {
+                    agreed: 3,
+                    rejected: 1,
+                    untrusted: Some("lied".into()),
+                    speed: Some(2.5),
+                },
+            },
         ];
         let (sink, receiver) = std::sync::mpsc::channel();
         for record in records.clone() {
@@ -639,9 +726,15 @@ mod tests {
         drop(sink);
         db = write(db, 1, &receiver).unwrap();
         let read = read_records(&db, 2).map_err(|_| "unreadable").unwrap();
+        // Identities come first (their latest records), then events in order.
         let expected: Vec<String> = records
             .iter()
-            .filter(|r| !matches!(r, Record::Worker { .. }))
+            .filter(|r| matches!(r, Record::Identity { .. }))
+            .chain(
+                records
+                    .iter()
+                    .filter(|r| !matches!(r, Record::Worker { .. } | Record::Identity { .. })),
+            )
             .map(|r| format!("{r:?}"))
             .collect();
         let read: Vec<String> = read.iter().map(|r| format!("{r:?}")).collect();

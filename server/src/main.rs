@@ -93,6 +93,17 @@ struct RunArgs {
     /// callers presenting `Authorization: Bearer TOKEN`; repeatable.
     #[arg(long, env = "DIPLA_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Vec<String>,
+    /// Accept at most this many worker identities from one IP address (a cheap check on
+    /// one machine posing as many volunteers).
+    #[arg(long)]
+    max_identities_per_ip: Option<usize>,
+    /// Serve TLS (wss://, https://) with this PEM certificate chain [default: plain text,
+    /// for use behind a TLS reverse proxy].
+    #[arg(long, env = "DIPLA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "DIPLA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -156,6 +167,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 no_state,
                 fresh: discard,
                 admin_token,
+                max_identities_per_ip,
+                tls_cert,
+                tls_key,
             } = *args;
             anyhow::ensure!(
                 heartbeat_secs.is_finite() && heartbeat_secs >= 0.05,
@@ -190,6 +204,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 heartbeat: std::time::Duration::from_secs_f64(heartbeat_secs),
                 max_lost,
                 max_workers,
+                max_identities_per_ip,
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| dipla_server::tls::TlsFiles { cert, key }),
                 state: state.clone(),
                 fresh,
                 admin_tokens: admin_token,
@@ -209,7 +227,14 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                      (--fresh runs the job again from the start)"
                 );
             }
-            eprintln!("dipla-server: workers connect to {}", server.worker_url()?);
+            let url = server.worker_url()?;
+            if listen.is_some() && url.starts_with("ws://") {
+                eprintln!(
+                    "dipla-server: serving plain text (no --tls-cert): put a TLS reverse proxy \
+                     in front before exposing it beyond a trusted network"
+                );
+            }
+            eprintln!("dipla-server: workers connect to {url}");
             let writer: Box<dyn Write> = match &out {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path)

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dipla_sandbox::Limits;
@@ -16,6 +17,7 @@ use crate::journal::{Fresh, Journal};
 use crate::output::write_line;
 use crate::state::Handle;
 use crate::stats::StatsSnapshot;
+use crate::tls::TlsFiles;
 
 /// The most workers a server accepts at once unless told otherwise.
 pub const DEFAULT_MAX_WORKERS: usize = 10_000;
@@ -51,6 +53,10 @@ pub struct RunOptions {
     pub fresh: Fresh,
     /// The tokens the operator's HTTP API (`/api`) accepts; none: the API is off.
     pub admin_tokens: Vec<String>,
+    /// The most worker identities accepted from one IP address (`None`: no cap).
+    pub max_identities_per_ip: Option<usize>,
+    /// Serve TLS (`wss://`, `https://`) with this certificate and key; `None`: plain text.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for RunOptions {
@@ -69,6 +75,8 @@ impl Default for RunOptions {
             state: None,
             fresh: Fresh::Never,
             admin_tokens: Vec::new(),
+            max_identities_per_ip: None,
+            tls: None,
         }
     }
 }
@@ -136,6 +144,7 @@ impl std::fmt::Display for Summary {
 /// A job bound to a listening socket, ready to run.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     handle: Handle,
     options: RunOptions,
     journal: Option<Journal>,
@@ -178,6 +187,10 @@ impl Server {
                 (job, Some(opened.map_err(std::io::Error::other)?))
             }
         };
+        let tls = match &options.tls {
+            None => None,
+            Some(files) => Some(files.config().map_err(std::io::Error::other)?),
+        };
         let addr = options.listen.unwrap_or((Ipv4Addr::LOCALHOST, 0).into());
         let listener = TcpListener::bind(addr).await.map_err(|error| {
             std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"))
@@ -195,6 +208,7 @@ impl Server {
         handle.lock().coordinator.set_speculation(options.speculate);
         handle.require_tokens(crate::Tokens::new(&options.worker_tokens));
         handle.require_admin(crate::Tokens::new(&options.admin_tokens));
+        handle.set_identities_per_ip(options.max_identities_per_ip);
         handle.set_heartbeat(options.heartbeat);
         handle.set_max_workers(options.max_workers);
         handle.lock().coordinator.set_max_lost(options.max_lost);
@@ -218,6 +232,7 @@ impl Server {
         });
         Ok(Self {
             listener,
+            tls,
             handle,
             options,
             journal,
@@ -237,7 +252,7 @@ impl Server {
     /// # Errors
     /// When the socket has no address.
     pub fn worker_url(&self) -> std::io::Result<String> {
-        Ok(engine::worker_url(self.local_addr()?))
+        Ok(engine::worker_url(self.local_addr()?, self.tls.is_some()))
     }
 
     /// A handle to watch the job while it runs.
@@ -259,6 +274,7 @@ impl Server {
         }
         let Self {
             listener,
+            tls,
             handle,
             options,
             journal,
@@ -271,7 +287,7 @@ impl Server {
             caps: options.local_caps,
             token: options.worker_tokens.first().cloned(),
         };
-        let engine = Engine::start(listener, handle.clone(), &sandbox, &local)?;
+        let engine = Engine::start(listener, tls, handle.clone(), &sandbox, &local)?;
 
         let mut first_result = None;
         let written = write_results(&handle, &mut out, || {

@@ -1,4 +1,7 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+use dipla_protocol::PublicKey;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -48,7 +51,14 @@ pub(crate) struct Shared {
     admin: Mutex<Option<crate::Tokens>>,
     /// Set when the operator cancels the job.
     pub(crate) cancelled: watch::Sender<bool>,
+    /// The job's id in receipts (its fingerprint, for a manifest's job).
+    job_id: Mutex<String>,
+    /// The most identities accepted from one IP address (`None`: no cap), and those seen.
+    identities_per_ip: Mutex<(Option<usize>, IdentitiesByIp)>,
 }
+
+/// The identities seen from each IP address.
+type IdentitiesByIp = HashMap<IpAddr, HashSet<PublicKey>>;
 
 /// The job and its scheduling state, changed together under one lock.
 pub struct Core {
@@ -104,6 +114,7 @@ impl Handle {
         let plans = (0..job.stages.len())
             .map(|i| job.stages[i].plan(keep(i)))
             .collect();
+        let job_id = crate::journal::fingerprint(&job);
         let mut coordinator = Coordinator::new(plans);
         for (i, stage) in job.stages.iter().enumerate() {
             seed_explore(&mut coordinator, i, stage);
@@ -124,6 +135,8 @@ impl Handle {
             max_workers: AtomicUsize::new(usize::MAX),
             admin: Mutex::new(None),
             cancelled: watch::channel(false).0,
+            job_id: Mutex::new(job_id),
+            identities_per_ip: Mutex::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -258,6 +271,48 @@ impl Handle {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .is_some_and(|tokens| token.is_some() && tokens.admits(token))
+    }
+
+    /// The job's id, which receipts name.
+    pub fn job_id(&self) -> String {
+        self.shared
+            .job_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets the job's id for receipts.
+    pub(crate) fn set_job_id(&self, id: String) {
+        *self
+            .shared
+            .job_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = id;
+    }
+
+    /// Accepts at most `count` identities from one IP address.
+    pub(crate) fn set_identities_per_ip(&self, count: Option<usize>) {
+        self.shared
+            .identities_per_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0 = count.map(|count| count.max(1));
+    }
+
+    /// Whether identity `key` may join from `ip`: under the cap, or seen there before.
+    pub(crate) fn admits_identity(&self, ip: IpAddr, key: PublicKey) -> bool {
+        let mut guard = self
+            .shared
+            .identities_per_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (cap, seen) = &mut *guard;
+        let Some(cap) = *cap else {
+            return true;
+        };
+        let known = seen.entry(ip).or_default();
+        known.contains(&key) || (known.len() < cap && known.insert(key))
     }
 
     /// Cancels the job: its runner stops, keeping what it has written.

@@ -5,19 +5,24 @@
 //! close frame giving the reason), or with a `goodbye` when the job is done.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::response::Response;
+use dipla_protocol::identity::join_message;
 use dipla_protocol::{
-    PROTOCOL_VERSION, ServerMessage, TaskBatch, TaskItem, Welcome, WorkerMessage,
+    Nonce, PROTOCOL_VERSION, PublicKey, ServerMessage, TaskBatch, TaskItem, Welcome, WorkerMessage,
 };
 use futures_util::{SinkExt, StreamExt};
 
 use crate::Job;
 use crate::coordinator::{Answer, Assignment, Coordinator, TaskRef};
+use crate::engine::Peer;
+use crate::journal::Record;
+use crate::receipts::Sent;
 use crate::state::Handle;
 
 /// The largest message a worker may send.
@@ -40,10 +45,14 @@ pub(crate) fn router(handle: Handle) -> axum::Router {
         .with_state(handle)
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(handle): State<Handle>) -> Response {
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(handle): State<Handle>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+) -> Response {
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(socket, handle))
+        .on_upgrade(move |socket| connection(socket, handle, peer.ip()))
 }
 
 /// Why a connection ended.
@@ -56,7 +65,7 @@ enum End {
     Violation(String),
 }
 
-async fn connection(socket: WebSocket, handle: Handle) {
+async fn connection(socket: WebSocket, handle: Handle, ip: IpAddr) {
     handle.shared.connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let end = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
@@ -82,17 +91,39 @@ async fn connection(socket: WebSocket, handle: Handle) {
                     handle.max_workers()
                 ))
             }
-            Ok(WorkerMessage::Hello(hello)) => {
+            Ok(WorkerMessage::Hello(hello)) if hello.identity.is_none() => {
+                End::Violation("this server requires an identity (protocol 2)".into())
+            }
+            Ok(WorkerMessage::Hello(hello))
+                if !handle.admits_identity(ip, hello.identity.expect("checked")) =>
+            {
+                tracing::warn!(name = %hello.name, %ip, "refused a worker: too many identities from its address");
+                End::Violation("too many identities from this address".into())
+            }
+            Ok(WorkerMessage::Hello(hello)) => 'joined: {
+                let key = hello.identity.expect("checked");
+                if let Err(why) = challenge(&mut sink, &mut stream, &key).await {
+                    tracing::warn!(name = %hello.name, identity = %key, %why, "refused a worker");
+                    break 'joined End::Violation(why);
+                }
                 let id = handle.next_worker_id();
                 let cores = hello.cores.clamp(1, MAX_CORES) as usize;
                 tracing::info!(id, name = %hello.name, cores, "worker joined");
                 handle.shared.stats.joined();
                 handle.named(id, Some(hello.name.clone()));
-                handle.lock().coordinator.join(id, cores);
+                let trusted = {
+                    let mut core = handle.lock();
+                    core.coordinator.join(id, cores);
+                    core.coordinator.identify(id, &key.to_string())
+                };
+                if !trusted {
+                    // Not told: it would only come back as someone new.
+                    tracing::warn!(id, name = %hello.name, identity = %key, "an untrusted identity joined; it gets no work");
+                }
                 if let Some(benchmark) = hello.benchmark {
                     judge_benchmark(&handle, id, &hello.name, benchmark).await;
                 }
-                let end = serve(id, &mut sink, &mut stream, &handle).await;
+                let end = serve(id, key, &mut sink, &mut stream, &handle).await;
                 {
                     let mut core = handle.lock();
                     core.coordinator.journal_worker(id, &hello.name);
@@ -139,12 +170,50 @@ async fn connection(socket: WebSocket, handle: Handle) {
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 type Stream = futures_util::stream::SplitStream<WebSocket>;
 
-async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -> End {
+/// Sends a fresh nonce and checks the worker's signature over it: the worker holds `key`'s
+/// secret, and the proof is good for this connection only.
+async fn challenge(sink: &mut Sink, stream: &mut Stream, key: &PublicKey) -> Result<(), String> {
+    let mut nonce = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    let challenge = ServerMessage::Challenge {
+        nonce: Nonce(nonce),
+    };
+    sink.send(Message::text(encode(&challenge)))
+        .await
+        .map_err(|_| "the connection ended".to_owned())?;
+    let signature = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str(&text) {
+            Ok(WorkerMessage::Proof { signature }) => signature,
+            Ok(_) => return Err("the answer to a challenge must be a proof".into()),
+            Err(error) => return Err(format!("bad proof: {error}")),
+        },
+        Ok(_) => return Err("the answer to a challenge must be a proof text frame".into()),
+        Err(_) => return Err(format!("no proof within {HELLO_TIMEOUT:?}")),
+    };
+    if key.verifies(&join_message(&nonce, key), &signature) {
+        Ok(())
+    } else {
+        Err(
+            "the identity proof does not check: this worker does not hold that identity's key"
+                .into(),
+        )
+    }
+}
+
+async fn serve(
+    id: u64,
+    key: PublicKey,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    handle: &Handle,
+) -> End {
     let heartbeat = handle.heartbeat();
+    let job = handle.job_id();
     let welcome = ServerMessage::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,
         worker: id,
         heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
+        job: Some(job.clone()),
     });
     if sink.send(Message::text(encode(&welcome))).await.is_err() {
         return End::Gone;
@@ -152,6 +221,12 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
     let mut wake = handle.shared.wake.subscribe();
     let mut done = handle.shared.done.subscribe();
     let mut modules_sent = HashSet::new();
+    let mut connection = Connection {
+        id,
+        key,
+        job,
+        sent: Sent::default(),
+    };
     let mut look_again = tokio::time::interval(LOOK_AGAIN);
     look_again.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ping = tokio::time::interval(heartbeat);
@@ -173,7 +248,7 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
                 .chain(
                     assignments
                         .into_iter()
-                        .map(|a| batch(&core.job, &core.coordinator, a)),
+                        .map(|a| batch(&core.job, &core.coordinator, a, &mut connection.sent)),
                 )
                 .collect::<Vec<String>>();
             (messages, capped)
@@ -208,7 +283,7 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
                     Ok(message) => message,
                     Err(error) => return End::Violation(format!("bad message: {error}")),
                 };
-                if let Err(reason) = on_message(id, message, sink, handle, &mut modules_sent).await {
+                if let Err(reason) = on_message(&mut connection, message, sink, handle, &mut modules_sent).await {
                     return reason;
                 }
             }
@@ -230,15 +305,27 @@ async fn serve(id: u64, sink: &mut Sink, stream: &mut Stream, handle: &Handle) -
     }
 }
 
-async fn on_message(
+/// What a connection knows of its worker.
+struct Connection {
     id: u64,
+    key: PublicKey,
+    /// The job's id, which receipts name.
+    job: String,
+    /// What it was sent and has not answered.
+    sent: Sent,
+}
+
+async fn on_message(
+    connection: &mut Connection,
     message: WorkerMessage,
     sink: &mut Sink,
     handle: &Handle,
     modules_sent: &mut HashSet<dipla_protocol::ModuleHash>,
 ) -> Result<(), End> {
+    let id = connection.id;
     match message {
         WorkerMessage::Hello(_) => Err(End::Violation("hello sent twice".into())),
+        WorkerMessage::Proof { .. } => Err(End::Violation("proof sent twice".into())),
         WorkerMessage::FetchModule { hashes } => {
             for hash in hashes {
                 let bytes = handle.lock().job.module_bytes(&hash).cloned();
@@ -258,12 +345,33 @@ async fn on_message(
             }
             Ok(())
         }
-        WorkerMessage::Results { results } => {
+        WorkerMessage::Results { results, receipt } => {
+            let receipted = connection
+                .sent
+                .check(&connection.key, &connection.job, &results, receipt.as_ref())
+                .map_err(End::Violation)?;
             // Outputs of stages with a verifier are checked outside the lock, then answered.
             let mut checks = Vec::new();
             let (before, mut after);
             {
                 let mut core = handle.lock_now();
+                if let (Some(receipted), Some(signature)) = (receipted, receipt) {
+                    let tasks = receipted
+                        .attempts
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(entry, &attempt)| {
+                            let task = core.coordinator.attempt_task(id, attempt)?;
+                            Some((task, u32::try_from(entry).unwrap_or(u32::MAX)))
+                        })
+                        .collect();
+                    core.coordinator.journal_receipt(Record::Receipt {
+                        identity: connection.key.to_string(),
+                        signature: signature.to_string(),
+                        body: receipted.body,
+                        tasks,
+                    });
+                }
                 before = pulse(&core.coordinator);
                 for result in results {
                     let (attempt, fuel, micros, stop) =
@@ -412,8 +520,8 @@ async fn judge_benchmark(
     }
 }
 
-/// The `tasks` message for an assignment.
-fn batch(job: &Job, coordinator: &Coordinator, assignment: Assignment) -> String {
+/// The `tasks` message for an assignment, noted in `sent`.
+fn batch(job: &Job, coordinator: &Coordinator, assignment: Assignment, sent: &mut Sent) -> String {
     let stage = &job.stages[assignment.stage];
     let tasks = assignment
         .tasks
@@ -428,7 +536,8 @@ fn batch(job: &Job, coordinator: &Coordinator, assignment: Assignment) -> String
                 coordinator,
             ),
         })
-        .collect();
+        .collect::<Vec<_>>();
+    sent.record(stage.module, &tasks);
     encode(&ServerMessage::Tasks(TaskBatch {
         module: stage.module,
         export: stage.export.clone(),

@@ -21,6 +21,10 @@ pub struct WorkerConfig {
     pub throttle: u32,
     /// The token to present to a server that admits only known workers.
     pub token: Option<String>,
+    /// TLS settings for `wss://` servers (`None`: the system's roots, no pinning).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Who the worker is: its key pair (see [`crate::identity`]).
+    pub identity: std::sync::Arc<crate::Identity>,
     /// For tests of the server's checks only: rewrites each result before it is sent, to
     /// play a lying worker. The `dipla-worker` program never sets it.
     pub tamper: Option<Tamper>,
@@ -30,7 +34,8 @@ pub struct WorkerConfig {
 pub type Tamper = std::sync::Arc<dyn Fn(&mut dipla_protocol::TaskResult) + Send + Sync>;
 
 impl WorkerConfig {
-    /// A worker for `server` with every core and the default caps.
+    /// A worker for `server` with every core, the default caps and a new identity (kept in
+    /// memory only: set [`WorkerConfig::identity`] to keep one across runs).
     pub fn new(server: impl Into<String>) -> Self {
         Self {
             server: server.into(),
@@ -45,6 +50,8 @@ impl WorkerConfig {
             benchmark: None,
             throttle: 1,
             token: None,
+            tls: None,
+            identity: std::sync::Arc::new(crate::Identity::generate()),
             tamper: None,
         }
     }
@@ -69,6 +76,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("cores", &self.cores)
             .field("caps", &self.caps)
             .field("throttle", &self.throttle)
+            .field("identity", &self.identity)
             .field("tamper", &self.tamper.is_some())
             .finish_non_exhaustive()
     }

@@ -9,6 +9,7 @@
 //!
 //! - [`config`]: what the volunteer decides.
 //! - [`cache`]: compiled modules by hash, in memory and on disk.
+//! - [`identity`]: the key pair the worker is known by, which signs its receipts.
 //! - `executor`: the threads that run tasks.
 //! - `session`: one connection to a server, speaking `dipla-protocol`.
 
@@ -16,12 +17,15 @@ pub mod cache;
 pub mod config;
 mod error;
 mod executor;
+pub mod identity;
 mod reconnect;
 mod session;
+pub mod tls;
 
 pub use cache::ModuleCache;
 pub use config::{Tamper, WorkerConfig};
 pub use error::WorkerError;
+pub use identity::Identity;
 pub use reconnect::{Backoff, serve};
 pub use session::run;
 

@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use dipla_sandbox::{Sandbox, bench};
-use dipla_worker::{ModuleCache, WorkerConfig, cache::default_cache_dir};
+use dipla_worker::{Identity, ModuleCache, WorkerConfig, cache::default_cache_dir, identity, tls};
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +55,18 @@ struct Cli {
     /// The token the server asks workers for, if it admits only known ones.
     #[arg(long, env = "DIPLA_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Trust only this CA (PEM) for wss:// servers, such as a private CA or a self-signed
+    /// certificate [default: the system's roots].
+    #[arg(long, env = "DIPLA_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Pin each wss:// server's certificate on first use (in ~/.config/dipla/pins) and
+    /// refuse it, loudly, if it ever changes.
+    #[arg(long)]
+    pin: bool,
+    /// The file holding this worker's identity (an Ed25519 key pair, made on first run,
+    /// owner-only) [default: ~/.config/dipla/identity].
+    #[arg(long, env = "DIPLA_IDENTITY")]
+    identity: Option<PathBuf>,
     /// For tests and benchmarks: make every task take N times as long, as a slow machine
     /// would.
     #[arg(long, hide = true, default_value_t = 1)]
@@ -94,6 +107,39 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let mut config = WorkerConfig::new(server);
+    match cli.identity.or_else(identity::default_identity_path) {
+        Some(path) => match Identity::load_or_create(&path) {
+            Ok(identity) => config.identity = Arc::new(identity),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => tracing::warn!(
+            "no home or config directory: using a new identity for this run only \
+             (give --identity FILE to keep one)"
+        ),
+    }
+    if server_is_tls(&config.server) {
+        let pins = if cli.pin {
+            match tls::default_pins_path() {
+                Some(path) => Some(path),
+                None => {
+                    eprintln!("error: --pin needs a home or config directory for its pins");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            None
+        };
+        match tls::client_config(cli.ca_cert.as_deref(), pins) {
+            Ok(tls) => config.tls = Some(tls),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     config.throttle = cli.throttle.max(1);
     config.token = cli.token;
     if let Some(cores) = cli.cores {
@@ -200,4 +246,10 @@ fn print_benchmark(json: bool) -> ExitCode {
         started.elapsed().as_secs_f64()
     );
     ExitCode::SUCCESS
+}
+
+/// Whether `url` is a `wss://` URL.
+fn server_is_tls(url: &str) -> bool {
+    url.get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"))
 }

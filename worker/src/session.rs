@@ -1,9 +1,10 @@
 //! One connection to a server: hello, then tasks until goodbye.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use dipla_protocol::identity::{ReceiptEntry, join_message, receipt_message};
 use dipla_protocol::{
     FailureKind, Hello, ModuleHash, PROTOCOL_VERSION, ServerMessage, TaskBatch, TaskFailure,
     TaskResult, WorkerMessage,
@@ -35,13 +36,18 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
-    let (socket, _) =
-        tokio_tungstenite::connect_async_with_config(&config.server, Some(ws_config), true)
-            .await
-            .map_err(|source| WorkerError::Connect {
-                url: config.server.clone(),
-                source,
-            })?;
+    let connector = config.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+        &config.server,
+        Some(ws_config),
+        true,
+        connector,
+    )
+    .await
+    .map_err(|source| WorkerError::Connect {
+        url: config.server.clone(),
+        source,
+    })?;
     let (mut sink, mut stream) = socket.split();
 
     let hello = Hello {
@@ -53,17 +59,33 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
         max_fuel: config.caps.fuel,
         benchmark: config.benchmark.clone(),
         token: config.token.clone().map(dipla_protocol::Secret),
+        identity: Some(config.identity.public()),
     };
     sink.send(encode(&WorkerMessage::Hello(hello))).await?;
-    let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_message(&mut stream))
-        .await
-        .map_err(|_| WorkerError::Timeout(HANDSHAKE_TIMEOUT))??;
+    let ServerMessage::Challenge { nonce } = handshake_answer(&mut stream).await? else {
+        return Err(WorkerError::Protocol("expected a challenge".into()));
+    };
+    let proof = join_message(&nonce.0, &config.identity.public());
+    let signature = config.identity.sign(&proof);
+    sink.send(encode(&WorkerMessage::Proof { signature }))
+        .await?;
+    let welcome = handshake_answer(&mut stream).await?;
     let ServerMessage::Welcome(welcome) = welcome else {
         return Err(WorkerError::Protocol(format!(
             "expected welcome, got {welcome:?}"
         )));
     };
-    tracing::info!(server = %config.server, id = welcome.worker, "joined");
+    tracing::info!(
+        server = %config.server,
+        id = welcome.worker,
+        identity = %config.identity.public(),
+        "joined"
+    );
+    let signer = Signer {
+        identity: config.identity.clone(),
+        job: welcome.job.clone().unwrap_or_default(),
+        tasks: Arc::default(),
+    };
 
     let (control, control_rx) = mpsc::channel(64);
     let (results, results_rx) = mpsc::unbounded_channel();
@@ -71,6 +93,7 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
         sink,
         control_rx,
         results_rx,
+        signer.clone(),
         config.tamper.clone(),
     ));
     let executor = Executor::start(config.cores, config.throttle, results.clone())
@@ -81,6 +104,7 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
         executor,
         results,
         control,
+        signer,
         modules: HashMap::new(),
         events: mpsc::unbounded_channel(),
         silence: welcome
@@ -128,6 +152,7 @@ struct Session {
     executor: Executor,
     results: mpsc::UnboundedSender<TaskResult>,
     control: mpsc::Sender<WorkerMessage>,
+    signer: Signer,
     modules: HashMap<ModuleHash, Slot>,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
     /// How long the server may stay silent before the connection is taken for dead (three
@@ -250,6 +275,7 @@ impl Session {
     fn submit(&self, guest: &Guest, batch: TaskBatch) {
         let limits = Limits::from_task(&batch.limits).min(self.caps);
         let export: Arc<str> = batch.export.into();
+        self.signer.expect(batch.module, &batch.tasks);
         for item in batch.tasks {
             let work = Work {
                 guest: guest.clone(),
@@ -267,6 +293,49 @@ impl Session {
                 .results
                 .send(TaskResult::failure(item.id, 0, 0, failure.clone()));
         }
+    }
+}
+
+/// Signs the receipts of this connection's results: it remembers each task's module and
+/// input digest from when the task arrived until its result goes out.
+#[derive(Clone)]
+struct Signer {
+    identity: Arc<crate::Identity>,
+    job: String,
+    tasks: Arc<Mutex<HashMap<u64, Expected>>>,
+}
+
+/// A task's module and input digest, as its receipt will name them.
+type Expected = (ModuleHash, [u8; 32]);
+
+impl Signer {
+    /// Remembers what `tasks` of `module` are.
+    fn expect(&self, module: ModuleHash, tasks: &[dipla_protocol::TaskItem]) {
+        let mut known = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        for task in tasks {
+            known.insert(task.id, (module, ReceiptEntry::digest(task.input.get())));
+        }
+    }
+
+    /// The signature over the receipt of `results`' outputs (`None` if none has one).
+    fn receipt(&self, results: &[TaskResult]) -> Option<dipla_protocol::Signature> {
+        let mut known = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries: Vec<ReceiptEntry> = results
+            .iter()
+            .filter_map(|result| {
+                let (module, input) = known.remove(&result.id)?;
+                let output = result.output.as_ref()?;
+                Some(ReceiptEntry {
+                    id: result.id,
+                    module,
+                    input,
+                    output: ReceiptEntry::digest(output.get()),
+                    fuel: result.fuel,
+                })
+            })
+            .collect();
+        drop(known);
+        (!entries.is_empty()).then(|| self.identity.sign(&receipt_message(&self.job, &entries)))
     }
 }
 
@@ -321,6 +390,13 @@ async fn next_frame_within(
     }
 }
 
+/// The server's next message during the handshake, which it must send in time.
+async fn handshake_answer(stream: &mut Stream) -> Result<ServerMessage, WorkerError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, next_message(stream))
+        .await
+        .map_err(|_| WorkerError::Timeout(HANDSHAKE_TIMEOUT))?
+}
+
 async fn next_message(stream: &mut Stream) -> Result<ServerMessage, WorkerError> {
     match next_frame(stream).await? {
         Frame::Message(message) => Ok(message),
@@ -338,6 +414,7 @@ async fn write_loop(
     mut sink: Sink,
     mut control: mpsc::Receiver<WorkerMessage>,
     mut results: mpsc::UnboundedReceiver<TaskResult>,
+    signer: Signer,
     tamper: Option<crate::Tamper>,
 ) -> Result<(), WorkerError> {
     loop {
@@ -355,7 +432,8 @@ async fn write_loop(
                 if let Some(tamper) = &tamper {
                     batch.iter_mut().for_each(|result| tamper(result));
                 }
-                WorkerMessage::Results { results: batch }
+                let receipt = signer.receipt(&batch);
+                WorkerMessage::Results { results: batch, receipt }
             }
             else => break,
         };

@@ -155,7 +155,14 @@ impl WorkerProcess {
         Self::spawn(url, name, tempfile::tempdir().unwrap(), args)
     }
 
+    /// Spawns the worker; unless `args` say otherwise, its identity lives beside its cache
+    /// (each test worker is its own volunteer; one restarted on the same cache is the same).
     fn spawn(url: &str, name: &str, cache: tempfile::TempDir, args: &[&str]) -> Self {
+        let mut args = args.to_vec();
+        let identity = cache.path().join("identity");
+        if !args.contains(&"--identity") {
+            args.extend(["--identity", identity.to_str().unwrap()]);
+        }
         let child = Command::new(bin("dipla-worker"))
             .args([
                 "--server",
@@ -214,4 +221,79 @@ pub fn watch(
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     })
+}
+
+/// A raw WebSocket client, for tests that play a (misbehaving) worker by hand.
+pub type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A test hello from `name`, for `identity`.
+pub fn test_hello(name: &str, identity: &dipla_worker::Identity) -> dipla_protocol::Hello {
+    dipla_protocol::Hello {
+        protocol: dipla_protocol::PROTOCOL_VERSION,
+        name: name.into(),
+        version: "test".into(),
+        cores: 1,
+        max_memory_mb: 256,
+        max_fuel: 100_000_000_000,
+        benchmark: None,
+        token: None,
+        identity: Some(identity.public()),
+    }
+}
+
+/// Connects to `url` and joins with `hello`, signing the challenge with `identity`; returns
+/// the socket once welcomed, or the reason the server closed it.
+pub async fn join_with(
+    url: &str,
+    hello: dipla_protocol::Hello,
+    identity: &dipla_worker::Identity,
+) -> Result<RawSocket, String> {
+    use dipla_protocol::{ServerMessage, WorkerMessage};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let send = |message: &WorkerMessage| Message::text(serde_json::to_string(message).unwrap());
+    socket
+        .send(send(&WorkerMessage::Hello(hello)))
+        .await
+        .unwrap();
+    let ServerMessage::Challenge { nonce } = next_message(&mut socket).await? else {
+        panic!("expected a challenge");
+    };
+    let proof = dipla_protocol::identity::join_message(&nonce.0, &identity.public());
+    let signature = identity.sign(&proof);
+    socket
+        .send(send(&WorkerMessage::Proof { signature }))
+        .await
+        .unwrap();
+    match next_message(&mut socket).await? {
+        ServerMessage::Welcome(_) => Ok(socket),
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+}
+
+/// Joins `url` as a hand-played worker called `name` with a new identity.
+pub async fn join(url: &str, name: &str) -> RawSocket {
+    let identity = dipla_worker::Identity::generate();
+    join_with(url, test_hello(name, &identity), &identity)
+        .await
+        .unwrap()
+}
+
+/// The next message the server sends, or the reason it closed.
+pub async fn next_message(socket: &mut RawSocket) -> Result<dipla_protocol::ServerMessage, String> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).unwrap()),
+            Some(Ok(Message::Close(frame))) => {
+                return Err(frame.map_or(String::new(), |f| f.reason.to_string()));
+            }
+            Some(Ok(_)) => {}
+            other => return Err(format!("the connection ended: {other:?}")),
+        }
+    }
 }

@@ -1,0 +1,84 @@
+//! Receipts on the server's side: what each connection was sent, so that every results
+//! message's signature can be checked against the server's own record of the tasks (module,
+//! input) and the outputs it carries — the worker's word is taken only for what it signs.
+//! A message whose signature does not check ends the connection; one that does is journaled
+//! with the tasks it answered, for `dipla-server audit`.
+
+use std::collections::HashMap;
+
+use dipla_protocol::identity::{ReceiptEntry, receipt_message};
+use dipla_protocol::{ModuleHash, PublicKey, Signature, TaskItem, TaskResult};
+
+use crate::coordinator::AttemptId;
+
+/// The tasks a connection was sent and has not answered: module and input digest by attempt.
+#[derive(Default)]
+pub(crate) struct Sent {
+    tasks: HashMap<AttemptId, (ModuleHash, [u8; 32])>,
+}
+
+/// A results message whose receipt checked.
+pub(crate) struct Receipted {
+    /// The signed bytes.
+    pub(crate) body: Vec<u8>,
+    /// The attempt of each entry, in order.
+    pub(crate) attempts: Vec<AttemptId>,
+}
+
+impl Sent {
+    /// Notes tasks sent to run `module`.
+    pub(crate) fn record(&mut self, module: ModuleHash, items: &[TaskItem]) {
+        for item in items {
+            self.tasks
+                .insert(item.id, (module, ReceiptEntry::digest(item.input.get())));
+        }
+    }
+
+    /// Checks that `results` answer tasks this connection was sent (once each) and that
+    /// `receipt` is `identity`'s signature over their outputs for job `job`. Returns what to
+    /// journal (`None` when no result has an output), or why the message is refused.
+    pub(crate) fn check(
+        &mut self,
+        identity: &PublicKey,
+        job: &str,
+        results: &[TaskResult],
+        receipt: Option<&Signature>,
+    ) -> Result<Option<Receipted>, String> {
+        let mut entries = Vec::new();
+        for result in results {
+            let Some((module, input)) = self.tasks.remove(&result.id) else {
+                return Err(format!(
+                    "result for task {}, which this worker was not given or already answered",
+                    result.id
+                ));
+            };
+            if let Some(output) = &result.output {
+                entries.push(ReceiptEntry {
+                    id: result.id,
+                    module,
+                    input,
+                    output: ReceiptEntry::digest(output.get()),
+                    fuel: result.fuel,
+                });
+            }
+        }
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let Some(signature) = receipt else {
+            return Err("results without a receipt".into());
+        };
+        let body = receipt_message(job, &entries);
+        if !identity.verifies(&body, signature) {
+            return Err(
+                "the results' receipt does not check: it is not this identity's \
+                        signature over these tasks and outputs"
+                    .into(),
+            );
+        }
+        Ok(Some(Receipted {
+            body,
+            attempts: entries.iter().map(|entry| entry.id).collect(),
+        }))
+    }
+}
