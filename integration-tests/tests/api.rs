@@ -1,40 +1,13 @@
 //! The operator's HTTP API: admin token required, job status, cancel.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dipla_server::RunOptions;
 
-use crate::support::{JobDir, WorkerProcess, bin, burn_job, finish, remote_server_with};
-
-/// Sends one HTTP/1.1 request to `addr` and returns the status code, the headers and the body.
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP response: {response:?}"));
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
-}
-
-fn addr_of(url: &str) -> String {
-    url.trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .to_owned()
-}
+use crate::support::{
+    JobDir, WorkerProcess, addr_of, bin, burn_job, finish, http, remote_server_with,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_needs_the_admin_token_reports_progress_and_cancels() {

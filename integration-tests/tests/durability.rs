@@ -229,3 +229,67 @@ fn a_state_file_is_for_one_job_and_one_server() {
         "{again}"
     );
 }
+
+#[test]
+fn an_untouched_results_file_passes_the_audit_and_an_edited_one_fails() {
+    let job = chain_job();
+    let dir = job.dir.path();
+    let out = dir.join("results.jsonl");
+    let state = dir.join("job.state");
+    let state_arg = state.to_str().unwrap();
+    succeeded(
+        &server(&job, &out, &["--state", state_arg])
+            .output()
+            .unwrap(),
+    );
+    let audit = |results: &Path| {
+        Command::new(bin("dipla-server"))
+            .arg("audit")
+            .arg(results)
+            .args(["--state", state_arg, "--sample", "5"])
+            .output()
+            .unwrap()
+    };
+    let passed = audit(&out);
+    let report = String::from_utf8_lossy(&passed.stdout);
+    assert!(
+        passed.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    let total = 2 * TASKS + 1;
+    assert!(
+        report.contains(&format!("{total} lines: {total} match a signed receipt")),
+        "{report}"
+    );
+    assert!(
+        report.contains("5 re-run in the sandbox; 0 problems"),
+        "{report}"
+    );
+
+    // Change one squared output (line 1,503 is task 2 of the squares stage) and the sum.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let square = TASKS as usize + 2;
+    assert!(
+        lines[square].contains(r#""output":4,"#),
+        "{}",
+        lines[square]
+    );
+    lines[square] = lines[square].replace(r#""output":4,"#, r#""output":5,"#);
+    let last = lines.len() - 1;
+    lines[last] = lines[last].replace(r#""output":"#, r#""output":1"#);
+    let edited = dir.join("edited.jsonl");
+    std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
+    let failed = audit(&edited);
+    assert_eq!(failed.status.code(), Some(1));
+    let problems = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        problems.contains(&format!("line {}: task 2 of stage \"squares\"", square + 1)),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!("line {}: task 0 of stage \"sum\"", last + 1)),
+        "{problems}"
+    );
+}

@@ -19,6 +19,7 @@ mod faults;
 mod hostile_guests;
 mod hostile_server;
 mod hostile_workers;
+mod identities;
 mod liveness;
 mod reconnect;
 mod shipping;

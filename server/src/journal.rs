@@ -264,6 +264,7 @@ impl Journal {
                 ("job", job.name.clone()),
                 ("fingerprint", fingerprint),
                 ("description", describe(job)),
+                ("stages", stage_records(job)),
             ] {
                 tx.execute("INSERT INTO meta VALUES (?1, ?2)", params![key, value])
                     .map_err(sqlite)?;
@@ -605,6 +606,23 @@ pub fn fingerprint(job: &Job) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+/// What an audit needs of each stage, as JSON.
+fn stage_records(job: &Job) -> String {
+    let records: Vec<crate::audit::StageRecord> = job
+        .stages
+        .iter()
+        .map(|stage| crate::audit::StageRecord {
+            name: stage.name.clone(),
+            module: stage.module,
+            export: stage.export.clone(),
+            limits: stage.limits,
+            reduce: matches!(stage.source, Source::Reduce { .. }),
+            explore: stage.explore.is_some(),
+        })
+        .collect();
+    serde_json::to_string(&records).expect("records serialise")
 }
 
 /// The job in words: each stage's task, module, source and options (listed inputs counted;

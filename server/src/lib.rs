@@ -10,6 +10,7 @@
 //! against what that worker was actually given.
 
 mod api;
+pub mod audit;
 mod auth;
 pub mod coordinator;
 mod driver;

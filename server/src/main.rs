@@ -32,6 +32,18 @@ struct Cli {
 enum Command {
     /// Run the job a manifest describes and write its results as JSON Lines.
     Run(Box<RunArgs>),
+    /// Check a results file against the workers' signed receipts in the job's journal, and
+    /// re-run a sample of its tasks in this machine's sandbox. Exits 1 if anything fails.
+    Audit {
+        /// The results (JSON Lines, as `run` wrote them).
+        results: PathBuf,
+        /// The job's journal (`run --state`, or `.dipla/STEM.state` beside the manifest).
+        #[arg(long)]
+        state: PathBuf,
+        /// How many tasks to run again.
+        #[arg(long, default_value_t = 20)]
+        sample: usize,
+    },
     /// Print a guest module's hash and its tasks' signatures.
     Inspect {
         /// The module (.wasm).
@@ -133,6 +145,29 @@ fn main() -> ExitCode {
 
 async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Audit {
+            results,
+            state,
+            sample,
+        } => {
+            let sandbox = Sandbox::new().context("cannot start the sandbox")?;
+            let report = dipla_server::audit::audit(&results, &state, sample, &sandbox)?;
+            for problem in report.problems.iter().take(20) {
+                eprintln!("dipla-server audit: {problem}");
+            }
+            if report.problems.len() > 20 {
+                eprintln!(
+                    "dipla-server audit: ... and {} more",
+                    report.problems.len() - 20
+                );
+            }
+            println!("{report}");
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Inspect { module } => {
             let bytes = std::fs::read(&module)
                 .with_context(|| format!("cannot read {}", module.display()))?;

@@ -297,3 +297,31 @@ pub async fn next_message(socket: &mut RawSocket) -> Result<dipla_protocol::Serv
         }
     }
 }
+
+/// Sends one HTTP/1.1 request to `addr` and returns the status code, the headers and the body.
+pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP response: {response:?}"));
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+pub fn addr_of(url: &str) -> String {
+    url.trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned()
+}

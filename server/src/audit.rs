@@ -1,0 +1,382 @@
+//! `dipla-server audit RESULTS.jsonl --state FILE`: checks a results file against what the
+//! workers signed, and re-runs a sample of its tasks in this machine's sandbox.
+//!
+//! Each result line with an output must match a receipt in the job's journal: an entry,
+//! under a valid signature of the identity that sent it, naming the line's task, the stage's
+//! module, and the sha256 of the line's input and output. An edited output (or input) matches
+//! no receipt. A reduce stage's line is matched by its output among that stage's receipts
+//! (its input is a summary); an explore stage's lines carry only part of what the worker
+//! returned, so they are checked by re-running. Lines with an error are counted, not checked
+//! (failures carry no receipt). Then `sample` lines chosen at random are run again from the
+//! journaled module bytes, and their outputs must be identical.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use dipla_protocol::identity::ReceiptEntry;
+use dipla_protocol::{ModuleHash, PublicKey, RawJson, Signature, TaskLimits};
+use dipla_sandbox::{Limits, Sandbox};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// What the journal records of each stage, for the audit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// The stage's name.
+    pub name: String,
+    /// Its module.
+    pub module: ModuleHash,
+    /// Its task export.
+    pub export: String,
+    /// Its tasks' limits.
+    pub limits: TaskLimits,
+    /// Whether its line is a reduce's (one line, input summarised).
+    pub reduce: bool,
+    /// Whether it explores (its lines hold part of what the task returned).
+    pub explore: bool,
+}
+
+/// Why an audit could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The journal cannot be read.
+    #[error("cannot read the state file {path}: {message}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The results file cannot be read.
+    #[error("cannot read the results file {path}: {source}")]
+    Results {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What an audit found.
+#[derive(Debug, Default)]
+pub struct AuditReport {
+    /// Result lines read.
+    pub lines: u64,
+    /// Lines whose output matched a valid receipt.
+    pub receipted: u64,
+    /// Lines with an error (not receipted, not checked).
+    pub failures: u64,
+    /// Explore lines, checked by re-running only if sampled.
+    pub unreceiptable: u64,
+    /// Lines run again in the sandbox.
+    pub rerun: u64,
+    /// What is wrong, one line each (`line N: ...`).
+    pub problems: Vec<String>,
+}
+
+impl AuditReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl std::fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lines: {} match a signed receipt, {} failures (not receipted), {} explore \
+             lines (checked by re-running); {} re-run in the sandbox; {} problems",
+            self.lines,
+            self.receipted,
+            self.failures,
+            self.unreceiptable,
+            self.rerun,
+            self.problems.len()
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct Line {
+    stage: String,
+    index: u64,
+    input: Box<RawJson>,
+    #[serde(default)]
+    output: Option<Box<RawJson>>,
+}
+
+/// Audits `results` against the journal `state`, re-running `sample` lines.
+///
+/// # Errors
+/// When either file cannot be read (a failed check is a problem in the report, not an error).
+pub fn audit(
+    results: &Path,
+    state: &Path,
+    sample: usize,
+    sandbox: &Sandbox,
+) -> Result<AuditReport, AuditError> {
+    let fail = |message: String| AuditError::State {
+        path: state.to_owned(),
+        message,
+    };
+    let db = Connection::open_with_flags(state, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| fail(e.to_string()))?;
+    let meta = |key: &str| -> Result<String, AuditError> {
+        db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail(format!("it has no {key} (not a Dipla journal?)")))
+    };
+    let job = meta("fingerprint")?;
+    let stages: Vec<StageRecord> =
+        serde_json::from_str(&meta("stages")?).map_err(|e| fail(format!("stages: {e}")))?;
+    let mut checker = Checker {
+        db: &db,
+        job,
+        receipts: HashMap::new(),
+    };
+    let file = std::fs::File::open(results).map_err(|source| AuditError::Results {
+        path: results.to_owned(),
+        source,
+    })?;
+    let mut report = AuditReport::default();
+    let mut rerunnable = Vec::new();
+    for (number, text) in std::io::BufReader::new(file).lines().enumerate() {
+        let text = text.map_err(|source| AuditError::Results {
+            path: results.to_owned(),
+            source,
+        })?;
+        let number = number + 1;
+        report.lines += 1;
+        let problem = |report: &mut AuditReport, what: String| {
+            report.problems.push(format!("line {number}: {what}"));
+        };
+        let line: Line = match serde_json::from_str(&text) {
+            Ok(line) => line,
+            Err(error) => {
+                problem(&mut report, format!("not a result line: {error}"));
+                continue;
+            }
+        };
+        let Some(stage) = stages.iter().position(|s| s.name == line.stage) else {
+            problem(
+                &mut report,
+                format!("the job has no stage {:?}", line.stage),
+            );
+            continue;
+        };
+        let record = &stages[stage];
+        let Some(output) = &line.output else {
+            report.failures += 1;
+            continue;
+        };
+        if record.explore {
+            report.unreceiptable += 1;
+            rerunnable.push((number, stage, line));
+            continue;
+        }
+        let found = if record.reduce {
+            checker.reduce_receipted(stage, output)
+        } else {
+            checker.receipted(stage, line.index, record.module, &line.input, output)
+        };
+        match found {
+            Ok(true) => report.receipted += 1,
+            Ok(false) => problem(
+                &mut report,
+                format!(
+                    "task {} of stage {:?}: no worker signed this output for this input",
+                    line.index, line.stage
+                ),
+            ),
+            Err(error) => return Err(fail(error)),
+        }
+        if !record.reduce {
+            rerunnable.push((number, stage, line));
+        }
+    }
+    // A sample, spread at random over the lines.
+    let mut seed = {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(0x5eed_u64) | 1
+    };
+    let chosen = sample.min(rerunnable.len());
+    for i in 0..chosen {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let j = i + (seed % (rerunnable.len() - i) as u64) as usize;
+        rerunnable.swap(i, j);
+    }
+    let mut guests = HashMap::new();
+    for (number, stage, line) in rerunnable.into_iter().take(chosen) {
+        let record = &stages[stage];
+        let guest = match guests.get(&record.module) {
+            Some(guest) => guest,
+            None => {
+                let bytes: Vec<u8> = db
+                    .query_row(
+                        "SELECT bytes FROM modules WHERE hash = ?1",
+                        [record.module.to_string()],
+                        |row| row.get(0),
+                    )
+                    .map_err(|e| fail(format!("module {}: {e}", record.module)))?;
+                let guest = sandbox
+                    .compile(&bytes)
+                    .map_err(|e| fail(format!("module {}: {e}", record.module)))?;
+                guests.entry(record.module).or_insert(guest)
+            }
+        };
+        let run = guest.run(
+            &record.export,
+            line.input.get().as_bytes(),
+            &Limits::from_task(&record.limits),
+        );
+        report.rerun += 1;
+        let expected = line.output.as_ref().map(|o| o.get().to_owned());
+        let got = run.outcome.as_ref().ok().map(|output| {
+            if record.explore {
+                serde_json::from_str::<serde_json::Value>(output.get())
+                    .ok()
+                    .and_then(|v| v.get("output").map(ToString::to_string))
+                    .unwrap_or_default()
+            } else {
+                output.get().to_owned()
+            }
+        });
+        let same = match (&expected, &got) {
+            (Some(expected), Some(got)) if record.explore => {
+                serde_json::from_str::<serde_json::Value>(expected).ok()
+                    == serde_json::from_str::<serde_json::Value>(got).ok()
+            }
+            (expected, got) => expected == got,
+        };
+        if !same {
+            report.problems.push(format!(
+                "line {number}: task {} of stage {:?} run again gives {} instead",
+                line.index,
+                line.stage,
+                match (&got, &run.outcome) {
+                    (Some(got), _) => got.clone(),
+                    (None, Err(failure)) => format!("a failure ({failure})"),
+                    (None, Ok(_)) => "nothing".into(),
+                }
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// Looks up receipts, checking each one's signature once.
+struct Checker<'a> {
+    db: &'a Connection,
+    job: String,
+    /// Receipt id → its entries if its signature checks.
+    receipts: HashMap<i64, Option<Vec<ReceiptEntry>>>,
+}
+
+impl Checker<'_> {
+    /// The entries of receipt `id`, if its signature checks.
+    fn entries(&mut self, id: i64) -> Result<Option<&Vec<ReceiptEntry>>, String> {
+        if !self.receipts.contains_key(&id) {
+            let (identity, signature, body): (String, String, Vec<u8>) = self
+                .db
+                .query_row(
+                    "SELECT identity, signature, body FROM receipts WHERE receipt = ?1",
+                    [id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .map_err(|e| format!("receipt {id}: {e}"))?;
+            let valid = match (
+                identity.parse::<PublicKey>(),
+                signature.parse::<Signature>(),
+            ) {
+                (Ok(key), Ok(signature)) => key.verifies(&body, &signature),
+                _ => false,
+            };
+            let entries = valid
+                .then(|| ReceiptEntry::parse(&self.job, &body))
+                .flatten();
+            self.receipts.insert(id, entries);
+        }
+        Ok(self.receipts[&id].as_ref())
+    }
+
+    /// Whether a valid receipt names task `index` of `stage` with this module, input and
+    /// output.
+    fn receipted(
+        &mut self,
+        stage: usize,
+        index: u64,
+        module: ModuleHash,
+        input: &RawJson,
+        output: &RawJson,
+    ) -> Result<bool, String> {
+        let (input, output) = (
+            ReceiptEntry::digest(input.get()),
+            ReceiptEntry::digest(output.get()),
+        );
+        let rows = self.rows(
+            "SELECT receipt, entry FROM receipted WHERE stage = ?1 AND idx = ?2",
+            stage,
+            Some(index),
+        )?;
+        for (receipt, entry) in rows {
+            if let Some(entries) = self.entries(receipt)?
+                && let Some(entry) = entries.get(entry)
+                && entry.module == module
+                && entry.input == input
+                && entry.output == output
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether a valid receipt of one of `stage`'s tasks gave `output`.
+    fn reduce_receipted(&mut self, stage: usize, output: &RawJson) -> Result<bool, String> {
+        let output = ReceiptEntry::digest(output.get());
+        let rows = self.rows(
+            "SELECT receipt, entry FROM receipted WHERE stage = ?1",
+            stage,
+            None,
+        )?;
+        for (receipt, entry) in rows {
+            if let Some(entries) = self.entries(receipt)?
+                && entries.get(entry).is_some_and(|e| e.output == output)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn rows(
+        &self,
+        query: &str,
+        stage: usize,
+        index: Option<u64>,
+    ) -> Result<Vec<(i64, usize)>, String> {
+        let mut statement = self.db.prepare_cached(query).map_err(|e| e.to_string())?;
+        let map = |row: &rusqlite::Row<'_>| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                usize::try_from(row.get::<_, i64>(1)?).unwrap_or(usize::MAX),
+            ))
+        };
+        let rows = match index {
+            Some(index) => statement.query_map(
+                params![stage, i64::try_from(index).unwrap_or(i64::MAX)],
+                map,
+            ),
+            None => statement.query_map(params![stage], map),
+        }
+        .map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    }
+}
