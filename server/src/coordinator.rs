@@ -3173,8 +3173,7 @@ mod tests {
                 .count()
             - 1;
         // Cut just after the liar's results were revoked: those tasks are not final any
-        // more. (A cut before would leave them accepted: restored results name no worker, so
-        // a liar caught after a restart cannot have them revoked.)
+        // more.
         let mut b = Coordinator::new(vec![StagePlan {
             replicate: Replicate::Fraction(0.5),
             ..plan(40)
