@@ -9,6 +9,7 @@ mod chaining;
 mod chaos;
 mod checks;
 mod cli;
+mod dashboard;
 mod driver;
 mod durability;
 mod early_stop;

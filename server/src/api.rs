@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::coordinator::Counts;
+use crate::coordinator::{Counts, StageProgress};
 use crate::state::{Handle, WorkerSummary};
 
 /// The API's routes, under `/api`.
@@ -59,9 +59,9 @@ async fn authorise(State(handle): State<Handle>, request: Request, next: Next) -
     response
 }
 
-/// A job's progress.
+/// A job's progress, as the API and the dashboard show it.
 #[derive(Serialize)]
-struct Status {
+pub(crate) struct Status {
     job: String,
     complete: bool,
     cancelled: bool,
@@ -74,12 +74,17 @@ struct Status {
 #[derive(Serialize)]
 struct StageStatus {
     name: String,
-    tasks: u64,
-    done: u64,
     complete: bool,
+    #[serde(flatten)]
+    progress: StageProgress,
 }
 
 async fn status(State(handle): State<Handle>) -> Json<Status> {
+    Json(status_of(&handle))
+}
+
+/// The job's progress now.
+pub(crate) fn status_of(handle: &Handle) -> Status {
     let workers = handle.workers();
     let eta = handle.eta();
     let core = handle.lock();
@@ -91,12 +96,11 @@ async fn status(State(handle): State<Handle>) -> Json<Status> {
         .enumerate()
         .map(|(i, stage)| StageStatus {
             name: stage.name.clone(),
-            tasks: coordinator.lines(i),
-            done: coordinator.done(i),
             complete: coordinator.is_stage_complete(i),
+            progress: coordinator.progress(i),
         })
         .collect();
-    Json(Status {
+    Status {
         job: core.job.name.clone(),
         complete: coordinator.is_complete(),
         cancelled: handle.is_cancelled(),
@@ -104,7 +108,7 @@ async fn status(State(handle): State<Handle>) -> Json<Status> {
         counts: coordinator.counts(),
         workers,
         eta_secs: eta.map(|eta| eta.as_secs_f64()),
-    })
+    }
 }
 
 async fn cancel(State(handle): State<Handle>) -> (StatusCode, Json<serde_json::Value>) {

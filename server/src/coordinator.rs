@@ -250,6 +250,27 @@ pub enum Violation {
     UnknownAttempt(AttemptId),
 }
 
+/// One stage's progress, for operators.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StageProgress {
+    /// Results it will have (at most, for a stage that may stop early or grows).
+    pub tasks: u64,
+    /// Final results.
+    pub done: u64,
+    /// Tasks waiting for a worker.
+    pub queued: u64,
+    /// Attempts running now.
+    pub running: u64,
+    /// Final results that are failures.
+    pub failed: u64,
+    /// Outputs accepted from one worker.
+    pub unchecked: u64,
+    /// Outputs its verifier accepted.
+    pub verified: u64,
+    /// Outputs replicas agreed on.
+    pub replicated: u64,
+}
+
 /// Counters of what happened, for the summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
@@ -345,6 +366,8 @@ struct StageState {
     dropped: u64,
     /// Moving average of how long its successful tasks took, in microseconds.
     task_micros: Option<f64>,
+    /// Its results by how they ended and were checked.
+    progress: StageProgress,
     /// For a replicated stage: whether its results have been released to the stages
     /// reading them and the writer (once it is complete, so that a worker caught lying in
     /// it has its unchecked results re-run first).
@@ -369,6 +392,7 @@ impl StageState {
             seen: HashSet::new(),
             dropped: 0,
             task_micros: None,
+            progress: StageProgress::default(),
             released: false,
         }
     }
@@ -1395,6 +1419,7 @@ impl Coordinator {
             return;
         }
         state.done -= 1;
+        state.progress.unchecked = state.progress.unchecked.saturating_sub(1);
         self.counts.succeeded -= 1;
         self.counts.revoked += 1;
         self.retries.push_back(task);
@@ -1560,6 +1585,12 @@ impl Coordinator {
         }
         let state = &mut self.stages[task.stage];
         state.done += 1;
+        match (&outcome, proof.check) {
+            (Err(_), _) => state.progress.failed += 1,
+            (Ok(_), Check::Unchecked) => state.progress.unchecked += 1,
+            (Ok(_), Check::Verified) => state.progress.verified += 1,
+            (Ok(_), Check::Replicated(_)) => state.progress.replicated += 1,
+        }
         let keep = state.plan.keep;
         let held = state.held();
         if keep == Keep::All && !held {
@@ -1916,6 +1947,34 @@ impl Coordinator {
             self.is_stage_complete(stage)
                 && (state.plan.keep != Keep::Ordered || state.taken == state.done)
         })
+    }
+
+    /// Stage `stage`'s progress now.
+    pub fn progress(&self, stage: usize) -> StageProgress {
+        let state = &self.stages[stage];
+        let running = self
+            .attempts
+            .values()
+            .filter(|attempt| attempt.task.stage == stage)
+            .count() as u64;
+        let waiting = self
+            .ready
+            .iter()
+            .chain(&self.retries)
+            .filter(|task| task.stage == stage)
+            .count() as u64;
+        let fresh = if state.plan.feed == Feed::Inputs && state.stopped.is_none() {
+            state.plan.tasks.saturating_sub(state.fresh)
+        } else {
+            0
+        };
+        StageProgress {
+            tasks: self.lines(stage),
+            done: state.done,
+            queued: waiting + fresh,
+            running,
+            ..state.progress
+        }
     }
 
     /// How many tasks `stage` has now (for a reduce stage, how many items it folds).

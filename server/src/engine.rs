@@ -16,7 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::state::Handle;
 use crate::tls::TlsListener;
-use crate::{Module, api, transport};
+use crate::{Module, api, dashboard, transport};
 
 /// How long connections get to close once the server shuts down.
 const FAREWELL: Duration = Duration::from_secs(5);
@@ -149,7 +149,9 @@ impl Engine {
         local: &LocalWorkers,
     ) -> std::io::Result<Self> {
         let public = worker_url(listener.local_addr()?, tls.is_some());
-        let app = transport::router(handle.clone()).merge(api::router(handle.clone()));
+        let app = transport::router(handle.clone())
+            .merge(api::router(handle.clone()))
+            .merge(dashboard::router(handle.clone()));
         let mut served = Vec::new();
         let url = match tls {
             None => {

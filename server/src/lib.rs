@@ -13,6 +13,7 @@ mod api;
 pub mod audit;
 mod auth;
 pub mod coordinator;
+mod dashboard;
 mod driver;
 mod engine;
 mod error;

@@ -82,6 +82,41 @@ fn ensure_wasm_target() -> Result {
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
+/// Installs Debian's Chromium (the dashboard's test drives a real browser) unless it is
+/// there already.
+fn ensure_chromium() -> Result {
+    let found = Command::new("chromium")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if found {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut command = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    let _ = run(&mut apt(&["update", "-qq"]));
+    run(&mut apt(&["install", "-y", "-qq", "chromium"])).map_err(|error| {
+        format!(
+            "the dashboard's test needs Chromium; install it (apt-get install chromium): {error}"
+        )
+    })
+}
+
 /// The workspace packages that build a cdylib: the guests.
 fn guests() -> Result<Vec<String>> {
     let output = cargo()
@@ -146,6 +181,7 @@ fn demo() -> Result {
 }
 
 fn test(extra: &[String]) -> Result {
+    ensure_chromium()?;
     build_guests()?;
     build_binaries()?;
     run(cargo()

@@ -311,13 +311,36 @@ pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, 
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP response: {response:?}"));
+    // Read the head, then the body by its length (some servers keep the connection open).
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "{method} {path}: not an HTTP response: {bytes:?}");
+        bytes.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&bytes[..head_end]).into_owned();
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    let mut body = bytes[head_end + 4..].to_vec();
+    loop {
+        if length.is_some_and(|length| body.len() >= length) {
+            break;
+        }
+        let n = stream.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
+    (status, head, String::from_utf8_lossy(&body).into_owned())
 }
 
 pub fn addr_of(url: &str) -> String {

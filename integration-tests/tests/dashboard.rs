@@ -1,0 +1,171 @@
+//! The live dashboard in a real browser: headless Chromium, driven over the DevTools
+//! protocol, watches a job's counters and worker list change as tasks complete.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{RawSocket, WorkerProcess, addr_of, burn_job, finish, http, remote_server};
+
+/// Headless Chromium showing `url`, with its DevTools endpoint's address.
+struct Browser {
+    child: Child,
+    devtools: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn open(url: &str) -> Self {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg("--remote-debugging-port=0")
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("this test needs Chromium: apt-get install chromium");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let devtools = loop {
+            let mut line = String::new();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "chromium exited");
+            if let Some(rest) = line.trim().strip_prefix("DevTools listening on ws://") {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Self {
+            child,
+            devtools,
+            _profile: profile,
+        }
+    }
+
+    /// A DevTools connection to the page showing `url`.
+    async fn page(&self, url: &str) -> Page {
+        let devtools = self.devtools.clone();
+        let url = url.to_owned();
+        let debugger = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            loop {
+                let (_, _, body) = http(&devtools, "GET", "/json/list", None);
+                let targets: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let page = targets.as_array().unwrap().iter().find(|t| {
+                    t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(&url))
+                });
+                if let Some(page) = page {
+                    return page["webSocketDebuggerUrl"].as_str().unwrap().to_owned();
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "no page: {body}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .unwrap();
+        let (socket, _) = tokio_tungstenite::connect_async(&debugger).await.unwrap();
+        Page { socket, next: 1 }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Page {
+    socket: RawSocket,
+    next: u64,
+}
+
+impl Page {
+    /// Evaluates `expression` in the page and returns its value.
+    async fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let id = self.next;
+        self.next += 1;
+        let call = serde_json::json!({
+            "id": id,
+            "method": "Runtime.evaluate",
+            "params": { "expression": expression, "returnByValue": true },
+        });
+        self.socket
+            .send(Message::text(call.to_string()))
+            .await
+            .unwrap();
+        loop {
+            let Some(Ok(Message::Text(text))) = self.socket.next().await else {
+                continue;
+            };
+            let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if reply["id"] == id {
+                return reply["result"]["result"]["value"].clone();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_counters_and_workers_changing_as_tasks_complete() {
+    let job = burn_job(600, 3_000_000);
+    let (server, url) = remote_server(job.job()).await;
+    let page_url = format!("http://{}/", addr_of(&url));
+    let run = tokio::spawn(finish(server));
+    let browser = Browser::open(&page_url);
+    let mut page = browser.page(&page_url).await;
+    let _worker = WorkerProcess::start(&url, "steady");
+
+    let snapshot = "JSON.stringify({ done: document.getElementById('done').textContent, \
+        tasks: document.getElementById('tasks').textContent, \
+        state: document.getElementById('state').textContent, \
+        workers: [...document.querySelectorAll('.worker-name')].map(e => e.textContent), \
+        stage_done: [...document.querySelectorAll('.stage-done')].map(e => e.textContent) })";
+    let mut seen: Vec<u64> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let value = page.eval(snapshot).await;
+        let Some(text) = value.as_str() else {
+            // The page is still loading.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let shown: serde_json::Value = serde_json::from_str(text).unwrap();
+        let done: u64 = shown["done"]
+            .as_str()
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap();
+        if shown["state"] == "running" && done > 0 {
+            assert_eq!(shown["tasks"], "600", "{shown}");
+            assert_eq!(shown["workers"], serde_json::json!(["steady"]), "{shown}");
+            assert_eq!(shown["stage_done"][0], shown["done"], "{shown}");
+            if seen.last() != Some(&done) {
+                seen.push(done);
+            }
+        }
+        if shown["state"] == "done" {
+            assert_eq!(shown["done"], "600", "{shown}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.len() >= 3 && seen.windows(2).all(|w| w[0] < w[1]),
+        "the counter should rise as tasks complete: {seen:?}"
+    );
+    let (summary, _) = run.await.unwrap();
+    assert!(summary.success());
+}
