@@ -233,3 +233,36 @@ fn the_worker_needs_a_server_or_a_command() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--server"));
 }
+
+#[test]
+fn without_a_terminal_progress_is_reported_in_plain_lines() {
+    let inputs: Vec<String> = (0..300).map(|i| format!("[{i}, 2000000]")).collect();
+    let job = JobDir::new(&format!(
+        "name = \"slow\"\n[modules]\nbed = \"{{testbed}}\"\n[[stages]]\nname = \"burn\"\n\
+         task = \"bed.burn\"\ninputs = {{ values = [{}] }}\n",
+        inputs.join(", ")
+    ));
+    let output = run_job(
+        &job,
+        &[
+            "--local-workers",
+            "1",
+            "--no-state",
+            "--progress-secs",
+            "0.1",
+        ],
+        None,
+    );
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("tasks done ("))
+        .collect();
+    assert!(!lines.is_empty(), "{stderr}");
+    assert!(lines[0].contains("/300 tasks done"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no terminal escapes in plain output: {stderr}"
+    );
+}

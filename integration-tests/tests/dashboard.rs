@@ -117,8 +117,32 @@ impl Page {
     }
 }
 
+/// `/metrics` mid-job, in Prometheus's text format.
+async fn check_metrics(addr: &str) {
+    let addr = addr.to_owned();
+    let (code, head, body) =
+        tokio::task::spawn_blocking(move || http(&addr, "GET", "/metrics", None))
+            .await
+            .unwrap();
+    assert_eq!(code, 200);
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    };
+    assert!(value("dipla_tasks{state=\"done\"}") > 0.0, "{body}");
+    assert!(value("dipla_task_latency_seconds_count") > 0.0, "{body}");
+    assert_eq!(value("dipla_workers_connected"), 1.0, "{body}");
+    assert_eq!(value("dipla_module_transfers_total"), 1.0, "{body}");
+    assert!(
+        body.contains("dipla_checks_total{outcome=\"unchecked\"}"),
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_shows_counters_and_workers_changing_as_tasks_complete() {
+async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_complete() {
     let job = burn_job(600, 3_000_000);
     let (server, url) = remote_server(job.job()).await;
     let page_url = format!("http://{}/", addr_of(&url));
@@ -154,6 +178,9 @@ async fn the_dashboard_shows_counters_and_workers_changing_as_tasks_complete() {
             assert_eq!(shown["stage_done"][0], shown["done"], "{shown}");
             if seen.last() != Some(&done) {
                 seen.push(done);
+                if seen.len() == 2 {
+                    check_metrics(&addr_of(&url)).await;
+                }
             }
         }
         if shown["state"] == "done" {

@@ -1,4 +1,6 @@
-//! The live dashboard at `/`: one page (HTML, CSS and JS embedded in the binary, no build
+//! The live dashboard at `/` and the Prometheus metrics at `/metrics` ([`crate::metrics`]).
+//!
+//! The dashboard is one page (HTML, CSS and JS embedded in the binary, no build
 //! step) fed by server-sent events at `/events`, the job's status twice a second — the same
 //! JSON as `GET /api/job`. Both are read-only: nothing on them controls the job, which is
 //! what the token-protected `/api` is for.
@@ -22,11 +24,23 @@ pub(crate) fn router(handle: Handle) -> axum::Router {
     axum::Router::new()
         .route("/", axum::routing::get(page))
         .route("/events", axum::routing::get(events))
+        .route("/metrics", axum::routing::get(metrics))
         .with_state(handle)
 }
 
 async fn page() -> impl IntoResponse {
     Html(include_str!("dashboard.html"))
+}
+
+async fn metrics(State(handle): State<Handle>) -> impl IntoResponse {
+    let text = handle.shared.metrics.render(&handle);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 async fn events(

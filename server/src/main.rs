@@ -15,7 +15,7 @@ use dipla_server::{RunOptions, Server, manifest};
 #[command(
     version,
     about = "The Dipla server: runs a job over sandboxed WebAssembly workers.",
-    after_help = "Exit codes of `run`: 0 every task succeeded; 1 some tasks failed; 2 the job \
+    after_help = "Every option can also be set by the environment variable shown. Exit codes of `run`: 0 every task succeeded; 1 some tasks failed; 2 the job \
                   could not run (a bad manifest, a state file in use, ...); 3 cancelled through \
                   the API; 130 interrupted (Ctrl-C). Results written so far are kept, and the \
                   journal lets the same command resume."
@@ -24,7 +24,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DIPLA_LOG_FORMAT")]
     log_format: LogFormat,
 }
 
@@ -38,10 +38,10 @@ enum Command {
         /// The results (JSON Lines, as `run` wrote them).
         results: PathBuf,
         /// The job's journal (`run --state`, or `.dipla/STEM.state` beside the manifest).
-        #[arg(long)]
+        #[arg(long, env = "DIPLA_STATE")]
         state: PathBuf,
         /// How many tasks to run again.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, env = "DIPLA_SAMPLE")]
         sample: usize,
     },
     /// Print a guest module's hash and its tasks' signatures.
@@ -56,39 +56,39 @@ struct RunArgs {
     /// The job manifest (TOML).
     manifest: PathBuf,
     /// Where to write results (default: stdout).
-    #[arg(long, short)]
+    #[arg(long, short, env = "DIPLA_OUT")]
     out: Option<PathBuf>,
     /// Accept remote workers on this address, such as 0.0.0.0:7070.
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_LISTEN")]
     listen: Option<SocketAddr>,
     /// Workers to run inside this process, one core each [default: every core without
     /// --listen, none with it].
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_LOCAL_WORKERS")]
     local_workers: Option<usize>,
     /// Where local workers cache compiled modules (default: in memory only).
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Write only this stage's results (every stage still runs).
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_STAGE")]
     stage: Option<String>,
     /// Never copy a task straggling on a slow worker to an idle faster one.
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_NO_SPECULATION")]
     no_speculation: bool,
     /// Admit only workers presenting this token (`dipla-worker --token`); repeatable.
     #[arg(long, env = "DIPLA_WORKER_TOKEN", hide_env_values = true)]
     worker_token: Vec<String>,
     /// Admit only workers presenting a token listed in this file, one per line.
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_WORKER_TOKENS")]
     worker_tokens: Option<PathBuf>,
     /// Ping workers this often, in seconds; one silent for three periods is dropped and
     /// its tasks run elsewhere.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, env = "DIPLA_HEARTBEAT_SECS")]
     heartbeat_secs: f64,
     /// Fail a task once this many workers were lost while running it.
-    #[arg(long, default_value_t = dipla_server::coordinator::MAX_LOST)]
+    #[arg(long, default_value_t = dipla_server::coordinator::MAX_LOST, env = "DIPLA_MAX_LOST")]
     max_lost: u32,
     /// The most workers connected at once; more are refused with a reason.
-    #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_WORKERS)]
+    #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_WORKERS, env = "DIPLA_MAX_WORKERS")]
     max_workers: usize,
     /// Journal the job in this SQLite file: the same command run again after a crash
     /// resumes it without computing accepted results again [default:
@@ -96,10 +96,10 @@ struct RunArgs {
     #[arg(long, env = "DIPLA_STATE", conflicts_with = "no_state")]
     state: Option<PathBuf>,
     /// Do not journal the job (a crash loses its progress).
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_NO_STATE")]
     no_state: bool,
     /// Discard what the state file holds and run the whole job again.
-    #[arg(long, conflicts_with = "no_state")]
+    #[arg(long, conflicts_with = "no_state", env = "DIPLA_FRESH")]
     fresh: bool,
     /// Turn on the operator's HTTP API (`/api/job`, `/api/job/cancel` beside `/ws`) for
     /// callers presenting `Authorization: Bearer TOKEN`; repeatable.
@@ -107,7 +107,7 @@ struct RunArgs {
     admin_token: Vec<String>,
     /// Accept at most this many worker identities from one IP address (a cheap check on
     /// one machine posing as many volunteers).
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_MAX_IDENTITIES_PER_IP")]
     max_identities_per_ip: Option<usize>,
     /// Serve TLS (wss://, https://) with this PEM certificate chain [default: plain text,
     /// for use behind a TLS reverse proxy].
@@ -116,6 +116,9 @@ struct RunArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "DIPLA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// When stderr is not a terminal, write a progress line every this many seconds.
+    #[arg(long, env = "DIPLA_PROGRESS_SECS", default_value_t = 5.0)]
+    progress_secs: f64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -205,6 +208,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 max_identities_per_ip,
                 tls_cert,
                 tls_key,
+                progress_secs,
             } = *args;
             anyhow::ensure!(
                 heartbeat_secs.is_finite() && heartbeat_secs >= 0.05,
@@ -277,6 +281,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
+            let every = std::time::Duration::try_from_secs_f64(progress_secs)
+                .unwrap_or(dipla_server::progress::PLAIN_EVERY);
+            let progress = tokio::spawn(dipla_server::progress::report(server.handle(), every));
             let summary = tokio::select! {
                 summary = server.run(writer) => summary.context("the run failed")?,
                 _ = tokio::signal::ctrl_c() => {
@@ -284,6 +291,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(130));
                 }
             };
+            progress.abort();
             eprintln!("dipla-server: {summary}");
             Ok(if summary.cancelled {
                 ExitCode::from(3)
@@ -319,7 +327,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,dipla_server=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

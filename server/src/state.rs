@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     // A std mutex: it is never held across an await, and every critical section is short.
     core: Mutex<Core>,
     pub(crate) stats: Stats,
+    /// What `/metrics` measures as it happens.
+    pub(crate) metrics: crate::metrics::Metrics,
     /// Bumped when tasks go back on the queue or new ones exist, so idle connections look
     /// for work.
     pub(crate) wake: watch::Sender<u64>,
@@ -122,6 +124,7 @@ impl Handle {
         let shared = Shared {
             core: Mutex::new(Core { job, coordinator }),
             stats: Stats::default(),
+            metrics: crate::metrics::Metrics::default(),
             wake: watch::channel(0).0,
             done: watch::channel(false).0,
             progress: watch::channel(0).0,

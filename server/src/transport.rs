@@ -376,6 +376,7 @@ async fn on_message(
                 for result in results {
                     let (attempt, fuel, micros, stop) =
                         (result.id, result.fuel, result.micros, result.stop);
+                    handle.shared.metrics.observe(micros);
                     let Some(outcome) = result.into_outcome() else {
                         return Err(End::Violation(format!(
                             "result {attempt} must have exactly one of output and error"

@@ -13,44 +13,48 @@ use dipla_worker::{Identity, ModuleCache, WorkerConfig, cache::default_cache_dir
 #[command(
     version,
     about = "The Dipla worker: runs tasks from a Dipla server in a wasm sandbox.",
+    after_help = "Every option can also be set by the environment variable shown. Exit codes: \
+                  0 the server finished its job and said goodbye; 1 the server refused this \
+                  worker or broke the protocol, or reconnecting gave up (--max-retries); 2 bad \
+                  arguments, or an identity or CA file that cannot be used.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// The server's WebSocket URL, such as ws://host:7070/ws.
-    #[arg(long, required = true)]
+    #[arg(long, required = true, env = "DIPLA_SERVER")]
     server: Option<String>,
     /// Tasks to run at once [default: every core].
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_CORES")]
     cores: Option<usize>,
     /// A name for the server's logs [default: hostname-pid].
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_NAME")]
     name: Option<String>,
     /// The most memory one task may use, in MiB, whatever the server asks.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, env = "DIPLA_MAX_MEMORY_MB")]
     max_memory_mb: usize,
     /// The most fuel one task may burn, whatever the server asks.
-    #[arg(long, default_value_t = 100_000_000_000)]
+    #[arg(long, default_value_t = 100_000_000_000, env = "DIPLA_MAX_FUEL")]
     max_fuel: u64,
     /// The longest one task may run, in seconds, whatever the server asks.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 600, env = "DIPLA_MAX_TASK_SECS")]
     max_task_secs: u64,
     /// Where to cache compiled modules [default: ~/.cache/dipla/modules].
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Keep compiled modules in memory only.
-    #[arg(long, conflicts_with = "cache_dir")]
+    #[arg(long, conflicts_with = "cache_dir", env = "DIPLA_NO_DISK_CACHE")]
     no_disk_cache: bool,
     /// Join without running the benchmark (about a second); the server then ranks this
     /// worker only by the work it does.
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_NO_BENCH")]
     no_bench: bool,
     /// Give up after this many failed reconnections in a row [default: never give up].
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_MAX_RETRIES")]
     max_retries: Option<u32>,
     /// The longest wait between reconnections, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, env = "DIPLA_MAX_RETRY_SECS")]
     max_retry_secs: u64,
     /// The token the server asks workers for, if it admits only known ones.
     #[arg(long, env = "DIPLA_TOKEN", hide_env_values = true)]
@@ -61,7 +65,7 @@ struct Cli {
     ca_cert: Option<PathBuf>,
     /// Pin each wss:// server's certificate on first use (in ~/.config/dipla/pins) and
     /// refuse it, loudly, if it ever changes.
-    #[arg(long)]
+    #[arg(long, env = "DIPLA_PIN")]
     pin: bool,
     /// The file holding this worker's identity (an Ed25519 key pair, made on first run,
     /// owner-only) [default: ~/.config/dipla/identity].
@@ -78,7 +82,7 @@ enum Command {
     /// Run the benchmark the worker reports when it joins, and print its figures.
     Bench {
         /// Print `{"score": .., "kernels": [{"name", "fuel", "micros", "checksum"}, ..]}`.
-        #[arg(long)]
+        #[arg(long, env = "DIPLA_JSON")]
         json: bool,
     },
 }
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let sandbox = match Sandbox::new() {
