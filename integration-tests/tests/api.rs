@@ -1,12 +1,11 @@
 //! The operator's HTTP API: admin token required, job status, cancel.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dipla_server::RunOptions;
 
 use crate::support::{
-    JobDir, WorkerProcess, addr_of, bin, burn_job, finish, http, remote_server_with,
+    WorkerProcess, addr_of, burn_job, finish, http, remote_server_with, server_process, squares_job,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,41 +70,10 @@ async fn the_api_needs_the_admin_token_reports_progress_and_cancels() {
 
 #[test]
 fn without_an_admin_token_the_api_is_off_and_cancel_exits_with_3() {
-    let job = JobDir::new(
-        r#"
-        name = "squares"
-        [modules]
-        bed = "{testbed}"
-        [[stages]]
-        name = "squares"
-        task = "bed.square"
-        inputs = { range = { start = 0, end = 10 } }
-        "#,
-    );
+    let job = squares_job(10, "");
     let start = |args: &[&str]| {
-        let mut server = Command::new(bin("dipla-server"))
-            .arg("run")
-            .arg(&job.manifest)
-            .args(["--listen", "127.0.0.1:0", "--no-state"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
-        let mut line = String::new();
-        let url = loop {
-            line.clear();
-            assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0);
-            if let Some(url) = line
-                .trim()
-                .strip_prefix("dipla-server: workers connect to ")
-            {
-                break url.to_owned();
-            }
-        };
-        // Keep reading: a server whose stderr is closed fails when it logs.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let args = [&["--listen", "127.0.0.1:0", "--no-state"], args].concat();
+        let (server, url, _) = server_process(&job.manifest, &args);
         (server, addr_of(&url))
     };
     let (mut off, addr) = start(&[]);

@@ -4,21 +4,11 @@ use std::process::{Command, Stdio};
 
 use dipla_server::RunOptions;
 
-use crate::support::{JobDir, WorkerProcess, bin, finish, remote_server_with};
+use crate::support::{WorkerProcess, bin, finish, remote_server_with, squares_job};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_workers_with_a_valid_token_are_admitted() {
-    let job = JobDir::new(
-        r#"
-        name = "squares"
-        [modules]
-        bed = "{testbed}"
-        [[stages]]
-        name = "squares"
-        task = "bed.square"
-        inputs = { range = { start = 0, end = 100 } }
-        "#,
-    );
+    let job = squares_job(100, "");
     let options = RunOptions {
         worker_tokens: vec!["open-sesame".into()],
         ..RunOptions::default()

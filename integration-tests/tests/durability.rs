@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{JobDir, bin};
+use crate::support::{JobDir, bin, server_process};
 
 const TASKS: u64 = 1_500;
 
@@ -159,20 +159,10 @@ fn a_state_file_is_for_one_job_and_one_server() {
     let state_arg = state.to_str().unwrap();
 
     // A server holding the state file (waiting for remote workers that never come) locks it.
-    let mut holder = Command::new(bin("dipla-server"))
-        .arg("run")
-        .arg(&job.manifest)
-        .args(["--listen", "127.0.0.1:0", "--state", state_arg])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(holder.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("workers connect to") {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0);
-    }
+    let (mut holder, _, _) = server_process(
+        &job.manifest,
+        &["--listen", "127.0.0.1:0", "--state", state_arg],
+    );
     let busy = server(&job, &out, &["--state", state_arg])
         .output()
         .unwrap();

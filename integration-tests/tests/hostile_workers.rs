@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use dipla_protocol::{ServerMessage, WorkerMessage};
 
 use crate::support::{
-    JobDir, RawSocket, WorkerProcess, finish, join, join_with, remote_server_with, test_hello,
+    RawSocket, WorkerProcess, finish, join, join_with, remote_server_with, squares_job, test_hello,
 };
 
 /// A hello with a fresh identity, as JSON.
@@ -56,17 +56,7 @@ async fn close_reason(mut socket: RawSocket, frames: Vec<Message>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_workers_are_refused_and_honest_ones_finish() {
-    let job = JobDir::new(
-        r#"
-        name = "squares"
-        [modules]
-        bed = "{testbed}"
-        [[stages]]
-        name = "squares"
-        task = "bed.square"
-        inputs = { range = { start = 0, end = 2000 } }
-        "#,
-    );
+    let job = squares_job(2000, "");
     let options = RunOptions {
         max_workers: 2,
         ..RunOptions::default()
@@ -117,17 +107,7 @@ async fn hostile_workers_are_refused_and_honest_ones_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_replayed_and_missing_identities_are_refused() {
-    let job = JobDir::new(
-        r#"
-        name = "squares"
-        [modules]
-        bed = "{testbed}"
-        [[stages]]
-        name = "squares"
-        task = "bed.square"
-        inputs = { range = { start = 0, end = 50 } }
-        "#,
-    );
+    let job = squares_job(50, "");
     let (server, url) = remote_server_with(job.job(), RunOptions::default()).await;
     let run = tokio::spawn(finish(server));
 

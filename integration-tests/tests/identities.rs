@@ -2,8 +2,7 @@
 //! under the same key, whether it reconnects or the server restarts; one machine cannot pose
 //! as more volunteers than the server allows.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,45 +11,25 @@ use dipla_server::RunOptions;
 use dipla_worker::{Identity, ModuleCache, WorkerConfig};
 
 use crate::support::{
-    JobDir, WorkerProcess, addr_of, bin, burn_job, finish, http, join_with, remote_server_with,
-    test_hello,
+    JobDir, WorkerProcess, addr_of, burn_job, finish, http, join_with, remote_server_with,
+    server_process, test_hello,
 };
 
 const TOKEN: &str = "admin-secret";
 
 /// The server of `job`, replicating every task, as a process; returns it and its URL.
 fn start_server(job: &JobDir, state: &std::path::Path) -> (Child, String) {
-    let mut server = Command::new(bin("dipla-server"))
-        .arg("run")
-        .arg(&job.manifest)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--no-speculation",
-            "--admin-token",
-            TOKEN,
-        ])
-        .arg("--state")
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
-    let url = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the server exited"
-        );
-        if let Some(url) = line
-            .trim()
-            .strip_prefix("dipla-server: workers connect to ")
-        {
-            break url.to_owned();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let state = state.to_str().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--no-speculation",
+        "--admin-token",
+        TOKEN,
+        "--state",
+        state,
+    ];
+    let (server, url, _) = server_process(&job.manifest, &args);
     (server, url)
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{JobDir, WorkerProcess, burn_job, finish, join, remote_server_with};
+use crate::support::{WorkerProcess, burn_job, finish, join, remote_server_with, squares_job};
 use dipla_server::RunOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,18 +42,7 @@ async fn a_silent_worker_is_dropped_and_its_tasks_run_elsewhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_of_a_worker_that_never_answers_are_reissued_after_their_deadline() {
     use futures_util::StreamExt;
-    let job = JobDir::new(
-        r#"
-        name = "squares"
-        [modules]
-        bed = "{testbed}"
-        [[stages]]
-        name = "squares"
-        task = "bed.square"
-        inputs = { range = { start = 0, end = 10 } }
-        deadline_secs = 0.2
-        "#,
-    );
+    let job = squares_job(10, "deadline_secs = 0.2");
     let options = RunOptions {
         speculate: false,
         ..RunOptions::default()

@@ -3,7 +3,7 @@
 
 use dipla_server::{RunOptions, Server};
 
-use crate::support::{JobDir, WorkerProcess, finish};
+use crate::support::{WorkerProcess, finish, squares_job};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_waits_for_its_server_and_joins_when_it_comes() {
@@ -21,17 +21,7 @@ async fn a_worker_waits_for_its_server_and_joins_when_it_comes() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
 
-    let job = JobDir::new(
-        r#"
-        name = "squares"
-        [modules]
-        bed = "{testbed}"
-        [[stages]]
-        name = "squares"
-        task = "bed.square"
-        inputs = { range = { start = 0, end = 50 } }
-        "#,
-    );
+    let job = squares_job(50, "");
     let options = RunOptions {
         listen: Some(addr),
         local_workers: 0,

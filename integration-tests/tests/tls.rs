@@ -1,13 +1,12 @@
 //! TLS end to end: a server with a certificate from a CA made in the test, workers that
 //! trust that CA (and one that does not), and certificate pinning.
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
-use crate::support::{JobDir, bin};
+use crate::support::{JobDir, bin, server_process, squares_job};
 
 /// A CA, written to `dir/NAME-ca.pem`; returns it to sign server certificates.
 fn ca(dir: &Path, name: &str) -> CertifiedIssuer<'static, KeyPair> {
@@ -30,32 +29,19 @@ fn server_cert(dir: &Path, name: &str, ca: &CertifiedIssuer<'static, KeyPair>) {
 /// `dipla-server run` on loopback with TLS from `dir/NAME.{pem,key}`; returns it, its URL and
 /// what it said about plain text.
 fn tls_server(job: &JobDir, dir: &Path, name: &str) -> (Child, String) {
-    let mut server = Command::new(bin("dipla-server"))
-        .arg("run")
-        .arg(&job.manifest)
-        .args(["--listen", "127.0.0.1:0", "--no-state", "--tls-cert"])
-        .arg(dir.join(format!("{name}.pem")))
-        .arg("--tls-key")
-        .arg(dir.join(format!("{name}.key")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
-    let mut said = String::new();
-    let url = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "{said}");
-        said.push_str(&line);
-        if let Some(url) = line
-            .trim()
-            .strip_prefix("dipla-server: workers connect to ")
-        {
-            break url.to_owned();
-        }
-    };
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--no-state",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let (server, url, said) = server_process(&job.manifest, &args);
     assert!(!said.contains("plain text"), "{said}");
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     (server, url)
 }
 
@@ -83,17 +69,7 @@ fn worker(url: &str, ca: &Path, home: &Path, extra: &[&str]) -> std::process::Ou
 
 #[test]
 fn workers_join_over_tls_and_refuse_an_unknown_ca_or_a_changed_certificate() {
-    let job = JobDir::new(
-        r#"
-        name = "squares"
-        [modules]
-        bed = "{testbed}"
-        [[stages]]
-        name = "squares"
-        task = "bed.square"
-        inputs = { range = { start = 0, end = 20 } }
-        "#,
-    );
+    let job = squares_job(20, "");
     let dir = job.dir.path();
     let home = dir.join("home");
     let ours = ca(dir, "ours");

@@ -103,6 +103,56 @@ pub fn burn_job(count: u64, rounds: u64) -> JobDir {
     ))
 }
 
+/// `dipla-server run MANIFEST ARGS` as a process, once it accepts workers: the process, the
+/// URL workers connect to, and what it said before that. Its stderr is drained from then on
+/// (a server whose stderr is closed fails when it logs).
+pub fn server_process(manifest: &Path, args: &[&str]) -> (Child, String, String) {
+    use std::io::BufRead;
+    let mut server = Command::new(bin("dipla-server"))
+        .arg("run")
+        .arg(manifest)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut said = String::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the server exited: {said}"
+        );
+        said.push_str(&line);
+        if let Some(url) = line
+            .trim()
+            .strip_prefix("dipla-server: workers connect to ")
+        {
+            break url.to_owned();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (server, url, said)
+}
+
+/// A job of one stage, the testbed's `square` over `0..count`, with `extra` manifest lines
+/// added to the stage.
+pub fn squares_job(count: u64, extra: &str) -> JobDir {
+    JobDir::new(&format!(
+        r#"
+        name = "squares"
+        [modules]
+        bed = "{{testbed}}"
+        [[stages]]
+        name = "squares"
+        task = "bed.square"
+        inputs = {{ range = {{ start = 0, end = {count} }} }}
+        {extra}
+        "#
+    ))
+}
+
 /// Runs `server` to the end and returns the summary and the parsed result lines.
 pub async fn finish(server: Server) -> (Summary, Vec<serde_json::Value>) {
     let mut out = Vec::new();
