@@ -415,23 +415,15 @@ fn insert(
                 by
             ])?;
         }
-        Record::Goal(task) => {
+        Record::Goal(task) | Record::Revoked(task) => {
+            let kind = if matches!(record, Record::Goal(_)) {
+                "goal"
+            } else {
+                "revoked"
+            };
             event.execute(params![
                 run,
-                "goal",
-                task.stage,
-                index(task),
-                None::<String>,
-                None::<String>,
-                None::<String>,
-                None::<String>,
-                None::<String>
-            ])?;
-        }
-        Record::Revoked(task) => {
-            event.execute(params![
-                run,
-                "revoked",
+                kind,
                 task.stage,
                 index(task),
                 None::<String>,
