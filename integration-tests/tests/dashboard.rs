@@ -131,12 +131,21 @@ async fn check_metrics(addr: &str) {
             .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {body}"))
     };
-    assert!(value("dipla_tasks{state=\"done\"}") > 0.0, "{body}");
+    // Each job's series carry its name.
+    assert!(
+        value("dipla_tasks{job=\"burn\",state=\"done\"}") > 0.0,
+        "{body}"
+    );
     assert!(value("dipla_task_latency_seconds_count") > 0.0, "{body}");
     assert_eq!(value("dipla_workers_connected"), 1.0, "{body}");
-    assert_eq!(value("dipla_module_transfers_total"), 1.0, "{body}");
+    assert_eq!(value("dipla_job_workers{job=\"burn\"}"), 1.0, "{body}");
+    assert_eq!(
+        value("dipla_module_transfers_total{job=\"burn\"}"),
+        1.0,
+        "{body}"
+    );
     assert!(
-        body.contains("dipla_checks_total{outcome=\"unchecked\"}"),
+        body.contains("dipla_checks_total{job=\"burn\",outcome=\"unchecked\"}"),
         "{body}"
     );
 }

@@ -22,10 +22,15 @@ pub enum ServerMessage {
         /// The task ids.
         ids: Vec<u64>,
     },
-    /// The server has no more work for this worker and is closing the connection.
+    /// The server has no more work for this worker on this connection and is closing it.
     Goodbye {
         /// Why, for the worker's log.
         reason: String,
+        /// Come back at once: a server running several jobs (`dipla-server serve`) moves a
+        /// worker to another job, or to the job that just arrived, by asking it to connect
+        /// again. Absent (false): the work is done and the worker may stop.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rejoin: bool,
     },
 }
 

@@ -217,8 +217,16 @@ fn goodbye() {
     pin(
         &ServerMessage::Goodbye {
             reason: "job finished".into(),
+            rejoin: false,
         },
         r#"{"goodbye":{"reason":"job finished"}}"#,
+    );
+    pin(
+        &ServerMessage::Goodbye {
+            reason: "moved to another job".into(),
+            rejoin: true,
+        },
+        r#"{"goodbye":{"reason":"moved to another job","rejoin":true}}"#,
     );
 }
 

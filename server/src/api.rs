@@ -16,7 +16,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::coordinator::{Counts, StageProgress};
+use crate::gate::Gate;
 use crate::state::{Handle, WorkerSummary};
 
 /// The API's routes, under `/api`.
@@ -25,20 +28,24 @@ pub(crate) fn router(handle: Handle) -> axum::Router {
         .route("/api/job", axum::routing::get(status))
         .route("/api/job/cancel", axum::routing::post(cancel))
         .route_layer(axum::middleware::from_fn_with_state(
-            handle.clone(),
+            handle.shared.gate.clone(),
             authorise,
         ))
         .with_state(handle)
 }
 
 /// Lets a request through only with a known admin token.
-async fn authorise(State(handle): State<Handle>, request: Request, next: Next) -> Response {
+pub(crate) async fn authorise(
+    State(gate): State<Arc<Gate>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    if handle.admin_admits(token) {
+    if gate.admin_admits(token) {
         return next.run(request).await;
     }
     tracing::warn!(
@@ -46,7 +53,7 @@ async fn authorise(State(handle): State<Handle>, request: Request, next: Next) -
         with_token = token.is_some(),
         "refused an API call without a valid admin token"
     );
-    let message = if handle.admin_required() {
+    let message = if gate.admin_required() {
         "a valid admin token is required: Authorization: Bearer TOKEN"
     } else {
         "the API is off: start the server with --admin-token"

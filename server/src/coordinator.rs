@@ -1992,6 +1992,17 @@ impl Coordinator {
         self.retries.len() + self.ready.len()
     }
 
+    /// How many tasks could run now or are running: what the job has work for.
+    pub fn demand(&self) -> usize {
+        let fresh: u64 = self
+            .stages
+            .iter()
+            .filter(|state| state.plan.feed == Feed::Inputs && state.stopped.is_none())
+            .map(|state| state.plan.tasks.saturating_sub(state.fresh))
+            .sum();
+        self.queued() + self.running() + usize::try_from(fresh).unwrap_or(usize::MAX)
+    }
+
     /// How many tasks are running now.
     pub fn running(&self) -> usize {
         self.attempts.len()

@@ -36,6 +36,7 @@ use crate::engine::{Engine, LocalWorkers, worker_url};
 use crate::job::{check_arity, check_reducer};
 use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS, may_stop};
 use crate::state::{Core, Handle};
+use crate::transport::Venue;
 use crate::{DriverError, Inputs, Job, Module, Part, Promise, Reduced, Source, Stage};
 
 /// A running Dipla server, driven from Rust. Cheap to share by reference; it stops when it,
@@ -260,22 +261,31 @@ impl DiplaBuilder {
             stages: Vec::new(),
             sandbox: sandbox.clone(),
         };
-        let handle = Handle::new(job, |_| Keep::All);
+        let gate = crate::gate::Gate::default();
+        gate.require_tokens(crate::Tokens::new(&self.tokens));
+        let handle = Handle::new(job, |_| Keep::All, Arc::new(gate));
         // A driver's job grows as it runs: its receipts name this run.
         let mut nonce = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
         let id: String = nonce.iter().map(|byte| format!("{byte:02x}")).collect();
         handle.set_job_id(format!("driver-{id}"));
         handle.lock().coordinator.set_speculation(self.speculate);
-        handle.require_tokens(crate::Tokens::new(&self.tokens));
         let local = LocalWorkers {
             count: local_workers,
             cache_dir: self.cache_dir,
             caps: self.caps,
             token: self.tokens.first().cloned(),
         };
-        let engine = Engine::start(listener, None, handle.clone(), &sandbox, &local)
-            .map_err(|e| start(e.to_string()))?;
+        let engine = Engine::start(
+            listener,
+            None,
+            Venue::Job(handle.clone()),
+            crate::engine::job_routes(&handle),
+            &[],
+            &sandbox,
+            &local,
+        )
+        .map_err(|e| start(e.to_string()))?;
         let inner = Inner {
             handle,
             engine: Mutex::new(Some(engine)),

@@ -14,9 +14,11 @@ use dipla_worker::{ModuleCache, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::health::{self, HealthInfo};
 use crate::state::Handle;
 use crate::tls::TlsListener;
-use crate::{Module, api, dashboard, transport};
+use crate::transport::{self, Venue};
+use crate::{Module, api, dashboard};
 
 /// How long connections get to close once the server shuts down.
 const FAREWELL: Duration = Duration::from_secs(5);
@@ -36,7 +38,7 @@ pub(crate) struct LocalWorkers {
 
 /// A running worker endpoint with its local workers.
 pub(crate) struct Engine {
-    handle: Handle,
+    venue: Venue,
     /// The sockets served: the public one, and with TLS a plain loopback one for the local
     /// workers.
     served: Vec<Served>,
@@ -138,20 +140,29 @@ pub(crate) fn worker_url(mut addr: SocketAddr, tls: bool) -> String {
     format!("{scheme}://{addr}/ws")
 }
 
+/// The routes of a one-job server: the worker endpoint, the operator's API, the dashboard
+/// and the health check.
+pub(crate) fn job_routes(handle: &Handle) -> axum::Router {
+    transport::router(Venue::Job(handle.clone()))
+        .merge(api::router(handle.clone()))
+        .merge(dashboard::router(handle.clone()))
+        .merge(health::router(HealthInfo::of_job(handle)))
+}
+
 impl Engine {
-    /// Serves workers on `listener` and starts the local workers, which get the modules the
-    /// job has now compiled already ([`Engine::seed`] for those added later).
+    /// Serves `app` (the worker endpoint of `venue`, and more) on `listener`, and starts the
+    /// local workers, which get `modules` compiled already ([`Engine::seed`] for those added
+    /// later).
     pub(crate) fn start(
         listener: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
-        handle: Handle,
+        venue: Venue,
+        app: axum::Router,
+        modules: &[Module],
         sandbox: &Sandbox,
         local: &LocalWorkers,
     ) -> std::io::Result<Self> {
         let public = worker_url(listener.local_addr()?, tls.is_some());
-        let app = transport::router(handle.clone())
-            .merge(api::router(handle.clone()))
-            .merge(dashboard::router(handle.clone()));
         let mut served = Vec::new();
         let url = match tls {
             None => {
@@ -178,7 +189,7 @@ impl Engine {
         let mut cache = None;
         if local.count > 0 {
             let local_cache = ModuleCache::new(sandbox.clone(), local.cache_dir.clone())?;
-            for module in &handle.lock().job.modules {
+            for module in modules {
                 local_cache.seed(module.hash, module.guest.clone());
             }
             for i in 0..local.count {
@@ -200,7 +211,7 @@ impl Engine {
             cache = Some(local_cache);
         }
         Ok(Self {
-            handle,
+            venue,
             served,
             workers,
             cache,
@@ -217,16 +228,10 @@ impl Engine {
 
     /// Says goodbye to every worker, waits a little for them to leave, and stops serving.
     pub(crate) async fn shutdown(mut self) {
-        let handle = self.handle.clone();
-        handle.shared.done.send_replace(true);
+        self.venue.finish();
+        let venue = self.venue.clone();
         let farewell = async {
-            while handle.connected() > 0 {
-                let closed = handle.shared.disconnected.notified();
-                if handle.connected() == 0 {
-                    break;
-                }
-                closed.await;
-            }
+            venue.emptied().await;
             while self.workers.join_next().await.is_some() {}
         };
         if tokio::time::timeout(FAREWELL, farewell).await.is_err() {
@@ -249,7 +254,7 @@ impl Drop for Engine {
     fn drop(&mut self) {
         // Dropped without a shutdown (the owner was dropped or its task cancelled): stop
         // serving at once; connections see `done` and say goodbye.
-        self.handle.shared.done.send_replace(true);
+        self.venue.finish();
         for served in &self.served {
             served.task.abort();
         }

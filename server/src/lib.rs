@@ -9,17 +9,24 @@
 //! It never trusts a worker: every message is parsed into typed protocol messages and checked
 //! against what that worker was actually given.
 
+pub mod announce;
 mod api;
 pub mod audit;
 mod auth;
+pub mod client;
 pub mod coordinator;
 mod dashboard;
+pub mod directory;
 mod driver;
 mod engine;
 mod error;
 mod fleet;
+mod gate;
+mod health;
+mod hub;
 mod inputs;
 mod job;
+mod jobs_api;
 pub mod journal;
 pub mod manifest;
 mod metrics;
@@ -27,6 +34,7 @@ pub mod output;
 pub mod progress;
 mod promise;
 mod receipts;
+pub mod serve;
 mod server;
 mod state;
 mod stats;
@@ -43,6 +51,7 @@ pub use fleet::WorkerRecord;
 pub use inputs::Inputs;
 pub use job::{Job, Module, Part, Source, Stage};
 pub use promise::{Promise, Reduced};
+pub use serve::{JobBrief, JobState, Serve, ServeOptions, Submission};
 pub use server::{DEFAULT_MAX_WORKERS, RunOptions, Server, Summary};
 pub use state::{Handle, WorkerSummary};
 pub use stats::{Stats, StatsSnapshot};

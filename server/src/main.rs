@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dipla_sandbox::Sandbox;
+use dipla_server::client::Client;
 use dipla_server::journal::Fresh;
-use dipla_server::{RunOptions, Server, manifest};
+use dipla_server::{JobState, RunOptions, Serve, ServeOptions, Server, manifest};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +44,62 @@ enum Command {
         /// How many tasks to run again.
         #[arg(long, default_value_t = 20, env = "DIPLA_SAMPLE")]
         sample: usize,
+    },
+    /// Run a project directory: servers announce themselves to it (`run --announce URL`),
+    /// volunteers list and join its projects (`dipla-worker --directory URL`). Only projects
+    /// answering their health check are listed (`GET /api/projects` as JSON, `GET /` as a
+    /// page).
+    Directory(dipla_server::directory::DirectoryArgs),
+    /// Run a long-lived server that takes jobs over its HTTP API (`/api/jobs`, see `submit`)
+    /// and runs them side by side, sharing its workers fairly; with the dashboard at `/`
+    /// and `/metrics`. Jobs are kept in --data-dir and resume when the server starts again.
+    Serve(Box<ServeArgs>),
+    /// Submit a job manifest, with the modules and input files it names, to a server
+    /// started with `serve`; prints the job's id.
+    Submit {
+        /// The job manifest (TOML).
+        manifest: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+        /// Wait for the job and write its results (as `results` does).
+        #[arg(long, env = "DIPLA_WAIT")]
+        wait: bool,
+        /// With --wait: where to write results (default: stdout).
+        #[arg(long, short, env = "DIPLA_OUT", requires = "wait")]
+        out: Option<PathBuf>,
+    },
+    /// Write a job's results as JSON Lines, following them until the job ends. Exit codes
+    /// as for `run`.
+    Results {
+        /// The job's id (as `submit` printed it).
+        job: String,
+        #[command(flatten)]
+        remote: Remote,
+        /// Where to write results (default: stdout).
+        #[arg(long, short, env = "DIPLA_OUT")]
+        out: Option<PathBuf>,
+        /// Write what exists now and stop, without waiting for the rest.
+        #[arg(long, env = "DIPLA_NO_FOLLOW")]
+        no_follow: bool,
+    },
+    /// List a server's jobs.
+    Jobs {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Print a job's status as JSON.
+    Status {
+        /// The job's id.
+        job: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Cancel a job; results written so far are kept.
+    Cancel {
+        /// The job's id.
+        job: String,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Print a guest module's hash and its tasks' signatures.
     Inspect {
@@ -119,6 +176,136 @@ struct RunArgs {
     /// When stderr is not a terminal, write a progress line every this many seconds.
     #[arg(long, env = "DIPLA_PROGRESS_SECS", default_value_t = 5.0)]
     progress_secs: f64,
+    #[command(flatten)]
+    announce: dipla_server::announce::AnnounceArgs,
+}
+
+/// Which server the API commands call.
+#[derive(clap::Args)]
+struct Remote {
+    /// The server (`serve`): http://HOST:PORT, or https:// behind TLS.
+    #[arg(long, env = "DIPLA_SERVER")]
+    server: String,
+    /// An admin token the server accepts.
+    #[arg(long, env = "DIPLA_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+}
+
+impl Remote {
+    fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.server, &self.admin_token)?)
+    }
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Accept workers and API calls on this address, such as 0.0.0.0:7070.
+    #[arg(long, env = "DIPLA_LISTEN")]
+    listen: SocketAddr,
+    /// Where jobs, their journals and results are kept.
+    #[arg(long, env = "DIPLA_DATA_DIR", default_value = "dipla-data")]
+    data_dir: PathBuf,
+    /// The server's name, in its health check and in a project directory.
+    #[arg(long, env = "DIPLA_NAME", default_value = "dipla")]
+    name: String,
+    /// Workers to run inside this process, one core each.
+    #[arg(long, env = "DIPLA_LOCAL_WORKERS", default_value_t = 0)]
+    local_workers: usize,
+    /// Where local workers cache compiled modules (default: in memory only).
+    #[arg(long, env = "DIPLA_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Never copy a task straggling on a slow worker to an idle faster one.
+    #[arg(long, env = "DIPLA_NO_SPECULATION")]
+    no_speculation: bool,
+    #[command(flatten)]
+    admission: Admission,
+}
+
+/// Who may come in, for `run` and `serve`.
+#[derive(clap::Args)]
+struct Admission {
+    /// Admit only workers presenting this token (`dipla-worker --token`); repeatable.
+    #[arg(long, env = "DIPLA_WORKER_TOKEN", hide_env_values = true)]
+    worker_token: Vec<String>,
+    /// Admit only workers presenting a token listed in this file, one per line.
+    #[arg(long, env = "DIPLA_WORKER_TOKENS")]
+    worker_tokens: Option<PathBuf>,
+    /// Ping workers this often, in seconds; one silent for three periods is dropped and
+    /// its tasks run elsewhere.
+    #[arg(long, default_value_t = 5.0, env = "DIPLA_HEARTBEAT_SECS")]
+    heartbeat_secs: f64,
+    /// Fail a task once this many workers were lost while running it.
+    #[arg(long, default_value_t = dipla_server::coordinator::MAX_LOST, env = "DIPLA_MAX_LOST")]
+    max_lost: u32,
+    /// The most workers connected at once; more are refused with a reason.
+    #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_WORKERS, env = "DIPLA_MAX_WORKERS")]
+    max_workers: usize,
+    /// Turn on the operator's HTTP API (`/api/...` beside `/ws`) for callers presenting
+    /// `Authorization: Bearer TOKEN`; repeatable. Required by `serve`.
+    #[arg(long, env = "DIPLA_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Vec<String>,
+    /// Accept at most this many worker identities from one IP address (a cheap check on
+    /// one machine posing as many volunteers).
+    #[arg(long, env = "DIPLA_MAX_IDENTITIES_PER_IP")]
+    max_identities_per_ip: Option<usize>,
+    /// Serve TLS (wss://, https://) with this PEM certificate chain [default: plain text,
+    /// for use behind a TLS reverse proxy].
+    #[arg(long, env = "DIPLA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "DIPLA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl Admission {
+    /// These rules as run options (the rest at their defaults).
+    fn options(self) -> anyhow::Result<RunOptions> {
+        anyhow::ensure!(
+            self.heartbeat_secs.is_finite() && self.heartbeat_secs >= 0.05,
+            "--heartbeat-secs must be at least 0.05"
+        );
+        let mut tokens = self.worker_token;
+        if let Some(path) = &self.worker_tokens {
+            let listed = dipla_server::Tokens::read_file(path)
+                .with_context(|| format!("cannot read the tokens file {}", path.display()))?;
+            anyhow::ensure!(!listed.is_empty(), "{} lists no tokens", path.display());
+            tokens.extend(listed);
+        }
+        Ok(RunOptions {
+            worker_tokens: tokens,
+            heartbeat: std::time::Duration::from_secs_f64(self.heartbeat_secs),
+            max_lost: self.max_lost,
+            max_workers: self.max_workers,
+            max_identities_per_ip: self.max_identities_per_ip,
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| dipla_server::tls::TlsFiles { cert, key }),
+            admin_tokens: self.admin_token,
+            ..RunOptions::default()
+        })
+    }
+}
+
+/// The exit code for a job that ended so (as for `run`).
+fn exit_code(state: JobState) -> ExitCode {
+    match state {
+        JobState::Succeeded => ExitCode::SUCCESS,
+        JobState::Cancelled => ExitCode::from(3),
+        JobState::Running | JobState::Failed => ExitCode::FAILURE,
+        JobState::Broken => ExitCode::from(2),
+    }
+}
+
+/// Where to write results: a file, or stdout.
+fn output(out: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -171,6 +358,84 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Directory(args) => {
+            dipla_server::directory::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => serve(*args).await,
+        Command::Submit {
+            manifest,
+            remote,
+            wait,
+            out,
+        } => {
+            let client = remote.client()?;
+            let job = client.submit(&manifest).await?;
+            println!("{}", job.id);
+            eprintln!(
+                "dipla-server: submitted {} as job {} ({} tasks)",
+                manifest.display(),
+                job.id,
+                job.tasks
+            );
+            if !wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let ended = client
+                .results(&job.id, true, &mut output(out.as_ref())?)
+                .await?;
+            eprintln!("dipla-server: job {} {:?}", ended.id, ended.state);
+            Ok(exit_code(ended.state))
+        }
+        Command::Results {
+            job,
+            remote,
+            out,
+            no_follow,
+        } => {
+            let client = remote.client()?;
+            let brief = client
+                .results(&job, !no_follow, &mut output(out.as_ref())?)
+                .await?;
+            if let Some(summary) = &brief.summary {
+                eprintln!("dipla-server: {summary}");
+            }
+            Ok(if no_follow && !brief.state.ended() {
+                ExitCode::SUCCESS
+            } else {
+                exit_code(brief.state)
+            })
+        }
+        Command::Jobs { remote } => {
+            let jobs = remote.client()?.jobs().await?;
+            println!(
+                "{:<28} {:<10} {:>10} {:>10} {:>8} {:>8}",
+                "ID", "STATE", "DONE", "TASKS", "FAILED", "WORKERS"
+            );
+            for job in jobs {
+                let state = serde_json::to_value(job.state)?;
+                println!(
+                    "{:<28} {:<10} {:>10} {:>10} {:>8} {:>8}",
+                    job.id,
+                    state.as_str().unwrap_or("?"),
+                    job.done,
+                    job.tasks,
+                    job.failed,
+                    job.workers
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { job, remote } => {
+            let status = remote.client()?.status(&job).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { job, remote } => {
+            remote.client()?.cancel(&job).await?;
+            eprintln!("dipla-server: job {job} cancelled");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect { module } => {
             let bytes = std::fs::read(&module)
                 .with_context(|| format!("cannot read {}", module.display()))?;
@@ -209,6 +474,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 tls_cert,
                 tls_key,
                 progress_secs,
+                announce,
             } = *args;
             anyhow::ensure!(
                 heartbeat_secs.is_finite() && heartbeat_secs >= 0.05,
@@ -274,6 +540,15 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             eprintln!("dipla-server: workers connect to {url}");
+            let job_name = server.handle().lock().job.name.clone();
+            if let Some(announcer) = announce.announcer(&job_name, &url)? {
+                anyhow::ensure!(listen.is_some(), "--announce needs --listen");
+                let handle = server.handle();
+                dipla_server::announce::spawn(
+                    announcer,
+                    std::sync::Arc::new(move || handle.connected()),
+                );
+            }
             let writer: Box<dyn Write> = match &out {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path)
@@ -302,6 +577,44 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ServeArgs {
+        listen,
+        data_dir,
+        name,
+        local_workers,
+        cache_dir,
+        no_speculation,
+        admission,
+    } = args;
+    anyhow::ensure!(
+        !admission.admin_token.is_empty(),
+        "serve needs --admin-token: jobs are submitted through the API"
+    );
+    let run = RunOptions {
+        local_workers,
+        cache_dir,
+        speculate: !no_speculation,
+        ..admission.options()?
+    };
+    let server = Serve::start(ServeOptions {
+        listen,
+        data_dir: data_dir.clone(),
+        name,
+        run,
+    })
+    .await
+    .context("cannot start the server")?;
+    let addr = server.local_addr();
+    eprintln!("dipla-server: keeping jobs in {}", data_dir.display());
+    eprintln!("dipla-server: API and dashboard on http://{addr}/");
+    eprintln!("dipla-server: workers connect to {}", server.worker_url());
+    tokio::signal::ctrl_c().await?;
+    eprintln!("dipla-server: stopping; running jobs resume when the server starts again");
+    server.shutdown().await;
+    Ok(ExitCode::from(130))
 }
 
 /// `.dipla/STEM.state` beside the manifest (the directory is made if need be).

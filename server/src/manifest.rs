@@ -106,6 +106,30 @@ struct LimitsFile {
     timeout_secs: Option<u64>,
 }
 
+/// The files the manifest `text` names (modules, then input files), as written, to send
+/// with it when submitting it to a server.
+///
+/// # Errors
+/// When the text is not a manifest.
+pub fn named_files(text: &str) -> Result<Vec<PathBuf>, String> {
+    fn walk(inputs: &InputsFile, files: &mut Vec<PathBuf>) {
+        match inputs {
+            InputsFile::File(path) => files.push(path.clone()),
+            InputsFile::Zip(parts) => parts.iter().for_each(|part| walk(part, files)),
+            _ => {}
+        }
+    }
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut files: Vec<PathBuf> = file.modules.into_values().collect();
+    for stage in &file.stages {
+        if let Some(inputs) = &stage.inputs {
+            walk(inputs, &mut files);
+        }
+    }
+    files.dedup();
+    Ok(files)
+}
+
 /// Reads, checks and resolves the manifest at `path`, compiling its modules with `sandbox`.
 ///
 /// # Errors
@@ -124,11 +148,33 @@ pub fn load(path: &Path, sandbox: &Sandbox) -> Result<Job, ManifestError> {
 /// # Errors
 /// [`ManifestError`], naming the key, file and line at fault.
 pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, ManifestError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let read = |file: &Path| {
+        let full = base.join(file);
+        std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
+    };
+    parse_with(text, path, sandbox, &read)
+}
+
+/// Reads the files a manifest names (modules, input files), given their paths as written.
+pub type ReadFile<'a> = dyn Fn(&Path) -> Result<Vec<u8>, String> + 'a;
+
+/// Like [`parse`], with the files the manifest names read by `read` (for a job submitted
+/// with its files, [`crate::serve`]); `path` names the manifest in messages.
+///
+/// # Errors
+/// [`ManifestError`], naming the key, file and line at fault.
+pub fn parse_with(
+    text: &str,
+    path: &Path,
+    sandbox: &Sandbox,
+    read: &ReadFile<'_>,
+) -> Result<Job, ManifestError> {
     let file: File = toml::from_str(text).map_err(|e| ManifestError::Syntax {
         path: path.to_owned(),
         message: e.to_string(),
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = read;
     let invalid = |key: String, message: String| ManifestError::Invalid {
         path: path.to_owned(),
         key,
@@ -150,12 +196,10 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
     let mut guests = HashMap::new();
     for (name, module_path) in &file.modules {
         let key = format!("modules.{name}");
-        let full = base.join(module_path);
-        let bytes = std::fs::read(&full)
-            .map_err(|e| invalid(key.clone(), format!("cannot read {}: {e}", full.display())))?;
+        let bytes = read(module_path).map_err(|e| invalid(key.clone(), e))?;
         let guest = sandbox
             .compile(&bytes)
-            .map_err(|e| invalid(key.clone(), format!("{}: {e}", full.display())))?;
+            .map_err(|e| invalid(key.clone(), format!("{}: {e}", module_path.display())))?;
         let hash = ModuleHash::of(&bytes);
         modules.push(Module {
             name: name.clone(),
@@ -513,7 +557,7 @@ fn topological_order(reads: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
 /// Resolves a stage's `inputs` to a source and its number of tasks.
 fn source(
     inputs: &InputsFile,
-    base: &Path,
+    base: &ReadFile<'_>,
     info: &TaskInfo,
     find: &impl Fn(&str) -> Option<usize>,
     count: &impl Fn(usize) -> u64,
@@ -605,7 +649,7 @@ fn limits(file: &LimitsFile) -> Result<TaskLimits, (String, String)> {
     })
 }
 
-fn list_inputs(file: &InputsFile, base: &Path) -> Result<Inputs, String> {
+fn list_inputs(file: &InputsFile, read: &ReadFile<'_>) -> Result<Inputs, String> {
     let inputs = match file {
         &InputsFile::Range { start, end } => {
             if start >= end {
@@ -627,9 +671,9 @@ fn list_inputs(file: &InputsFile, base: &Path) -> Result<Inputs, String> {
                 .collect::<Result<_, _>>()?,
         ),
         InputsFile::File(path) => {
-            let full = base.join(path);
-            let text = std::fs::read_to_string(&full)
-                .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+            let full = path;
+            let text = String::from_utf8(read(path)?)
+                .map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
             let mut values = Vec::new();
             for (i, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {

@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::gate::Gate;
 use crate::state::Handle;
 
 /// What is measured as it happens (the rest is read when scraped).
@@ -27,12 +28,19 @@ impl Default for Metrics {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct State {
+struct Job {
+    job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobState {
+    job: String,
     state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Outcome {
+struct JobOutcome {
+    job: String,
     outcome: &'static str,
 }
 
@@ -41,10 +49,20 @@ impl Metrics {
     pub(crate) fn observe(&self, micros: u64) {
         self.latency.observe(micros as f64 / 1e6);
     }
+}
 
-    /// The server's metrics now, in Prometheus's text format.
-    pub(crate) fn render(&self, handle: &Handle) -> String {
-        let mut registry = Registry::with_prefix("dipla");
+/// The server's metrics now, in Prometheus's text format: each job's series labelled with
+/// `job` (its name for `run`, its id for `serve`).
+pub(crate) fn render_jobs(gate: &Gate, jobs: &[(String, Handle)]) -> String {
+    let mut registry = Registry::with_prefix("dipla");
+    let tasks = Family::<JobState, Gauge>::default();
+    let checks = Family::<JobOutcome, Counter>::default();
+    let untrusted = Family::<Job, Counter>::default();
+    let retries = Family::<Job, Counter>::default();
+    let transfers = Family::<Job, Counter>::default();
+    let module_bytes = Family::<Job, Counter>::default();
+    let seated = Family::<Job, Gauge>::default();
+    for (name, handle) in jobs {
         let (progress, counts) = {
             let core = handle.lock();
             let coordinator = &core.coordinator;
@@ -53,83 +71,86 @@ impl Metrics {
                 .collect();
             (progress, coordinator.counts())
         };
-        let tasks = Family::<State, Gauge>::default();
-        let sum = |f: fn(&crate::coordinator::StageProgress) -> u64| {
-            i64::try_from(progress.iter().map(f).sum::<u64>()).unwrap_or(i64::MAX)
+        let sum =
+            |f: fn(&crate::coordinator::StageProgress) -> u64| progress.iter().map(f).sum::<u64>();
+        let job = || Job { job: name.clone() };
+        let state = |state| JobState {
+            job: name.clone(),
+            state,
         };
+        let outcome = |outcome| JobOutcome {
+            job: name.clone(),
+            outcome,
+        };
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         tasks
-            .get_or_create(&State { state: "queued" })
-            .set(sum(|p| p.queued));
+            .get_or_create(&state("queued"))
+            .set(gauge(sum(|p| p.queued)));
         tasks
-            .get_or_create(&State { state: "running" })
-            .set(sum(|p| p.running));
+            .get_or_create(&state("running"))
+            .set(gauge(sum(|p| p.running)));
         tasks
-            .get_or_create(&State { state: "done" })
-            .set(sum(|p| p.done));
+            .get_or_create(&state("done"))
+            .set(gauge(sum(|p| p.done)));
         tasks
-            .get_or_create(&State { state: "failed" })
-            .set(sum(|p| p.failed));
-        registry.register("tasks", "Tasks by state, over all stages", tasks);
-
-        let checks = Family::<Outcome, Counter>::default();
-        for (outcome, value) in [
+            .get_or_create(&state("failed"))
+            .set(gauge(sum(|p| p.failed)));
+        for (name, value) in [
             ("unchecked", sum(|p| p.unchecked)),
             ("verified", sum(|p| p.verified)),
             ("replicated", sum(|p| p.replicated)),
-        ] {
-            checks
-                .get_or_create(&Outcome { outcome })
-                .inc_by(u64::try_from(value).unwrap_or(0));
-        }
-        for (outcome, value) in [
             ("rejected", counts.rejected),
             ("revoked", counts.revoked),
             ("replicas", counts.replicas),
         ] {
-            checks.get_or_create(&Outcome { outcome }).inc_by(value);
+            checks.get_or_create(&outcome(name)).inc_by(value);
         }
-        registry.register(
-            "checks",
-            "Outputs by how they were checked, outputs a verifier rejected, results revoked and replicas issued",
-            checks,
-        );
-        let counter = |value: u64| {
-            let counter = Counter::<u64>::default();
-            counter.inc_by(value);
-            counter
-        };
-        registry.register(
-            "workers_untrusted",
-            "Worker identities caught returning a wrong result",
-            counter(counts.untrusted),
-        );
-        registry.register(
-            "task_retries",
-            "Attempts that failed and were retried",
-            counter(counts.retried),
-        );
-        let workers = Gauge::<i64>::default();
-        workers.set(i64::try_from(handle.workers().len()).unwrap_or(i64::MAX));
-        registry.register("workers_connected", "Workers connected now", workers);
+        untrusted.get_or_create(&job()).inc_by(counts.untrusted);
+        retries.get_or_create(&job()).inc_by(counts.retried);
         let stats = handle.stats();
-        registry.register(
-            "module_transfers",
-            "Modules sent to workers",
-            counter(stats.module_transfers),
-        );
-        registry.register(
-            "module_bytes",
-            "Bytes of modules sent to workers",
-            counter(stats.module_bytes),
-        );
-        registry.register(
-            "task_latency_seconds",
-            "Time tasks took on their workers",
-            self.latency.clone(),
-        );
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-        text
+        transfers
+            .get_or_create(&job())
+            .inc_by(stats.module_transfers);
+        module_bytes
+            .get_or_create(&job())
+            .inc_by(stats.module_bytes);
+        seated
+            .get_or_create(&job())
+            .set(i64::try_from(handle.workers().len()).unwrap_or(i64::MAX));
     }
+    registry.register("tasks", "Tasks by state, over all stages", tasks);
+    registry.register(
+        "checks",
+        "Outputs by how they were checked, outputs a verifier rejected, results revoked and replicas issued",
+        checks,
+    );
+    registry.register(
+        "workers_untrusted",
+        "Worker identities caught returning a wrong result",
+        untrusted,
+    );
+    registry.register(
+        "task_retries",
+        "Attempts that failed and were retried",
+        retries,
+    );
+    registry.register("module_transfers", "Modules sent to workers", transfers);
+    registry.register(
+        "module_bytes",
+        "Bytes of modules sent to workers",
+        module_bytes,
+    );
+    registry.register("job_workers", "Workers serving each job now", seated);
+    let connected = Gauge::<i64>::default();
+    connected.set(i64::try_from(gate.joined()).unwrap_or(i64::MAX));
+    registry.register("workers_connected", "Workers connected now", connected);
+    registry.register(
+        "task_latency_seconds",
+        "Time tasks took on their workers",
+        gate.metrics.latency.clone(),
+    );
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
 }

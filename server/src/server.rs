@@ -13,11 +13,13 @@ use tokio::net::TcpListener;
 use crate::Job;
 use crate::coordinator::{Counts, Keep};
 use crate::engine::{self, Engine, LocalWorkers};
-use crate::journal::{Fresh, Journal};
+use crate::gate::Gate;
+use crate::journal::{Fresh, Journal, Opened};
 use crate::output::write_line;
 use crate::state::Handle;
 use crate::stats::StatsSnapshot;
 use crate::tls::TlsFiles;
+use crate::transport::Venue;
 
 /// The most workers a server accepts at once unless told otherwise.
 pub const DEFAULT_MAX_WORKERS: usize = 10_000;
@@ -57,6 +59,19 @@ pub struct RunOptions {
     pub max_identities_per_ip: Option<usize>,
     /// Serve TLS (`wss://`, `https://`) with this certificate and key; `None`: plain text.
     pub tls: Option<TlsFiles>,
+}
+
+impl RunOptions {
+    /// The admission rules these options set.
+    pub(crate) fn gate(&self) -> Gate {
+        let gate = Gate::default();
+        gate.require_tokens(crate::Tokens::new(&self.worker_tokens));
+        gate.require_admin(crate::Tokens::new(&self.admin_tokens));
+        gate.set_identities_per_ip(self.max_identities_per_ip);
+        gate.set_heartbeat(self.heartbeat);
+        gate.set_max_workers(self.max_workers);
+        gate
+    }
 }
 
 impl Default for RunOptions {
@@ -174,19 +189,7 @@ impl Server {
                 }
             },
         };
-        let (job, opened) = match options.state.clone() {
-            None => (job, None),
-            Some(path) => {
-                let fresh = options.fresh;
-                let (job, opened) = tokio::task::spawn_blocking(move || {
-                    let opened = Journal::open(&path, &job, fresh);
-                    (job, opened)
-                })
-                .await
-                .map_err(std::io::Error::other)?;
-                (job, Some(opened.map_err(std::io::Error::other)?))
-            }
-        };
+        let (job, opened) = open_journal(job, options.state.clone(), options.fresh).await?;
         let tls = match &options.tls {
             None => None,
             Some(files) => Some(files.config().map_err(std::io::Error::other)?),
@@ -204,32 +207,10 @@ impl Server {
                 Keep::Nothing
             }
         };
-        let handle = Handle::new(job, keep);
+        let handle = Handle::new(job, keep, Arc::new(options.gate()));
         handle.lock().coordinator.set_speculation(options.speculate);
-        handle.require_tokens(crate::Tokens::new(&options.worker_tokens));
-        handle.require_admin(crate::Tokens::new(&options.admin_tokens));
-        handle.set_identities_per_ip(options.max_identities_per_ip);
-        handle.set_heartbeat(options.heartbeat);
-        handle.set_max_workers(options.max_workers);
         handle.lock().coordinator.set_max_lost(options.max_lost);
-        let journal = opened.map(|opened| {
-            let mut core = handle.lock();
-            let restored = opened.records.len();
-            for record in opened.records {
-                core.coordinator.restore(record);
-            }
-            core.coordinator.set_journal(Some(opened.sink));
-            if opened.earlier_runs > 0 {
-                tracing::info!(
-                    state = %opened.journal.path().display(),
-                    runs = opened.earlier_runs,
-                    records = restored,
-                    results = core.coordinator.counts().restored,
-                    "resuming the job from its journal"
-                );
-            }
-            opened.journal
-        });
+        let journal = opened.map(|opened| restore(&handle, opened));
         Ok(Self {
             listener,
             tls,
@@ -287,7 +268,15 @@ impl Server {
             caps: options.local_caps,
             token: options.worker_tokens.first().cloned(),
         };
-        let engine = Engine::start(listener, tls, handle.clone(), &sandbox, &local)?;
+        let engine = Engine::start(
+            listener,
+            tls,
+            Venue::Job(handle.clone()),
+            engine::job_routes(&handle),
+            &handle.lock().job.modules.clone(),
+            &sandbox,
+            &local,
+        )?;
 
         let mut first_result = None;
         let written = write_results(&handle, &mut out, || {
@@ -297,15 +286,73 @@ impl Server {
         let elapsed = started.elapsed();
         engine.shutdown().await;
         // Every worker has left (and been journaled): the writer may finish.
-        handle.lock().coordinator.set_journal(None);
-        if let Some(journal) = journal {
-            let summary = format!("{:?}", handle.counts());
-            tokio::task::spawn_blocking(move || journal.close(&summary))
-                .await
-                .map_err(std::io::Error::other)?
-                .map_err(std::io::Error::other)?;
-        }
+        close_journal(&handle, journal).await?;
         written?;
+        Ok(summarize(&handle, elapsed, first_result))
+    }
+}
+
+/// Opens the journal at `state` for `job`, if any, and reads what it holds.
+pub(crate) async fn open_journal(
+    job: Job,
+    state: Option<PathBuf>,
+    fresh: Fresh,
+) -> std::io::Result<(Job, Option<Opened>)> {
+    let Some(path) = state else {
+        return Ok((job, None));
+    };
+    let (job, opened) = tokio::task::spawn_blocking(move || {
+        let opened = Journal::open(&path, &job, fresh);
+        (job, opened)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    Ok((job, Some(opened.map_err(std::io::Error::other)?)))
+}
+
+/// Replays what the journal held into the job's coordinator, which journals from now on.
+pub(crate) fn restore(handle: &Handle, opened: Opened) -> Journal {
+    let mut core = handle.lock();
+    let restored = opened.records.len();
+    for record in opened.records {
+        core.coordinator.restore(record);
+    }
+    core.coordinator.set_journal(Some(opened.sink));
+    if opened.earlier_runs > 0 {
+        tracing::info!(
+            state = %opened.journal.path().display(),
+            runs = opened.earlier_runs,
+            records = restored,
+            results = core.coordinator.counts().restored,
+            "resuming the job from its journal"
+        );
+    }
+    opened.journal
+}
+
+/// Stops journaling (every worker must have left) and marks the run finished.
+pub(crate) async fn close_journal(
+    handle: &Handle,
+    journal: Option<Journal>,
+) -> std::io::Result<()> {
+    handle.lock().coordinator.set_journal(None);
+    if let Some(journal) = journal {
+        let summary = format!("{:?}", handle.counts());
+        tokio::task::spawn_blocking(move || journal.close(&summary))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// What a finished run of `handle`'s job did.
+pub(crate) fn summarize(
+    handle: &Handle,
+    elapsed: Duration,
+    first_result: Option<Duration>,
+) -> Summary {
+    {
         let (tasks, explored) = {
             let core = handle.lock();
             let coordinator = &core.coordinator;
@@ -320,19 +367,19 @@ impl Server {
                 "explore stages reached max_tasks and dropped new inputs"
             );
         }
-        Ok(Summary {
+        Summary {
             tasks,
             counts: handle.counts(),
             stats: handle.stats(),
             elapsed,
             first_result,
             cancelled: handle.is_cancelled(),
-        })
+        }
     }
 }
 
 /// Writes results as they become ready, in order, until the job is complete.
-async fn write_results(
+pub(crate) async fn write_results(
     handle: &Handle,
     out: &mut impl Write,
     mut on_write: impl FnMut(),

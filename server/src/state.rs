@@ -1,7 +1,4 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
-
-use dipla_protocol::PublicKey;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -10,11 +7,11 @@ use tokio::sync::{Notify, watch};
 
 use crate::coordinator::{Coordinator, Counts, Keep};
 use crate::fleet::WorkerRecord;
+use crate::gate::Gate;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::{Job, Module, Source, Stage};
 
-/// How often connections are pinged unless the server is told otherwise.
-pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+pub use crate::gate::DEFAULT_HEARTBEAT;
 
 /// Everything the connections, the result writer and the driver share. Cheap to clone.
 #[derive(Clone)]
@@ -26,8 +23,6 @@ pub(crate) struct Shared {
     // A std mutex: it is never held across an await, and every critical section is short.
     core: Mutex<Core>,
     pub(crate) stats: Stats,
-    /// What `/metrics` measures as it happens.
-    pub(crate) metrics: crate::metrics::Metrics,
     /// Bumped when tasks go back on the queue or new ones exist, so idle connections look
     /// for work.
     pub(crate) wake: watch::Sender<u64>,
@@ -43,24 +38,13 @@ pub(crate) struct Shared {
     names: Mutex<BTreeMap<u64, String>>,
     /// When the server started: the coordinator's clock counts from here.
     started: Instant,
-    /// The tokens workers must present (none: all are admitted).
-    pub(crate) tokens: Mutex<crate::Tokens>,
-    /// How often connections are pinged; three silent periods end one.
-    heartbeat: Mutex<std::time::Duration>,
-    /// The most workers connected at once.
-    max_workers: AtomicUsize,
-    /// The tokens the operator's API accepts (`None`: the API is off).
-    admin: Mutex<Option<crate::Tokens>>,
     /// Set when the operator cancels the job.
     pub(crate) cancelled: watch::Sender<bool>,
     /// The job's id in receipts (its fingerprint, for a manifest's job).
     job_id: Mutex<String>,
-    /// The most identities accepted from one IP address (`None`: no cap), and those seen.
-    identities_per_ip: Mutex<(Option<usize>, IdentitiesByIp)>,
+    /// Who may come in, shared by every job of the server.
+    pub(crate) gate: Arc<Gate>,
 }
-
-/// The identities seen from each IP address.
-type IdentitiesByIp = HashMap<IpAddr, HashSet<PublicKey>>;
 
 /// The job and its scheduling state, changed together under one lock.
 pub struct Core {
@@ -111,8 +95,8 @@ pub struct WorkerSummary {
 }
 
 impl Handle {
-    /// A handle for `job`, whose stage `i`'s results `keep(i)` says who keeps.
-    pub(crate) fn new(job: Job, keep: impl Fn(usize) -> Keep) -> Self {
+    /// A handle for `job`, whose stage `i`'s results `keep(i)` says who keeps, behind `gate`.
+    pub(crate) fn new(job: Job, keep: impl Fn(usize) -> Keep, gate: Arc<Gate>) -> Self {
         let plans = (0..job.stages.len())
             .map(|i| job.stages[i].plan(keep(i)))
             .collect();
@@ -124,7 +108,6 @@ impl Handle {
         let shared = Shared {
             core: Mutex::new(Core { job, coordinator }),
             stats: Stats::default(),
-            metrics: crate::metrics::Metrics::default(),
             wake: watch::channel(0).0,
             done: watch::channel(false).0,
             progress: watch::channel(0).0,
@@ -133,17 +116,18 @@ impl Handle {
             next_worker: AtomicU64::new(1),
             names: Mutex::default(),
             started: Instant::now(),
-            tokens: Mutex::default(),
-            heartbeat: Mutex::new(DEFAULT_HEARTBEAT),
-            max_workers: AtomicUsize::new(usize::MAX),
-            admin: Mutex::new(None),
             cancelled: watch::channel(false).0,
             job_id: Mutex::new(job_id),
-            identities_per_ip: Mutex::default(),
+            gate,
         };
         Self {
             shared: Arc::new(shared),
         }
+    }
+
+    /// Who may come in.
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.shared.gate
     }
 
     /// The job and its scheduling state, locked.
@@ -199,83 +183,6 @@ impl Handle {
             .collect()
     }
 
-    /// Pings connections every `every`; a worker silent for three of them is dropped.
-    pub(crate) fn set_heartbeat(&self, every: std::time::Duration) {
-        *self
-            .shared
-            .heartbeat
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) =
-            every.max(std::time::Duration::from_millis(50));
-    }
-
-    /// Accepts at most `count` workers at once.
-    pub(crate) fn set_max_workers(&self, count: usize) {
-        self.shared
-            .max_workers
-            .store(count.max(1), Ordering::Relaxed);
-    }
-
-    /// The most workers accepted at once.
-    pub(crate) fn max_workers(&self) -> usize {
-        self.shared.max_workers.load(Ordering::Relaxed)
-    }
-
-    /// How often connections are pinged.
-    pub(crate) fn heartbeat(&self) -> std::time::Duration {
-        *self
-            .shared
-            .heartbeat
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Admits only workers presenting one of `tokens`.
-    pub(crate) fn require_tokens(&self, tokens: crate::Tokens) {
-        *self
-            .shared
-            .tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = tokens;
-    }
-
-    /// Whether `token` admits a worker.
-    pub(crate) fn admits(&self, token: Option<&str>) -> bool {
-        self.shared
-            .tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .admits(token)
-    }
-
-    /// Accepts these admin tokens on the operator's API (none: the API stays off).
-    pub(crate) fn require_admin(&self, tokens: crate::Tokens) {
-        *self
-            .shared
-            .admin
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = tokens.required().then_some(tokens);
-    }
-
-    /// Whether the operator's API is on.
-    pub(crate) fn admin_required(&self) -> bool {
-        self.shared
-            .admin
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
-    }
-
-    /// Whether `token` may use the operator's API: never when it is off.
-    pub(crate) fn admin_admits(&self, token: Option<&str>) -> bool {
-        self.shared
-            .admin
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(|tokens| token.is_some() && tokens.admits(token))
-    }
-
     /// The job's id, which receipts name.
     pub fn job_id(&self) -> String {
         self.shared
@@ -292,30 +199,6 @@ impl Handle {
             .job_id
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = id;
-    }
-
-    /// Accepts at most `count` identities from one IP address.
-    pub(crate) fn set_identities_per_ip(&self, count: Option<usize>) {
-        self.shared
-            .identities_per_ip
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0 = count.map(|count| count.max(1));
-    }
-
-    /// Whether identity `key` may join from `ip`: under the cap, or seen there before.
-    pub(crate) fn admits_identity(&self, ip: IpAddr, key: PublicKey) -> bool {
-        let mut guard = self
-            .shared
-            .identities_per_ip
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (cap, seen) = &mut *guard;
-        let Some(cap) = *cap else {
-            return true;
-        };
-        let known = seen.entry(ip).or_default();
-        known.contains(&key) || (known.len() < cap && known.insert(key))
     }
 
     /// Cancels the job: its runner stops, keeping what it has written.

@@ -18,9 +18,15 @@ use dipla_protocol::{
 };
 use futures_util::{SinkExt, StreamExt};
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
 use crate::Job;
 use crate::coordinator::{Answer, Assignment, Coordinator, TaskRef};
 use crate::engine::Peer;
+use crate::gate::Gate;
+use crate::hub::Hub;
 use crate::journal::Record;
 use crate::receipts::Sent;
 use crate::state::Handle;
@@ -35,24 +41,74 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// stragglers, which no event announces).
 const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
+/// How long a worker the hub moves may take to finish its tasks before they are given to
+/// others.
+const DRAIN: Duration = Duration::from_secs(30);
+
 /// The most cores a worker is believed to have.
 const MAX_CORES: u32 = 1024;
 
+/// Where a worker works once it has joined.
+#[derive(Clone)]
+pub(crate) enum Venue {
+    /// The one job of `run`, or of the driver.
+    Job(Handle),
+    /// Whichever job of a long-running server needs it most (`serve`).
+    Hub(Arc<Hub>),
+}
+
+impl Venue {
+    fn gate(&self) -> Arc<Gate> {
+        match self {
+            Self::Job(handle) => handle.shared.gate.clone(),
+            Self::Hub(hub) => hub.gate().clone(),
+        }
+    }
+
+    /// Tells every connection the server is stopping: they say goodbye.
+    pub(crate) fn finish(&self) {
+        match self {
+            Self::Job(handle) => handle.shared.done.send_replace(true),
+            Self::Hub(hub) => hub.done.send_replace(true),
+        };
+    }
+
+    /// Waits until no worker is connected.
+    pub(crate) async fn emptied(&self) {
+        match self {
+            Self::Job(handle) => {
+                while handle.connected() > 0 {
+                    let closed = handle.shared.disconnected.notified();
+                    if handle.connected() == 0 {
+                        break;
+                    }
+                    closed.await;
+                }
+            }
+            Self::Hub(hub) => {
+                while hub.gate().joined() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
 /// The router for the worker endpoint.
-pub(crate) fn router(handle: Handle) -> axum::Router {
+pub(crate) fn router(venue: Venue) -> axum::Router {
     axum::Router::new()
         .route("/ws", axum::routing::get(upgrade))
-        .with_state(handle)
+        .with_state(venue)
 }
 
 async fn upgrade(
     ws: WebSocketUpgrade,
-    State(handle): State<Handle>,
+    State(venue): State<Venue>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
 ) -> Response {
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(socket, handle, peer.ip()))
+        .on_upgrade(move |socket| connection(socket, venue, peer.ip()))
 }
 
 /// Why a connection ended.
@@ -63,94 +119,68 @@ enum End {
     Gone,
     /// The worker broke the protocol; close with this reason.
     Violation(String),
+    /// The hub wants the worker in another job, and it has finished its tasks here.
+    Moved,
+    /// Come back at once (to be seated in a job), for this reason.
+    Rejoin(&'static str),
 }
 
-async fn connection(socket: WebSocket, handle: Handle, ip: IpAddr) {
-    handle.shared.connections.fetch_add(1, Ordering::Relaxed);
+/// A worker that said a valid hello and proved its identity.
+struct Joined {
+    hello: dipla_protocol::Hello,
+    key: PublicKey,
+    cores: usize,
+}
+
+async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
+    let gate = venue.gate();
     let (mut sink, mut stream) = socket.split();
-    let end = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str(&text) {
-            Ok(WorkerMessage::Hello(hello)) if hello.protocol != PROTOCOL_VERSION => {
-                End::Violation(format!(
-                    "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
-                    hello.protocol
-                ))
-            }
-            Ok(WorkerMessage::Hello(hello))
-                if !handle.admits(hello.token.as_ref().map(|t| t.0.as_str())) =>
-            {
-                tracing::warn!(name = %hello.name, "refused a worker without a valid token");
-                End::Violation(
-                    "this server admits only workers with a valid token (--token)".into(),
-                )
-            }
-            Ok(WorkerMessage::Hello(hello)) if handle.workers().len() >= handle.max_workers() => {
-                tracing::warn!(name = %hello.name, "refused a worker: the server is full");
-                End::Violation(format!(
-                    "this server is full ({} workers); try again later",
-                    handle.max_workers()
-                ))
-            }
-            Ok(WorkerMessage::Hello(hello)) if hello.identity.is_none() => {
-                End::Violation("this server requires an identity (protocol 2)".into())
-            }
-            Ok(WorkerMessage::Hello(hello))
-                if !handle.admits_identity(ip, hello.identity.expect("checked")) =>
-            {
-                tracing::warn!(name = %hello.name, %ip, "refused a worker: too many identities from its address");
-                End::Violation("too many identities from this address".into())
-            }
-            Ok(WorkerMessage::Hello(hello)) => 'joined: {
-                let key = hello.identity.expect("checked");
-                if let Err(why) = challenge(&mut sink, &mut stream, &key).await {
-                    tracing::warn!(name = %hello.name, identity = %key, %why, "refused a worker");
-                    break 'joined End::Violation(why);
-                }
-                let id = handle.next_worker_id();
-                let cores = hello.cores.clamp(1, MAX_CORES) as usize;
-                tracing::info!(id, name = %hello.name, cores, "worker joined");
-                handle.shared.stats.joined();
-                handle.named(id, Some(hello.name.clone()));
-                let trusted = {
-                    let mut core = handle.lock();
-                    core.coordinator.join(id, cores);
-                    core.coordinator.identify(id, &key.to_string())
-                };
-                if !trusted {
-                    // Not told: it would only come back as someone new.
-                    tracing::warn!(id, name = %hello.name, identity = %key, "an untrusted identity joined; it gets no work");
-                }
-                if let Some(benchmark) = hello.benchmark {
-                    judge_benchmark(&handle, id, &hello.name, benchmark).await;
-                }
-                let end = serve(id, key, &mut sink, &mut stream, &handle).await;
-                {
-                    let mut core = handle.lock();
-                    core.coordinator.journal_worker(id, &hello.name);
-                    match end {
-                        End::Violation(_) => core.coordinator.expel(id),
-                        End::Done | End::Gone => core.coordinator.leave(id),
+    let end = match admit(&gate, &mut sink, &mut stream, ip).await {
+        Err(end) => end,
+        Ok(joined) => {
+            let end = match &venue {
+                Venue::Job(handle) => attend(handle, &joined, &mut sink, &mut stream, None).await,
+                Venue::Hub(hub) => match hub.seat(joined.cores) {
+                    Some(seat) => {
+                        let mut leave = seat.leave.clone();
+                        let end = attend(
+                            &seat.handle,
+                            &joined,
+                            &mut sink,
+                            &mut stream,
+                            Some(&mut leave),
+                        )
+                        .await;
+                        drop(seat);
+                        match end {
+                            End::Done => End::Rejoin("the job finished"),
+                            End::Moved => End::Rejoin("moved to another job"),
+                            other => other,
+                        }
                     }
-                }
-                handle.named(id, None);
-                handle.wake_all();
-                handle.progressed();
-                tracing::info!(id, name = %hello.name, "worker left");
-                end
-            }
-            Ok(_) => End::Violation("the first message must be hello".into()),
-            Err(error) => End::Violation(format!("bad hello: {error}")),
-        },
-        Ok(_) => End::Violation("the first message must be a hello text frame".into()),
-        Err(_) => End::Violation(format!("no hello within {HELLO_TIMEOUT:?}")),
+                    None => lobby(hub, &mut sink, &mut stream).await,
+                },
+            };
+            gate.leave();
+            end
+        }
     };
     let (code, reason) = match end {
-        End::Done => {
+        End::Done | End::Moved => {
             let goodbye = ServerMessage::Goodbye {
                 reason: "job finished".into(),
+                rejoin: false,
             };
             let _ = sink.send(Message::text(encode(&goodbye))).await;
             (close_code::NORMAL, "job finished".to_owned())
+        }
+        End::Rejoin(reason) => {
+            let goodbye = ServerMessage::Goodbye {
+                reason: reason.into(),
+                rejoin: true,
+            };
+            let _ = sink.send(Message::text(encode(&goodbye))).await;
+            (close_code::NORMAL, reason.to_owned())
         }
         End::Gone => (close_code::NORMAL, String::new()),
         End::Violation(reason) => {
@@ -163,8 +193,171 @@ async fn connection(socket: WebSocket, handle: Handle, ip: IpAddr) {
         reason: truncate(reason, 120).into(),
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+/// Reads the hello and checks it against the gate, then the identity's proof; counts the
+/// worker in.
+async fn admit(
+    gate: &Gate,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    ip: IpAddr,
+) -> Result<Joined, End> {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str(&text) {
+            Ok(WorkerMessage::Hello(hello)) => hello,
+            Ok(_) => return Err(End::Violation("the first message must be hello".into())),
+            Err(error) => return Err(End::Violation(format!("bad hello: {error}"))),
+        },
+        Ok(_) => {
+            return Err(End::Violation(
+                "the first message must be a hello text frame".into(),
+            ));
+        }
+        Err(_) => return Err(End::Violation(format!("no hello within {HELLO_TIMEOUT:?}"))),
+    };
+    if hello.protocol != PROTOCOL_VERSION {
+        return Err(End::Violation(format!(
+            "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
+            hello.protocol
+        )));
+    }
+    if !gate.admits(hello.token.as_ref().map(|t| t.0.as_str())) {
+        tracing::warn!(name = %hello.name, "refused a worker without a valid token");
+        return Err(End::Violation(
+            "this server admits only workers with a valid token (--token)".into(),
+        ));
+    }
+    let Some(key) = hello.identity else {
+        return Err(End::Violation(
+            "this server requires an identity (protocol 2)".into(),
+        ));
+    };
+    if gate.joined() >= gate.max_workers() {
+        tracing::warn!(name = %hello.name, "refused a worker: the server is full");
+        return Err(End::Violation(format!(
+            "this server is full ({} workers); try again later",
+            gate.max_workers()
+        )));
+    }
+    if !gate.admits_identity(ip, key) {
+        tracing::warn!(name = %hello.name, %ip, "refused a worker: too many identities from its address");
+        return Err(End::Violation(
+            "too many identities from this address".into(),
+        ));
+    }
+    if let Err(why) = challenge(sink, stream, &key).await {
+        tracing::warn!(name = %hello.name, identity = %key, %why, "refused a worker");
+        return Err(End::Violation(why));
+    }
+    if !gate.enter() {
+        return Err(End::Violation(format!(
+            "this server is full ({} workers); try again later",
+            gate.max_workers()
+        )));
+    }
+    let cores = hello.cores.clamp(1, MAX_CORES) as usize;
+    Ok(Joined { hello, key, cores })
+}
+
+/// Serves a joined worker in the job of `handle` until it leaves, the job ends, or (with
+/// `leave`) the hub moves it.
+async fn attend(
+    handle: &Handle,
+    joined: &Joined,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    leave: Option<&mut watch::Receiver<bool>>,
+) -> End {
+    let Joined { hello, key, cores } = joined;
+    handle.shared.connections.fetch_add(1, Ordering::Relaxed);
+    let id = handle.next_worker_id();
+    tracing::info!(id, name = %hello.name, cores, "worker joined");
+    handle.shared.stats.joined();
+    handle.named(id, Some(hello.name.clone()));
+    let trusted = {
+        let mut core = handle.lock();
+        core.coordinator.join(id, *cores);
+        core.coordinator.identify(id, &key.to_string())
+    };
+    if !trusted {
+        // Not told: it would only come back as someone new.
+        tracing::warn!(id, name = %hello.name, identity = %key, "an untrusted identity joined; it gets no work");
+    }
+    if let Some(benchmark) = hello.benchmark.clone() {
+        judge_benchmark(handle, id, &hello.name, benchmark).await;
+    }
+    let end = serve(id, *key, sink, stream, handle, leave).await;
+    {
+        let mut core = handle.lock();
+        core.coordinator.journal_worker(id, &hello.name);
+        match end {
+            End::Violation(_) => core.coordinator.expel(id),
+            _ => core.coordinator.leave(id),
+        }
+    }
+    handle.named(id, None);
+    handle.wake_all();
+    handle.progressed();
+    tracing::info!(id, name = %hello.name, "worker left");
     handle.shared.connections.fetch_sub(1, Ordering::Relaxed);
     handle.shared.disconnected.notify_waiters();
+    end
+}
+
+/// Keeps a worker no job needs: welcomed with no job, pinged, until a job opens (then it
+/// is asked to join again, to be seated) or the server stops.
+async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> End {
+    let heartbeat = hub.gate().heartbeat();
+    let welcome = ServerMessage::Welcome(Welcome {
+        protocol: PROTOCOL_VERSION,
+        worker: 0,
+        heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
+        job: None,
+    });
+    if sink.send(Message::text(encode(&welcome))).await.is_err() {
+        return End::Gone;
+    }
+    let mut opened = hub.subscribe();
+    let mut done = hub.done.subscribe();
+    let mut ping = tokio::time::interval(heartbeat);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = tokio::time::Instant::now();
+    let mut look = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        if *done.borrow_and_update() {
+            return End::Done;
+        }
+        tokio::select! {
+            // A job may come to need workers again (an explore stage that grew).
+            _ = look.tick() => if hub.wants_workers() {
+                return End::Rejoin("a job is ready");
+            },
+            frame = stream.next() => {
+                heard = tokio::time::Instant::now();
+                match frame {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return End::Gone,
+                    Some(Ok(_)) => {
+                        return End::Violation("a worker without a job has nothing to send".into());
+                    }
+                }
+            }
+            changed = opened.changed() => match changed {
+                Ok(()) => return End::Rejoin("a job is ready"),
+                Err(_) => return End::Done,
+            },
+            _ = ping.tick() => {
+                if heard.elapsed() > heartbeat.saturating_mul(3) {
+                    return End::Gone;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return End::Gone;
+                }
+            }
+            changed = done.changed() => if changed.is_err() { return End::Done },
+        }
+    }
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -206,8 +399,9 @@ async fn serve(
     sink: &mut Sink,
     stream: &mut Stream,
     handle: &Handle,
+    mut leave: Option<&mut watch::Receiver<bool>>,
 ) -> End {
-    let heartbeat = handle.heartbeat();
+    let heartbeat = handle.gate().heartbeat();
     let job = handle.job_id();
     let welcome = ServerMessage::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,
@@ -232,15 +426,28 @@ async fn serve(
     let mut ping = tokio::time::interval(heartbeat);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = tokio::time::Instant::now();
+    // Since when the hub has wanted this worker elsewhere: it gets no new tasks.
+    let mut leaving: Option<tokio::time::Instant> = None;
     loop {
         if *done.borrow_and_update() {
             return End::Done;
         }
-        let (messages, capped) = {
+        if leaving.is_none()
+            && leave
+                .as_mut()
+                .is_some_and(|leave| *leave.borrow_and_update())
+        {
+            leaving = Some(tokio::time::Instant::now());
+        }
+        let (messages, capped, idle) = {
             let mut core = handle.lock_now();
             let cancels = core.coordinator.take_cancels(id);
-            let assignments = core.coordinator.assign(id);
+            let assignments = match leaving {
+                None => core.coordinator.assign(id),
+                Some(_) => Vec::new(),
+            };
             let capped = core.coordinator.take_capped();
+            let idle = core.coordinator.running_on(id) == 0;
             let cancel =
                 (!cancels.is_empty()).then(|| encode(&ServerMessage::Cancel { ids: cancels }));
             let messages = cancel
@@ -251,7 +458,7 @@ async fn serve(
                         .map(|a| batch(&core.job, &core.coordinator, a, &mut connection.sent)),
                 )
                 .collect::<Vec<String>>();
-            (messages, capped)
+            (messages, capped, idle)
         };
         if capped {
             // This worker got its share; the rest waits for the others.
@@ -262,6 +469,11 @@ async fn serve(
             if sink.send(Message::text(message)).await.is_err() {
                 return End::Gone;
             }
+        }
+        // A leaving worker goes once its tasks are answered (or after a while: the rest
+        // then run elsewhere).
+        if leaving.is_some_and(|since| idle || since.elapsed() > DRAIN) {
+            return End::Moved;
         }
         tokio::select! {
             frame = stream.next() => {
@@ -301,8 +513,19 @@ async fn serve(
                 }
             }
             changed = done.changed() => if changed.is_err() { return End::Done },
+            () = asked_to_leave(&mut leave), if leaving.is_none() => {}
         }
     }
+}
+
+/// Waits until the hub asks the connection to leave (never, outside a hub).
+async fn asked_to_leave(leave: &mut Option<&mut watch::Receiver<bool>>) {
+    if let Some(leave) = leave
+        && leave.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// What a connection knows of its worker.
@@ -376,7 +599,7 @@ async fn on_message(
                 for result in results {
                     let (attempt, fuel, micros, stop) =
                         (result.id, result.fuel, result.micros, result.stop);
-                    handle.shared.metrics.observe(micros);
+                    handle.shared.gate.metrics.observe(micros);
                     let Some(outcome) = result.into_outcome() else {
                         return Err(End::Violation(format!(
                             "result {attempt} must have exactly one of output and error"

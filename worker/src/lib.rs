@@ -10,11 +10,13 @@
 //! - [`config`]: what the volunteer decides.
 //! - [`cache`]: compiled modules by hash, in memory and on disk.
 //! - [`identity`]: the key pair the worker is known by, which signs its receipts.
+//! - [`directory`]: finding a project's server in a project directory.
 //! - `executor`: the threads that run tasks.
 //! - `session`: one connection to a server, speaking `dipla-protocol`.
 
 pub mod cache;
 pub mod config;
+pub mod directory;
 mod error;
 mod executor;
 pub mod identity;

@@ -14,17 +14,38 @@ use dipla_worker::{Identity, ModuleCache, WorkerConfig, cache::default_cache_dir
     version,
     about = "The Dipla worker: runs tasks from a Dipla server in a wasm sandbox.",
     after_help = "Every option can also be set by the environment variable shown. Exit codes: \
-                  0 the server finished its job and said goodbye; 1 the server refused this \
-                  worker or broke the protocol, or reconnecting gave up (--max-retries); 2 bad \
-                  arguments, or an identity or CA file that cannot be used.",
+                  0 the server finished its job and said goodbye, or --directory without \
+                  --project listed the projects; 1 the server refused this worker or broke \
+                  the protocol, reconnecting gave up (--max-retries), or the directory could \
+                  not be read; 2 bad arguments (a --project the directory does not list \
+                  among them), or an identity or CA file that cannot be used.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// The server's WebSocket URL, such as ws://host:7070/ws.
-    #[arg(long, required = true, env = "DIPLA_SERVER")]
+    #[arg(long, required_unless_present = "directory", env = "DIPLA_SERVER")]
     server: Option<String>,
+    /// Find the server in the project directory at URL (`dipla-server directory`, such as
+    /// https://directory.example.org): without --project, print the projects it lists and
+    /// exit.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DIPLA_DIRECTORY",
+        conflicts_with = "server"
+    )]
+    directory: Option<String>,
+    /// With --directory: join the project of this name, as if its URL were given as
+    /// --server.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "DIPLA_PROJECT",
+        requires = "directory"
+    )]
+    project: Option<String>,
     /// Tasks to run at once [default: every core].
     #[arg(long, env = "DIPLA_CORES")]
     cores: Option<usize>,
@@ -97,6 +118,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    let mut server = cli.server.clone();
+    if let Some(directory) = &cli.directory {
+        match from_directory(directory, cli.project.as_deref()) {
+            Ok(Some(url)) => server = Some(url),
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(code) => return code,
+        }
+    }
     let sandbox = match Sandbox::new() {
         Ok(sandbox) => sandbox,
         Err(error) => {
@@ -107,8 +136,8 @@ fn main() -> ExitCode {
     if let Some(Command::Bench { json }) = cli.command {
         return print_benchmark(json);
     }
-    let Some(server) = cli.server else {
-        eprintln!("error: give --server URL, or the bench command");
+    let Some(server) = server else {
+        eprintln!("error: give --server URL, --directory URL, or the bench command");
         return ExitCode::from(2);
     };
     let mut config = WorkerConfig::new(server);
@@ -209,6 +238,42 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--directory URL [--project NAME]`: the URL of the project to join, or `None` once the
+/// projects are listed on stdout; the exit code on failure (2 for an unknown project).
+fn from_directory(directory: &str, project: Option<&str>) -> Result<Option<String>, ExitCode> {
+    use dipla_worker::directory::{self, DirectoryError};
+    let projects = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        })?
+        .block_on(directory::list(directory));
+    let found = projects.and_then(|projects| {
+        let Some(name) = project else {
+            if projects.is_empty() {
+                eprintln!("dipla-worker: the directory at {directory} lists no projects now");
+            } else {
+                print!("{}", directory::table(&projects));
+            }
+            return Ok(None);
+        };
+        let project = directory::find(&projects, name)?;
+        eprintln!("dipla-worker: joining project {name} at {}", project.url);
+        Ok(Some(project.url.clone()))
+    });
+    found.map_err(|error| {
+        eprintln!("error: {error}");
+        match error {
+            DirectoryError::BadUrl(_) | DirectoryError::UnknownProject { .. } => ExitCode::from(2),
+            DirectoryError::Unreadable { .. } | DirectoryError::BadProjectUrl { .. } => {
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 /// `dipla-worker bench`: runs the suite and prints it, as a table or as JSON.

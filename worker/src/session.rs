@@ -27,12 +27,31 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESULTS_PER_MESSAGE: usize = 1024;
 
 /// Connects to the server in `config`, serves it until it says goodbye, and returns its
-/// reason.
+/// reason. A server running several jobs may ask the worker to come back at once (to move it
+/// to another job): it connects again, and again, until a goodbye does not ask that.
 ///
 /// # Errors
 /// When the server cannot be reached, refuses the worker, breaks the protocol, or the
 /// connection drops.
 pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, WorkerError> {
+    loop {
+        let (reason, rejoin) = connect(config, cache).await?;
+        if !rejoin {
+            return Ok(reason);
+        }
+        tracing::info!(%reason, "the server asked this worker to join again");
+        // A little jitter, so that workers moved together do not knock at once.
+        let jitter = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8);
+        tokio::time::sleep(Duration::from_millis(5 + jitter % 45)).await;
+    }
+}
+
+/// One connection: serves the server until it says goodbye, and returns its reason and
+/// whether it asked the worker to join again.
+async fn connect(
+    config: &WorkerConfig,
+    cache: &ModuleCache,
+) -> Result<(String, bool), WorkerError> {
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
@@ -161,13 +180,15 @@ struct Session {
 }
 
 impl Session {
-    async fn serve(&mut self, stream: &mut Stream) -> Result<String, WorkerError> {
+    async fn serve(&mut self, stream: &mut Stream) -> Result<(String, bool), WorkerError> {
         let silence = self.silence;
         loop {
             tokio::select! {
                 message = next_frame_within(stream, silence) => match message? {
                     Frame::Message(ServerMessage::Tasks(batch)) => self.on_batch(batch),
-                    Frame::Message(ServerMessage::Goodbye { reason }) => return Ok(reason),
+                    Frame::Message(ServerMessage::Goodbye { reason, rejoin }) => {
+                        return Ok((reason, rejoin));
+                    }
                     Frame::Message(ServerMessage::Cancel { ids }) => self.on_cancel(&ids),
                     Frame::Message(other) => {
                         return Err(WorkerError::Protocol(format!("unexpected {other:?}")));

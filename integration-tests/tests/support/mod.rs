@@ -107,10 +107,16 @@ pub fn burn_job(count: u64, rounds: u64) -> JobDir {
 /// URL workers connect to, and what it said before that. Its stderr is drained from then on
 /// (a server whose stderr is closed fails when it logs).
 pub fn server_process(manifest: &Path, args: &[&str]) -> (Child, String, String) {
+    let mut all = vec!["run", manifest.to_str().unwrap()];
+    all.extend(args);
+    dipla_server(&all)
+}
+
+/// `dipla-server ARGS` as a process (`run` or `serve`), once it accepts workers: the process,
+/// the URL workers connect to, and what it said before that.
+pub fn dipla_server(args: &[&str]) -> (Child, String, String) {
     use std::io::BufRead;
     let mut server = Command::new(bin("dipla-server"))
-        .arg("run")
-        .arg(manifest)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

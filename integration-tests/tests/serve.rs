@@ -1,0 +1,263 @@
+//! A long-running server (`dipla-server serve`): jobs submitted over its API with
+//! `dipla-server submit`, followed with `results`, sharing workers fairly, cancelled, and
+//! resumed when the server is killed and started again on its data folder.
+
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    JobDir, WorkerProcess, addr_of, bin, burn_job, dipla_server, http, squares_job,
+};
+
+const TOKEN: &str = "serve-admin-token";
+
+/// `dipla-server serve` on a free port keeping jobs in `data`.
+fn serve(data: &std::path::Path) -> (Child, String) {
+    let (child, url, _) = dipla_server(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        TOKEN,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--heartbeat-secs",
+        "0.5",
+    ]);
+    (child, format!("http://{}", addr_of(&url)))
+}
+
+/// `dipla-server ARGS --server SERVER --admin-token TOKEN`.
+fn client(server: &str, args: &[&str]) -> Output {
+    Command::new(bin("dipla-server"))
+        .args(args)
+        .args(["--server", server, "--admin-token", TOKEN])
+        .output()
+        .unwrap()
+}
+
+/// Submits `job`, returning its id.
+fn submit(server: &str, job: &JobDir) -> String {
+    let out = client(server, &["submit", job.manifest.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `GET /api/jobs/ID` as JSON.
+fn status(server: &str, id: &str) -> serde_json::Value {
+    let (code, _, body) = http(
+        server.trim_start_matches("http://"),
+        "GET",
+        &format!("/api/jobs/{id}"),
+        Some(TOKEN),
+    );
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Polls until `check` holds of the jobs' statuses, or fails after `limit` with the last.
+fn until(
+    server: &str,
+    ids: &[&str],
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let started = Instant::now();
+    loop {
+        let statuses: Vec<_> = ids.iter().map(|id| status(server, id)).collect();
+        if check(&statuses) {
+            return statuses;
+        }
+        assert!(started.elapsed() < limit, "never saw {what}: {statuses:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn workers(status: &serde_json::Value) -> u64 {
+    status["workers"].as_array().map_or(0, |w| w.len() as u64)
+}
+
+/// Every line's output, by input index.
+fn outputs(results: &[u8]) -> Vec<(u64, u64)> {
+    let mut lines: Vec<(u64, u64)> = std::str::from_utf8(results)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                value["index"].as_u64().unwrap(),
+                value["output"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    lines.sort_unstable();
+    lines
+}
+
+#[test]
+fn jobs_submitted_to_a_serving_server_share_its_workers_fairly_and_stream_results() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve(data.path());
+    let ws = format!("ws://{}/ws", url.trim_start_matches("http://"));
+    let addr = url.trim_start_matches("http://").to_owned();
+
+    // The API wants the token; a wrong manifest is refused naming what is wrong.
+    assert_eq!(http(&addr, "GET", "/api/jobs", None).0, 401);
+    assert_eq!(http(&addr, "GET", "/api/jobs", Some("wrong")).0, 401);
+    assert_eq!(http(&addr, "GET", "/api/jobs/nope", Some(TOKEN)).0, 404);
+    let bad = JobDir::new(
+        r#"
+        name = "bad"
+        [modules]
+        bed = "{testbed}"
+        [[stages]]
+        name = "s"
+        task = "bed.no_such_task"
+        inputs = { range = { start = 0, end = 3 } }
+        "#,
+    );
+    let out = client(&url, &["submit", bad.manifest.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("400") && said.contains("no_such_task"),
+        "{said}"
+    );
+
+    // Four workers, all in the first job while it is alone.
+    let _workers: Vec<_> = (0..4)
+        .map(|i| WorkerProcess::start(&ws, &format!("w{i}")))
+        .collect();
+    let long = burn_job(1_200, 2_000_000);
+    let a = submit(&url, &long);
+    until(
+        &url,
+        &[&a],
+        Duration::from_secs(30),
+        "4 workers on A",
+        |s| workers(&s[0]) == 4,
+    );
+
+    // A second job gets half of them while both have work.
+    let b = submit(&url, &burn_job(300, 2_000_000));
+    let shared = until(
+        &url,
+        &[&a, &b],
+        Duration::from_secs(20),
+        "2 + 2 workers",
+        |s| workers(&s[0]) == 2 && workers(&s[1]) == 2,
+    );
+    assert!(shared[1]["done"].as_u64().unwrap() < 300, "{shared:#?}");
+
+    // B's results, followed to its end, are all there and right; A has all four again.
+    let out = client(&url, &["results", &b]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Vec<(u64, u64)> = (0..300).map(|i| (i, i)).collect();
+    assert_eq!(outputs(&out.stdout), expected);
+    until(
+        &url,
+        &[&a],
+        Duration::from_secs(20),
+        "A with 4 again",
+        |s| workers(&s[0]) == 4,
+    );
+
+    // The list shows both; cancelling A ends it with what it had, exit code 3.
+    let listed = client(&url, &["jobs"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains(&a) && listed.contains(&b), "{listed}");
+    let out = client(&url, &["cancel", &a]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = client(&url, &["results", &a]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let partial = outputs(&out.stdout);
+    assert!(
+        !partial.is_empty() && partial.len() < 1_200,
+        "{}",
+        partial.len()
+    );
+    assert!(
+        partial
+            .iter()
+            .enumerate()
+            .all(|(i, &(index, output))| index == i as u64 && output == index)
+    );
+    assert_eq!(status(&url, &a)["state"], "cancelled");
+
+    // The workers wait in the lobby for the next job, and take it at once.
+    let c = squares_job(500, "");
+    let out = client(&url, &["submit", c.manifest.to_str().unwrap(), "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = std::str::from_utf8(&out.stdout)
+        .unwrap()
+        .lines()
+        .skip(1) // the job's id
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 500);
+    for (i, line) in lines.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(line["output"].as_u64(), Some(i * i), "{line}");
+    }
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_serving_server_killed_midway_resumes_its_jobs_from_their_journals() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve(data.path());
+    let ws = format!("ws://{}/ws", url.trim_start_matches("http://"));
+    let worker = WorkerProcess::start(&ws, "first");
+    let job = burn_job(600, 1_000_000);
+    let id = submit(&url, &job);
+    until(&url, &[&id], Duration::from_secs(30), "some results", |s| {
+        s[0]["done"].as_u64().unwrap() >= 50
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    drop(worker);
+
+    let (mut server, url) = serve(data.path());
+    let ws = format!("ws://{}/ws", url.trim_start_matches("http://"));
+    let listed = client(&url, &["jobs"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+    let restored = status(&url, &id)["counts"]["restored"].as_u64().unwrap();
+    assert!(restored >= 50, "{restored}");
+    let _worker = WorkerProcess::start(&ws, "second");
+    let out = client(&url, &["results", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Vec<(u64, u64)> = (0..600).map(|i| (i, i)).collect();
+    assert_eq!(outputs(&out.stdout), expected);
+    let ended = status(&url, &id);
+    assert_eq!(ended["state"], "succeeded", "{ended:#}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
