@@ -261,3 +261,54 @@ fn a_serving_server_killed_midway_resumes_its_jobs_from_their_journals() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_program_runs_its_job_on_a_serving_server_through_the_api() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve(data.path());
+    let ws = format!("ws://{}/ws", url.trim_start_matches("http://"));
+    let _workers: Vec<_> = (0..2)
+        .map(|i| WorkerProcess::start(&ws, &format!("w{i}")))
+        .collect();
+
+    let dipla = dipla_server::Dipla::builder()
+        .remote(url.as_str(), TOKEN)
+        .start()
+        .await
+        .unwrap();
+    let bed = dipla.module(crate::support::wasm("testbed")).unwrap();
+    // A chain, pipelined on the server's workers: squares, then each plus itself, summed.
+    let squares = bed.task("square").map(0..300u64);
+    let doubled = bed.task("add").zip([(&squares).into(), (&squares).into()]);
+    let total: u64 = bed.task("add").reduce(&doubled).get().await.unwrap();
+    assert_eq!(total, (0..300u64).map(|i| 2 * i * i).sum::<u64>());
+    let got: Vec<u64> = squares.get().await.unwrap();
+    assert_eq!(got, (0..300u64).map(|i| i * i).collect::<Vec<_>>());
+    // A mistake is the driver's, named, and does not end the job.
+    let wrong = bed.task("no_such_task").map(0..3u64);
+    assert!(wrong.get::<u64>().await.is_err());
+    let more: Vec<u64> = bed.task("square").map(&squares).get().await.unwrap();
+    assert_eq!(more[7], 7u64.pow(4));
+
+    // The server lists the driver's job, ended once the driver closes it.
+    let jobs = client(&url, &["jobs"]);
+    let listed = String::from_utf8(jobs.stdout).unwrap();
+    let id = listed
+        .lines()
+        .find(|line| line.starts_with("driver-"))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_owned();
+    dipla.shutdown().await;
+    let ended = until(
+        &url,
+        &[&id],
+        Duration::from_secs(10),
+        "the driver's job ended",
+        |s| s[0]["state"] == "succeeded",
+    );
+    // Squares, sums, the reduction's one result, squares again.
+    assert_eq!(ended[0]["done"], 300 + 300 + 1 + 300, "{ended:#?}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

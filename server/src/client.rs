@@ -74,6 +74,11 @@ impl Client {
             .send()
             .await
             .map_err(|source| ClientError::Unreachable { url, source })?;
+        Self::checked(response).await
+    }
+
+    /// The response if it succeeded, else the server's message.
+    async fn checked(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
         if response.status().is_success() {
             return Ok(response);
         }
@@ -177,7 +182,27 @@ impl Client {
         out: &mut impl Write,
     ) -> Result<JobBrief, ClientError> {
         let path = format!("/api/jobs/{id}/results?follow={follow}");
-        let mut response = self.call(reqwest::Method::GET, &path, None).await?;
+        self.follow(&path, |lines| {
+            out.write_all(lines)
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("cannot write the results: {e}"))
+        })
+        .await?;
+        self.brief(id).await
+    }
+
+    /// Reads the JSON Lines at `path` as they come, giving `each` whole lines, until the
+    /// server ends them.
+    ///
+    /// # Errors
+    /// When the call fails, or `each` does.
+    pub async fn follow(
+        &self,
+        path: &str,
+        mut each: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), ClientError> {
+        let mut response = self.call(reqwest::Method::GET, path, None).await?;
+        let mut partial = Vec::new();
         while let Some(chunk) =
             response
                 .chunk()
@@ -187,11 +212,74 @@ impl Client {
                     source,
                 })?
         {
-            out.write_all(&chunk)
-                .and_then(|()| out.flush())
-                .map_err(|e| ClientError::Io(format!("cannot write the results: {e}")))?;
+            partial.extend_from_slice(&chunk);
+            if let Some(at) = partial.iter().rposition(|&b| b == b'\n') {
+                let rest = partial.split_off(at + 1);
+                each(&partial).map_err(ClientError::Io)?;
+                partial = rest;
+            }
         }
-        self.brief(id).await
+        Ok(())
+    }
+
+    /// Opens an empty job for a remote driver.
+    ///
+    /// # Errors
+    /// When the call fails.
+    pub(crate) async fn open_driver(&self, name: &str) -> Result<JobBrief, ClientError> {
+        let url = format!("{}/api/drivers", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url, source })?;
+        Self::json(Self::checked(response).await?).await
+    }
+
+    /// Sends a module to a driver's job.
+    pub(crate) async fn driver_module(&self, id: &str, bytes: Vec<u8>) -> Result<(), ClientError> {
+        let url = format!("{}/api/jobs/{id}/modules", self.base);
+        let response = self
+            .http
+            .put(&url)
+            .bearer_auth(&self.token)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url, source })?;
+        Self::checked(response).await.map(drop)
+    }
+
+    /// Sends a stage to a driver's job.
+    pub(crate) async fn driver_stage(
+        &self,
+        id: &str,
+        stage: &crate::Stage,
+    ) -> Result<(), ClientError> {
+        let url = format!("{}/api/jobs/{id}/stages", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(stage)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url, source })?;
+        Self::checked(response).await.map(drop)
+    }
+
+    /// Ends a driver's job.
+    pub(crate) async fn close(&self, id: &str) -> Result<(), ClientError> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/jobs/{id}/close"),
+            None,
+        )
+        .await
+        .map(drop)
     }
 }
 

@@ -98,7 +98,8 @@ pub enum Keep {
 }
 
 /// How a stage replicates tasks to check their results.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Replicate {
     /// Every result is taken from one worker.
     Off,

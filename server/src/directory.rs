@@ -279,7 +279,8 @@ impl Projects {
                 return Ok(Announced::Renewed);
             }
             (Some(entry), Some(false)) => {
-                if !entry.checked.is_some_and(|checked| !checked.healthy) {
+                // Unchecked or healthy at its latest check: the holder keeps it.
+                if entry.checked.is_none_or(|checked| checked.healthy) {
                     return Err(Refused::Taken {
                         url: entry.announcement.url.clone(),
                     });

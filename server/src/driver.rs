@@ -35,6 +35,7 @@ use crate::coordinator::{Keep, Replicate};
 use crate::engine::{Engine, LocalWorkers, worker_url};
 use crate::job::{check_arity, check_reducer};
 use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS, may_stop};
+use crate::remote::Remote;
 use crate::state::{Core, Handle};
 use crate::transport::Venue;
 use crate::{DriverError, Inputs, Job, Module, Part, Promise, Reduced, Source, Stage};
@@ -55,6 +56,8 @@ pub(crate) struct Inner {
     max_attempts: u32,
     /// How many stages each task name has given its name to, for unique stage names.
     names: Mutex<HashMap<String, u32>>,
+    /// The remote server running the job, if it is not run here.
+    remote: Option<Remote>,
 }
 
 /// How to start a [`Dipla`].
@@ -68,6 +71,7 @@ pub struct DiplaBuilder {
     max_attempts: u32,
     speculate: bool,
     tokens: Vec<String>,
+    remote: Option<(String, String)>,
 }
 
 impl Dipla {
@@ -82,6 +86,7 @@ impl Dipla {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             speculate: true,
             tokens: Vec::new(),
+            remote: None,
         }
     }
 
@@ -143,6 +148,9 @@ impl Dipla {
         if let Some(engine) = lock(&self.inner.engine).as_ref() {
             engine.seed(&module);
         }
+        if let Some(remote) = &self.inner.remote {
+            remote.module(module.bytes.clone());
+        }
         let hash = module.hash;
         self.inner.handle.lock().add_module(module);
         Ok(ModuleRef {
@@ -159,6 +167,10 @@ impl Dipla {
         let engine = lock(&self.inner.engine).take();
         if let Some(engine) = engine {
             engine.shutdown().await;
+        }
+        if let Some(remote) = &self.inner.remote {
+            remote.close().await;
+            self.inner.handle.shared.done.send_replace(true);
         }
         self.inner.handle.progressed();
     }
@@ -222,6 +234,16 @@ impl DiplaBuilder {
         self
     }
 
+    /// Runs the job on the long-running server at `url` (`dipla-server serve`, as
+    /// `http://HOST:PORT`), whose workers it shares with that server's other jobs, calling its
+    /// API with admin token `token`: modules and stages are sent as they are made, results
+    /// come back as they are final. Nothing is listened on and no local workers run.
+    #[must_use]
+    pub fn remote(mut self, url: impl Into<String>, token: impl Into<String>) -> Self {
+        self.remote = Some((url.into(), token.into()));
+        self
+    }
+
     /// Binds the worker endpoint and starts the local workers.
     ///
     /// # Errors
@@ -229,6 +251,34 @@ impl DiplaBuilder {
     /// cannot start, or there would be no workers at all.
     pub async fn start(self) -> Result<Dipla, DriverError> {
         let start = |message: String| DriverError::Start(message);
+        if let Some((url, token)) = &self.remote {
+            let sandbox = Sandbox::new().map_err(|e| start(format!("the sandbox: {e}")))?;
+            let handle = Handle::new(
+                Job {
+                    name: "driver".into(),
+                    modules: Vec::new(),
+                    stages: Vec::new(),
+                    sandbox: sandbox.clone(),
+                },
+                |_| Keep::All,
+                Arc::default(),
+            );
+            let remote = Remote::open(url, token, &handle).await?;
+            let ws = url.replacen("http", "ws", 1);
+            let inner = Inner {
+                handle,
+                engine: Mutex::new(None),
+                url: format!("{}/ws", ws.trim_end_matches('/')),
+                sandbox,
+                limits: self.limits,
+                max_attempts: self.max_attempts,
+                names: Mutex::default(),
+                remote: Some(remote),
+            };
+            return Ok(Dipla {
+                inner: Arc::new(inner),
+            });
+        }
         let addr: SocketAddr = match &self.listen {
             None => (Ipv4Addr::LOCALHOST, 0).into(),
             Some(addr) => tokio::net::lookup_host(addr.as_str())
@@ -294,6 +344,7 @@ impl DiplaBuilder {
             limits: self.limits,
             max_attempts: self.max_attempts,
             names: Mutex::default(),
+            remote: None,
         };
         Ok(Dipla {
             inner: Arc::new(inner),
@@ -639,6 +690,10 @@ impl Task {
                 stoppable: may_stop(&info),
                 explore,
             };
+            // Sent under the lock: stages are numbered alike on both sides.
+            if let Some(remote) = &inner.remote {
+                remote.stage(&stage);
+            }
             Ok(core.add_stage(stage, Keep::All))
         })()
         .map_err(|message| DriverError::Invalid {

@@ -1,7 +1,8 @@
 use dipla_protocol::RawJson;
 
 /// A stage's inputs: one JSON value per task, in order.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Inputs {
     /// The integers `start..end`, generated on demand (a range of a billion costs nothing).
     Range {

@@ -36,7 +36,7 @@ pub struct Module {
 }
 
 /// One stage: a task applied to each of its inputs.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
     /// The stage's name (the `"stage"` field of each result line).
     pub name: String,
@@ -71,7 +71,8 @@ pub struct Stage {
 }
 
 /// Where a stage's task inputs come from.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Values known up front.
     List(Inputs),
@@ -96,7 +97,8 @@ pub enum Source {
 }
 
 /// One part of a zip.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Part {
     /// Values known up front.
     List(Inputs),

@@ -10,6 +10,14 @@
 //! - `GET /api/jobs/ID/results`: its results as JSON Lines, streamed as they are written
 //!   until the job ends (`?follow=false`: what is written now).
 //! - `POST /api/jobs/ID/cancel`: cancels it; results so far are kept.
+//!
+//! A remote driver ([`crate::mirror`]) builds its job as it runs:
+//!
+//! - `POST /api/drivers` with `{"name": NAME}`: `201` with the new, empty job's brief.
+//! - `PUT /api/jobs/ID/modules` with a module's bytes: `{"hash": SHA256}`.
+//! - `POST /api/jobs/ID/stages` with a stage (JSON): `{"stage": N}`, numbered in order.
+//! - `GET /api/jobs/ID/events`: what its coordinator decides, as JSON Lines, until it ends.
+//! - `POST /api/jobs/ID/close`: the driver is done; the job ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +40,11 @@ pub(crate) fn router(service: Arc<Service>) -> axum::Router {
         .route("/api/jobs/{id}", axum::routing::get(status))
         .route("/api/jobs/{id}/results", axum::routing::get(results))
         .route("/api/jobs/{id}/cancel", axum::routing::post(cancel))
+        .route("/api/drivers", axum::routing::post(open_driver))
+        .route("/api/jobs/{id}/modules", axum::routing::put(driver_module))
+        .route("/api/jobs/{id}/stages", axum::routing::post(driver_stage))
+        .route("/api/jobs/{id}/events", axum::routing::get(events))
+        .route("/api/jobs/{id}/close", axum::routing::post(close))
         .route_layer(axum::middleware::from_fn_with_state(
             service.gate().clone(),
             authorise,
@@ -115,6 +128,84 @@ async fn cancel(State(service): State<Arc<Service>>, Path(id): Path<String>) -> 
 }
 
 #[derive(Deserialize)]
+struct Opening {
+    #[serde(default)]
+    name: String,
+}
+
+async fn open_driver(
+    State(service): State<Arc<Service>>,
+    body: Result<Json<Opening>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let name = body.map(|Json(opening)| opening.name).unwrap_or_default();
+    match service.open_driver(&name).await {
+        Ok(entry) => (StatusCode::CREATED, Json(entry.brief())).into_response(),
+        Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
+}
+
+async fn driver_module(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let Some(entry) = service.job(&id) else {
+        return no_such_job(&id);
+    };
+    let module = tokio::task::spawn_blocking(move || service.driver_module(&entry, &bytes)).await;
+    match module {
+        Ok(Ok(hash)) => Json(serde_json::json!({ "hash": hash })).into_response(),
+        Ok(Err(error)) => refuse(StatusCode::BAD_REQUEST, error.to_string()),
+        Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
+}
+
+async fn driver_stage(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    body: Result<Json<crate::Stage>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(entry) = service.job(&id) else {
+        return no_such_job(&id);
+    };
+    let stage = match body {
+        Ok(Json(stage)) => stage,
+        Err(rejection) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("not a stage: {}", rejection.body_text()),
+            );
+        }
+    };
+    match service.driver_stage(&entry, stage) {
+        Ok(number) => Json(serde_json::json!({ "stage": number })).into_response(),
+        Err(error) => refuse(StatusCode::BAD_REQUEST, error.to_string()),
+    }
+}
+
+async fn close(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
+    let Some(entry) = service.job(&id) else {
+        return no_such_job(&id);
+    };
+    if !entry.is_driver() {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!("job {id} is not a driver's job: cancel it instead"),
+        );
+    }
+    entry.close();
+    Json(serde_json::json!({ "id": id, "closed": true })).into_response()
+}
+
+async fn events(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
+    let Some(entry) = service.job(&id) else {
+        return no_such_job(&id);
+    };
+    let path = entry.events();
+    follow_file(entry, path, true)
+}
+
+#[derive(Deserialize)]
 struct Follow {
     follow: Option<bool>,
 }
@@ -127,10 +218,16 @@ async fn results(
     let Some(entry) = service.job(&id) else {
         return no_such_job(&id);
     };
-    let follow = follow.unwrap_or(true);
+    let path = entry.results();
+    follow_file(entry, path, follow.unwrap_or(true))
+}
+
+/// Streams the whole lines of a job's file at `path`, following it until the job ends.
+fn follow_file(entry: Arc<Entry>, path: std::path::PathBuf, follow: bool) -> Response {
     let stream = futures_util::stream::unfold(
         Tail {
             entry,
+            path,
             offset: 0,
             follow,
             finished: false,
@@ -150,6 +247,7 @@ async fn results(
 /// Follows a job's results file: whole lines, as they are written, until the job ends.
 struct Tail {
     entry: Arc<Entry>,
+    path: std::path::PathBuf,
     offset: u64,
     follow: bool,
     finished: bool,
@@ -200,7 +298,7 @@ impl Tail {
 
     /// The whole lines written past `offset`.
     async fn read(&mut self) -> std::io::Result<Vec<u8>> {
-        let mut file = match tokio::fs::File::open(self.entry.results()).await {
+        let mut file = match tokio::fs::File::open(&self.path).await {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(error) => return Err(error),

@@ -82,6 +82,9 @@ struct Meta {
     name: String,
     /// Seconds since the Unix epoch.
     submitted: u64,
+    /// A job a remote driver builds as it runs ([`crate::mirror`]).
+    #[serde(default)]
+    driver: bool,
 }
 
 /// One job of the server.
@@ -92,9 +95,26 @@ pub(crate) struct Entry {
     handle: Option<Handle>,
     state: watch::Sender<JobState>,
     ended: Mutex<Option<Ended>>,
+    /// For a driver's job: set when the driver closes it.
+    closed: watch::Sender<bool>,
 }
 
 impl Entry {
+    /// Where a driver's job writes what its coordinator decides ([`crate::mirror::Event`]s).
+    pub(crate) fn events(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    /// Whether a remote driver builds this job.
+    pub(crate) fn is_driver(&self) -> bool {
+        self.meta.driver
+    }
+
+    /// Ends a driver's job (its driver is done with it).
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
     /// Where the job's results are written.
     pub(crate) fn results(&self) -> PathBuf {
         self.dir.join("results.jsonl")
@@ -258,6 +278,7 @@ impl Service {
             id: id.clone(),
             name: job.name.clone(),
             submitted: now_secs(),
+            driver: false,
         };
         let store = {
             let (dir, meta, text) = (dir.clone(), meta.clone(), submission.manifest);
@@ -350,6 +371,7 @@ impl Service {
             handle: Some(handle.clone()),
             state: watch::channel(JobState::Running).0,
             ended: Mutex::new(None),
+            closed: watch::channel(false).0,
         });
         lock(&self.jobs).insert(entry.meta.id.clone(), entry.clone());
         self.hub.open(&entry.meta.id, handle.clone());
@@ -446,9 +468,25 @@ impl Service {
                 handle: None,
                 state: watch::channel(ended.state).0,
                 ended: Mutex::new(Some(ended)),
+                closed: watch::channel(true).0,
             };
             lock(&self.jobs).insert(entry.meta.id.clone(), Arc::new(entry));
             return Ok(());
+        }
+        if meta.driver {
+            // Its driver is gone with the server that ran it.
+            let ended = Ended {
+                state: JobState::Cancelled,
+                summary: "the server stopped while the driver was running it".into(),
+                tasks: 0,
+                succeeded: 0,
+                failed: 0,
+            };
+            std::fs::write(
+                dir.join("ended.json"),
+                serde_json::to_vec(&ended).unwrap_or_default(),
+            )?;
+            return Box::pin(self.load_one(dir)).await;
         }
         let text = String::from_utf8(read("manifest.toml")?)
             .map_err(|_| SubmitError::Invalid("manifest.toml is not UTF-8".into()))?;
@@ -462,6 +500,194 @@ impl Service {
         tracing::info!(id = %meta.id, "resuming a job");
         self.start(meta, dir.to_owned(), job).await?;
         Ok(())
+    }
+}
+
+impl Service {
+    /// Opens an empty job for a remote driver, which adds modules and stages as it runs;
+    /// what its coordinator decides is written to the job's events file.
+    pub(crate) async fn open_driver(self: &Arc<Self>, name: &str) -> std::io::Result<Arc<Entry>> {
+        let name = if name.trim().is_empty() {
+            "driver"
+        } else {
+            name.trim()
+        };
+        let id = self.new_id(name);
+        let dir = self.dir.join("jobs").join(&id);
+        let meta = Meta {
+            id: id.clone(),
+            name: name.to_owned(),
+            submitted: now_secs(),
+            driver: true,
+        };
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("meta.json"),
+            serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?,
+        )?;
+        let job = Job {
+            name: name.to_owned(),
+            modules: Vec::new(),
+            stages: Vec::new(),
+            sandbox: self.sandbox.clone(),
+        };
+        let handle = Handle::new(job, |_| Keep::All, self.gate().clone());
+        handle.set_job_id(format!("driver-{id}"));
+        handle
+            .lock()
+            .coordinator
+            .set_speculation(self.options.speculate);
+        handle
+            .lock()
+            .coordinator
+            .set_max_lost(self.options.max_lost);
+        let entry = Arc::new(Entry {
+            meta,
+            dir,
+            handle: Some(handle.clone()),
+            state: watch::channel(JobState::Running).0,
+            ended: Mutex::new(None),
+            closed: watch::channel(false).0,
+        });
+        let (records, received) = std::sync::mpsc::channel();
+        handle.lock().coordinator.set_journal(Some(records));
+        let events = std::fs::File::create(entry.events())?;
+        let notify = handle.clone();
+        std::thread::spawn(move || write_events(&received, events, &notify));
+        lock(&self.jobs).insert(id.clone(), entry.clone());
+        self.hub.open(&id, handle.clone());
+        tracing::info!(%id, %name, "a driver opened a job");
+        let (service, running) = (self.clone(), entry.clone());
+        tokio::spawn(async move {
+            let mut closed = running.closed.subscribe();
+            let mut cancelled = handle.shared.cancelled.subscribe();
+            tokio::select! {
+                _ = closed.wait_for(|closed| *closed) => {}
+                _ = cancelled.wait_for(|cancelled| *cancelled) => {}
+            }
+            service.hub.close(&running.meta.id);
+            handle.shared.done.send_replace(true);
+            // The events writer ends with the journal sender.
+            handle.lock().coordinator.set_journal(None);
+            let summary = summarize(&handle, Duration::ZERO, None);
+            let mut ended = ended(&summary);
+            if !handle.is_cancelled() {
+                ended.state = JobState::Succeeded;
+            }
+            let _ = std::fs::write(
+                running.dir.join("ended.json"),
+                serde_json::to_vec(&ended).unwrap_or_default(),
+            );
+            let state = ended.state;
+            *lock(&running.ended) = Some(ended);
+            running.state.send_replace(state);
+        });
+        Ok(entry)
+    }
+
+    /// Adds a module a driver sent to its job; returns its hash.
+    pub(crate) fn driver_module(
+        &self,
+        entry: &Entry,
+        bytes: &[u8],
+    ) -> Result<ModuleHash, SubmitError> {
+        let handle = driver_handle(entry)?;
+        let guest = self.sandbox.compile(bytes).map_err(|e| {
+            SubmitError::Invalid(format!("the module is not a runnable guest: {e}"))
+        })?;
+        let module = crate::Module {
+            name: ModuleHash::of(bytes).to_string(),
+            hash: ModuleHash::of(bytes),
+            bytes: Arc::from(bytes),
+            guest,
+        };
+        if let Some(engine) = lock(&self.engine).as_ref() {
+            engine.seed(&module);
+        }
+        let hash = module.hash;
+        handle.lock().add_module(module);
+        Ok(hash)
+    }
+
+    /// Adds a stage a driver sent to its job, after checking what it names exists; returns
+    /// its number.
+    pub(crate) fn driver_stage(
+        &self,
+        entry: &Entry,
+        stage: crate::Stage,
+    ) -> Result<usize, SubmitError> {
+        let handle = driver_handle(entry)?;
+        let invalid =
+            |message: String| SubmitError::Invalid(format!("stage {}: {message}", stage.name));
+        let number = {
+            let mut core = handle.lock();
+            let stages = core.job.stages.len();
+            let guest = core
+                .job
+                .guest(&stage.module)
+                .ok_or_else(|| invalid(format!("module {} was not sent", stage.module)))?;
+            guest
+                .check_task(&stage.export)
+                .map_err(|e| invalid(e.to_string()))?;
+            if let Some((module, export)) = &stage.verify {
+                let verifier = core
+                    .job
+                    .guest(module)
+                    .ok_or_else(|| invalid(format!("verifier module {module} was not sent")))?;
+                match verifier.check_task(export) {
+                    Ok(info) if info.verifier => {}
+                    Ok(info) => return Err(invalid(format!("{info} is not a #[verifier]"))),
+                    Err(e) => return Err(invalid(e.to_string())),
+                }
+            }
+            if let Some(read) = stage.stages_read().into_iter().find(|&read| read >= stages) {
+                return Err(invalid(format!(
+                    "it reads stage {read}, which does not exist"
+                )));
+            }
+            core.add_stage(stage, Keep::All)
+        };
+        handle.wake_all();
+        handle.progressed();
+        Ok(number)
+    }
+}
+
+/// The running job of a driver's entry.
+fn driver_handle(entry: &Entry) -> Result<&Handle, SubmitError> {
+    match entry.handle() {
+        Some(handle) if entry.is_driver() && !entry.state().ended() => Ok(handle),
+        _ => Err(SubmitError::Invalid(format!(
+            "job {} is not a running driver's job",
+            entry.id()
+        ))),
+    }
+}
+
+/// Writes each record a driver needs as an event line, flushing whenever none waits, and
+/// tells followers.
+fn write_events(
+    records: &std::sync::mpsc::Receiver<crate::journal::Record>,
+    file: std::fs::File,
+    handle: &Handle,
+) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(file);
+    while let Ok(first) = records.recv() {
+        let mut next = Some(first);
+        while let Some(record) = next {
+            if let Some(event) = crate::mirror::Event::of(&record) {
+                let mut line = serde_json::to_vec(&event).unwrap_or_default();
+                line.push(b'\n');
+                if out.write_all(&line).is_err() {
+                    tracing::error!("cannot write a driver job's events");
+                    return;
+                }
+            }
+            next = records.try_recv().ok();
+        }
+        let _ = out.flush();
+        handle.progressed();
     }
 }
 

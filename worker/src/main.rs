@@ -19,13 +19,14 @@ use dipla_worker::{Identity, ModuleCache, WorkerConfig, cache::default_cache_dir
                   the protocol, reconnecting gave up (--max-retries), or the directory could \
                   not be read; 2 bad arguments (a --project the directory does not list \
                   among them), or an identity or CA file that cannot be used.",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    group = clap::ArgGroup::new("join").required(true).args(["server", "directory"])
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// The server's WebSocket URL, such as ws://host:7070/ws.
-    #[arg(long, required_unless_present = "directory", env = "DIPLA_SERVER")]
+    #[arg(long, env = "DIPLA_SERVER")]
     server: Option<String>,
     /// Find the server in the project directory at URL (`dipla-server directory`, such as
     /// https://directory.example.org): without --project, print the projects it lists and

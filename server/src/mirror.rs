@@ -1,0 +1,154 @@
+//! The driver API against a remote server (`Dipla::builder().remote(URL, TOKEN)`).
+//!
+//! The driver keeps its job in its own process as ever (promises read a local coordinator),
+//! but runs no workers: every module and stage it adds is also sent, in order, to a driver
+//! job on the remote server (`POST /api/drivers`, then `PUT /api/jobs/ID/modules`, `POST
+//! /api/jobs/ID/stages`), whose workers run it. What the remote coordinator decides (final
+//! results, goals met, inputs discovered, results revoked) comes back as [`Event`]s (`GET
+//! /api/jobs/ID/events`, JSON Lines) and is replayed into the local one, the way a journal is
+//! replayed after a restart. Stages get the same numbers on both sides because both add them
+//! in the same order.
+
+use dipla_protocol::{RawJson, TaskFailure};
+use serde::{Deserialize, Serialize};
+
+use crate::coordinator::{Check, TaskRef};
+use crate::journal::Record;
+
+/// What the remote coordinator decided, on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+// Externally tagged: raw JSON values cannot be read through an internal tag.
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Event {
+    /// A task's outcome became final.
+    Result {
+        stage: usize,
+        index: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Box<RawJson>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<TaskFailure>,
+        check: String,
+    },
+    /// An output of this task met its stage's goal.
+    Goal { stage: usize, index: u64 },
+    /// An explore stage discovered a new input.
+    Discovered { stage: usize, input: Box<RawJson> },
+    /// A final result was withdrawn.
+    Revoked { stage: usize, index: u64 },
+}
+
+impl Event {
+    /// The event for `record`, if the driver needs it.
+    pub(crate) fn of(record: &Record) -> Option<Self> {
+        Some(match record {
+            Record::Result {
+                task,
+                outcome,
+                check,
+                ..
+            } => {
+                let (output, error) = match outcome {
+                    Ok(output) => (Some(output.clone()), None),
+                    Err(failure) => (None, Some(failure.clone())),
+                };
+                Self::Result {
+                    stage: task.stage,
+                    index: task.index,
+                    output,
+                    error,
+                    check: check.to_string(),
+                }
+            }
+            Record::Goal(task) => Self::Goal {
+                stage: task.stage,
+                index: task.index,
+            },
+            Record::Discovered { stage, input } => Self::Discovered {
+                stage: *stage,
+                input: input.clone(),
+            },
+            Record::Revoked(task) => Self::Revoked {
+                stage: task.stage,
+                index: task.index,
+            },
+            Record::Identity { .. } | Record::Receipt { .. } | Record::Worker { .. } => {
+                return None;
+            }
+        })
+    }
+
+    /// The record to replay, checked against the `stages` the driver has.
+    pub(crate) fn into_record(self, stages: usize) -> Result<Record, String> {
+        let task = |stage: usize, index: u64| {
+            if stage < stages {
+                Ok(TaskRef { stage, index })
+            } else {
+                Err(format!(
+                    "an event for stage {stage}, which this driver has not made"
+                ))
+            }
+        };
+        Ok(match self {
+            Self::Result {
+                stage,
+                index,
+                output,
+                error,
+                check,
+            } => Record::Result {
+                task: task(stage, index)?,
+                outcome: match (output, error) {
+                    (Some(output), None) => Ok(output),
+                    (None, Some(error)) => Err(error),
+                    _ => return Err("a result needs exactly one of output and error".into()),
+                },
+                check: check.parse::<Check>()?,
+                by: None,
+            },
+            Self::Goal { stage, index } => Record::Goal(task(stage, index)?),
+            Self::Discovered { stage, input } => {
+                task(stage, 0)?;
+                Record::Discovered { stage, input }
+            }
+            Self::Revoked { stage, index } => Record::Revoked(task(stage, index)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_what_the_journal_records() {
+        let output = RawJson::from_string("[1,2]".into()).unwrap();
+        let record = Record::Result {
+            task: TaskRef { stage: 1, index: 7 },
+            outcome: Ok(output),
+            check: Check::Replicated(2),
+            by: Some("key".into()),
+        };
+        let line = serde_json::to_string(&Event::of(&record).unwrap()).unwrap();
+        assert_eq!(
+            line,
+            r#"{"result":{"stage":1,"index":7,"output":[1,2],"check":"replicated:2"}}"#
+        );
+        let back: Event = serde_json::from_str(&line).unwrap();
+        let Record::Result {
+            task,
+            outcome,
+            check,
+            by,
+        } = back.into_record(2).unwrap()
+        else {
+            panic!("not a result");
+        };
+        assert_eq!(task, TaskRef { stage: 1, index: 7 });
+        assert_eq!(outcome.unwrap().get(), "[1,2]");
+        assert_eq!(check, Check::Replicated(2));
+        assert_eq!(by, None);
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert!(back.into_record(1).unwrap_err().contains("stage 1"));
+    }
+}
