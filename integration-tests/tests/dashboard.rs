@@ -205,3 +205,67 @@ async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_c
     let (summary, _) = run.await.unwrap();
     assert!(summary.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_of_a_serving_server_lists_its_jobs_and_follows_the_chosen_one() {
+    use crate::serve::{serve, submit};
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve(data.path());
+    let ws = format!("ws://{}/ws", url.trim_start_matches("http://"));
+    let _worker = WorkerProcess::start(&ws, "steady");
+    let small = submit(&url, &crate::support::squares_job(20, ""));
+    let big = submit(&url, &burn_job(600, 3_000_000));
+    let page_url = format!("{url}/?job={big}");
+    let browser = Browser::open(&page_url);
+    let mut page = browser.page(&page_url).await;
+
+    let snapshot = "JSON.stringify({ done: document.getElementById('done').textContent, \
+        jobs: [...document.querySelectorAll('#job-list a')].map(e => e.textContent), \
+        current: document.querySelector('#job-list a[aria-current]')?.textContent, \
+        workers: [...document.querySelectorAll('.worker-name')].map(e => e.textContent) })";
+    let mut seen: Vec<u64> = Vec::new();
+    let started = Instant::now();
+    while seen.len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the chosen job's counter should rise: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(text) = page.eval(snapshot).await.as_str().map(str::to_owned) else {
+            continue;
+        };
+        let shown: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let jobs = shown["jobs"].as_array().unwrap();
+        if jobs.len() < 2 {
+            continue;
+        }
+        assert!(jobs[0].as_str().unwrap().contains(&small), "{shown}");
+        assert!(jobs[1].as_str().unwrap().contains(&big), "{shown}");
+        assert!(shown["current"].as_str().unwrap().contains(&big), "{shown}");
+        let done: u64 = shown["done"]
+            .as_str()
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap();
+        if done > 0 && seen.last() != Some(&done) {
+            assert_eq!(shown["workers"], serde_json::json!(["steady"]), "{shown}");
+            seen.push(done);
+        }
+    }
+    // `/metrics` has a series per job, by id.
+    let addr = url.trim_start_matches("http://").to_owned();
+    let (_, _, body) = tokio::task::spawn_blocking(move || http(&addr, "GET", "/metrics", None))
+        .await
+        .unwrap();
+    assert!(
+        body.contains(&format!("dipla_tasks{{job=\"{small}\",state=\"done\"}} 20")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("dipla_job_workers{{job=\"{big}\"}} 1")),
+        "{body}"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

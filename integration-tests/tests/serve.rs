@@ -9,10 +9,10 @@ use crate::support::{
     JobDir, WorkerProcess, addr_of, bin, burn_job, dipla_server, http, squares_job,
 };
 
-const TOKEN: &str = "serve-admin-token";
+pub(crate) const TOKEN: &str = "serve-admin-token";
 
 /// `dipla-server serve` on a free port keeping jobs in `data`.
-fn serve(data: &std::path::Path) -> (Child, String) {
+pub(crate) fn serve(data: &std::path::Path) -> (Child, String) {
     let (child, url, _) = dipla_server(&[
         "serve",
         "--listen",
@@ -37,7 +37,7 @@ fn client(server: &str, args: &[&str]) -> Output {
 }
 
 /// Submits `job`, returning its id.
-fn submit(server: &str, job: &JobDir) -> String {
+pub(crate) fn submit(server: &str, job: &JobDir) -> String {
     let out = client(server, &["submit", job.manifest.to_str().unwrap()]);
     assert!(
         out.status.success(),
