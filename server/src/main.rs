@@ -131,22 +131,6 @@ struct RunArgs {
     /// Never copy a task straggling on a slow worker to an idle faster one.
     #[arg(long, env = "DIPLA_NO_SPECULATION")]
     no_speculation: bool,
-    /// Admit only workers presenting this token (`dipla-worker --token`); repeatable.
-    #[arg(long, env = "DIPLA_WORKER_TOKEN", hide_env_values = true)]
-    worker_token: Vec<String>,
-    /// Admit only workers presenting a token listed in this file, one per line.
-    #[arg(long, env = "DIPLA_WORKER_TOKENS")]
-    worker_tokens: Option<PathBuf>,
-    /// Ping workers this often, in seconds; one silent for three periods is dropped and
-    /// its tasks run elsewhere.
-    #[arg(long, default_value_t = 5.0, env = "DIPLA_HEARTBEAT_SECS")]
-    heartbeat_secs: f64,
-    /// Fail a task once this many workers were lost while running it.
-    #[arg(long, default_value_t = dipla_server::coordinator::MAX_LOST, env = "DIPLA_MAX_LOST")]
-    max_lost: u32,
-    /// The most workers connected at once; more are refused with a reason.
-    #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_WORKERS, env = "DIPLA_MAX_WORKERS")]
-    max_workers: usize,
     /// Journal the job in this SQLite file: the same command run again after a crash
     /// resumes it without computing accepted results again [default:
     /// .dipla/STEM.state beside the manifest, started afresh if the job changed].
@@ -158,24 +142,11 @@ struct RunArgs {
     /// Discard what the state file holds and run the whole job again.
     #[arg(long, conflicts_with = "no_state", env = "DIPLA_FRESH")]
     fresh: bool,
-    /// Turn on the operator's HTTP API (`/api/job`, `/api/job/cancel` beside `/ws`) for
-    /// callers presenting `Authorization: Bearer TOKEN`; repeatable.
-    #[arg(long, env = "DIPLA_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Vec<String>,
-    /// Accept at most this many worker identities from one IP address (a cheap check on
-    /// one machine posing as many volunteers).
-    #[arg(long, env = "DIPLA_MAX_IDENTITIES_PER_IP")]
-    max_identities_per_ip: Option<usize>,
-    /// Serve TLS (wss://, https://) with this PEM certificate chain [default: plain text,
-    /// for use behind a TLS reverse proxy].
-    #[arg(long, env = "DIPLA_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The PEM private key of --tls-cert.
-    #[arg(long, env = "DIPLA_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
     /// When stderr is not a terminal, write a progress line every this many seconds.
     #[arg(long, env = "DIPLA_PROGRESS_SECS", default_value_t = 5.0)]
     progress_secs: f64,
+    #[command(flatten)]
+    admission: Admission,
     #[command(flatten)]
     announce: dipla_server::announce::AnnounceArgs,
 }
@@ -461,32 +432,14 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 cache_dir,
                 stage,
                 no_speculation,
-                worker_token,
-                worker_tokens,
-                heartbeat_secs,
-                max_lost,
-                max_workers,
                 state,
                 no_state,
                 fresh: discard,
-                admin_token,
-                max_identities_per_ip,
-                tls_cert,
-                tls_key,
                 progress_secs,
+                admission,
                 announce,
             } = *args;
-            anyhow::ensure!(
-                heartbeat_secs.is_finite() && heartbeat_secs >= 0.05,
-                "--heartbeat-secs must be at least 0.05"
-            );
-            let mut tokens = worker_token;
-            if let Some(path) = &worker_tokens {
-                let listed = dipla_server::Tokens::read_file(path)
-                    .with_context(|| format!("cannot read the tokens file {}", path.display()))?;
-                anyhow::ensure!(!listed.is_empty(), "{} lists no tokens", path.display());
-                tokens.extend(listed);
-            }
+            let admitted = admission.options()?;
             let sandbox = Sandbox::new().context("cannot start the sandbox")?;
             let job = manifest::load(&path, &sandbox)?;
             let (state, fresh) = match (state, no_state) {
@@ -505,18 +458,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 cache_dir,
                 only_stage: stage,
                 speculate: !no_speculation,
-                worker_tokens: tokens,
-                heartbeat: std::time::Duration::from_secs_f64(heartbeat_secs),
-                max_lost,
-                max_workers,
-                max_identities_per_ip,
-                tls: tls_cert
-                    .zip(tls_key)
-                    .map(|(cert, key)| dipla_server::tls::TlsFiles { cert, key }),
                 state: state.clone(),
                 fresh,
-                admin_tokens: admin_token,
-                ..RunOptions::default()
+                ..admitted
             };
             let server = Server::bind(job, options)
                 .await
