@@ -229,3 +229,40 @@ fn a_worker_finds_an_announced_project_in_the_directory_and_joins_it() {
         "{listed:?}"
     );
 }
+
+#[test]
+fn a_serving_server_announces_itself_and_its_workers_join_through_the_directory() {
+    let directory = Directory::start(&["--check-secs", "0.2"]);
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, _url, _) = crate::support::dipla_server(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        crate::serve::TOKEN,
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--announce",
+        &directory.url,
+        "--name",
+        "many-jobs",
+        "--description",
+        "a server that takes jobs",
+        "--announce-secs",
+        "0.2",
+    ]);
+    eventually(10, "the serving server listed", || {
+        directory
+            .projects()
+            .iter()
+            .any(|project| project["name"] == "many-jobs")
+    });
+    let listed = worker(&["--directory", &directory.url], 10);
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        table.contains("many-jobs") && table.contains("a server that takes jobs"),
+        "{table}"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -25,7 +25,7 @@ const POST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, clap::Args)]
 pub struct AnnounceArgs {
     /// Announce this project to the project directory at URL (`dipla-server directory`,
-    /// such as https://directory.example.org) now and every --announce-secs, so volunteers
+    /// such as `https://directory.example.org`) now and every --announce-secs, so volunteers
     /// can find it with `dipla-worker --directory URL`.
     #[arg(long, value_name = "URL", env = "DIPLA_ANNOUNCE", value_parser = http_url)]
     pub announce: Option<Url>,

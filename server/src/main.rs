@@ -176,9 +176,6 @@ struct ServeArgs {
     /// Where jobs, their journals and results are kept.
     #[arg(long, env = "DIPLA_DATA_DIR", default_value = "dipla-data")]
     data_dir: PathBuf,
-    /// The server's name, in its health check and in a project directory.
-    #[arg(long, env = "DIPLA_NAME", default_value = "dipla")]
-    name: String,
     /// Workers to run inside this process, one core each.
     #[arg(long, env = "DIPLA_LOCAL_WORKERS", default_value_t = 0)]
     local_workers: usize,
@@ -190,6 +187,8 @@ struct ServeArgs {
     no_speculation: bool,
     #[command(flatten)]
     admission: Admission,
+    #[command(flatten)]
+    announce: dipla_server::announce::AnnounceArgs,
 }
 
 /// Who may come in, for `run` and `serve`.
@@ -527,12 +526,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let ServeArgs {
         listen,
         data_dir,
-        name,
         local_workers,
         cache_dir,
         no_speculation,
         admission,
+        announce,
     } = args;
+    let name = announce
+        .project_name
+        .clone()
+        .unwrap_or_else(|| "dipla".to_owned());
     anyhow::ensure!(
         !admission.admin_token.is_empty(),
         "serve needs --admin-token: jobs are submitted through the API"
@@ -546,7 +549,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = Serve::start(ServeOptions {
         listen,
         data_dir: data_dir.clone(),
-        name,
+        name: name.clone(),
         run,
     })
     .await
@@ -554,7 +557,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = server.local_addr();
     eprintln!("dipla-server: keeping jobs in {}", data_dir.display());
     eprintln!("dipla-server: API and dashboard on http://{addr}/");
-    eprintln!("dipla-server: workers connect to {}", server.worker_url());
+    let url = server.worker_url();
+    eprintln!("dipla-server: workers connect to {url}");
+    if let Some(announcer) = announce.announcer(&name, &url)? {
+        let workers = server.worker_count();
+        dipla_server::announce::spawn(announcer, workers);
+    }
     tokio::signal::ctrl_c().await?;
     eprintln!("dipla-server: stopping; running jobs resume when the server starts again");
     server.shutdown().await;

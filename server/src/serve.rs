@@ -82,6 +82,9 @@ struct Meta {
     name: String,
     /// Seconds since the Unix epoch.
     submitted: u64,
+    /// Nanoseconds since the Unix epoch, to list jobs in the order they came.
+    #[serde(default)]
+    submitted_nanos: u128,
     /// A job a remote driver builds as it runs ([`crate::mirror`]).
     #[serde(default)]
     driver: bool,
@@ -226,6 +229,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos())
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -236,7 +245,13 @@ impl Service {
     /// Every job, oldest first.
     pub(crate) fn jobs(&self) -> Vec<Arc<Entry>> {
         let mut jobs: Vec<_> = lock(&self.jobs).values().cloned().collect();
-        jobs.sort_by(|a, b| (a.meta.submitted, &a.meta.id).cmp(&(b.meta.submitted, &b.meta.id)));
+        jobs.sort_by_key(|entry| {
+            (
+                entry.meta.submitted,
+                entry.meta.submitted_nanos,
+                entry.meta.id.clone(),
+            )
+        });
         jobs
     }
 
@@ -278,6 +293,7 @@ impl Service {
             id: id.clone(),
             name: job.name.clone(),
             submitted: now_secs(),
+            submitted_nanos: now_nanos(),
             driver: false,
         };
         let store = {
@@ -518,6 +534,7 @@ impl Service {
             id: id.clone(),
             name: name.to_owned(),
             submitted: now_secs(),
+            submitted_nanos: now_nanos(),
             driver: true,
         };
         std::fs::create_dir_all(&dir)?;
@@ -823,9 +840,10 @@ impl Serve {
         crate::engine::worker_url(self.addr, self.tls)
     }
 
-    /// How many workers are connected now.
-    pub fn workers(&self) -> usize {
-        self.service.gate().joined()
+    /// How many workers are connected now, as a function to call later.
+    pub fn worker_count(&self) -> crate::announce::WorkerCount {
+        let gate = self.service.gate().clone();
+        Arc::new(move || gate.joined())
     }
 
     /// Stops serving: workers are told goodbye; running jobs stay journaled and resume
