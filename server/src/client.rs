@@ -59,17 +59,15 @@ impl Client {
         })
     }
 
+    /// Calls `method path`, with what `body` adds to the request.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Submission>,
+        body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
+        let request = body(self.http.request(method, &url).bearer_auth(&self.token));
         let response = request
             .send()
             .await
@@ -108,7 +106,9 @@ impl Client {
     pub async fn submit(&self, path: &Path) -> Result<JobBrief, ClientError> {
         let submission = bundle(path)?;
         let response = self
-            .call(reqwest::Method::POST, "/api/jobs", Some(&submission))
+            .call(reqwest::Method::POST, "/api/jobs", |request| {
+                request.json(&submission)
+            })
             .await?;
         Self::json(response).await
     }
@@ -118,7 +118,9 @@ impl Client {
     /// # Errors
     /// When the call fails.
     pub async fn jobs(&self) -> Result<Vec<JobBrief>, ClientError> {
-        let response = self.call(reqwest::Method::GET, "/api/jobs", None).await?;
+        let response = self
+            .call(reqwest::Method::GET, "/api/jobs", |request| request)
+            .await?;
         Self::json(response).await
     }
 
@@ -129,7 +131,11 @@ impl Client {
     /// When the call fails (`404`: no such job).
     pub async fn status(&self, id: &str) -> Result<serde_json::Value, ClientError> {
         let response = self
-            .call(reqwest::Method::GET, &format!("/api/jobs/{id}"), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/jobs/{id}"),
+                |request| request,
+            )
             .await?;
         Self::json(response).await
     }
@@ -164,7 +170,7 @@ impl Client {
         self.call(
             reqwest::Method::POST,
             &format!("/api/jobs/{id}/cancel"),
-            None,
+            |request| request,
         )
         .await?;
         Ok(())
@@ -201,7 +207,9 @@ impl Client {
         path: &str,
         mut each: impl FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<(), ClientError> {
-        let mut response = self.call(reqwest::Method::GET, path, None).await?;
+        let mut response = self
+            .call(reqwest::Method::GET, path, |request| request)
+            .await?;
         let mut partial = Vec::new();
         while let Some(chunk) =
             response
@@ -227,30 +235,21 @@ impl Client {
     /// # Errors
     /// When the call fails.
     pub(crate) async fn open_driver(&self, name: &str) -> Result<JobBrief, ClientError> {
-        let url = format!("{}/api/drivers", self.base);
+        let body = serde_json::json!({ "name": name });
         let response = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.token)
-            .json(&serde_json::json!({ "name": name }))
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable { url, source })?;
-        Self::json(Self::checked(response).await?).await
+            .call(reqwest::Method::POST, "/api/drivers", |request| {
+                request.json(&body)
+            })
+            .await?;
+        Self::json(response).await
     }
 
     /// Sends a module to a driver's job.
     pub(crate) async fn driver_module(&self, id: &str, bytes: Vec<u8>) -> Result<(), ClientError> {
-        let url = format!("{}/api/jobs/{id}/modules", self.base);
-        let response = self
-            .http
-            .put(&url)
-            .bearer_auth(&self.token)
-            .body(bytes)
-            .send()
+        let path = format!("/api/jobs/{id}/modules");
+        self.call(reqwest::Method::PUT, &path, |request| request.body(bytes))
             .await
-            .map_err(|source| ClientError::Unreachable { url, source })?;
-        Self::checked(response).await.map(drop)
+            .map(drop)
     }
 
     /// Sends a stage to a driver's job.
@@ -259,16 +258,10 @@ impl Client {
         id: &str,
         stage: &crate::Stage,
     ) -> Result<(), ClientError> {
-        let url = format!("{}/api/jobs/{id}/stages", self.base);
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.token)
-            .json(stage)
-            .send()
+        let path = format!("/api/jobs/{id}/stages");
+        self.call(reqwest::Method::POST, &path, |request| request.json(stage))
             .await
-            .map_err(|source| ClientError::Unreachable { url, source })?;
-        Self::checked(response).await.map(drop)
+            .map(drop)
     }
 
     /// Ends a driver's job.
@@ -276,7 +269,7 @@ impl Client {
         self.call(
             reqwest::Method::POST,
             &format!("/api/jobs/{id}/close"),
-            None,
+            |request| request,
         )
         .await
         .map(drop)

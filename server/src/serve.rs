@@ -113,6 +113,18 @@ impl Entry {
         self.meta.driver
     }
 
+    /// Notes how the job ended, on disk and for whoever follows it.
+    fn end(&self, ended: Ended) {
+        tracing::info!(id = %self.meta.id, state = ?ended.state, summary = %ended.summary, "job ended");
+        let path = self.dir.join("ended.json");
+        if let Err(error) = std::fs::write(&path, serde_json::to_vec(&ended).unwrap_or_default()) {
+            tracing::warn!(path = %path.display(), %error, "cannot note that the job ended");
+        }
+        let state = ended.state;
+        *lock(&self.ended) = Some(ended);
+        self.state.send_replace(state);
+    }
+
     /// Ends a driver's job (its driver is done with it).
     pub(crate) fn close(&self) {
         self.closed.send_replace(true);
@@ -323,6 +335,16 @@ impl Service {
             .map_err(|e| SubmitError::Invalid(e.to_string()))
     }
 
+    /// A handle for `job` behind the server's gate, scheduled as the server's options say.
+    fn handle(&self, job: Job, keep: Keep) -> Handle {
+        let handle = Handle::new(job, move |_| keep, self.gate().clone());
+        let mut core = handle.lock();
+        core.coordinator.set_speculation(self.options.speculate);
+        core.coordinator.set_max_lost(self.options.max_lost);
+        drop(core);
+        handle
+    }
+
     /// A new job id: the job's name made safe, and random digits.
     fn new_id(&self, name: &str) -> String {
         let slug: String = name
@@ -366,15 +388,7 @@ impl Service {
                 engine.seed(module);
             }
         }
-        let handle = Handle::new(job, |_| Keep::Ordered, self.gate().clone());
-        handle
-            .lock()
-            .coordinator
-            .set_speculation(self.options.speculate);
-        handle
-            .lock()
-            .coordinator
-            .set_max_lost(self.options.max_lost);
+        let handle = self.handle(job, Keep::Ordered);
         handle.set_job_id(format!(
             "{}/{}",
             crate::journal::fingerprint(&handle.lock().job),
@@ -407,16 +421,7 @@ impl Service {
                     }
                 }
             };
-            tracing::info!(id = %running.meta.id, state = ?ended.state, summary = %ended.summary, "job ended");
-            let path = running.dir.join("ended.json");
-            if let Err(error) =
-                std::fs::write(&path, serde_json::to_vec(&ended).unwrap_or_default())
-            {
-                tracing::warn!(path = %path.display(), %error, "cannot note that the job ended");
-            }
-            let state = ended.state;
-            *lock(&running.ended) = Some(ended);
-            running.state.send_replace(state);
+            running.end(ended);
         });
         Ok(entry)
     }
@@ -548,16 +553,8 @@ impl Service {
             stages: Vec::new(),
             sandbox: self.sandbox.clone(),
         };
-        let handle = Handle::new(job, |_| Keep::All, self.gate().clone());
+        let handle = self.handle(job, Keep::All);
         handle.set_job_id(format!("driver-{id}"));
-        handle
-            .lock()
-            .coordinator
-            .set_speculation(self.options.speculate);
-        handle
-            .lock()
-            .coordinator
-            .set_max_lost(self.options.max_lost);
         let entry = Arc::new(Entry {
             meta,
             dir,
@@ -591,13 +588,7 @@ impl Service {
             if !handle.is_cancelled() {
                 ended.state = JobState::Succeeded;
             }
-            let _ = std::fs::write(
-                running.dir.join("ended.json"),
-                serde_json::to_vec(&ended).unwrap_or_default(),
-            );
-            let state = ended.state;
-            *lock(&running.ended) = Some(ended);
-            running.state.send_replace(state);
+            running.end(ended);
         });
         Ok(entry)
     }
