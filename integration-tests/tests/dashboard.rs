@@ -266,6 +266,5 @@ async fn the_dashboard_of_a_serving_server_lists_its_jobs_and_follows_the_chosen
         body.contains(&format!("dipla_job_workers{{job=\"{big}\"}} 1")),
         "{body}"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.stop();
 }

@@ -234,7 +234,7 @@ fn a_worker_finds_an_announced_project_in_the_directory_and_joins_it() {
 fn a_serving_server_announces_itself_and_its_workers_join_through_the_directory() {
     let directory = Directory::start(&["--check-secs", "0.2"]);
     let data = tempfile::tempdir().unwrap();
-    let (mut server, _url, _) = crate::support::dipla_server(&[
+    let (server, _url, _) = crate::support::dipla_server(&[
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -251,6 +251,7 @@ fn a_serving_server_announces_itself_and_its_workers_join_through_the_directory(
         "--announce-secs",
         "0.2",
     ]);
+    let mut server = crate::serve::Serving(server);
     eventually(10, "the serving server listed", || {
         directory
             .projects()
@@ -263,6 +264,5 @@ fn a_serving_server_announces_itself_and_its_workers_join_through_the_directory(
         table.contains("many-jobs") && table.contains("a server that takes jobs"),
         "{table}"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.stop();
 }

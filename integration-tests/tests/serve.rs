@@ -11,8 +11,26 @@ use crate::support::{
 
 pub(crate) const TOKEN: &str = "serve-admin-token";
 
+/// A server process, killed (SIGKILL) when stopped or dropped, so a failing test leaves no
+/// server behind.
+pub(crate) struct Serving(pub(crate) Child);
+
+impl Serving {
+    /// Kills it and waits for it to go.
+    pub(crate) fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// `dipla-server serve` on a free port keeping jobs in `data`.
-pub(crate) fn serve(data: &std::path::Path) -> (Child, String) {
+pub(crate) fn serve(data: &std::path::Path) -> (Serving, String) {
     let (child, url, _) = dipla_server(&[
         "serve",
         "--listen",
@@ -24,7 +42,7 @@ pub(crate) fn serve(data: &std::path::Path) -> (Child, String) {
         "--heartbeat-secs",
         "0.5",
     ]);
-    (child, format!("http://{}", addr_of(&url)))
+    (Serving(child), format!("http://{}", addr_of(&url)))
 }
 
 /// `dipla-server ARGS --server SERVER --admin-token TOKEN`.
@@ -222,8 +240,7 @@ fn jobs_submitted_to_a_serving_server_share_its_workers_fairly_and_stream_result
         assert_eq!(line["output"].as_u64(), Some(i * i), "{line}");
     }
 
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.stop();
 }
 
 #[test]
@@ -237,8 +254,7 @@ fn a_serving_server_killed_midway_resumes_its_jobs_from_their_journals() {
     until(&url, &[&id], Duration::from_secs(30), "some results", |s| {
         s[0]["done"].as_u64().unwrap() >= 50
     });
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.stop();
     drop(worker);
 
     let (mut server, url) = serve(data.path());
@@ -258,8 +274,7 @@ fn a_serving_server_killed_midway_resumes_its_jobs_from_their_journals() {
     assert_eq!(outputs(&out.stdout), expected);
     let ended = status(&url, &id);
     assert_eq!(ended["state"], "succeeded", "{ended:#}");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,6 +324,5 @@ async fn a_driver_program_runs_its_job_on_a_serving_server_through_the_api() {
     );
     // Squares, sums, the reduction's one result, squares again.
     assert_eq!(ended[0]["done"], 300 + 300 + 1 + 300, "{ended:#?}");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.stop();
 }

@@ -26,6 +26,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most results sent in one message.
 const MAX_RESULTS_PER_MESSAGE: usize = 1024;
 
+/// The least time between two results messages: results finishing closer together share a
+/// message, and so one receipt signature (tiny tasks finish thousands of times a second; a
+/// signature costs tens of microseconds to make and to check). A result after a quiet spell
+/// goes at once.
+const COALESCE: Duration = Duration::from_millis(1);
+
 /// Connects to the server in `config`, serves it until it says goodbye, and returns its
 /// reason. A server running several jobs may ask the worker to come back at once (to move it
 /// to another job): it connects again, and again, until a goodbye does not ask that.
@@ -438,18 +444,30 @@ async fn write_loop(
     signer: Signer,
     tamper: Option<crate::Tamper>,
 ) -> Result<(), WorkerError> {
+    let mut last_results = tokio::time::Instant::now();
     loop {
         let message = tokio::select! {
             biased;
             Some(message) = control.recv() => message,
             Some(first) = results.recv() => {
                 let mut batch = vec![first];
-                while batch.len() < MAX_RESULTS_PER_MESSAGE {
-                    match results.try_recv() {
-                        Ok(result) => batch.push(result),
-                        Err(_) => break,
+                let until = last_results + COALESCE;
+                loop {
+                    while batch.len() < MAX_RESULTS_PER_MESSAGE {
+                        match results.try_recv() {
+                            Ok(result) => batch.push(result),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.len() >= MAX_RESULTS_PER_MESSAGE {
+                        break;
+                    }
+                    match tokio::time::timeout_at(until, results.recv()).await {
+                        Ok(Some(result)) => batch.push(result),
+                        Ok(None) | Err(_) => break,
                     }
                 }
+                last_results = tokio::time::Instant::now();
                 if let Some(tamper) = &tamper {
                     batch.iter_mut().for_each(|result| tamper(result));
                 }
