@@ -88,6 +88,12 @@ pub enum Flow<T> {
 
 #[doc(hidden)]
 pub mod __private;
+pub mod arena;
+
+/// Every allocation of a wasm guest: see [`arena`].
+#[cfg(all(target_arch = "wasm32", feature = "arena"))]
+#[global_allocator]
+static GLOBAL: arena::Arena = arena::Arena::new();
 
 /// The version of the guest ABI this SDK implements, recorded in every module it builds.
 pub const ABI_VERSION: u32 = 1;

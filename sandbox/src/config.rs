@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy};
+use wasmtime::{
+    Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy,
+};
 
 /// The wasm stack a guest may use. 512 KiB gave about 10,900 frames of a small recursive
 /// function on x86-64; a deeper recursion fails with a stack overflow.
@@ -33,7 +35,7 @@ pub const MAX_LIVE_INSTANCES: u32 = 256;
 /// (`-C link-arg=-zstack-size=65536`) touch only their first pages: with 256 KiB kept
 /// resident they ran 46k tasks/s, but deep recursion then fails as an out-of-bounds access
 /// instead of a stack overflow, so that trade is left to a later decision.
-pub const KEEP_RESIDENT_BYTES: usize = 0;
+pub const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
 /// The wasmtime configuration of every Dipla sandbox.
 pub fn engine_config() -> Config {
@@ -75,6 +77,7 @@ fn pooling() -> PoolingAllocationConfig {
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(4 << 30)
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(64 << 10);
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Auto);
     pool
 }
