@@ -1,40 +1,58 @@
-//! `cargo xtask bench` (or `just bench`): Dipla's own benchmarks, printed as one table.
+//! `cargo xtask bench` (`just bench`): Dipla's own benchmarks, printed as one table; with
+//! `--peers` (`just bench-peers`), the same workloads on Ray and Dask beside them.
 //!
-//! - tiny tasks: 20,000 calls of `square` (x * x) on 2 local workers, end to end;
-//! - factorise: 2,000 numbers near 10^12 by trial division on 1 and 2 local workers, against
-//!   the same Rust function compiled natively and run on one thread.
+//! Every job runs as a user runs it (see [`rig`]): `dipla-server run` with its defaults (a
+//! durable journal, signed receipts) and separate `dipla-worker` processes of one core each,
+//! on loopback. A job's time is the server's, from accepting workers to the last result
+//! written: it includes the workers joining and loading the module. Each figure is the median
+//! of several runs, after one run that warms the workers' module cache (the first run's time to
+//! first result is reported apart, as the cold start).
 //!
-//! - stragglers: 30 tasks of ~70 ms on three `dipla-worker` processes, one of them 8 times
-//!   slower (`--throttle 8`), with and without speculative copies of its tasks.
-//!
-//! Each figure is the median of several runs. Times are from the server accepting workers to
-//! the last result written, so they include workers connecting, fetching and compiling the
-//! module.
+//! Also measured: the same Rust functions compiled natively and run on one thread, the bytes on
+//! the wire, the processes' peak memory, speculative copies of straggling tasks, and the cost
+//! of each result check.
+
+mod peers;
+mod rig;
+mod workloads;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use dipla_sandbox::Sandbox;
 use dipla_server::{RunOptions, Server, Summary, manifest};
 
+use rig::{Rig, Run};
+use workloads::{Workload, thousands};
+
 #[derive(Parser)]
 #[command(about = "Dipla's benchmarks")]
 struct Cli {
-    /// Runs per figure (the median is reported).
+    /// Timed runs per figure (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Only the tiny-task benchmark (for profiling).
+    /// Only this workload on `--workers` workers, one line (for profiling).
+    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi"])]
+    only: Option<String>,
+    /// Workers for `--only`.
+    #[arg(long, default_value_t = 2, requires = "only")]
+    workers: usize,
+    /// Also run the workloads on Ray and Dask (installed into a venv by
+    /// bench/peers/setup.sh) and print them side by side.
     #[arg(long)]
-    tiny_only: bool,
-    /// Tiny tasks per run.
-    #[arg(long, default_value_t = 20_000)]
-    tiny_tasks: u64,
+    peers: bool,
+    /// Timed runs per workload on each peer.
+    #[arg(long, default_value_t = 3)]
+    peer_runs: usize,
+    /// Timed runs of the pure-Python pi on each peer (minutes each).
+    #[arg(long, default_value_t = 1)]
+    peer_pi_runs: usize,
+    /// Skip the stragglers and result-check rows.
+    #[arg(long)]
+    no_extras: bool,
 }
-
-const FACTORISE_START: u64 = 1_000_000_000_000;
-const FACTORISE_COUNT: u64 = 2_000;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,14 +61,17 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
-fn wasm(name: &str) -> Result<PathBuf> {
-    let path = root().join(format!("target/wasm32-unknown-unknown/release/{name}.wasm"));
-    ensure!(
-        path.exists(),
-        "{} is missing: run `cargo xtask build-guests`",
-        path.display()
-    );
-    Ok(path)
+fn wasm_dir() -> Result<PathBuf> {
+    let dir = root().join("target/wasm32-unknown-unknown/release");
+    for guest in ["testbed", "factorise", "pi"] {
+        let path = dir.join(format!("{guest}.wasm"));
+        ensure!(
+            path.exists(),
+            "{} is missing: run `cargo xtask build-guests`",
+            path.display()
+        );
+    }
+    Ok(dir)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -58,8 +79,412 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Runs `text` on worker processes, one per entry of `throttles` (1: full speed).
-async fn run_on_processes(
+/// The medians of several runs of one workload on one worker count.
+struct Figures {
+    workload: Workload,
+    secs: f64,
+    /// Bytes both ways per task, modules excluded.
+    wire_per_task: f64,
+    /// Bytes both ways for the whole job, modules included.
+    wire_per_job: f64,
+    module_transfers: u64,
+    server_peak: f64,
+    worker_peak: f64,
+    to_first_result: f64,
+    check: u64,
+}
+
+impl Figures {
+    fn tasks_per_sec(&self) -> f64 {
+        self.workload.tasks() as f64 / self.secs
+    }
+}
+
+/// Runs `workload` on `workers` workers: one warm-up run, then `runs` timed ones.
+fn measure(rig: &Rig, workload: Workload, workers: usize, runs: usize) -> Result<Figures> {
+    let (manifest, stage) = workload.manifest(&wasm_dir()?);
+    let extra: Vec<&str> = stage
+        .map(|stage| vec!["--stage", stage])
+        .unwrap_or_default();
+    let once = || -> Result<(Run, u64)> {
+        let run = rig.run(&manifest, workers, &extra)?;
+        let check = workload.check(&run.results)?;
+        ensure!(
+            check == workload.expected(),
+            "{}: check value {check}, expected {}",
+            workload.name(),
+            workload.expected()
+        );
+        ensure!(
+            run.summary.tasks == workload.result_lines(),
+            "{}: {} tasks, expected {}",
+            workload.name(),
+            run.summary.tasks,
+            workload.result_lines()
+        );
+        Ok((run, check))
+    };
+    once().with_context(|| format!("warming up {}", workload.name()))?;
+    let mut all = Vec::new();
+    for _ in 0..runs {
+        let (run, check) = once()?;
+        eprintln!(
+            "{} on {workers} worker(s): {} tasks in {:.3} s, the first after {:.3} s",
+            workload.name(),
+            run.summary.tasks,
+            run.summary.elapsed_secs,
+            run.summary.first_result_secs.unwrap_or(f64::NAN)
+        );
+        all.push((run, check));
+    }
+    let of = |f: &dyn Fn(&Run) -> f64| median(all.iter().map(|(run, _)| f(run)).collect());
+    let tasks = workload.tasks() as f64;
+    Ok(Figures {
+        workload,
+        secs: of(&|run| run.summary.elapsed_secs),
+        wire_per_task: of(&|run| {
+            let t = run.summary.traffic;
+            (t.total() - t.module_bytes) as f64 / tasks
+        }),
+        wire_per_job: of(&|run| run.summary.traffic.total() as f64),
+        module_transfers: all[0].0.summary.traffic.module_transfers,
+        server_peak: of(&|run| run.server_peak as f64),
+        worker_peak: of(&|run| run.worker_peak as f64),
+        to_first_result: of(&|run| run.to_first_result.map_or(f64::NAN, |d| d.as_secs_f64())),
+        check: all[0].1,
+    })
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / f64::from(1 << 20))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let kib: u64 = info
+                .lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some(format!(", {} GiB", (kib + (1 << 19)) >> 20))
+        })
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores{memory}, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+fn native(runs: usize, f: fn() -> (Duration, u64)) -> f64 {
+    median((0..runs).map(|_| f().0.as_secs_f64()).collect())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    ensure!(cli.runs > 0, "--runs must be at least 1");
+    let root = root();
+    eprintln!("machine: {}", machine());
+
+    // A fresh rig: the first run of tiny is a cold start (nothing cached by the workers).
+    let rig = Rig::new(&root)?;
+    if let Some(name) = &cli.only {
+        let workload = Workload::named(name).expect("clap checked the name");
+        let figures = measure(&rig, workload, cli.workers, cli.runs)?;
+        println!(
+            "{} on {} worker(s): {:.3} s, {:.0} tasks/s, {:.1} B on the wire per task",
+            workload.name(),
+            cli.workers,
+            figures.secs,
+            figures.tasks_per_sec(),
+            figures.wire_per_task
+        );
+        let native = match workload {
+            Workload::Factorise => Some(native(cli.runs, workloads::native_factorise)),
+            Workload::Pi => Some(native(cli.runs, workloads::native_pi)),
+            _ => None,
+        };
+        if let Some(native) = native {
+            println!(
+                "native Rust, 1 thread: {native:.3} s (ratio {:.2})",
+                figures.secs / native
+            );
+        }
+        return Ok(());
+    }
+    let (manifest, _) = Workload::Tiny.manifest(&wasm_dir()?);
+    let cold = rig.run(&manifest, 2, &[])?;
+    let cold_first = cold.to_first_result.map(|d| d.as_secs_f64() * 1000.0);
+    let tiny = measure(&rig, Workload::Tiny, 2, cli.runs)?;
+    let chained = measure(&rig, Workload::Chained, 2, cli.runs)?;
+    let factorise = [
+        measure(&rig, Workload::Factorise, 1, cli.runs)?,
+        measure(&rig, Workload::Factorise, 2, cli.runs)?,
+    ];
+    let pi = [
+        measure(&rig, Workload::Pi, 1, cli.runs)?,
+        measure(&rig, Workload::Pi, 2, cli.runs)?,
+    ];
+    let native_factorise = native(cli.runs, workloads::native_factorise);
+    let native_pi = native(cli.runs, workloads::native_pi);
+
+    let peers = if cli.peers {
+        let venv = peers::venv(&root)?;
+        let mut reports = Vec::new();
+        for runner in ["run_ray.py", "run_dask.py"] {
+            reports.push(peers::run(
+                &root,
+                &venv,
+                runner,
+                cli.peer_runs,
+                cli.peer_pi_runs,
+            )?);
+        }
+        reports
+    } else {
+        Vec::new()
+    };
+
+    let extras = if cli.no_extras {
+        None
+    } else {
+        Some(extras(&rig, cli.runs)?)
+    };
+
+    println!(
+        "Dipla benchmarks on {} (median of {} runs; 2 workers unless stated)",
+        machine(),
+        cli.runs
+    );
+    println!();
+    println!("| benchmark | figure |");
+    println!("|---|---|");
+    for figures in [&tiny, &chained] {
+        println!(
+            "| {} | {:.0} tasks/s ({:.3} s) |",
+            figures.workload.title(),
+            figures.tasks_per_sec(),
+            figures.secs
+        );
+    }
+    let [one, two] = &factorise;
+    println!(
+        "| factorise, native Rust, 1 thread | {native_factorise:.3} s |\n\
+         | factorise, 1 worker | {:.3} s (wasm/native {:.2}) |\n\
+         | factorise, 2 workers | {:.3} s ({:.2}x one worker) |",
+        one.secs,
+        one.secs / native_factorise,
+        two.secs,
+        one.secs / two.secs
+    );
+    let [one, two] = &pi;
+    println!(
+        "| {}, native Rust, 1 thread | {native_pi:.3} s |\n\
+         | pi, 1 worker | {:.3} s (wasm/native {:.2}) |\n\
+         | pi, 2 workers | {:.3} s ({:.2}x one worker) |",
+        Workload::Pi.title(),
+        one.secs,
+        one.secs / native_pi,
+        two.secs,
+        one.secs / two.secs
+    );
+    let payload = Workload::Tiny.payload_bytes();
+    println!(
+        "| wire bytes per tiny task, both ways, modules excluded | {:.1} B ({:.1} B of input and \
+         output JSON, {:.1} B of protocol) |",
+        tiny.wire_per_task,
+        payload,
+        tiny.wire_per_task - payload
+    );
+    println!(
+        "| wire bytes per tiny job, modules included | {:.0} KB (module sent {} times to 2 \
+         workers) |",
+        tiny.wire_per_job / 1000.0,
+        tiny.module_transfers
+    );
+    println!(
+        "| peak memory, tiny job | server {}, worker {} |",
+        mib(tiny.server_peak),
+        mib(tiny.worker_peak)
+    );
+    println!(
+        "| peak memory, factorise on 2 workers | server {}, worker {} |",
+        mib(factorise[1].server_peak),
+        mib(factorise[1].worker_peak)
+    );
+    if let Some(cold) = cold_first {
+        println!(
+            "| from `dipla-server run` to first result (tiny) | {cold:.0} ms cold (module \
+             compiled), {:.0} ms warm (module cached on disk) |",
+            tiny.to_first_result * 1000.0
+        );
+    }
+    if let Some(extras) = extras {
+        print!("{extras}");
+    }
+    if !peers.is_empty() {
+        print_peers(&[&tiny, &chained, &factorise[1], &pi[1]], &peers)?;
+    }
+    Ok(())
+}
+
+/// The side-by-side table; fails when any system's check value is wrong.
+fn print_peers(dipla: &[&Figures], peers: &[peers::PeerReport]) -> Result<()> {
+    println!();
+    println!(
+        "Dipla, {} on one machine, 2 workers each",
+        peers
+            .iter()
+            .map(|peer| format!("{} {}", peer.system, peer.version))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    );
+    println!();
+    let mut header = "| workload | Dipla |".to_owned();
+    let mut rule = "|---|---|".to_owned();
+    for peer in peers {
+        header += &format!(" {} | Dipla vs {} |", peer.system, peer.system);
+        rule += "---|---|";
+    }
+    println!("{header}\n{rule}");
+    let mut wrong = Vec::new();
+    for figures in dipla {
+        let workload = figures.workload;
+        let throughput = matches!(workload, Workload::Tiny | Workload::Chained);
+        let show = |secs: f64, tasks: u64| {
+            if throughput {
+                format!(
+                    "{} tasks/s",
+                    thousands((tasks as f64 / secs).round() as u64)
+                )
+            } else {
+                format!("{secs:.2} s")
+            }
+        };
+        let mut row = format!(
+            "| {} | {} |",
+            workload.title(),
+            show(figures.secs, workload.tasks())
+        );
+        for peer in peers {
+            match peer.workloads.get(workload.name()) {
+                Some(theirs) => {
+                    if !theirs.ok || theirs.check != serde_json::json!(figures.check) {
+                        wrong.push(format!(
+                            "{} {}: check {} (Dipla {})",
+                            peer.system,
+                            workload.name(),
+                            theirs.check,
+                            figures.check
+                        ));
+                    }
+                    let ratio =
+                        theirs.secs / figures.secs * workload.tasks() as f64 / theirs.tasks as f64;
+                    row += &format!(
+                        " {} | {ratio:.1}x faster |",
+                        show(theirs.secs, theirs.tasks)
+                    );
+                }
+                None => row += " - | - |",
+            }
+        }
+        println!("{row}");
+    }
+    for peer in peers {
+        if let Some(numpy) = peer.workloads.get("pi_numpy") {
+            println!(
+                "\n{} pi with numpy (vectorised, bit-identical): {:.2} s; cluster start-up {:.1} s \
+                 (not counted); load average before: {}",
+                peer.system, numpy.secs, peer.startup_secs, peer.loadavg_before
+            );
+        }
+    }
+    ensure!(
+        wrong.is_empty(),
+        "check values differ: {}",
+        wrong.join("; ")
+    );
+    Ok(())
+}
+
+/// Speculative copies of straggling tasks, and the cost of each result check.
+fn extras(rig: &Rig, runs: usize) -> Result<String> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let sandbox = Sandbox::new().context("cannot start the sandbox")?;
+    let inputs: Vec<String> = (0..30).map(|i| format!("[{i}, 30000000]")).collect();
+    let stragglers = format!(
+        r#"name = "stragglers"
+        [modules]
+        m = "{}"
+        [[stages]]
+        name = "burn"
+        task = "m.burn"
+        inputs = {{ values = [{}] }}"#,
+        wasm_dir()?.join("testbed.wasm").display(),
+        inputs.join(", ")
+    );
+    let mut tails = [Vec::new(), Vec::new()];
+    for (i, speculate) in [false, true].into_iter().enumerate() {
+        for _ in 0..runs {
+            let summary =
+                runtime.block_on(run_throttled(&sandbox, &stragglers, &[1, 1, 8], speculate))?;
+            tails[i].push(summary.elapsed.as_secs_f64());
+            eprintln!("stragglers, speculation {speculate}: {summary}");
+        }
+    }
+    let [without, with] = tails.map(median);
+    let mut out = format!(
+        "| 30 tasks of ~70 ms, 2 workers + 1 eight times slower, no speculation | {without:.2} s |\n\
+         | the same with speculative copies | {with:.2} s ({:.1}x faster) |\n",
+        without / with
+    );
+
+    // The cost of checking results: factorise on 2 workers, plain and with each check.
+    let (plain, _) = Workload::Factorise.manifest(&wasm_dir()?);
+    let mut base = None;
+    for (name, extra) in [
+        ("no checks", ""),
+        ("replicate = 0.1", "replicate = 0.1"),
+        ("replicate = \"adaptive\"", "replicate = \"adaptive\""),
+        ("verify = \"m.check\"", "verify = \"m.check\""),
+    ] {
+        let manifest = format!("{plain}{extra}\n");
+        let mut seconds = Vec::new();
+        for _ in 0..runs {
+            let run = rig.run(&manifest, 2, &[])?;
+            seconds.push(run.summary.elapsed_secs);
+        }
+        let seconds = median(seconds);
+        match base {
+            None => base = Some(seconds),
+            Some(plain) => {
+                out += &format!(
+                    "| factorise 2,000 with {name} | {seconds:.3} s ({:+.0}% time) |\n",
+                    (seconds / plain - 1.0) * 100.0
+                )
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `text` on in-process-started worker processes, one per entry of `throttles` (1: full
+/// speed; n: n times slower).
+async fn run_throttled(
     sandbox: &Sandbox,
     text: &str,
     throttles: &[u32],
@@ -76,33 +501,21 @@ async fn run_on_processes(
     let server = Server::bind(job, options).await?;
     let url = server.worker_url()?;
     let worker = root().join("target/release/dipla-worker");
-    ensure!(
-        worker.exists(),
-        "{} is missing: run `cargo build --release`",
-        worker.display()
-    );
+    let identities = tempfile::tempdir()?;
     let mut children = Vec::new();
-    // Each worker its own volunteer, whose identity lives only as long as the run.
-    let identities = std::env::temp_dir().join(format!("dipla-bench-{}", std::process::id()));
     for (i, throttle) in throttles.iter().enumerate() {
-        let identity = identities.join(format!("w{i}"));
         let child = std::process::Command::new(&worker)
-            .args([
-                "--server",
-                &url,
-                "--cores",
-                "1",
-                "--no-bench",
-                "--no-disk-cache",
-            ])
+            .args(["--server", &url, "--cores", "1", "--no-bench"])
             .args([
                 "--name",
                 &format!("w{i}"),
                 "--throttle",
                 &throttle.to_string(),
-                "--identity",
-                &identity.to_string_lossy(),
             ])
+            .arg("--identity")
+            .arg(identities.path().join(format!("w{i}")))
+            .arg("--cache-dir")
+            .arg(identities.path().join("cache"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -110,7 +523,6 @@ async fn run_on_processes(
         children.push(child);
     }
     let summary = server.run(std::io::sink()).await;
-    let _ = std::fs::remove_dir_all(&identities);
     for mut child in children {
         let _ = child.kill();
         let _ = child.wait();
@@ -118,205 +530,4 @@ async fn run_on_processes(
     let summary = summary?;
     ensure!(summary.success(), "the benchmark job failed: {summary}");
     Ok(summary)
-}
-
-async fn run_job(sandbox: &Sandbox, text: &str, workers: usize) -> Result<Summary> {
-    let path = root().join("bench/job.toml");
-    let job = manifest::parse(text, &path, sandbox)?;
-    let options = RunOptions {
-        local_workers: workers,
-        ..RunOptions::default()
-    };
-    let server = Server::bind(job, options).await?;
-    let summary = server.run(std::io::sink()).await?;
-    ensure!(summary.success(), "the benchmark job failed: {summary}");
-    Ok(summary)
-}
-
-/// A one-stage job applying guest `guest`'s task `task` to the integers `start..end`.
-fn range_job(guest: &str, task: &str, start: u64, end: u64) -> Result<String> {
-    Ok(format!(
-        r#"name = "{task}"
-        [modules]
-        m = "{}"
-        [[stages]]
-        name = "{task}"
-        task = "m.{task}"
-        inputs = {{ range = {{ start = {start}, end = {end} }} }}"#,
-        wasm(guest)?.display()
-    ))
-}
-
-fn native_factorise() -> Duration {
-    let started = Instant::now();
-    let mut sum = 0u64;
-    for n in FACTORISE_START..FACTORISE_START + FACTORISE_COUNT {
-        sum = sum.wrapping_add(
-            factorise::factorise(std::hint::black_box(n))
-                .iter()
-                .sum::<u64>(),
-        );
-    }
-    std::hint::black_box(sum);
-    started.elapsed()
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|name| name.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    format!(
-        "{cpu}, {cores} cores, {} {}",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    )
-}
-
-#[tokio::main]
-async fn main() -> Result<()> {
-    let cli = Cli::parse();
-    ensure!(cli.runs > 0, "--runs must be at least 1");
-    let sandbox = Sandbox::new().context("cannot start the sandbox")?;
-    eprintln!("machine: {}", machine());
-
-    let tiny = range_job("testbed", "square", 0, cli.tiny_tasks)?;
-    let mut rates = Vec::new();
-    let mut bytes_per_task = 0.0;
-    for _ in 0..cli.runs {
-        let summary = run_job(&sandbox, &tiny, 2).await?;
-        rates.push(summary.tasks as f64 / summary.elapsed.as_secs_f64());
-        bytes_per_task = (summary.stats.bytes_sent + summary.stats.bytes_received
-            - summary.stats.module_bytes) as f64
-            / summary.tasks as f64;
-        eprintln!("tiny: {summary}");
-    }
-
-    if cli.tiny_only {
-        println!(
-            "tiny tasks: {:.0} tasks/s, {bytes_per_task:.1} B on the wire per task",
-            median(rates)
-        );
-        return Ok(());
-    }
-    let factorise = range_job(
-        "factorise",
-        "factorise",
-        FACTORISE_START,
-        FACTORISE_START + FACTORISE_COUNT,
-    )?;
-    let mut times = [Vec::new(), Vec::new()];
-    let mut first_results = Vec::new();
-    for (i, workers) in [1, 2].into_iter().enumerate() {
-        for _ in 0..cli.runs {
-            let summary = run_job(&sandbox, &factorise, workers).await?;
-            times[i].push(summary.elapsed.as_secs_f64());
-            if let Some(first) = summary.first_result {
-                first_results.push(first.as_secs_f64() * 1000.0);
-            }
-            eprintln!("factorise, {workers} worker(s): {summary}");
-        }
-    }
-    let native = median(
-        (0..cli.runs)
-            .map(|_| native_factorise().as_secs_f64())
-            .collect(),
-    );
-    let [one, two] = times.map(median);
-
-    let inputs: Vec<String> = (0..30).map(|i| format!("[{i}, 30000000]")).collect();
-    let stragglers = format!(
-        r#"name = "stragglers"
-        [modules]
-        m = "{}"
-        [[stages]]
-        name = "burn"
-        task = "m.burn"
-        inputs = {{ values = [{}] }}"#,
-        wasm("testbed")?.display(),
-        inputs.join(", ")
-    );
-    let mut tails = [Vec::new(), Vec::new()];
-    for (i, speculate) in [false, true].into_iter().enumerate() {
-        for _ in 0..cli.runs {
-            let summary = run_on_processes(&sandbox, &stragglers, &[1, 1, 8], speculate).await?;
-            tails[i].push(summary.elapsed.as_secs_f64());
-            eprintln!("stragglers, speculation {speculate}: {summary}");
-        }
-    }
-    let [without, with] = tails.map(median);
-
-    // The cost of checking results: factorise on 2 local workers, plain and with each check.
-    let checked = |extra: &str| format!("{factorise}\n{extra}");
-    let mut check_rows = Vec::new();
-    for (name, extra) in [
-        ("no checks", ""),
-        ("replicate = 0.1", "replicate = 0.1"),
-        ("replicate = \"adaptive\"", "replicate = \"adaptive\""),
-        ("verify = \"m.check\"", "verify = \"m.check\""),
-    ] {
-        let mut seconds = Vec::new();
-        let mut replicas = Vec::new();
-        for _ in 0..cli.runs {
-            let summary = run_job(&sandbox, &checked(extra), 2).await?;
-            seconds.push(summary.elapsed.as_secs_f64());
-            replicas.push(summary.counts.replicas as f64 / summary.tasks as f64);
-            eprintln!("checks, {name}: {summary}");
-        }
-        check_rows.push((name, median(seconds), median(replicas)));
-    }
-
-    println!(
-        "Dipla benchmarks on {} (median of {} runs)",
-        machine(),
-        cli.runs
-    );
-    println!();
-    println!("| benchmark | figure |");
-    println!("|---|---|");
-    println!(
-        "| tiny tasks ({} x square, 2 local workers) | {:.0} tasks/s |",
-        cli.tiny_tasks,
-        median(rates)
-    );
-    println!(
-        "| wire bytes per tiny task (both directions, module excluded) | {bytes_per_task:.1} B |"
-    );
-    println!("| factorise 2,000 near 10^12, native, 1 thread | {native:.3} s |");
-    println!(
-        "| factorise, 1 worker | {one:.3} s (wasm/native {:.2}) |",
-        one / native
-    );
-    println!(
-        "| factorise, 2 workers | {two:.3} s (speed-up over 1 worker {:.2}x) |",
-        one / two
-    );
-    if !first_results.is_empty() {
-        println!(
-            "| first result after start (factorise) | {:.1} ms |",
-            median(first_results)
-        );
-    }
-    println!(
-        "| 30 tasks of ~70 ms, 2 workers + 1 eight times slower, no speculation | {without:.2} s |"
-    );
-    println!(
-        "| the same with speculative copies | {with:.2} s ({:.1}x faster) |",
-        without / with
-    );
-    let plain = check_rows[0].1;
-    for (name, seconds, replicas) in &check_rows[1..] {
-        println!(
-            "| factorise 2,000 with {name} | {seconds:.3} s ({:+.0}% time, {:.2} replicas per task) |",
-            (seconds / plain - 1.0) * 100.0,
-            replicas
-        );
-    }
-    Ok(())
 }

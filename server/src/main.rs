@@ -142,6 +142,9 @@ struct RunArgs {
     /// Discard what the state file holds and run the whole job again.
     #[arg(long, conflicts_with = "no_state", env = "DIPLA_FRESH")]
     fresh: bool,
+    /// When the run ends, write its summary (task counts, traffic, seconds) as JSON here.
+    #[arg(long, env = "DIPLA_SUMMARY_JSON")]
+    summary_json: Option<PathBuf>,
     /// When stderr is not a terminal, write a progress line every this many seconds.
     #[arg(long, env = "DIPLA_PROGRESS_SECS", default_value_t = 5.0)]
     progress_secs: f64,
@@ -434,6 +437,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 state,
                 no_state,
                 fresh: discard,
+                summary_json,
                 progress_secs,
                 admission,
                 announce,
@@ -511,6 +515,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             };
             progress.abort();
             eprintln!("dipla-server: {summary}");
+            if let Some(path) = &summary_json {
+                std::fs::write(path, format!("{:#}\n", summary.to_json()))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             Ok(if summary.cancelled {
                 ExitCode::from(3)
             } else if summary.success() {
@@ -599,3 +607,8 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
     }
 }
+
+/// mimalloc: the server and worker allocate many small, short-lived buffers (messages, JSON)
+/// from several threads, which glibc's allocator serves markedly slower.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

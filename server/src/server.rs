@@ -119,6 +119,20 @@ impl Summary {
     pub fn success(&self) -> bool {
         self.counts.failed == 0 && !self.cancelled
     }
+
+    /// The summary as JSON (`dipla-server run --summary-json`): what happened to the tasks,
+    /// the traffic, and the times in seconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tasks": self.tasks,
+            "success": self.success(),
+            "cancelled": self.cancelled,
+            "elapsed_secs": self.elapsed.as_secs_f64(),
+            "first_result_secs": self.first_result.map(|first| first.as_secs_f64()),
+            "counts": self.counts,
+            "traffic": self.stats,
+        })
+    }
 }
 
 impl std::fmt::Display for Summary {

@@ -12,7 +12,7 @@ pub struct Stats {
 }
 
 /// A copy of [`Stats`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StatsSnapshot {
     /// Modules sent to workers (each at most once per connection).
     pub module_transfers: u64,

@@ -324,3 +324,8 @@ fn server_is_tls(url: &str) -> bool {
     url.get(..6)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"))
 }
+
+/// mimalloc: the server and worker allocate many small, short-lived buffers (messages, JSON)
+/// from several threads, which glibc's allocator serves markedly slower.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

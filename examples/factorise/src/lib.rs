@@ -18,13 +18,21 @@ pub fn factorise(mut n: u64) -> Vec<u64> {
         factors.push(2);
         n /= 2;
     }
+    // One division per step: the remainder comes from the quotient (wasm has no instruction
+    // giving both, and Cranelift does not merge a division with a remainder as LLVM does, so
+    // `d <= n / d` and `n % d` would cost two).
     let mut d = 3;
-    while d <= n / d {
-        while n.is_multiple_of(d) {
-            factors.push(d);
-            n /= d;
+    loop {
+        let quotient = n / d;
+        if d > quotient {
+            break;
         }
-        d += 2;
+        if n - quotient * d == 0 {
+            factors.push(d);
+            n = quotient;
+        } else {
+            d += 2;
+        }
     }
     if n > 1 {
         factors.push(n);

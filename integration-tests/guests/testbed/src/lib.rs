@@ -9,6 +9,12 @@ pub fn square(x: u64) -> u64 {
     x.wrapping_mul(x)
 }
 
+/// The second map of the chained benchmark.
+#[task]
+pub fn add_one(x: u64) -> u64 {
+    x.wrapping_add(1)
+}
+
 /// Several parameters arrive as a JSON array.
 #[task]
 pub fn describe(name: String, count: u32, tags: Vec<String>) -> String {
