@@ -20,9 +20,17 @@ build-guests:
 lint:
     cargo xtask lint
 
-# Run the benchmarks (tiny-task throughput, factorise wasm/native) and print a table.
+# Run the benchmarks (tiny, chained, factorise and pi against native, bytes, memory) as a table.
 bench *ARGS:
     cargo xtask bench {{ARGS}}
+
+# The benchmarks, then the same workloads on Ray and Dask (installed into a venv), side by side.
+bench-peers *ARGS:
+    cargo xtask bench-peers {{ARGS}}
+
+# One server against 1,000 then 5,000 simulated workers, 200,000 tasks (--quick: 50 workers).
+bench-scale *ARGS:
+    cargo xtask bench-scale {{ARGS}}
 
 # Render the Mandelbrot set on local workers into a PNG (--out, --width, --height, --bands).
 mandelbrot *ARGS:

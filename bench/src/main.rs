@@ -17,7 +17,6 @@ mod rig;
 mod workloads;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
@@ -49,6 +48,9 @@ struct Cli {
     /// Timed runs of the pure-Python pi on each peer (minutes each).
     #[arg(long, default_value_t = 1)]
     peer_pi_runs: usize,
+    /// Run only this workload on the peers (repeatable; default: all of them).
+    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "pi_numpy"])]
+    peer_only: Vec<String>,
     /// Skip the stragglers and result-check rows.
     #[arg(long)]
     no_extras: bool,
@@ -87,7 +89,6 @@ struct Figures {
     wire_per_task: f64,
     /// Bytes both ways for the whole job, modules included.
     wire_per_job: f64,
-    module_transfers: u64,
     server_peak: f64,
     worker_peak: f64,
     to_first_result: f64,
@@ -147,7 +148,6 @@ fn measure(rig: &Rig, workload: Workload, workers: usize, runs: usize) -> Result
             (t.total() - t.module_bytes) as f64 / tasks
         }),
         wire_per_job: of(&|run| run.summary.traffic.total() as f64),
-        module_transfers: all[0].0.summary.traffic.module_transfers,
         server_peak: of(&|run| run.server_peak as f64),
         worker_peak: of(&|run| run.worker_peak as f64),
         to_first_result: of(&|run| run.to_first_result.map_or(f64::NAN, |d| d.as_secs_f64())),
@@ -190,8 +190,17 @@ fn machine() -> String {
     )
 }
 
-fn native(runs: usize, f: fn() -> (Duration, u64)) -> f64 {
-    median((0..runs).map(|_| f().0.as_secs_f64()).collect())
+/// The median time of `workload` compiled natively on `threads` threads.
+fn native(runs: usize, workload: Workload, threads: u64) -> f64 {
+    median(
+        (0..runs)
+            .map(|_| {
+                workload
+                    .native(threads)
+                    .map_or(f64::NAN, |(time, _)| time.as_secs_f64())
+            })
+            .collect(),
+    )
 }
 
 fn main() -> Result<()> {
@@ -213,12 +222,8 @@ fn main() -> Result<()> {
             figures.tasks_per_sec(),
             figures.wire_per_task
         );
-        let native = match workload {
-            Workload::Factorise => Some(native(cli.runs, workloads::native_factorise)),
-            Workload::Pi => Some(native(cli.runs, workloads::native_pi)),
-            _ => None,
-        };
-        if let Some(native) = native {
+        if workload.native(1).is_some() {
+            let native = native(cli.runs, workload, 1);
             println!(
                 "native Rust, 1 thread: {native:.3} s (ratio {:.2})",
                 figures.secs / native
@@ -239,8 +244,8 @@ fn main() -> Result<()> {
         measure(&rig, Workload::Pi, 1, cli.runs)?,
         measure(&rig, Workload::Pi, 2, cli.runs)?,
     ];
-    let native_factorise = native(cli.runs, workloads::native_factorise);
-    let native_pi = native(cli.runs, workloads::native_pi);
+    let native_factorise = [1, 2].map(|threads| native(cli.runs, Workload::Factorise, threads));
+    let native_pi = [1, 2].map(|threads| native(cli.runs, Workload::Pi, threads));
 
     let peers = if cli.peers {
         let venv = peers::venv(&root)?;
@@ -252,6 +257,7 @@ fn main() -> Result<()> {
                 runner,
                 cli.peer_runs,
                 cli.peer_pi_runs,
+                &cli.peer_only,
             )?);
         }
         reports
@@ -281,27 +287,25 @@ fn main() -> Result<()> {
             figures.secs
         );
     }
-    let [one, two] = &factorise;
-    println!(
-        "| factorise, native Rust, 1 thread | {native_factorise:.3} s |\n\
-         | factorise, 1 worker | {:.3} s (wasm/native {:.2}) |\n\
-         | factorise, 2 workers | {:.3} s ({:.2}x one worker) |",
-        one.secs,
-        one.secs / native_factorise,
-        two.secs,
-        one.secs / two.secs
-    );
-    let [one, two] = &pi;
-    println!(
-        "| {}, native Rust, 1 thread | {native_pi:.3} s |\n\
-         | pi, 1 worker | {:.3} s (wasm/native {:.2}) |\n\
-         | pi, 2 workers | {:.3} s ({:.2}x one worker) |",
-        Workload::Pi.title(),
-        one.secs,
-        one.secs / native_pi,
-        two.secs,
-        one.secs / two.secs
-    );
+    for (workload, [one, two], [native1, native2]) in [
+        (Workload::Factorise, &factorise, native_factorise),
+        (Workload::Pi, &pi, native_pi),
+    ] {
+        println!(
+            "| {}, native Rust, 1 thread / 2 threads | {native1:.3} s / {native2:.3} s \
+             ({:.2}x: this machine's own gain from a second thread) |\n\
+             | {}, 1 worker | {:.3} s (wasm/native {:.2}) |\n\
+             | {}, 2 workers | {:.3} s ({:.2}x one worker) |",
+            workload.title(),
+            native1 / native2,
+            workload.name(),
+            one.secs,
+            one.secs / native1,
+            workload.name(),
+            two.secs,
+            one.secs / two.secs
+        );
+    }
     let payload = Workload::Tiny.payload_bytes();
     println!(
         "| wire bytes per tiny task, both ways, modules excluded | {:.1} B ({:.1} B of input and \
@@ -310,11 +314,14 @@ fn main() -> Result<()> {
         payload,
         tiny.wire_per_task - payload
     );
+    let cold_traffic = cold.summary.traffic;
     println!(
-        "| wire bytes per tiny job, modules included | {:.0} KB (module sent {} times to 2 \
-         workers) |",
+        "| wire bytes per tiny job, both ways | {:.0} KB with workers already holding the \
+         module; the first run: {:.0} KB, the {:.0} KB module sent {} times (once per worker) |",
         tiny.wire_per_job / 1000.0,
-        tiny.module_transfers
+        cold_traffic.total() as f64 / 1000.0,
+        cold_traffic.module_bytes as f64 / 1000.0 / cold_traffic.module_transfers.max(1) as f64,
+        cold_traffic.module_transfers
     );
     println!(
         "| peak memory, tiny job | server {}, worker {} |",

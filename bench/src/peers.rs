@@ -55,13 +55,14 @@ pub fn venv(root: &Path) -> Result<PathBuf> {
 }
 
 /// Runs one peer's runner (`run_ray.py`, `run_dask.py`): `runs` timed runs per workload,
-/// `pi_runs` of the pure-Python pi (minutes each).
+/// `pi_runs` of the pure-Python pi (minutes each); `only`: these workloads (empty: all).
 pub fn run(
     root: &Path,
     venv: &Path,
     runner: &str,
     runs: usize,
     pi_runs: usize,
+    only: &[String],
 ) -> Result<PeerReport> {
     let script = root.join("bench/peers").join(runner);
     let output = Command::new(venv.join("bin/python"))
@@ -72,9 +73,17 @@ pub fn run(
             "--pi-runs",
             &pi_runs.to_string(),
         ])
+        .args(only.iter().flat_map(|name| ["--only", name]))
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("cannot run {}", script.display()))?;
+    // Kept for a second look: target/bench/peers-<runner>.json.
+    let saved = root.join("target/bench");
+    std::fs::create_dir_all(&saved)?;
+    std::fs::write(
+        saved.join(format!("peers-{}.json", runner.trim_end_matches(".py"))),
+        &output.stdout,
+    )?;
     let report: PeerReport = serde_json::from_slice(&output.stdout).with_context(|| {
         format!(
             "{} printed no report (exit {})",

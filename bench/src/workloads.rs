@@ -198,44 +198,38 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// The native single-threaded time of factorise, with its check value.
-pub fn native_factorise() -> (std::time::Duration, u64) {
-    native_factorise_on(1)
-}
-
-/// The native time of factorise on `threads` threads (numbers dealt out in turn), with its
-/// check value: what the machine itself gains from more threads.
-pub fn native_factorise_on(threads: u64) -> (std::time::Duration, u64) {
-    let started = std::time::Instant::now();
-    let sum = std::thread::scope(|scope| {
-        let parts: Vec<_> = (0..threads)
-            .map(|thread| {
-                scope.spawn(move || {
-                    let mut sum = 0u64;
-                    let numbers = FACTORISE_START..FACTORISE_START + FACTORISE_COUNT;
-                    for n in numbers.skip(thread as usize).step_by(threads as usize) {
-                        let factors = factorise::factorise(std::hint::black_box(n));
-                        sum = sum.wrapping_add(factors.iter().sum::<u64>());
-                    }
-                    sum
+impl Workload {
+    /// The same Rust function compiled natively, over the same inputs dealt out in turn to
+    /// `threads` threads: the time, and the check value (factorise and pi only).
+    pub fn native(self, threads: u64) -> Option<(std::time::Duration, u64)> {
+        let (inputs, task): (std::ops::Range<u64>, fn(u64) -> u64) = match self {
+            Self::Factorise => (FACTORISE_START..FACTORISE_START + FACTORISE_COUNT, |n| {
+                factorise::factorise(n).iter().sum()
+            }),
+            Self::Pi => (1..PI_TASKS + 1, pi::hits),
+            Self::Tiny | Self::Chained => return None,
+        };
+        let started = std::time::Instant::now();
+        let sum = std::thread::scope(|scope| {
+            let parts: Vec<_> = (0..threads)
+                .map(|thread| {
+                    let inputs = inputs.clone();
+                    scope.spawn(move || {
+                        inputs
+                            .skip(thread as usize)
+                            .step_by(threads as usize)
+                            .map(|input| task(std::hint::black_box(input)))
+                            .fold(0u64, u64::wrapping_add)
+                    })
                 })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .map(|part| part.join().expect("factorise does not panic"))
-            .fold(0u64, u64::wrapping_add)
-    });
-    (started.elapsed(), sum)
-}
-
-/// The native single-threaded time of pi's 200 tasks, with its check value.
-pub fn native_pi() -> (std::time::Duration, u64) {
-    let started = std::time::Instant::now();
-    let hits: u64 = (1..=PI_TASKS)
-        .map(|seed| pi::hits(std::hint::black_box(seed)))
-        .sum();
-    (started.elapsed(), hits)
+                .collect();
+            parts
+                .into_iter()
+                .map(|part| part.join().expect("the tasks do not panic"))
+                .fold(0u64, u64::wrapping_add)
+        });
+        Some((started.elapsed(), sum))
+    }
 }
 
 #[cfg(test)]
@@ -253,9 +247,13 @@ mod tests {
 
     #[test]
     fn native_checks_match_the_pinned_values() {
-        assert_eq!(native_factorise().1, Workload::Factorise.expected());
-        assert_eq!(native_factorise_on(3).1, Workload::Factorise.expected());
-        assert_eq!(native_pi().1, Workload::Pi.expected());
+        for threads in [1, 3] {
+            for workload in [Workload::Factorise, Workload::Pi] {
+                let (_, check) = workload.native(threads).expect("a native version");
+                assert_eq!(check, workload.expected(), "{workload:?} on {threads}");
+            }
+        }
+        assert!(Workload::Tiny.native(1).is_none());
     }
 
     #[test]

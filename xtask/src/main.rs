@@ -1,4 +1,4 @@
-//! Project chores that need nothing but cargo: `cargo xtask <demo|test|build-guests|lint|bench>`.
+//! Project chores that need nothing but cargo: `cargo xtask <demo|test|build-guests|lint|bench|bench-peers|bench-scale>`.
 //!
 //! Each installs what it needs (the wasm target) and builds what it uses, in the one release
 //! profile the whole project shares, so a fresh machine with only the Rust toolchain can run
@@ -14,7 +14,9 @@ commands:
   test           build the guests and run every test in the workspace
   build-guests   build every guest crate (cdylib) for wasm32-unknown-unknown
   lint           cargo fmt --check and clippy with -D warnings
-  bench          build and run the benchmarks (arguments are passed on)";
+  bench          build and run the benchmarks (arguments are passed on)
+  bench-peers    the benchmarks, then the same workloads on Ray and Dask (a venv from PyPI)
+  bench-scale    one server against 1,000 then 5,000 simulated workers (arguments passed on)";
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
@@ -26,6 +28,8 @@ fn main() -> ExitCode {
         Some("build-guests") => build_guests(),
         Some("lint") => lint(),
         Some("bench") => bench(&args[1..]),
+        Some("bench-peers") => bench(&[&["--peers".to_owned()], &args[1..]].concat()),
+        Some("bench-scale") => bench_scale(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -207,5 +211,21 @@ fn bench(extra: &[String]) -> Result {
     build_binaries()?;
     run(cargo()
         .args(["run", "--release", "--package", "dipla-bench", "--"])
+        .args(extra))
+}
+
+fn bench_scale(extra: &[String]) -> Result {
+    build_guests()?;
+    build_binaries()?;
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "dipla-bench",
+            "--bin",
+            "scale",
+            "--",
+        ])
         .args(extra))
 }
