@@ -53,6 +53,12 @@ pub struct TaskRef {
 /// How much faster (per core) an idle worker must be than another to copy its tasks.
 pub const SPECULATE_FASTER: f64 = 1.5;
 
+/// How often the attempts are scanned for tasks to copy: this many microseconds per attempt
+/// running (a scan costs well under one per attempt).
+const COPY_SCAN_MICROS_PER_ATTEMPT: u64 = 4;
+/// Candidates a worker looks at for copies, beyond four per copy it wants.
+const COPY_LOOKAHEAD: usize = 64;
+
 /// A task running this many times as long as its stage's tasks take is a straggler, which
 /// an idle worker may copy.
 pub const STRAGGLER: f64 = 2.0;
@@ -312,6 +318,15 @@ struct History {
     rejected_on: Vec<WorkerId>,
 }
 
+/// An attempt a faster or idle worker may copy: its worker's speed, whether it straggles.
+#[derive(Debug, Clone, Copy)]
+struct Copyable {
+    speed: f64,
+    straggling: bool,
+    attempt: AttemptId,
+    task: TaskRef,
+}
+
 #[derive(Debug)]
 struct Attempt {
     task: TaskRef,
@@ -436,6 +451,11 @@ pub struct Coordinator {
     max_lost: u32,
     /// When to look for overdue attempts next.
     next_overdue_scan: u64,
+    /// Attempts an idle worker might copy, slowest worker first, then oldest, as of the last
+    /// scan (see [`Coordinator::copies_for`]).
+    copyable: VecDeque<Copyable>,
+    /// When to scan the attempts for copies again.
+    next_copy_scan: u64,
     /// Attempts cancelled by a stop: their late results are ignored.
     cancelled: HashSet<AttemptId>,
     /// Cancellations not yet sent, per worker.
@@ -472,6 +492,8 @@ impl Coordinator {
             reissued: HashSet::new(),
             max_lost: MAX_LOST,
             next_overdue_scan: 0,
+            copyable: VecDeque::new(),
+            next_copy_scan: 0,
             cancelled: HashSet::new(),
             cancels: HashMap::new(),
             counts: Counts::default(),
@@ -751,7 +773,7 @@ impl Coordinator {
         if room > 0 && unassigned > 0 {
             let total_room: u64 = self.fleet.values().map(|w| w.room() as u64).sum();
             if unassigned < total_room {
-                let total: f64 = self.fleet.ids().map(|w| self.fleet.capacity(w)).sum();
+                let total = self.fleet.total_capacity();
                 let mine = self.fleet.capacity(worker);
                 let share = if total > 0.0 {
                     (unassigned as f64 * mine / total).ceil() as u64
@@ -909,13 +931,66 @@ impl Coordinator {
     /// [`SPECULATE_FASTER`] times slower than `worker`, or for [`STRAGGLER`] times as long as
     /// the stage's tasks take, on a worker no faster than `worker`. Slowest worker first, then
     /// oldest attempt.
-    fn copies_for(&self, worker: WorkerId, count: usize) -> Vec<TaskRef> {
+    ///
+    /// Looking at every attempt costs time in proportion to how many run (hundreds of
+    /// thousands with thousands of workers), and every idle worker asks, so the candidates are
+    /// gathered by a scan at most once per [`COPY_SCAN_MICROS_PER_ATTEMPT`] per attempt (200
+    /// ms for 50,000) and taken from that list until the next.
+    fn copies_for(&mut self, worker: WorkerId, count: usize) -> Vec<TaskRef> {
+        if self.now >= self.next_copy_scan {
+            self.scan_for_copies();
+        }
         let mine = self.fleet.speed(worker);
+        // Candidates no longer running alone (copied, finished) are gone for good.
+        while let Some(front) = self.copyable.front() {
+            if self.copyable_now(front) {
+                break;
+            }
+            self.copyable.pop_front();
+        }
+        let mut picked = Vec::new();
+        // Slowest worker first: a worker that cannot copy the first few cannot copy the rest
+        // (bar its own attempts and tasks that failed on it), so looking further is waste.
+        for candidate in self.copyable.iter().take(COPY_LOOKAHEAD + 4 * count) {
+            if picked.len() == count {
+                break;
+            }
+            let Some(attempt) = self.attempts.get(&candidate.attempt) else {
+                continue;
+            };
+            let slower = candidate.speed * SPECULATE_FASTER <= mine;
+            let late = candidate.speed <= mine && candidate.straggling;
+            if attempt.worker != worker
+                && (slower || late)
+                && self.copyable_now(candidate)
+                && self
+                    .history
+                    .get(&candidate.task)
+                    .is_none_or(|history| !history.failed_on.contains(&worker))
+            {
+                picked.push(candidate.task);
+            }
+        }
+        picked
+    }
+
+    /// Whether a candidate still runs alone, in a stage still running.
+    fn copyable_now(&self, candidate: &Copyable) -> bool {
+        self.attempts.contains_key(&candidate.attempt)
+            && self.live.get(&candidate.task) == Some(&1)
+            && self.stages[candidate.task.stage].stopped.is_none()
+    }
+
+    /// Gathers the attempts some worker might copy: those on a worker slower than the fastest
+    /// by [`SPECULATE_FASTER`], and stragglers.
+    fn scan_for_copies(&mut self) {
+        self.next_copy_scan = self.now + COPY_SCAN_MICROS_PER_ATTEMPT * self.attempts.len() as u64;
         let speeds: HashMap<WorkerId, f64> = self
             .fleet
             .ids()
             .map(|id| (id, self.fleet.speed(id)))
             .collect();
+        let fastest = speeds.values().copied().fold(0.0, f64::max);
         let straggling = |attempt: &Attempt| {
             self.stages[attempt.task.stage]
                 .task_micros
@@ -924,30 +999,24 @@ impl Coordinator {
                     running > STRAGGLER * typical && running > MIN_STRAGGLER_MICROS
                 })
         };
-        let mut candidates: Vec<(f64, AttemptId, TaskRef)> = self
+        let mut candidates: Vec<Copyable> = self
             .attempts
             .iter()
-            .filter(|(_, attempt)| attempt.worker != worker)
-            .filter(|(_, attempt)| self.live.get(&attempt.task) == Some(&1))
-            .filter(|(_, attempt)| self.stages[attempt.task.stage].stopped.is_none())
-            .filter(|(_, attempt)| {
-                self.history
-                    .get(&attempt.task)
-                    .is_none_or(|history| !history.failed_on.contains(&worker))
-            })
             .filter_map(|(&id, attempt)| {
-                let theirs = *speeds.get(&attempt.worker)?;
-                let slower = theirs * SPECULATE_FASTER <= mine;
-                let late = theirs <= mine && straggling(attempt);
-                (slower || late).then_some((theirs, id, attempt.task))
+                let speed = *speeds.get(&attempt.worker)?;
+                let candidate = Copyable {
+                    speed,
+                    straggling: straggling(attempt),
+                    attempt: id,
+                    task: attempt.task,
+                };
+                ((speed * SPECULATE_FASTER <= fastest || candidate.straggling)
+                    && self.copyable_now(&candidate))
+                .then_some(candidate)
             })
             .collect();
-        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        candidates
-            .into_iter()
-            .take(count)
-            .map(|(_, _, task)| task)
-            .collect()
+        candidates.sort_by(|a, b| a.speed.total_cmp(&b.speed).then(a.attempt.cmp(&b.attempt)));
+        self.copyable = candidates.into();
     }
 
     /// One attempt of `task` ended: how many others are still running.

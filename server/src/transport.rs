@@ -84,6 +84,10 @@ impl Venue {
                     }
                     closed.await;
                 }
+                // ...and their closing handshakes.
+                while handle.gate().joined() > 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
             Self::Hub(hub) => {
                 while hub.gate().joined() > 0 {
@@ -93,6 +97,11 @@ impl Venue {
         }
     }
 }
+
+/// Each connection's read and write buffers. Tungstenite's default, 128 KiB each, made an idle
+/// connection cost the server about 110 KiB; a larger message is still read whole, in several
+/// reads.
+const SOCKET_BUFFER_BYTES: usize = 2 << 10;
 
 /// The router for the worker endpoint.
 pub(crate) fn router(venue: Venue) -> axum::Router {
@@ -108,8 +117,13 @@ async fn upgrade(
 ) -> Response {
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_upgrade(move |socket| connection(socket, venue, peer.ip()))
 }
+
+/// How long a closing connection waits for the worker's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Why a connection ended.
 enum End {
@@ -135,9 +149,11 @@ struct Joined {
 async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
     let gate = venue.gate();
     let (mut sink, mut stream) = socket.split();
+    let mut admitted = false;
     let end = match admit(&gate, &mut sink, &mut stream, ip).await {
         Err(end) => end,
         Ok(joined) => {
+            admitted = true;
             let end = match &venue {
                 Venue::Job(handle) => attend(handle, &joined, &mut sink, &mut stream, None).await,
                 Venue::Hub(hub) => match hub.seat(joined.cores) {
@@ -161,7 +177,6 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
                     None => lobby(hub, &mut sink, &mut stream).await,
                 },
             };
-            gate.leave();
             end
         }
     };
@@ -193,6 +208,21 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
         reason: truncate(reason, 120).into(),
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
+    // The closing handshake: read until the worker closes too, so that results it sent in
+    // the meantime are read rather than answered with a TCP reset, which would make it lose
+    // the goodbye and try to reconnect to a finished job. Until then it still counts as
+    // joined, so a server that is stopping waits for it.
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    if admitted {
+        gate.leave();
+    }
 }
 
 /// Reads the hello and checks it against the gate, then the identity's proof; counts the
