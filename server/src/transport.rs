@@ -154,7 +154,7 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
         Err(end) => end,
         Ok(joined) => {
             admitted = true;
-            let end = match &venue {
+            match &venue {
                 Venue::Job(handle) => attend(handle, &joined, &mut sink, &mut stream, None).await,
                 Venue::Hub(hub) => match hub.seat(joined.cores) {
                     Some(seat) => {
@@ -176,8 +176,7 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
                     }
                     None => lobby(hub, &mut sink, &mut stream).await,
                 },
-            };
-            end
+            }
         }
     };
     let (code, reason) = match end {
