@@ -8,9 +8,9 @@
 //! of several runs, after one run that warms the workers' module cache (the first run's time to
 //! first result is reported apart, as the cold start).
 //!
-//! Also measured: the same Rust functions compiled natively and run on one thread, the bytes on
-//! the wire, the processes' peak memory, speculative copies of straggling tasks, and the cost
-//! of each result check.
+//! Also measured: the same Rust functions compiled natively and run on one and two threads, the
+//! bytes on the wire, the processes' peak memory, speculative copies of straggling tasks, and
+//! the cost of each result check.
 
 mod peers;
 mod rig;
@@ -489,8 +489,8 @@ fn extras(rig: &Rig, runs: usize) -> Result<String> {
     Ok(out)
 }
 
-/// Runs `text` on in-process-started worker processes, one per entry of `throttles` (1: full
-/// speed; n: n times slower).
+/// Runs `text` on a server in this process and worker processes, one per entry of `throttles`
+/// (1: full speed; n: n times slower).
 async fn run_throttled(
     sandbox: &Sandbox,
     text: &str,
