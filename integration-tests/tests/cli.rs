@@ -59,6 +59,48 @@ fn run_with_local_workers_writes_results_to_a_file() {
 }
 
 #[test]
+fn the_summary_json_counts_tasks_traffic_and_times() {
+    let job = JobDir::new(SQUARES);
+    let summary = job.dir.path().join("summary.json");
+    let out = job.dir.path().join("results.jsonl");
+    let output = run_job(
+        &job,
+        &[
+            "--local-workers",
+            "1",
+            "--summary-json",
+            summary.to_str().unwrap(),
+            "--out",
+        ],
+        Some(out.as_path()),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary["tasks"], 3);
+    assert_eq!(summary["success"], true);
+    assert_eq!(summary["cancelled"], false);
+    assert_eq!(summary["counts"]["succeeded"], 3);
+    assert_eq!(summary["counts"]["failed"], 0);
+    assert_eq!(summary["traffic"]["workers_joined"], 1);
+    let traffic = &summary["traffic"];
+    let results = std::fs::metadata(&out).unwrap().len();
+    assert!(
+        traffic["bytes_received"].as_u64().unwrap() > 0
+            && traffic["bytes_sent"].as_u64().unwrap() > 0,
+        "{traffic}"
+    );
+    assert!(results > 0);
+    let first = summary["first_result_secs"].as_f64().unwrap();
+    let elapsed = summary["elapsed_secs"].as_f64().unwrap();
+    assert!(0.0 < first && first <= elapsed, "{summary}");
+}
+
+#[test]
 fn results_go_to_stdout_and_failures_set_the_exit_code() {
     let job = JobDir::new(&SQUARES.replace("bed.square", "bed.even_only"));
     let output = run_job(&job, &["--local-workers", "1"], None);

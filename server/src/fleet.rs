@@ -512,4 +512,35 @@ mod tests {
         // 2 cores at 1 ms a task: 100 tasks in 50 ms.
         assert_eq!(fleet.eta_micros(100), Some(50_000));
     }
+
+    #[test]
+    fn a_large_fleet_refreshes_its_estimates_after_an_eighth_of_it_changed() {
+        let mut fleet = Fleet::default();
+        for id in 1..=80 {
+            fleet.join(id, 1);
+            fleet.claim(id, 1000.0);
+        }
+        assert_eq!(fleet.speed(81), 0.0, "not connected");
+        fleet.join(81, 1);
+        assert_eq!(fleet.speed(81), 1000.0, "the median of the others");
+        // Every worker's tasks run at half its claim: the estimates catch up within an
+        // eighth of the fleet's worth of results, not at every one.
+        let mut refreshed_after = None;
+        for (n, id) in (1..=80).cycle().take(400).enumerate() {
+            fleet.finished(id, 500, 1);
+            if refreshed_after.is_none() && fleet.speed(81) < 1000.0 {
+                refreshed_after = Some(n + 1);
+            }
+        }
+        // The first speed is measured at the 161st result (worker 1's third); the estimates
+        // take it in at the next refresh, at most an eighth of the fleet (10) changes later.
+        let after = refreshed_after.expect("the estimates were refreshed");
+        assert!(
+            (161..=171).contains(&after),
+            "refreshed after {after} results"
+        );
+        assert_eq!(fleet.speed(81), 500.0, "the median measured speed");
+        assert_eq!(fleet.speed(1), 500.0, "measured, not claimed");
+        assert!((fleet.total_capacity() - 81.0 * 500.0).abs() < 1e-6);
+    }
 }
