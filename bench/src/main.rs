@@ -23,6 +23,7 @@ use clap::Parser;
 use dipla_sandbox::Sandbox;
 use dipla_server::{RunOptions, Server, Summary, manifest};
 
+use dipla_bench::machine;
 use rig::{Rig, Run};
 use workloads::{Workload, thousands};
 
@@ -157,37 +158,6 @@ fn measure(rig: &Rig, workload: Workload, workers: usize, runs: usize) -> Result
 
 fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / f64::from(1 << 20))
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|name| name.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            let kib: u64 = info
-                .lines()
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some(format!(", {} GiB", (kib + (1 << 19)) >> 20))
-        })
-        .unwrap_or_default();
-    format!(
-        "{cpu}, {cores} cores{memory}, {} {}",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    )
 }
 
 /// The median time of `workload` compiled natively on `threads` threads.

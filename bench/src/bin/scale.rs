@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
+use dipla_bench::machine;
 use dipla_protocol::identity::{ReceiptEntry, join_message, receipt_message};
 use dipla_protocol::{
     Benchmark, Hello, PROTOCOL_VERSION, PublicKey, RawJson, ServerMessage, Signature, TaskBatch,
@@ -1159,20 +1160,6 @@ async fn queue_memory(bin: &Path, tasks: u64, keep: bool) -> Result<Vec<(String,
         rows.push((kind.to_owned(), rss[0], rss[1]));
     }
     Ok(rows)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|name| name.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    format!("{cpu}, {cores} cores")
 }
 
 fn print(rows: &[Row], queue: &[(String, u64, u64)], queued: u64, profile: &Profile) {
