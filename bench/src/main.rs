@@ -473,6 +473,7 @@ async fn run_throttled(
         listen: Some("127.0.0.1:0".parse()?),
         local_workers: 0,
         speculate,
+        min_workers: throttles.len(),
         ..RunOptions::default()
     };
     let server = Server::bind(job, options).await?;

@@ -109,6 +109,8 @@ impl Rig {
             .arg(dir.join("job.state"))
             .arg("--summary-json")
             .arg(&summary_path)
+            // Every worker is in from the first task, as in a fleet started together.
+            .args(["--min-workers", &workers.to_string()])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

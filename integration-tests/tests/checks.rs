@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dipla_protocol::RawJson;
-use dipla_server::WorkerRecord;
+use dipla_server::{RunOptions, WorkerRecord};
 use dipla_worker::{ModuleCache, WorkerConfig};
 
-use crate::support::{JobDir, WorkerProcess, finish, remote_server, watch};
+use crate::support::{JobDir, WorkerProcess, finish, remote_server, remote_server_with, watch};
 
 /// Starts an in-process worker named `liar` that answers honestly `honest_first` times, then
 /// replaces every `every`-th output with `[7]`.
@@ -49,7 +49,12 @@ async fn factorise_with_a_liar(checks: &str) -> (dipla_server::Summary, WorkerRe
         {checks}
         "#
     ));
-    let (server, url) = remote_server(job.job()).await;
+    // Every worker is in before the first task, so each has a record to check.
+    let options = RunOptions {
+        min_workers: 5,
+        ..RunOptions::default()
+    };
+    let (server, url) = remote_server_with(job.job(), options).await;
     let records = watch(server.handle());
     let liar = start_liar(&url, 50, 5);
     let _honest: Vec<WorkerProcess> = (0..4)

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::support::{JobDir, WorkerProcess, bin};
+use crate::support::{JobDir, WorkerProcess, bin, server_process};
 
 /// Runs `dipla-server run MANIFEST ARGS... [--out OUT]` to the end.
 fn run_job(job: &JobDir, args: &[&str], out: Option<&std::path::Path>) -> std::process::Output {
@@ -307,4 +307,35 @@ fn without_a_terminal_progress_is_reported_in_plain_lines() {
         !stderr.contains('\u{1b}'),
         "no terminal escapes in plain output: {stderr}"
     );
+}
+
+#[test]
+fn min_workers_holds_the_tasks_until_that_many_have_joined() {
+    let job = JobDir::new(SQUARES);
+    let out = job.dir.path().join("results.jsonl");
+    let (mut server, url, said) = server_process(
+        &job.manifest,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--min-workers",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        said.contains("giving out tasks once 2 workers have joined"),
+        "{said}"
+    );
+    let _first = WorkerProcess::start(&url, "first");
+    // Alone, the first worker would finish these three squares in milliseconds.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "the job ran before the second worker joined"
+    );
+    let _second = WorkerProcess::start(&url, "second");
+    assert!(server.wait().unwrap().success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
 }

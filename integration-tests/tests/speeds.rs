@@ -9,9 +9,12 @@ use dipla_server::{RunOptions, Server, WorkerRecord};
 
 use crate::support::{JobDir, WorkerProcess, burn_job, finish, remote_server_with, watch};
 
+/// A server for `job` that gives out tasks once both of a test's two workers have joined:
+/// otherwise the first to join could take the whole job before the other's benchmark ends.
 async fn server(job: &JobDir, speculate: bool) -> (Server, String) {
     let options = RunOptions {
         speculate,
+        min_workers: 2,
         ..RunOptions::default()
     };
     let (server, url) = remote_server_with(job.job(), options).await;
@@ -113,7 +116,7 @@ async fn a_forged_benchmark_is_caught_and_an_honest_one_believed() {
     use dipla_sandbox::bench;
 
     let job = burn_job(2, 1000);
-    let (server, url) = server(&job, false).await;
+    let (server, url) = remote_server_with(job.job(), RunOptions::default()).await;
     let handle = server.handle();
     let run = tokio::spawn(finish(server));
 

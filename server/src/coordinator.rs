@@ -435,6 +435,9 @@ pub struct Coordinator {
     live: HashMap<TaskRef, u32>,
     /// Whether idle faster workers may copy tasks running on slower ones.
     speculate: bool,
+    /// How many trusted workers must have joined before the first task is given out; zero
+    /// once they have (workers leaving later do not stop the job).
+    waiting_for: usize,
     /// Set when an assignment left work for other workers, who should be woken.
     capped: bool,
     /// Microseconds since the job started, as the transport last said.
@@ -485,6 +488,7 @@ impl Coordinator {
             fleet: Fleet::default(),
             live: HashMap::new(),
             speculate: true,
+            waiting_for: 0,
             capped: false,
             now: 0,
             votes: HashMap::new(),
@@ -678,6 +682,33 @@ impl Coordinator {
         self.speculate = speculate;
     }
 
+    /// Gives out no task until `workers` trusted workers have joined (default: none to wait
+    /// for), so that the first to join does not take work a fleet starting together would
+    /// share, and every worker is measured on the job. Once they have, the job runs on
+    /// whoever is connected.
+    pub fn wait_for_workers(&mut self, workers: usize) {
+        self.waiting_for = workers;
+    }
+
+    /// Whether tasks are held until more workers join ([`Coordinator::wait_for_workers`]);
+    /// it stops holding them once enough have.
+    fn holding(&mut self) -> bool {
+        if self.waiting_for == 0 {
+            return false;
+        }
+        let joined = self
+            .fleet
+            .ids()
+            .filter(|&id| self.fleet.trusted(id))
+            .count();
+        if joined < self.waiting_for {
+            return true;
+        }
+        tracing::info!(joined, "enough workers have joined: giving out tasks");
+        self.waiting_for = 0;
+        false
+    }
+
     /// The time now, in microseconds since the job started (the coordinator reads no clock:
     /// the transport tells it before each event). It dates attempts, to spot stragglers.
     pub fn set_clock(&mut self, now_micros: u64) {
@@ -760,7 +791,7 @@ impl Coordinator {
     /// faster ones get more; when there is none, an idle worker much faster than another
     /// takes a copy of a task that one is running.
     pub fn assign(&mut self, worker: WorkerId) -> Vec<Assignment> {
-        if !self.fleet.trusted(worker) {
+        if !self.fleet.trusted(worker) || self.holding() {
             return Vec::new();
         }
         self.reissue_overdue();
@@ -2311,6 +2342,25 @@ mod tests {
             Err(Violation::UnknownAttempt(on_one[0].0))
         );
         assert_eq!(c.counts().requeued, 2);
+    }
+
+    #[test]
+    fn tasks_wait_until_enough_workers_have_joined_then_run_on_whoever_is_left() {
+        let mut c = Coordinator::new(vec![plan(8)]);
+        c.wait_for_workers(2);
+        c.join(1, 1);
+        assert!(c.assign(1).is_empty(), "one worker of two");
+        c.join(2, 1);
+        assert_eq!(ids(&c.assign(1)).len(), 2);
+        assert_eq!(ids(&c.assign(2)).len(), 2);
+        c.leave(2);
+        c.leave(1);
+        c.join(3, 1);
+        assert_eq!(
+            ids(&c.assign(3)).len(),
+            2,
+            "the wait is over once it was met"
+        );
     }
 
     #[test]

@@ -131,6 +131,10 @@ struct RunArgs {
     /// Never copy a task straggling on a slow worker to an idle faster one.
     #[arg(long, env = "DIPLA_NO_SPECULATION")]
     no_speculation: bool,
+    /// Give out no task until this many workers have joined (local workers count); then
+    /// run on whoever is connected.
+    #[arg(long, env = "DIPLA_MIN_WORKERS", default_value_t = 0)]
+    min_workers: usize,
     /// Journal the job in this SQLite file: the same command run again after a crash
     /// resumes it without computing accepted results again [default:
     /// .dipla/STEM.state beside the manifest, started afresh if the job changed].
@@ -434,6 +438,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 cache_dir,
                 stage,
                 no_speculation,
+                min_workers,
                 state,
                 no_state,
                 fresh: discard,
@@ -461,6 +466,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 cache_dir,
                 only_stage: stage,
                 speculate: !no_speculation,
+                min_workers,
                 state: state.clone(),
                 fresh,
                 ..admitted
@@ -471,6 +477,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             match &state {
                 Some(state) => eprintln!("dipla-server: journaling the job in {}", state.display()),
                 None => eprintln!("dipla-server: not journaling the job (--no-state)"),
+            }
+            if min_workers > 1 {
+                eprintln!("dipla-server: giving out tasks once {min_workers} workers have joined");
             }
             let restored = server.handle().counts().restored;
             if restored > 0 {

@@ -39,6 +39,10 @@ pub struct RunOptions {
     pub only_stage: Option<String>,
     /// Let idle faster workers run copies of tasks straggling on slower ones.
     pub speculate: bool,
+    /// Give out no task until this many workers have joined (local workers count), so that
+    /// a fleet starting together shares the work from the first task; afterwards the job
+    /// runs on whoever is connected. 0 or 1: start with the first worker.
+    pub min_workers: usize,
     /// Admit only workers presenting one of these tokens (empty: admit all).
     pub worker_tokens: Vec<String>,
     /// How often to ping workers; one silent for three periods is dropped and its tasks
@@ -83,6 +87,7 @@ impl Default for RunOptions {
             local_caps: WorkerConfig::new("").caps,
             only_stage: None,
             speculate: true,
+            min_workers: 0,
             worker_tokens: Vec::new(),
             heartbeat: crate::state::DEFAULT_HEARTBEAT,
             max_lost: crate::coordinator::MAX_LOST,
@@ -223,6 +228,10 @@ impl Server {
         };
         let handle = Handle::new(job, keep, Arc::new(options.gate()));
         handle.lock().coordinator.set_speculation(options.speculate);
+        handle
+            .lock()
+            .coordinator
+            .wait_for_workers(options.min_workers);
         handle.lock().coordinator.set_max_lost(options.max_lost);
         let journal = opened.map(|opened| restore(&handle, opened));
         Ok(Self {
