@@ -259,3 +259,21 @@ async fn checks_from_the_driver_api() {
     let error = error.unwrap_err().to_string();
     assert!(error.contains("not a #[verifier]"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_workers_holds_the_tasks_until_a_remote_worker_joins_the_local_one() {
+    let dipla = Dipla::builder()
+        .local_workers(1)
+        .listen("127.0.0.1:0")
+        .min_workers(2)
+        .start()
+        .await
+        .unwrap();
+    let bed = dipla.module(wasm("testbed")).unwrap();
+    let squares = bed.task("square").map(vec![3u64, 4, 5]);
+    let held = tokio::time::timeout(std::time::Duration::from_secs(1), squares.get::<u64>()).await;
+    assert!(held.is_err(), "the local worker ran alone: {held:?}");
+    let _remote = crate::support::WorkerProcess::start(dipla.worker_url(), "remote");
+    assert_eq!(squares.get::<u64>().await.unwrap(), [9, 16, 25]);
+    dipla.shutdown().await;
+}

@@ -70,6 +70,7 @@ pub struct DiplaBuilder {
     limits: TaskLimits,
     max_attempts: u32,
     speculate: bool,
+    min_workers: usize,
     tokens: Vec<String>,
     remote: Option<(String, String)>,
 }
@@ -85,6 +86,7 @@ impl Dipla {
             limits: DEFAULT_LIMITS,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             speculate: true,
+            min_workers: 0,
             tokens: Vec::new(),
             remote: None,
         }
@@ -226,6 +228,15 @@ impl DiplaBuilder {
         self
     }
 
+    /// Gives out no task until `workers` workers have joined, local ones included (default:
+    /// start with the first); after that, tasks run on whoever is connected. With
+    /// [`DiplaBuilder::remote`] the server schedules, and this does nothing.
+    #[must_use]
+    pub fn min_workers(mut self, workers: usize) -> Self {
+        self.min_workers = workers;
+        self
+    }
+
     /// Admits only workers presenting `token` (`dipla-worker --token`); call again to
     /// accept several.
     #[must_use]
@@ -320,6 +331,7 @@ impl DiplaBuilder {
         let id: String = nonce.iter().map(|byte| format!("{byte:02x}")).collect();
         handle.set_job_id(format!("driver-{id}"));
         handle.lock().coordinator.set_speculation(self.speculate);
+        handle.lock().coordinator.wait_for_workers(self.min_workers);
         let local = LocalWorkers {
             count: local_workers,
             cache_dir: self.cache_dir,
