@@ -44,17 +44,12 @@ def main() -> int:
         client = state["client"]
         squares = client.map(workloads.square, range(n), pure=False)
         level = client.map(workloads.add_one, squares, pure=False)
-        count = 2 * n
-        for groups in workloads.tree_groups(len(level), fan_in):
-            above = []
-            for s, e in groups:
-                if e - s == 1:
-                    above.append(level[s])  # a lone last node passes through
-                else:
-                    above.append(client.submit(workloads.add, *level[s:e], pure=False))
-                    count += 1
-            level = above
-        return count, level[0].result()
+
+        def add(*children):
+            return client.submit(workloads.add, *children, pure=False)
+
+        root, adds = workloads.reduce_tree(level, fan_in, add)
+        return 2 * n + adds, root.result()
 
     def factorise(numbers) -> int:
         client = state["client"]

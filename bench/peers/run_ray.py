@@ -41,17 +41,8 @@ def main() -> int:
     def chained(n: int, fan_in: int) -> tuple[int, int]:
         squares = [tasks["square"].remote(i) for i in range(n)]
         level = [tasks["add_one"].remote(r) for r in squares]
-        count = 2 * n
-        for groups in workloads.tree_groups(len(level), fan_in):
-            above = []
-            for s, e in groups:
-                if e - s == 1:
-                    above.append(level[s])  # a lone last node passes through
-                else:
-                    above.append(tasks["add"].remote(*level[s:e]))
-                    count += 1
-            level = above
-        return count, ray.get(level[0])
+        root, adds = workloads.reduce_tree(level, fan_in, tasks["add"].remote)
+        return 2 * n + adds, ray.get(root)
 
     def factorise(numbers) -> int:
         refs = [tasks["factorise"].remote(n) for n in numbers]

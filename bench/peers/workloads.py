@@ -194,6 +194,22 @@ def tree_groups(count: int, fan_in: int) -> list[list[tuple[int, int]]]:
     return levels
 
 
+def reduce_tree(level: list, fan_in: int, add) -> tuple[object, int]:
+    """Submits the reduce tree over `level` (a system's futures), level by level as Dipla
+    shapes it, with `add(*children)` submitting one node: the root and how many adds ran."""
+    adds = 0
+    for groups in tree_groups(len(level), fan_in):
+        above = []
+        for s, e in groups:
+            if e - s == 1:
+                above.append(level[s])  # a lone last node passes through
+            else:
+                above.append(add(*level[s:e]))
+                adds += 1
+        level = above
+    return level[0], adds
+
+
 def tree_tasks(count: int, fan_in: int) -> int:
     """Reduce tasks actually run (groups of two or more)."""
     return sum(1 for level in tree_groups(count, fan_in) for s, e in level if e - s > 1)
