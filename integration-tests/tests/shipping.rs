@@ -22,10 +22,16 @@ async fn a_module_crosses_the_wire_once_per_worker() {
     let cache = tempfile::tempdir().unwrap();
     let cache_path = cache.path().to_owned();
 
-    let (server, url) = remote_server(job.job()).await;
+    let first_run = job.job();
+    let module = first_run.modules[0].guest.clone();
+    let (server, url) = remote_server(first_run).await;
     let mut worker = WorkerProcess::with_cache(&url, "first", cache);
     let (summary, lines) = finish(server).await;
     assert!(summary.success(), "{summary}");
+    assert!(
+        !module.is_compiled(),
+        "a server that runs nothing of a module never compiles it"
+    );
     assert_eq!(lines.len(), 3000);
     assert_eq!(lines[2999]["output"], 999);
     assert!(

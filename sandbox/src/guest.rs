@@ -4,10 +4,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use dipla_protocol::{FailureKind, RawJson, TaskFailure};
-use wasmtime::{Instance, Memory, Module, Store, Trap, UpdateDeadline, ValType};
+use wasmtime::{Instance, Memory, Module, Store, Trap, UpdateDeadline};
 
 use crate::abi::{self, AbiError, ModuleInfo};
 use crate::config::{EPOCH_TICK, MAX_WASM_STACK};
+use crate::exports::Exports;
 use crate::limits::{LimitExceeded, Limiter, Limits};
 
 /// The longest error or panic message kept from a guest.
@@ -21,6 +22,7 @@ const PANIC_MESSAGE_FUEL: u64 = 1_000_000;
 pub struct Guest {
     module: Module,
     info: ModuleInfo,
+    exports: Exports,
 }
 
 /// What running one task gave.
@@ -64,8 +66,12 @@ impl std::fmt::Debug for Guest {
 }
 
 impl Guest {
-    pub(crate) fn new(module: Module, info: ModuleInfo) -> Self {
-        Self { module, info }
+    pub(crate) fn new(module: Module, info: ModuleInfo, exports: Exports) -> Self {
+        Self {
+            module,
+            info,
+            exports,
+        }
     }
 
     /// What the module's `dipla` section says.
@@ -79,18 +85,8 @@ impl Guest {
     /// When it is not listed in the `dipla` section or has another type.
     pub fn check_task(&self, export: &str) -> Result<&abi::TaskInfo, AbiError> {
         let task = self.info.task(export)?;
-        if crate::sandbox::has_func(
-            &self.module,
-            export,
-            &[ValType::I32, ValType::I32],
-            &[ValType::I64],
-        ) {
-            Ok(task)
-        } else {
-            Err(AbiError::Export {
-                what: format!("task `{export}` as `(i32, i32) -> i64`"),
-            })
-        }
+        self.exports.check_task(export)?;
+        Ok(task)
     }
 
     /// Writes the compiled code to `path` for [`crate::Sandbox::load_precompiled`].

@@ -9,16 +9,21 @@
 //!   configuration is in [`config`]), with the wall-clock ticker behind its timeouts.
 //! - [`Guest`]: a compiled module; [`Guest::run`] runs one task in a fresh store under
 //!   [`Limits`] and reports a [`Run`].
+//! - [`LazyGuest`]: a module checked like a [`Guest`] but compiled only when first needed
+//!   ([`Sandbox::admit`]), as a server holds the modules it ships.
 //! - [`bench`]: the workers' self-benchmark, fuel-metered WAT kernels run in this same
 //!   configuration, and the check a server makes of one.
 
 pub mod abi;
 pub mod bench;
 pub mod config;
+mod exports;
 mod guest;
+mod lazy;
 mod limits;
 mod sandbox;
 
 pub use guest::{Guest, Run};
+pub use lazy::LazyGuest;
 pub use limits::Limits;
 pub use sandbox::{Sandbox, SandboxError};

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use dipla_protocol::{ModuleHash, RawJson, TaskLimits};
 use dipla_sandbox::abi::TaskInfo;
-use dipla_sandbox::{Guest, Limits, Sandbox};
+use dipla_sandbox::{LazyGuest, Limits, Sandbox};
 use dipla_worker::WorkerConfig;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -133,18 +133,19 @@ impl Dipla {
     }
 
     fn admit(&self, name: String, bytes: Vec<u8>, path: &Path) -> Result<ModuleRef, DriverError> {
+        let hash = ModuleHash::of(&bytes);
         let guest = self
             .inner
             .sandbox
-            .compile(&bytes)
+            .admit(bytes)
             .map_err(|e| DriverError::Module {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
         let module = Module {
             name: name.clone(),
-            hash: ModuleHash::of(&bytes),
-            bytes: Arc::from(bytes),
+            hash,
+            bytes: guest.bytes().clone(),
             guest: guest.clone(),
         };
         if let Some(engine) = lock(&self.inner.engine).as_ref() {
@@ -370,7 +371,7 @@ pub struct ModuleRef {
     inner: Arc<Inner>,
     name: String,
     hash: ModuleHash,
-    guest: Guest,
+    guest: LazyGuest,
 }
 
 impl std::fmt::Debug for ModuleRef {

@@ -190,7 +190,7 @@ impl Engine {
         if local.count > 0 {
             let local_cache = ModuleCache::new(sandbox.clone(), local.cache_dir.clone())?;
             for module in modules {
-                local_cache.seed(module.hash, module.guest.clone());
+                seed(&local_cache, module);
             }
             for i in 0..local.count {
                 let config = WorkerConfig {
@@ -222,7 +222,7 @@ impl Engine {
     /// compile it again.
     pub(crate) fn seed(&self, module: &Module) {
         if let Some(cache) = &self.cache {
-            cache.seed(module.hash, module.guest.clone());
+            seed(cache, module);
         }
     }
 
@@ -258,5 +258,14 @@ impl Drop for Engine {
         for served in &self.served {
             served.task.abort();
         }
+    }
+}
+
+/// Compiles `module` once for the local workers' `cache`. One that does not compile is left
+/// out: a local worker then fetches it like a remote one and reports why it cannot run it.
+fn seed(cache: &ModuleCache, module: &Module) {
+    match module.guest.compiled() {
+        Ok(guest) => cache.seed(module.hash, guest.clone()),
+        Err(error) => tracing::warn!(module = %module.hash, %error, "cannot compile the module"),
     }
 }

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use dipla_protocol::{ModuleHash, TaskLimits};
 use dipla_sandbox::abi::TaskInfo;
-use dipla_sandbox::{Guest, Sandbox};
+use dipla_sandbox::{LazyGuest, Sandbox};
 
 use dipla_protocol::RawJson;
 
@@ -30,9 +30,9 @@ pub struct Module {
     pub hash: ModuleHash,
     /// The bytes, shipped to workers that ask.
     pub bytes: Arc<[u8]>,
-    /// The module compiled by the server's sandbox when it was admitted (local workers use
-    /// it rather than compiling it again).
-    pub guest: Guest,
+    /// The module as the server's sandbox admitted it: checked, and compiled only when the
+    /// server runs it (a verifier) or its local workers do, who then share that compilation.
+    pub guest: LazyGuest,
 }
 
 /// One stage: a task applied to each of its inputs.
@@ -262,8 +262,8 @@ impl Job {
         }
     }
 
-    /// The compiled module `hash`, if the job has it.
-    pub fn guest(&self, hash: &ModuleHash) -> Option<&Guest> {
+    /// The module `hash`, if the job has it.
+    pub fn guest(&self, hash: &ModuleHash) -> Option<&LazyGuest> {
         self.modules
             .iter()
             .find(|module| module.hash == *hash)

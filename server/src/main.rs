@@ -418,7 +418,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read {}", module.display()))?;
             let sandbox = Sandbox::new().context("cannot start the sandbox")?;
             let guest = sandbox
-                .compile(&bytes)
+                .admit(bytes.clone())
                 .with_context(|| format!("{} is not a runnable Dipla guest", module.display()))?;
             println!("module  {}", module.display());
             println!("sha256  {}", dipla_protocol::ModuleHash::of(&bytes));

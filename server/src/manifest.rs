@@ -18,12 +18,11 @@
 //! ```
 //!
 //! [`load`] checks everything before a worker is accepted: each module is read, hashed and
-//! compiled, each stage's task must be a task export of its module, and each input file must
-//! be valid JSON Lines. Errors name the key, file and line at fault.
+//! validated against the guest ABI (compiled only if the server runs it), each stage's task
+//! must be a task export of its module, and each input file must be valid JSON Lines. Errors name the key, file and line at fault.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use dipla_protocol::{ModuleHash, RawJson, TaskLimits};
 use dipla_sandbox::Sandbox;
@@ -197,14 +196,14 @@ pub fn parse_with(
     for (name, module_path) in &file.modules {
         let key = format!("modules.{name}");
         let bytes = read(module_path).map_err(|e| invalid(key.clone(), e))?;
-        let guest = sandbox
-            .compile(&bytes)
-            .map_err(|e| invalid(key.clone(), format!("{}: {e}", module_path.display())))?;
         let hash = ModuleHash::of(&bytes);
+        let guest = sandbox
+            .admit(bytes)
+            .map_err(|e| invalid(key.clone(), format!("{}: {e}", module_path.display())))?;
         modules.push(Module {
             name: name.clone(),
             hash,
-            bytes: Arc::from(bytes),
+            bytes: guest.bytes().clone(),
             guest: guest.clone(),
         });
         guests.insert(name.as_str(), (hash, guest));

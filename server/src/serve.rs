@@ -600,13 +600,13 @@ impl Service {
         bytes: &[u8],
     ) -> Result<ModuleHash, SubmitError> {
         let handle = driver_handle(entry)?;
-        let guest = self.sandbox.compile(bytes).map_err(|e| {
+        let guest = self.sandbox.admit(bytes).map_err(|e| {
             SubmitError::Invalid(format!("the module is not a runnable guest: {e}"))
         })?;
         let module = crate::Module {
             name: ModuleHash::of(bytes).to_string(),
             hash: ModuleHash::of(bytes),
-            bytes: Arc::from(bytes),
+            bytes: guest.bytes().clone(),
             guest,
         };
         if let Some(engine) = lock(&self.engine).as_ref() {

@@ -699,7 +699,7 @@ fn pulse(coordinator: &Coordinator) -> (crate::coordinator::Counts, usize) {
 
 /// A verifier run to make: the stage's verifier, on the task's input and the output.
 struct Verification {
-    guest: dipla_sandbox::Guest,
+    guest: dipla_sandbox::LazyGuest,
     export: String,
     limits: dipla_sandbox::Limits,
     input: String,
@@ -708,9 +708,12 @@ struct Verification {
 impl Verification {
     /// Runs the verifier: `Ok` when it accepts the output, else why not.
     fn run(self) -> Result<(), String> {
-        let run = self
+        // The first verification compiles the module, outside the server's lock.
+        let guest = self
             .guest
-            .run(&self.export, self.input.as_bytes(), &self.limits);
+            .compiled()
+            .map_err(|e| format!("the verifier {} cannot be compiled: {e}", self.export))?;
+        let run = guest.run(&self.export, self.input.as_bytes(), &self.limits);
         match run.outcome {
             Ok(verdict) if verdict.get() == "true" => Ok(()),
             Ok(verdict) => Err(format!(
