@@ -17,10 +17,16 @@ const MAX_MESSAGE_BYTES: usize = 4096;
 /// Fuel granted to read a panic message after a trap (the task may have used all of its own).
 const PANIC_MESSAGE_FUEL: u64 = 1_000_000;
 
-/// A compiled guest module, ready to run tasks. Cheap to clone.
+/// A compiled guest module, ready to run tasks. Cheap to clone (two reference counts): a
+/// worker clones it for every task.
 #[derive(Clone)]
 pub struct Guest {
     module: Module,
+    about: Arc<About>,
+}
+
+/// What a guest's bytes say of it, read once.
+struct About {
     info: ModuleInfo,
     exports: Exports,
 }
@@ -60,7 +66,7 @@ fn failure(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
 impl std::fmt::Debug for Guest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guest")
-            .field("tasks", &self.info.tasks)
+            .field("tasks", &self.about.info.tasks)
             .finish_non_exhaustive()
     }
 }
@@ -69,14 +75,13 @@ impl Guest {
     pub(crate) fn new(module: Module, info: ModuleInfo, exports: Exports) -> Self {
         Self {
             module,
-            info,
-            exports,
+            about: Arc::new(About { info, exports }),
         }
     }
 
     /// What the module's `dipla` section says.
     pub fn info(&self) -> &ModuleInfo {
-        &self.info
+        &self.about.info
     }
 
     /// Checks that `export` is a task of this module with the task signature.
@@ -84,8 +89,8 @@ impl Guest {
     /// # Errors
     /// When it is not listed in the `dipla` section or has another type.
     pub fn check_task(&self, export: &str) -> Result<&abi::TaskInfo, AbiError> {
-        let task = self.info.task(export)?;
-        self.exports.check_task(export)?;
+        let task = self.about.info.task(export)?;
+        self.about.exports.check_task(export)?;
         Ok(task)
     }
 
