@@ -291,6 +291,19 @@ impl Server {
             caps: options.local_caps,
             token: options.worker_tokens.first().cloned(),
         };
+        // The server runs verifiers itself: compile their modules while workers join, not
+        // when the first result waits for its check.
+        let verifiers: Vec<_> = {
+            let core = handle.lock();
+            core.job
+                .stages
+                .iter()
+                .filter_map(|stage| core.job.guest(&stage.verify.as_ref()?.0).cloned())
+                .collect()
+        };
+        for guest in verifiers {
+            tokio::task::spawn_blocking(move || guest.compiled().map(|_| ()));
+        }
         let engine = Engine::start(
             listener,
             tls,
