@@ -50,12 +50,16 @@ fn start_liar(url: &str, identity: Arc<Identity>) -> tokio::task::JoinHandle<()>
     })
 }
 
-/// The liar's entry in the job's status, once it has one.
-fn liar_status(url: &str) -> Option<serde_json::Value> {
+/// The job's status.
+fn job_status(url: &str) -> serde_json::Value {
     let (code, _, body) = http(&addr_of(url), "GET", "/api/job", Some(TOKEN));
     assert_eq!(code, 200, "{body}");
-    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-    status["workers"]
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The liar's entry in the job's status, once it has one.
+fn liar_status(url: &str) -> Option<serde_json::Value> {
+    job_status(url)["workers"]
         .as_array()
         .unwrap()
         .iter()
@@ -83,17 +87,31 @@ async fn an_untrusted_identity_gets_no_work_after_reconnecting_or_a_server_resta
     let started = Instant::now();
     let status = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || loop {
-            if let Some(liar) = liar_status(&url)
-                && liar["record"]["trusted"] == false
-            {
-                return liar;
+        move || {
+            let (liar, sent) = loop {
+                let status = job_status(&url);
+                let caught = status["workers"].as_array().unwrap().iter().find(|w| {
+                    w["name"] == "liar" && !w["record"].is_null() && w["record"]["trusted"] == false
+                });
+                if let Some(liar) = caught {
+                    break (liar.clone(), status["journal"]["sent"].as_u64().unwrap());
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the liar was never caught"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            // The journal is written behind the job: once it has committed what was sent
+            // when the liar showed as caught, a crash cannot lose that.
+            while job_status(&url)["journal"]["committed"].as_u64().unwrap() < sent {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the journal never caught up"
+                );
+                std::thread::sleep(Duration::from_millis(5));
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the liar was never caught"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            liar
         }
     })
     .await

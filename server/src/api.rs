@@ -5,7 +5,10 @@
 //! ([`crate::Tokens`]) and never logged.
 //!
 //! - `GET /api/job`: the job's progress as JSON: its stages (tasks, done, complete), counts,
-//!   connected workers with what the scheduler knows of them, and the ETA.
+//!   connected workers with what the scheduler knows of them, the ETA, and how far the
+//!   journal's writer has got (`journal: {sent, committed}`, records in this run; `null`
+//!   without a journal): what the status shows is durable once `committed` reaches the
+//!   `sent` it showed.
 //! - `POST /api/job/cancel`: stops the job. Results written so far are kept (and journaled:
 //!   running the same command again resumes it); `dipla-server run` exits with code 3.
 
@@ -20,6 +23,7 @@ use std::sync::Arc;
 
 use crate::coordinator::{Counts, StageProgress};
 use crate::gate::Gate;
+use crate::journal::Backlog;
 use crate::state::{Handle, WorkerSummary};
 
 /// The API's routes, under `/api`.
@@ -76,6 +80,7 @@ pub(crate) struct Status {
     counts: Counts,
     workers: Vec<WorkerSummary>,
     eta_secs: Option<f64>,
+    journal: Option<Backlog>,
 }
 
 #[derive(Serialize)]
@@ -115,6 +120,7 @@ pub(crate) fn status_of(handle: &Handle) -> Status {
         counts: coordinator.counts(),
         workers,
         eta_secs: eta.map(|eta| eta.as_secs_f64()),
+        journal: coordinator.journal_backlog(),
     }
 }
 

@@ -28,7 +28,7 @@ use dipla_protocol::{FailureKind, RawJson, TaskFailure};
 use crate::fleet::{Fleet, IdentityId, WorkerRecord};
 #[cfg(test)]
 use crate::fleet::{MAX_PER_CORE, MIN_PER_CORE};
-use crate::journal::Record;
+use crate::journal::{Backlog, Record, Sink};
 use crate::tree::Tree;
 use crate::votes::{Decision, Vote, Votes};
 
@@ -465,7 +465,7 @@ pub struct Coordinator {
     cancels: HashMap<WorkerId, Vec<AttemptId>>,
     counts: Counts,
     /// Where final results, goals, discoveries and revocations are journaled, in order.
-    journal: Option<std::sync::mpsc::Sender<Record>>,
+    journal: Option<Sink>,
 }
 
 impl Default for Coordinator {
@@ -1598,7 +1598,7 @@ impl Coordinator {
                     continue;
                 }
                 if let Some(journal) = &self.journal {
-                    let _ = journal.send(Record::Discovered {
+                    journal.send(Record::Discovered {
                         stage,
                         input: input.clone(),
                     });
@@ -2127,7 +2127,7 @@ impl Coordinator {
     /// Sends every final result, goal met, input discovered and result revoked from now on
     /// to `journal`, in the order they happen: replayed with [`Coordinator::restore`], they
     /// bring a new coordinator of the same job back to this one's results.
-    pub fn set_journal(&mut self, journal: Option<std::sync::mpsc::Sender<Record>>) {
+    pub fn set_journal(&mut self, journal: Option<Sink>) {
         self.journal = journal;
     }
 
@@ -2144,9 +2144,14 @@ impl Coordinator {
     /// Journals what `record` makes, if there is a journal.
     fn journal(&self, record: impl FnOnce() -> Record) {
         if let Some(journal) = &self.journal {
-            // The journal's writer only stops when the server does.
-            let _ = journal.send(record());
+            journal.send(record());
         }
+    }
+
+    /// How far the journal's writer has got, if there is a journal.
+    #[must_use]
+    pub fn journal_backlog(&self) -> Option<Backlog> {
+        self.journal.as_ref().map(Sink::backlog)
     }
 
     /// Replays one record of an earlier run's journal, before any worker joins: a result
@@ -3274,7 +3279,7 @@ mod tests {
     #[test]
     fn a_journal_cut_anywhere_replays_to_the_same_results_without_running_them_again() {
         let mut a = replay_coordinator();
-        let (sink, journal) = std::sync::mpsc::channel();
+        let (sink, journal) = Sink::channel();
         a.set_journal(Some(sink));
         let (expected, _) = drive(&mut a, 0x1234_5678);
         a.set_journal(None);
@@ -3340,7 +3345,7 @@ mod tests {
             ..plan(40)
         }]);
         a.seed_replication(7);
-        let (sink, journal) = std::sync::mpsc::channel();
+        let (sink, journal) = Sink::channel();
         a.set_journal(Some(sink));
         for worker in 1..=3 {
             a.join(worker, 4);
@@ -3438,7 +3443,7 @@ mod tests {
             replicate: Replicate::Fraction(1.0),
             ..plan(20)
         }]);
-        let (sink, journal) = std::sync::mpsc::channel();
+        let (sink, journal) = Sink::channel();
         c.set_journal(Some(sink));
         for worker in 1..=3 {
             c.join(worker, 2);

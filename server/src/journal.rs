@@ -24,6 +24,8 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -61,7 +63,7 @@ const TABLES: &str = "
     CREATE INDEX IF NOT EXISTS receipted_task ON receipted (stage, idx);";
 
 /// The most records committed in one transaction.
-const BATCH: usize = 8192;
+const BATCH: u64 = 8192;
 
 /// Something that happened to a job, in the order it happened.
 #[derive(Debug, Clone)]
@@ -185,7 +187,102 @@ pub struct Opened {
     /// The runs before this one.
     pub earlier_runs: i64,
     /// Where the coordinator sends records; the writer stops once every clone is dropped.
-    pub sink: Sender<Record>,
+    pub sink: Sink,
+}
+
+/// Where records go to be journaled: a channel to the writer thread, which counts what it
+/// has committed, so that anyone can tell whether what happened so far is durable.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    sender: Sender<Record>,
+    tally: Arc<Tally>,
+}
+
+/// Records handed to the journal and records committed, each counted from the run's start.
+#[derive(Debug, Default)]
+struct Tally {
+    sent: AtomicU64,
+    committed: AtomicU64,
+}
+
+/// How far the journal's writer has got: everything sent is durable once `committed`
+/// reaches `sent` (a crash loses the records in between, whose tasks then run again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Backlog {
+    /// Records handed to the journal in this run.
+    pub sent: u64,
+    /// Of those, the records committed to the file.
+    pub committed: u64,
+}
+
+impl Backlog {
+    /// Records sent and not yet committed: what a crash now would lose.
+    #[must_use]
+    pub fn pending(&self) -> u64 {
+        self.sent.saturating_sub(self.committed)
+    }
+}
+
+impl Sink {
+    /// A sink and the receiving end of its channel, for a writer of one's own, which
+    /// reports what it made durable with [`Drain::committed`].
+    #[must_use]
+    pub fn channel() -> (Self, Drain) {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let tally = Arc::<Tally>::default();
+        let drain = Drain {
+            receiver,
+            tally: tally.clone(),
+        };
+        (Self { sender, tally }, drain)
+    }
+
+    /// Hands `record` to the journal. Counted even when the writer has stopped (after a
+    /// write failed), so the backlog then shows that nothing more becomes durable.
+    pub fn send(&self, record: Record) {
+        self.tally.sent.fetch_add(1, Ordering::AcqRel);
+        let _ = self.sender.send(record);
+    }
+
+    /// How far the writer has got.
+    #[must_use]
+    pub fn backlog(&self) -> Backlog {
+        // Committed first: it never passes sent, so the pair read is consistent.
+        let committed = self.tally.committed.load(Ordering::Acquire);
+        Backlog {
+            sent: self.tally.sent.load(Ordering::Acquire),
+            committed,
+        }
+    }
+}
+
+/// The writer's end of a [`Sink`]: the records sent, in order, until every sink is dropped.
+#[derive(Debug)]
+pub struct Drain {
+    receiver: Receiver<Record>,
+    tally: Arc<Tally>,
+}
+
+impl Drain {
+    /// The next record, waiting for it; `None` once every sink is gone.
+    pub fn recv(&self) -> Option<Record> {
+        self.receiver.recv().ok()
+    }
+
+    /// The next record if one waits.
+    pub fn try_recv(&self) -> Option<Record> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// The records waiting now.
+    pub fn try_iter(&self) -> impl Iterator<Item = Record> + '_ {
+        self.receiver.try_iter()
+    }
+
+    /// Reports `records` more of those received as durable.
+    pub fn committed(&self, records: u64) {
+        self.tally.committed.fetch_add(records, Ordering::AcqRel);
+    }
 }
 
 impl Journal {
@@ -298,12 +395,12 @@ impl Journal {
         db.execute("INSERT INTO runs (started) VALUES (datetime('now'))", [])
             .map_err(sqlite)?;
         let run = db.last_insert_rowid();
-        let (sink, receiver) = std::sync::mpsc::channel();
+        let (sink, drain) = Sink::channel();
         let owned = path.to_owned();
         let writer = std::thread::Builder::new()
             .name("dipla-journal".into())
             .spawn(move || {
-                write(db, run, &receiver).map_err(|source| {
+                write(db, run, &drain).map_err(|source| {
                     tracing::error!(
                         state = %owned.display(),
                         %source,
@@ -358,26 +455,27 @@ impl Journal {
     }
 }
 
-/// Commits what arrives, a batch per transaction, until every sender is gone.
-fn write(mut db: Connection, run: i64, records: &Receiver<Record>) -> rusqlite::Result<Connection> {
-    while let Ok(first) = records.recv() {
+/// Commits what arrives, a batch per transaction, until every sink is gone.
+fn write(mut db: Connection, run: i64, records: &Drain) -> rusqlite::Result<Connection> {
+    while let Some(first) = records.recv() {
         let tx = db.transaction()?;
+        let mut written: u64 = 0;
         {
             let mut event = tx.prepare_cached(
                 "INSERT INTO events (run, kind, stage, idx, output, failure, verdict, input, identity)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let mut next = Some(first);
-            let mut written = 0;
             while let Some(record) = next.take() {
                 insert(&tx, &mut event, run, record)?;
                 written += 1;
                 if written < BATCH {
-                    next = records.try_recv().ok();
+                    next = records.try_recv();
                 }
             }
         }
         tx.commit()?;
+        records.committed(written);
     }
     Ok(db)
 }
@@ -729,12 +827,16 @@ mod tests {
                 },
             },
         ];
-        let (sink, receiver) = std::sync::mpsc::channel();
+        let (sink, drain) = Sink::channel();
         for record in records.clone() {
-            sink.send(record).unwrap();
+            sink.send(record);
         }
+        let backlog = sink.backlog();
         drop(sink);
-        db = write(db, 1, &receiver).unwrap();
+        db = write(db, 1, &drain).unwrap();
+        let sent = records.len() as u64;
+        assert_eq!(backlog, Backlog { sent, committed: 0 });
+        assert_eq!(drain.tally.committed.load(Ordering::Acquire), sent);
         let read = read_records(&db, 2).map_err(|_| "unreadable").unwrap();
         // Identities come first (their latest records), then events in order.
         let expected: Vec<String> = records

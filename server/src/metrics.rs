@@ -62,14 +62,19 @@ pub(crate) fn render_jobs(gate: &Gate, jobs: &[(String, Handle)]) -> String {
     let transfers = Family::<Job, Counter>::default();
     let module_bytes = Family::<Job, Counter>::default();
     let seated = Family::<Job, Gauge>::default();
+    let unjournaled = Family::<Job, Gauge>::default();
     for (name, handle) in jobs {
-        let (progress, counts) = {
+        let (progress, counts, backlog) = {
             let core = handle.lock();
             let coordinator = &core.coordinator;
             let progress: Vec<_> = (0..coordinator.stage_count())
                 .map(|stage| coordinator.progress(stage))
                 .collect();
-            (progress, coordinator.counts())
+            (
+                progress,
+                coordinator.counts(),
+                coordinator.journal_backlog(),
+            )
         };
         let sum =
             |f: fn(&crate::coordinator::StageProgress) -> u64| progress.iter().map(f).sum::<u64>();
@@ -117,6 +122,11 @@ pub(crate) fn render_jobs(gate: &Gate, jobs: &[(String, Handle)]) -> String {
         seated
             .get_or_create(&job())
             .set(i64::try_from(handle.workers().len()).unwrap_or(i64::MAX));
+        if let Some(backlog) = backlog {
+            unjournaled
+                .get_or_create(&job())
+                .set(gauge(backlog.pending()));
+        }
     }
     registry.register("tasks", "Tasks by state, over all stages", tasks);
     registry.register(
@@ -141,6 +151,11 @@ pub(crate) fn render_jobs(gate: &Gate, jobs: &[(String, Handle)]) -> String {
         module_bytes,
     );
     registry.register("job_workers", "Workers serving each job now", seated);
+    registry.register(
+        "journal_pending_records",
+        "Records sent to the job's journal and not yet committed (lost in a crash)",
+        unjournaled,
+    );
     let connected = Gauge::<i64>::default();
     connected.set(i64::try_from(gate.joined()).unwrap_or(i64::MAX));
     registry.register("workers_connected", "Workers connected now", connected);

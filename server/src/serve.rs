@@ -563,7 +563,7 @@ impl Service {
             ended: Mutex::new(None),
             closed: watch::channel(false).0,
         });
-        let (records, received) = std::sync::mpsc::channel();
+        let (records, received) = crate::journal::Sink::channel();
         handle.lock().coordinator.set_journal(Some(records));
         let events = std::fs::File::create(entry.events())?;
         let notify = handle.clone();
@@ -674,16 +674,14 @@ fn driver_handle(entry: &Entry) -> Result<&Handle, SubmitError> {
 
 /// Writes each record a driver needs as an event line, flushing whenever none waits, and
 /// tells followers.
-fn write_events(
-    records: &std::sync::mpsc::Receiver<crate::journal::Record>,
-    file: std::fs::File,
-    handle: &Handle,
-) {
+fn write_events(records: &crate::journal::Drain, file: std::fs::File, handle: &Handle) {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(file);
-    while let Ok(first) = records.recv() {
+    while let Some(first) = records.recv() {
         let mut next = Some(first);
+        let mut written = 0;
         while let Some(record) = next {
+            written += 1;
             if let Some(event) = crate::mirror::Event::of(&record) {
                 let mut line = serde_json::to_vec(&event).unwrap_or_default();
                 line.push(b'\n');
@@ -692,9 +690,11 @@ fn write_events(
                     return;
                 }
             }
-            next = records.try_recv().ok();
+            next = records.try_recv();
         }
-        let _ = out.flush();
+        if out.flush().is_ok() {
+            records.committed(written);
+        }
         handle.progressed();
     }
 }
