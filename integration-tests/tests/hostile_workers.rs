@@ -62,6 +62,7 @@ async fn hostile_workers_are_refused_and_honest_ones_finish() {
         ..RunOptions::default()
     };
     let (server, url) = remote_server_with(job.job(), options).await;
+    let handle = server.handle();
     let run = tokio::spawn(finish(server));
 
     let reason = refused(&url, vec![Message::text("not json at all")]).await;
@@ -89,7 +90,14 @@ async fn hostile_workers_are_refused_and_honest_ones_finish() {
     }
     // The server is full with the flooder and one honest worker: a third is refused.
     let _honest = WorkerProcess::start(&url, "honest");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !handle.workers().iter().any(|w| w.name == "honest") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the honest worker never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let reason = refused(&url, vec![Message::text(hello())]).await;
     assert!(reason.contains("full"), "{reason}");
 

@@ -141,11 +141,29 @@ async fn an_untrusted_identity_gets_no_work_after_reconnecting_or_a_server_resta
     let _honest: Vec<WorkerProcess> = (0..2)
         .map(|i| WorkerProcess::start(&url, &format!("honest-again-{i}")))
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = tokio::task::spawn_blocking(move || liar_status(&url))
-        .await
-        .unwrap()
-        .expect("the liar is still connected");
+    // While the honest workers answer tasks, the liar gets none.
+    let started = Instant::now();
+    let later = tokio::task::spawn_blocking(move || {
+        loop {
+            let status = job_status(&url);
+            let workers = status["workers"].as_array().unwrap();
+            let honest: u64 = workers
+                .iter()
+                .filter(|w| w["name"].as_str().unwrap().starts_with("honest-again"))
+                .filter_map(|w| w["record"]["results"].as_u64())
+                .sum();
+            if honest >= 20 {
+                return liar_status(&url).expect("the liar is still connected");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the honest workers did no work: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
     assert_eq!(later["record"]["results"], 0, "{later}");
     assert_eq!(later["running"], 0, "{later}");
     let status = tokio::task::spawn_blocking(move || server.wait().unwrap())

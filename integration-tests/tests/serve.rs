@@ -251,8 +251,13 @@ fn a_serving_server_killed_midway_resumes_its_jobs_from_their_journals() {
     let worker = WorkerProcess::start(&ws, "first");
     let job = burn_job(600, 1_000_000);
     let id = submit(&url, &job);
-    until(&url, &[&id], Duration::from_secs(30), "some results", |s| {
+    let seen = until(&url, &[&id], Duration::from_secs(30), "some results", |s| {
         s[0]["done"].as_u64().unwrap() >= 50
+    });
+    // The journal is written behind the job: wait until what that status showed is durable.
+    let sent = seen[0]["journal"]["sent"].as_u64().unwrap();
+    until(&url, &[&id], Duration::from_secs(30), "the journal", |s| {
+        s[0]["journal"]["committed"].as_u64().unwrap() >= sent
     });
     server.stop();
     drop(worker);
