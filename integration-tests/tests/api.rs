@@ -34,7 +34,8 @@ async fn the_api_needs_the_admin_token_reports_progress_and_cancels() {
 
         // Progress moves while the worker runs.
         let mut seen = Vec::new();
-        for _ in 0..100 {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
             let (code, _, body) = http(&addr, "GET", "/api/job", Some("s3cret-admin"));
             assert_eq!(code, 200, "{body}");
             let status: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -2,10 +2,10 @@
 //! resumes, computes nothing twice and writes the same output as an uninterrupted run.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{JobDir, bin, server_process};
+use crate::support::{JobDir, addr_of, bin, http, server_process};
 
 const TASKS: u64 = 1_500;
 
@@ -50,8 +50,11 @@ fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
 }
 
+/// The operator's token of the runs that are killed.
+const TOKEN: &str = "durability";
+
 /// The results journaled in the state file at `path` (none if there is none yet).
-fn journaled(path: &Path) -> usize {
+fn journaled(path: &Path) -> u64 {
     if !path.exists() {
         return 0;
     }
@@ -62,7 +65,7 @@ fn journaled(path: &Path) -> usize {
             [],
             |row| row.get::<_, i64>(0),
         )
-        .map_or(0, |n| usize::try_from(n).unwrap())
+        .map_or(0, |n| u64::try_from(n).unwrap())
 }
 
 /// A number in `0..bound` no run can predict.
@@ -88,17 +91,54 @@ fn a_server_killed_at_random_points_resumes_with_identical_output_and_recomputes
     let out = dir.join("results.jsonl");
     let state = dir.join("job.state");
     let state_arg = state.to_str().unwrap();
-    // Kill it twice, each time at a random point once results are flowing.
+    // Kill it twice, each time at a random point once this run has journaled results of its
+    // own (the journal is written behind the job: the API says how far it has got).
     for _ in 0..2 {
-        let mut child = server(&job, &out, &["--state", state_arg])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let before = journaled(&state);
+        let args = [
+            "--local-workers",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+            "--state",
+            state_arg,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            TOKEN,
+        ];
+        let (mut child, url, _) = server_process(&job.manifest, &args);
+        let addr = addr_of(&url);
+        let status = || {
+            let (code, _, body) = http(&addr, "GET", "/api/job", Some(TOKEN));
+            assert_eq!(code, 200, "{body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        };
         let started = Instant::now();
-        // Lines are written in order and a run writes them all again from the first, so
-        // more lines than results journaled before means this run computed some.
-        let before = lines(&out).max(journaled(&state));
-        while lines(&out) <= before + 50 && started.elapsed() < Duration::from_secs(30) {
+        let mut wanted = None;
+        loop {
+            let status = status();
+            let journal = &status["journal"];
+            let committed = journal["committed"].as_u64().unwrap();
+            match wanted {
+                Some(sent) if committed >= sent => break,
+                Some(_) => {}
+                None => {
+                    let done: u64 = status["stages"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|stage| stage["done"].as_u64().unwrap())
+                        .sum();
+                    if done >= before + 50 {
+                        wanted = journal["sent"].as_u64();
+                    }
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no results of its own journaled: {status}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(random(300)));

@@ -1,4 +1,6 @@
-use crate::support::{JobDir, WorkerProcess, finish, remote_server};
+use dipla_server::RunOptions;
+
+use crate::support::{JobDir, WorkerProcess, finish, remote_server_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_factorise_2000_numbers_near_10_to_the_12() {
@@ -13,7 +15,12 @@ async fn two_worker_processes_factorise_2000_numbers_near_10_to_the_12() {
         inputs = { range = { start = 1000000000000, end = 1000000002000 } }
         "#,
     );
-    let (server, url) = remote_server(job.job()).await;
+    // Both workers must join before any task is given out: one alone may finish the job.
+    let options = RunOptions {
+        min_workers: 2,
+        ..RunOptions::default()
+    };
+    let (server, url) = remote_server_with(job.job(), options).await;
     let mut workers = [
         WorkerProcess::start(&url, "one"),
         WorkerProcess::start(&url, "two"),

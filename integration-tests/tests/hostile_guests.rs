@@ -1,4 +1,6 @@
-use crate::support::{JobDir, WorkerProcess, finish, remote_server};
+use dipla_server::RunOptions;
+
+use crate::support::{JobDir, WorkerProcess, finish, remote_server, remote_server_with};
 
 /// Every way a guest can misbehave ends as a failed task naming its cause, and the same two
 /// worker processes go on to finish the good tasks.
@@ -62,7 +64,12 @@ async fn hostile_guests_fail_cleanly_and_the_workers_keep_serving() {
         memory_mb = 128
         "#,
     );
-    let (server, url) = remote_server(job.job()).await;
+    // Both workers join before any task is given out: each failure is retried on the other.
+    let options = RunOptions {
+        min_workers: 2,
+        ..RunOptions::default()
+    };
+    let (server, url) = remote_server_with(job.job(), options).await;
     let mut workers = [
         WorkerProcess::start(&url, "one"),
         WorkerProcess::start(&url, "two"),

@@ -10,7 +10,8 @@ use dipla_server::RunOptions;
 async fn a_silent_worker_is_dropped_and_its_tasks_run_elsewhere() {
     let job = burn_job(20, 2_000_000);
     let options = RunOptions {
-        heartbeat: Duration::from_millis(200),
+        // Long enough that a stalled test process cannot make the busy honest worker look silent.
+        heartbeat: Duration::from_secs(1),
         // Copies would rescue the silent worker's tasks first; this tests the heartbeat.
         speculate: false,
         ..RunOptions::default()

@@ -241,13 +241,13 @@ impl WorkerProcess {
 
     /// Waits for the process to exit by itself and tells whether it succeeded.
     pub fn wait_success(&mut self) -> bool {
-        for _ in 0..100 {
+        for _ in 0..600 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.success();
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("the worker did not exit within 5 s");
+        panic!("the worker did not exit within 30 s");
     }
 }
 
