@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{JobDir, addr_of, bin, http, server_process};
+use crate::support::{JobDir, addr_of, bin, eventually, http, journaled_through, server_process};
 
 const TASKS: u64 = 1_500;
 
@@ -114,33 +114,19 @@ fn a_server_killed_at_random_points_resumes_with_identical_output_and_recomputes
             assert_eq!(code, 200, "{body}");
             serde_json::from_str::<serde_json::Value>(&body).unwrap()
         };
-        let started = Instant::now();
-        let mut wanted = None;
-        loop {
+        let sent = eventually("results of this run's own", || {
             let status = status();
-            let journal = &status["journal"];
-            let committed = journal["committed"].as_u64().unwrap();
-            match wanted {
-                Some(sent) if committed >= sent => break,
-                Some(_) => {}
-                None => {
-                    let done: u64 = status["stages"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|stage| stage["done"].as_u64().unwrap())
-                        .sum();
-                    if done >= before + 50 {
-                        wanted = journal["sent"].as_u64();
-                    }
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no results of its own journaled: {status}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+            let done: u64 = status["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|stage| stage["done"].as_u64().unwrap())
+                .sum();
+            (done >= before + 50).then(|| status["journal"]["sent"].as_u64().unwrap())
+        });
+        eventually("them journaled", || {
+            journaled_through(&status(), sent).then_some(())
+        });
         std::thread::sleep(Duration::from_millis(random(300)));
         child.kill().unwrap(); // SIGKILL: no chance to flush or say goodbye
         child.wait().unwrap();

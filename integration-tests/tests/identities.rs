@@ -4,15 +4,15 @@
 
 use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dipla_protocol::RawJson;
 use dipla_server::RunOptions;
 use dipla_worker::{Identity, ModuleCache, WorkerConfig};
 
 use crate::support::{
-    JobDir, WorkerProcess, addr_of, burn_job, finish, http, join_with, remote_server_with,
-    server_process, test_hello,
+    JobDir, WorkerProcess, addr_of, burn_job, eventually, finish, http, join_with,
+    journaled_through, remote_server_with, server_process, test_hello,
 };
 
 const TOKEN: &str = "admin-secret";
@@ -84,33 +84,21 @@ async fn an_untrusted_identity_gets_no_work_after_reconnecting_or_a_server_resta
     let honest: Vec<WorkerProcess> = (0..2)
         .map(|i| WorkerProcess::start(&url, &format!("honest-{i}")))
         .collect();
-    let started = Instant::now();
     let status = tokio::task::spawn_blocking({
         let url = url.clone();
         move || {
-            let (liar, sent) = loop {
+            let (liar, sent) = eventually("the liar caught", || {
                 let status = job_status(&url);
-                let caught = status["workers"].as_array().unwrap().iter().find(|w| {
+                let liar = status["workers"].as_array().unwrap().iter().find(|w| {
                     w["name"] == "liar" && !w["record"].is_null() && w["record"]["trusted"] == false
-                });
-                if let Some(liar) = caught {
-                    break (liar.clone(), status["journal"]["sent"].as_u64().unwrap());
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "the liar was never caught"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            };
+                })?;
+                Some((liar.clone(), status["journal"]["sent"].as_u64().unwrap()))
+            });
             // The journal is written behind the job: once it has committed what was sent
             // when the liar showed as caught, a crash cannot lose that.
-            while job_status(&url)["journal"]["committed"].as_u64().unwrap() < sent {
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "the journal never caught up"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            eventually("the journal catch up", || {
+                journaled_through(&job_status(&url), sent).then_some(())
+            });
             liar
         }
     })
@@ -142,25 +130,18 @@ async fn an_untrusted_identity_gets_no_work_after_reconnecting_or_a_server_resta
         .map(|i| WorkerProcess::start(&url, &format!("honest-again-{i}")))
         .collect();
     // While the honest workers answer tasks, the liar gets none.
-    let started = Instant::now();
     let later = tokio::task::spawn_blocking(move || {
-        loop {
-            let status = job_status(&url);
-            let workers = status["workers"].as_array().unwrap();
-            let honest: u64 = workers
+        eventually("the honest workers at work", || {
+            let honest: u64 = job_status(&url)["workers"]
+                .as_array()
+                .unwrap()
                 .iter()
                 .filter(|w| w["name"].as_str().unwrap().starts_with("honest-again"))
                 .filter_map(|w| w["record"]["results"].as_u64())
                 .sum();
-            if honest >= 20 {
-                return liar_status(&url).expect("the liar is still connected");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the honest workers did no work: {status}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            (honest >= 20).then_some(())
+        });
+        liar_status(&url).expect("the liar is still connected")
     })
     .await
     .unwrap();

@@ -6,7 +6,8 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    JobDir, WorkerProcess, addr_of, bin, burn_job, dipla_server, http, squares_job,
+    JobDir, WorkerProcess, addr_of, bin, burn_job, dipla_server, http, journaled_through,
+    squares_job,
 };
 
 pub(crate) const TOKEN: &str = "serve-admin-token";
@@ -257,7 +258,7 @@ fn a_serving_server_killed_midway_resumes_its_jobs_from_their_journals() {
     // The journal is written behind the job: wait until what that status showed is durable.
     let sent = seen[0]["journal"]["sent"].as_u64().unwrap();
     until(&url, &[&id], Duration::from_secs(30), "the journal", |s| {
-        s[0]["journal"]["committed"].as_u64().unwrap() >= sent
+        journaled_through(&s[0], sent)
     });
     server.stop();
     drop(worker);

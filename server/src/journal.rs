@@ -8,8 +8,9 @@
 //!
 //! The coordinator sends [`Record`]s down a channel under its lock (no I/O there); a writer
 //! thread commits them in batches, one transaction per batch, so the journal costs the hot
-//! path one channel send. A crash loses at most the batch being written: those tasks simply
-//! run again.
+//! path one channel send and one atomic count. A crash loses at most the batch being
+//! written: those tasks simply run again. The counts of records sent and committed
+//! ([`Backlog`]) tell when what happened so far is durable.
 //!
 //! ```sql
 //! meta    (key PRIMARY KEY, value)                -- schema, job name, fingerprint, description

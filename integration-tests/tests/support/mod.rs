@@ -404,3 +404,26 @@ pub fn addr_of(url: &str) -> String {
         .trim_end_matches("/ws")
         .to_owned()
 }
+
+/// Polls `probe` every 10 ms until it gives a value, and returns it; fails naming `what`
+/// after 30 s. For waiting on a condition rather than for a time.
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "never saw {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Whether the job whose status (`GET /api/job` or `/api/jobs/ID`) is `status` has
+/// committed to its journal the `sent` records an earlier status showed: what that status
+/// showed would survive a crash now.
+pub fn journaled_through(status: &serde_json::Value, sent: u64) -> bool {
+    status["journal"]["committed"].as_u64().unwrap() >= sent
+}
