@@ -25,10 +25,22 @@ pub struct Guest {
     about: Arc<About>,
 }
 
-/// What a guest's bytes say of it, read once.
-struct About {
-    info: ModuleInfo,
-    exports: Exports,
+/// What a guest's bytes say of it, read once and shared by a [`crate::LazyGuest`] and the
+/// guest it compiles.
+pub(crate) struct About {
+    /// Its `dipla` section.
+    pub(crate) info: ModuleInfo,
+    /// Its exports.
+    pub(crate) exports: Exports,
+}
+
+impl About {
+    /// Checks that `export` is a task of the module with the task signature.
+    pub(crate) fn check_task(&self, export: &str) -> Result<&abi::TaskInfo, AbiError> {
+        let task = self.info.task(export)?;
+        self.exports.check_task(export)?;
+        Ok(task)
+    }
 }
 
 /// What running one task gave.
@@ -72,11 +84,8 @@ impl std::fmt::Debug for Guest {
 }
 
 impl Guest {
-    pub(crate) fn new(module: Module, info: ModuleInfo, exports: Exports) -> Self {
-        Self {
-            module,
-            about: Arc::new(About { info, exports }),
-        }
+    pub(crate) fn new(module: Module, about: Arc<About>) -> Self {
+        Self { module, about }
     }
 
     /// What the module's `dipla` section says.
@@ -89,9 +98,7 @@ impl Guest {
     /// # Errors
     /// When it is not listed in the `dipla` section or has another type.
     pub fn check_task(&self, export: &str) -> Result<&abi::TaskInfo, AbiError> {
-        let task = self.about.info.task(export)?;
-        self.about.exports.check_task(export)?;
-        Ok(task)
+        self.about.check_task(export)
     }
 
     /// Writes the compiled code to `path` for [`crate::Sandbox::load_precompiled`].

@@ -3,8 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::abi::{AbiError, ModuleInfo, TaskInfo};
-use crate::exports::Exports;
-use crate::guest::Guest;
+use crate::guest::{About, Guest};
 use crate::sandbox::Sandbox;
 
 /// A module checked against the guest ABI by [`Sandbox::admit`], compiled on the first call
@@ -15,39 +14,32 @@ pub struct LazyGuest(Arc<Inner>);
 struct Inner {
     sandbox: Sandbox,
     bytes: Arc<[u8]>,
-    info: ModuleInfo,
-    exports: Exports,
+    about: Arc<About>,
     compiled: OnceLock<Result<Guest, AbiError>>,
 }
 
 impl std::fmt::Debug for LazyGuest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LazyGuest")
-            .field("tasks", &self.0.info.tasks)
+            .field("tasks", &self.0.about.info.tasks)
             .field("compiled", &self.is_compiled())
             .finish_non_exhaustive()
     }
 }
 
 impl LazyGuest {
-    pub(crate) fn new(
-        sandbox: Sandbox,
-        bytes: Arc<[u8]>,
-        info: ModuleInfo,
-        exports: Exports,
-    ) -> Self {
+    pub(crate) fn new(sandbox: Sandbox, bytes: Arc<[u8]>, about: Arc<About>) -> Self {
         Self(Arc::new(Inner {
             sandbox,
             bytes,
-            info,
-            exports,
+            about,
             compiled: OnceLock::new(),
         }))
     }
 
     /// What the module's `dipla` section says.
     pub fn info(&self) -> &ModuleInfo {
-        &self.0.info
+        &self.0.about.info
     }
 
     /// The module's bytes.
@@ -61,13 +53,11 @@ impl LazyGuest {
     /// # Errors
     /// When it is not listed in the `dipla` section or has another type.
     pub fn check_task(&self, export: &str) -> Result<&TaskInfo, AbiError> {
-        let task = self.0.info.task(export)?;
-        self.0.exports.check_task(export)?;
-        Ok(task)
+        self.0.about.check_task(export)
     }
 
     /// The compiled module, compiling it on the first call (callers at the same time wait
-    /// for that one compilation).
+    /// for that one compilation). What admission read is not read again.
     ///
     /// # Errors
     /// When compiling fails, which validation in [`Sandbox::admit`] makes rare (an
@@ -75,7 +65,12 @@ impl LazyGuest {
     pub fn compiled(&self) -> Result<&Guest, AbiError> {
         self.0
             .compiled
-            .get_or_init(|| self.0.sandbox.compile(&self.0.bytes))
+            .get_or_init(|| {
+                let inner = &self.0;
+                inner
+                    .sandbox
+                    .compile_admitted(&inner.bytes, inner.about.clone())
+            })
             .as_ref()
             .map_err(Clone::clone)
     }

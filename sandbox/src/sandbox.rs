@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use wasmtime::{Engine, Module};
 
-use crate::abi::{self, AbiError, ModuleInfo};
+use crate::abi::{self, AbiError};
 use crate::config::{EPOCH_TICK, engine_config};
 use crate::exports::Exports;
-use crate::guest::Guest;
+use crate::guest::{About, Guest};
 use crate::lazy::LazyGuest;
 
 /// The sandbox cannot start on this machine.
@@ -57,11 +57,24 @@ impl Sandbox {
     /// # Errors
     /// When the bytes are not wasm, break the guest ABI ([`crate::abi`]), or import anything.
     pub fn compile(&self, bytes: &[u8]) -> Result<Guest, AbiError> {
-        let (info, exports) = admit(bytes)?;
-        let module =
-            Module::new(&self.engine, bytes).map_err(|e| AbiError::Invalid(format!("{e:#}")))?;
-        exports.check_guest()?;
-        Ok(Guest::new(module, info, exports))
+        let about = admit(bytes)?;
+        let module = self.module(bytes)?;
+        about.exports.check_guest()?;
+        Ok(Guest::new(module, Arc::new(about)))
+    }
+
+    /// Compiles `bytes` that [`Sandbox::admit`] checked, described by `about`.
+    pub(crate) fn compile_admitted(
+        &self,
+        bytes: &[u8],
+        about: Arc<About>,
+    ) -> Result<Guest, AbiError> {
+        Ok(Guest::new(self.module(bytes)?, about))
+    }
+
+    /// The wasmtime module of `bytes`.
+    fn module(&self, bytes: &[u8]) -> Result<Module, AbiError> {
+        Module::new(&self.engine, bytes).map_err(|e| AbiError::Invalid(format!("{e:#}")))
     }
 
     /// Checks that `bytes` are a runnable Dipla guest as [`Sandbox::compile`] does (wasm
@@ -73,10 +86,10 @@ impl Sandbox {
     /// As [`Sandbox::compile`].
     pub fn admit(&self, bytes: impl Into<Arc<[u8]>>) -> Result<LazyGuest, AbiError> {
         let bytes = bytes.into();
-        let (info, exports) = admit(&bytes)?;
+        let about = admit(&bytes)?;
         Module::validate(&self.engine, &bytes).map_err(|e| AbiError::Invalid(format!("{e:#}")))?;
-        exports.check_guest()?;
-        Ok(LazyGuest::new(self.clone(), bytes, info, exports))
+        about.exports.check_guest()?;
+        Ok(LazyGuest::new(self.clone(), bytes, Arc::new(about)))
     }
 
     /// Loads a module this process compiled earlier and saved with [`Guest::serialize`],
@@ -94,12 +107,12 @@ impl Sandbox {
         bytes: &[u8],
         artifact: &Path,
     ) -> Result<Guest, AbiError> {
-        let (info, exports) = admit(bytes)?;
+        let about = admit(bytes)?;
         // SAFETY: the caller promises the artifact is our own.
         let module = unsafe { Module::deserialize_file(&self.engine, artifact) }
             .map_err(|e| AbiError::Invalid(format!("{e:#}")))?;
-        exports.check_guest()?;
-        Ok(Guest::new(module, info, exports))
+        about.exports.check_guest()?;
+        Ok(Guest::new(module, Arc::new(about)))
     }
 
     /// A key that changes whenever this engine could not load another's precompiled code.
@@ -119,10 +132,11 @@ impl Sandbox {
 }
 
 /// Reads a module's ABI section and exports, and refuses it if it imports anything.
-fn admit(bytes: &[u8]) -> Result<(ModuleInfo, Exports), AbiError> {
+fn admit(bytes: &[u8]) -> Result<About, AbiError> {
     let info = abi::inspect(bytes)?;
     if !info.imports.is_empty() {
         return Err(AbiError::Imports(info.imports));
     }
-    Ok((info, Exports::read(bytes)?))
+    let exports = Exports::read(bytes)?;
+    Ok(About { info, exports })
 }
