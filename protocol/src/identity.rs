@@ -7,20 +7,24 @@
 //! [`join_message`], so an identity cannot be claimed without its secret key, nor a proof
 //! replayed on another connection. Each `results` message carries a receipt: the worker's
 //! signature over [`receipt_message`], which binds the job, each task's attempt id, module,
-//! input and output (by sha256) and fuel, so a results file can later be checked against
-//! what the workers really said.
+//! input and outcome (its output or its failure, by sha256) and fuel, so a results file can
+//! later be checked against what the workers really said. Failures are signed like outputs:
+//! a failure is a result, and a worker is held to it.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use crate::ModuleHash;
+use crate::{ModuleHash, RawJson, TaskFailure};
 
 /// Prefix of the signed join message (domain separation: a join proof is never a receipt).
 const JOIN: &[u8] = b"dipla-join-v2\0";
 /// Prefix of a signed receipt.
-const RECEIPT: &[u8] = b"dipla-receipt-v2\0";
+const RECEIPT: &[u8] = b"dipla-receipt-v3\0";
+/// Prefix of the bytes a failure's digest is taken over (domain separation: a failure never
+/// hashes like an output).
+const FAILURE: &[u8] = b"dipla-failure\0";
 
 /// A worker's identity: its Ed25519 public key, 64 hex digits on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,7 +60,8 @@ pub struct ReceiptEntry {
     pub module: ModuleHash,
     /// sha256 of the task's input JSON, as received.
     pub input: [u8; 32],
-    /// sha256 of the output JSON, as sent.
+    /// The outcome's digest ([`ReceiptEntry::outcome_digest`]): sha256 of the output JSON as
+    /// sent, or of the failure ([`ReceiptEntry::failure_digest`]).
     pub output: [u8; 32],
     /// Fuel the task burnt.
     pub fuel: u64,
@@ -69,6 +74,30 @@ impl ReceiptEntry {
     /// sha256 of some JSON text, as receipts hash inputs and outputs.
     pub fn digest(json: &str) -> [u8; 32] {
         Sha256::digest(json.as_bytes()).into()
+    }
+
+    /// sha256 of a failure, as receipts name it: over `"dipla-failure\0" ‖ kind ‖ "\0" ‖
+    /// message`, the kind as on the wire (`panic`, `out_of_fuel`, …) and the message as UTF-8.
+    pub fn failure_digest(failure: &TaskFailure) -> [u8; 32] {
+        let kind = serde_json::to_value(failure.kind)
+            .ok()
+            .and_then(|kind| kind.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut hasher = Sha256::new();
+        hasher.update(FAILURE);
+        hasher.update(kind.as_bytes());
+        hasher.update([0]);
+        hasher.update(failure.message.as_bytes());
+        hasher.finalize().into()
+    }
+
+    /// The digest of a task's outcome: its output's ([`ReceiptEntry::digest`]) or its
+    /// failure's ([`ReceiptEntry::failure_digest`]).
+    pub fn outcome_digest(outcome: Result<&RawJson, &TaskFailure>) -> [u8; 32] {
+        match outcome {
+            Ok(output) => Self::digest(output.get()),
+            Err(failure) => Self::failure_digest(failure),
+        }
     }
 
     /// Reads the entries of a receipt message made by [`receipt_message`] for `job`; `None`
@@ -100,8 +129,8 @@ impl ReceiptEntry {
 }
 
 /// What a worker signs for a `results` message of job `job` (the fingerprint the server sent
-/// in its welcome): a prefix, the job, then each successful result's entry, in the message's
-/// order, fixed-width little-endian.
+/// in its welcome): a prefix, the job, then each result's entry (outputs and failures alike),
+/// in the message's order, fixed-width little-endian.
 pub fn receipt_message(job: &str, entries: &[ReceiptEntry]) -> Vec<u8> {
     let mut message =
         Vec::with_capacity(RECEIPT.len() + 8 + job.len() + entries.len() * RECEIPT_ENTRY_BYTES);

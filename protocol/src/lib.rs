@@ -30,11 +30,12 @@ pub use identity::{Nonce, PublicKey, Signature};
 pub use limits::TaskLimits;
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
 pub use worker::{
-    Benchmark, FailureKind, Hello, KernelRun, Secret, TaskFailure, TaskResult, WorkerMessage,
+    Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, Secret, TaskFailure,
+    TaskResult, WorkerMessage,
 };
 
 /// The protocol version this crate speaks. A server refuses a `hello` with another version.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Raw JSON text, passed through without being parsed into a value (task inputs and outputs).
 pub type RawJson = serde_json::value::RawValue;

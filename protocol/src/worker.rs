@@ -27,7 +27,7 @@ pub enum WorkerMessage {
         /// The results.
         results: Vec<TaskResult>,
         /// The worker's signature over [`crate::identity::receipt_message`] of this
-        /// message's successful results (required when any result has an output).
+        /// message's results, outputs and failures alike (required).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         receipt: Option<Signature>,
     },
@@ -170,6 +170,27 @@ pub struct TaskFailure {
     pub message: String,
 }
 
+/// The longest failure message a worker may send, in bytes: a worker cuts longer ones
+/// ([`TaskFailure::bounded`]) before it signs them, and a server refuses longer ones.
+pub const MAX_FAILURE_MESSAGE_BYTES: usize = 4096;
+
+impl TaskFailure {
+    /// The failure with its message cut to [`MAX_FAILURE_MESSAGE_BYTES`] (at a character
+    /// boundary, ending in `…`).
+    pub fn bounded(mut self) -> Self {
+        if self.message.len() > MAX_FAILURE_MESSAGE_BYTES {
+            let ellipsis = '…';
+            let mut end = MAX_FAILURE_MESSAGE_BYTES - ellipsis.len_utf8();
+            while !self.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.message.truncate(end);
+            self.message.push(ellipsis);
+        }
+        self
+    }
+}
+
 impl fmt::Display for TaskFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)
@@ -212,6 +233,11 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Whether only a server reports this kind (a worker claiming it breaks the protocol).
+    pub fn is_server_only(self) -> bool {
+        matches!(self, Self::Upstream | Self::Stopped | Self::Unverified)
+    }
+
     /// Whether every honest worker gets the same failure for the same task: if so, running
     /// the task again elsewhere gives the same answer.
     pub fn is_deterministic(self) -> bool {

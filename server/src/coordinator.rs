@@ -189,6 +189,23 @@ pub struct Answer {
     pub stop: bool,
     /// Whether the stage's verifier accepted the output.
     pub verified: bool,
+    /// Whether the worker's own caps were below the task's fuel or memory limit, so that its
+    /// `out_of_fuel` or `memory_limit` failure says nothing of the task.
+    pub capped: bool,
+}
+
+/// How a worker left, which decides what its unanswered tasks say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// Its connection ended (closed, dropped, silent): its tasks were lost with it, which
+    /// counts against them only once distinct identities died running them, and against the
+    /// identity if it held any.
+    Lost,
+    /// The server closed it for breaking the protocol: a strike against the identity, never
+    /// against its tasks.
+    Expelled,
+    /// It left because the server asked it to (the job ended, or it moved to another job).
+    Released,
 }
 
 /// What the coordinator needs to know of a stage.
@@ -309,13 +326,87 @@ pub struct Counts {
 
 #[derive(Debug, Default)]
 struct History {
-    failures: u32,
-    lost: u32,
-    /// Workers whose attempt failed: a retry goes elsewhere when it can.
-    failed_on: Vec<WorkerId>,
+    /// Attempts that ended in a failure or a rejected output.
+    tries: u32,
+    /// The failures reported, in order.
+    failures: Vec<Failed>,
+    /// Identities lost while running it, and their addresses where known.
+    lost_by: Vec<IdentityId>,
+    lost_from: Vec<String>,
+    /// Identities whose attempt failed or whose output was rejected: a retry goes to another
+    /// identity (the server's own may try again).
+    failed_on: Vec<IdentityId>,
     /// Workers whose output the verifier rejected: if another worker's output passes, they
     /// lied.
     rejected_on: Vec<WorkerId>,
+}
+
+/// A failure a worker reported.
+#[derive(Debug)]
+struct Failed {
+    identity: IdentityId,
+    failure: TaskFailure,
+    fuel: u64,
+    evidence: Evidence,
+}
+
+/// What a reported failure says of its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evidence {
+    /// Every honest worker fails the same way, message and fuel included.
+    Exact,
+    /// Honest workers fail the same way in kind only (a timeout, a stack overflow, a worker
+    /// error).
+    Kind,
+    /// Nothing: the worker's own caps were below the task's limits.
+    None,
+}
+
+impl Evidence {
+    fn of(failure: &TaskFailure, capped: bool) -> Self {
+        let limit = matches!(
+            failure.kind,
+            FailureKind::OutOfFuel | FailureKind::MemoryLimit
+        );
+        if capped && limit {
+            Self::None
+        } else if failure.kind.is_deterministic() {
+            Self::Exact
+        } else {
+            Self::Kind
+        }
+    }
+}
+
+impl Failed {
+    /// Whether this failure confirms `other`.
+    fn confirms(&self, other: &Self) -> bool {
+        self.failure.kind == other.failure.kind
+            && self.evidence == other.evidence
+            && match self.evidence {
+                Evidence::Exact => {
+                    self.failure.message == other.failure.message && self.fuel == other.fuel
+                }
+                Evidence::Kind => true,
+                Evidence::None => false,
+            }
+    }
+}
+
+impl History {
+    /// How many attempts count towards the task's `max_attempts`: one per identity, but
+    /// every attempt of the server's own.
+    fn counted(&self, fleet: &Fleet) -> u32 {
+        let mut seen: Vec<IdentityId> = Vec::new();
+        let mut counted = 0;
+        for &identity in &self.failed_on {
+            if fleet.is_own(identity) || !seen.contains(&identity) {
+                seen.push(identity);
+                counted += 1;
+            }
+        }
+        counted
+    }
 }
 
 /// An attempt a faster or idle worker may copy: its worker's speed, whether it straggles.
@@ -450,8 +541,10 @@ pub struct Coordinator {
     /// such a task is final, its other attempts and queue entries are dropped, so no task is
     /// ever counted twice.
     reissued: HashSet<TaskRef>,
-    /// How many times a task may be lost with its worker before it is failed.
+    /// How many distinct identities may be lost running a task before it is failed.
     max_lost: u32,
+    /// Whether those must also be on distinct addresses (`--max-identities-per-ip`).
+    count_addresses: bool,
     /// When to look for overdue attempts next.
     next_overdue_scan: u64,
     /// Attempts an idle worker might copy, slowest worker first, then oldest, as of the last
@@ -495,6 +588,7 @@ impl Coordinator {
             rng: random_seed(),
             reissued: HashSet::new(),
             max_lost: MAX_LOST,
+            count_addresses: false,
             next_overdue_scan: 0,
             copyable: VecDeque::new(),
             next_copy_scan: 0,
@@ -641,6 +735,24 @@ impl Coordinator {
         !self.fleet.untrusted_identity(identity)
     }
 
+    /// Worker `worker` connected from `address`: tasks lost with workers count distinct
+    /// addresses too when [`Coordinator::count_addresses`] says so.
+    pub fn place(&mut self, worker: WorkerId, address: &str) {
+        self.fleet.place(worker, address);
+    }
+
+    /// Makes a task fail for killing workers only when the identities lost running it were
+    /// also on distinct addresses (set where identities per address are capped).
+    pub fn count_addresses(&mut self, count: bool) {
+        self.count_addresses = count;
+    }
+
+    /// Marks `key` as the server's own identity (a local worker's): its deterministic
+    /// failures are final at once, and its allowance is not limited.
+    pub fn own_identity(&mut self, key: &str) {
+        self.fleet.own(key);
+    }
+
     /// Journals a worker's receipt.
     pub fn journal_receipt(&self, receipt: Record) {
         self.journal(|| receipt);
@@ -670,7 +782,7 @@ impl Coordinator {
         self.fleet.record(worker)
     }
 
-    /// How many times a task may be lost with its worker before it is failed (default
+    /// How many distinct identities may be lost running a task before it is failed (default
     /// [`MAX_LOST`]).
     pub fn set_max_lost(&mut self, times: u32) {
         self.max_lost = times.max(1);
@@ -734,24 +846,25 @@ impl Coordinator {
     }
 
     /// A worker left (or was disconnected): its tasks go back to the front of the queue.
-    /// Each counts as lost with its worker: a task lost [`MAX_LOST`] times fails, since it
-    /// may be what kills workers.
+    /// Each counts as lost with its identity: a task lost with [`MAX_LOST`] distinct
+    /// identities fails, since it may be what kills workers.
     pub fn leave(&mut self, worker: WorkerId) {
-        self.leave_with(worker, true);
+        self.depart(worker, Departure::Lost);
     }
 
     /// Like [`Coordinator::leave`], for a worker the server disconnected for breaking the
     /// protocol: its tasks go back to the queue without counting as lost (otherwise a
     /// hostile peer could fail any task by misbehaving three times).
     pub fn expel(&mut self, worker: WorkerId) {
-        self.leave_with(worker, false);
+        self.depart(worker, Departure::Expelled);
     }
 
-    fn leave_with(&mut self, worker: WorkerId, counts_as_lost: bool) {
+    /// Worker `worker` is gone, as `departure` says: its tasks go back to the front of the
+    /// queue (see [`Departure`] for what else that means).
+    pub fn depart(&mut self, worker: WorkerId, departure: Departure) {
+        let identity = self.fleet.identity(worker);
+        let address = self.fleet.address(worker);
         self.fleet.leave(worker);
-        if let Some(identity) = self.fleet.identity(worker) {
-            self.journal_identity(identity);
-        }
         let mut lost: Vec<(AttemptId, TaskRef)> = self
             .attempts
             .iter()
@@ -759,6 +872,7 @@ impl Coordinator {
             .map(|(&id, attempt)| (id, attempt.task))
             .collect();
         lost.sort_unstable_by_key(|&(_, task)| std::cmp::Reverse(task));
+        let held = !lost.is_empty();
         for (id, task) in lost {
             self.attempts.remove(&id);
             if self.drop_live(task) > 0 && !self.votes.contains_key(&task) {
@@ -766,23 +880,59 @@ impl Coordinator {
                 continue;
             }
             let history = self.history.entry(task).or_default();
-            history.lost += u32::from(counts_as_lost);
-            if history.lost >= self.max_lost {
+            if departure == Departure::Lost {
+                if let Some(identity) = identity
+                    && !history.lost_by.contains(&identity)
+                {
+                    history.lost_by.push(identity);
+                }
+                if let Some(address) = &address
+                    && !history.lost_from.contains(address)
+                {
+                    history.lost_from.push(address.clone());
+                }
+            }
+            let by_identities = history.lost_by.len() as u32 >= self.max_lost;
+            let by_addresses =
+                !self.count_addresses || history.lost_from.len() as u32 >= self.max_lost;
+            if departure == Departure::Lost && by_identities && by_addresses {
                 let message = format!(
-                    "{} workers were lost while running this task",
+                    "{} workers (distinct identities) were lost while running this task",
                     self.max_lost
                 );
                 let failure = TaskFailure {
                     kind: FailureKind::Worker,
                     message,
                 };
+                self.votes.remove(&task);
                 self.finish(task, Err(failure), Proof::NONE);
             } else {
                 self.counts.requeued += 1;
                 self.retries.push_front(task);
             }
         }
+        if let Some(identity) = identity {
+            match departure {
+                Departure::Lost if held => self.strike(identity, "disconnects with work"),
+                Departure::Expelled => self.strike(identity, "protocol violations"),
+                _ => {}
+            }
+            self.journal_identity(identity);
+        }
         self.settle();
+    }
+
+    /// `identity` let work down (`why` names how): a strike, and once its strikes outweigh
+    /// its accepted answers it is marked unreliable and gets no more work.
+    fn strike(&mut self, identity: IdentityId, why: &str) {
+        if self.fleet.strike(identity) && !self.fleet.untrusted_identity(identity) {
+            let record = self.fleet.credibility(identity);
+            let why = format!(
+                "unreliable: {} strikes ({why} or failures no other identity confirmed) against {} accepted answers",
+                record.strikes, record.accepted
+            );
+            self.distrust(identity, why, false);
+        }
     }
 
     /// Picks tasks for `worker` up to its in-flight window: retries first, then tasks whose
@@ -798,11 +948,12 @@ impl Coordinator {
         let Some(state) = self.fleet.get(worker) else {
             return Vec::new();
         };
-        let mut room = state.room();
         let idle = state.cores.saturating_sub(state.in_flight);
+        let mut room = self.fleet.room(worker);
+        let idle = idle.min(room);
         let unassigned = self.unassigned();
         if room > 0 && unassigned > 0 {
-            let total_room: u64 = self.fleet.values().map(|w| w.room() as u64).sum();
+            let total_room: u64 = self.fleet.ids().map(|id| self.fleet.room(id) as u64).sum();
             if unassigned < total_room {
                 let total = self.fleet.total_capacity();
                 let mine = self.fleet.capacity(worker);
@@ -889,9 +1040,8 @@ impl Coordinator {
                 }),
             }
         }
-        if let Some(state) = self.fleet.get_mut(worker) {
-            state.in_flight += assignments.iter().map(|a| a.tasks.len()).sum::<usize>();
-        }
+        let sent = assignments.iter().map(|a| a.tasks.len()).sum::<usize>();
+        self.fleet.sent(worker, sent, self.now);
         assignments
     }
 
@@ -972,6 +1122,7 @@ impl Coordinator {
             self.scan_for_copies();
         }
         let mine = self.fleet.speed(worker);
+        let identity = self.fleet.identity(worker);
         // Candidates no longer running alone (copied, finished) are gone for good.
         while let Some(front) = self.copyable.front() {
             if self.copyable_now(front) {
@@ -997,7 +1148,9 @@ impl Coordinator {
                 && self
                     .history
                     .get(&candidate.task)
-                    .is_none_or(|history| !history.failed_on.contains(&worker))
+                    .is_none_or(|history| {
+                        identity.is_none_or(|identity| !history.failed_on.contains(&identity))
+                    })
             {
                 picked.push(candidate.task);
             }
@@ -1085,9 +1238,7 @@ impl Coordinator {
         let others = self.drop_live(task);
         self.cancelled.insert(id);
         self.cancels.entry(worker).or_default().push(id);
-        if let Some(state) = self.fleet.get_mut(worker) {
-            state.in_flight = state.in_flight.saturating_sub(1);
-        }
+        self.fleet.cancelled(worker, self.now);
         Some((task, others))
     }
 
@@ -1114,8 +1265,11 @@ impl Coordinator {
         let Some(history) = self.history.get(&task) else {
             return true;
         };
-        !history.failed_on.contains(&worker)
-            || self.fleet.ids().all(|w| history.failed_on.contains(&w))
+        // Trying again where it failed proves nothing (bar the server's own workers): it
+        // waits for another identity.
+        self.fleet.identity(worker).is_none_or(|identity| {
+            self.fleet.is_own(identity) || !history.failed_on.contains(&identity)
+        })
     }
 
     /// A worker answered attempt `id` after `micros` of work.
@@ -1153,6 +1307,7 @@ impl Coordinator {
             outcome,
             stop,
             verified: false,
+            capped: false,
         };
         self.answer(worker, id, answer)
     }
@@ -1233,24 +1388,92 @@ impl Coordinator {
                     self.goal(task);
                 }
             }
-            Err(failure) => {
-                let max = self.stages[task.stage].plan.max_attempts;
-                let history = self.history.entry(task).or_default();
-                history.failures += 1;
-                history.failed_on.push(worker);
-                if copies > 0 && !self.votes.contains_key(&task) {
-                    // Another attempt is still running: its answer decides.
-                } else if history.failures >= max {
-                    self.votes.remove(&task);
-                    self.finish(task, Err(failure), Proof::NONE);
-                } else {
-                    self.counts.retried += 1;
-                    self.retries.push_back(task);
-                }
-            }
+            Err(failure) => self.failed(task, worker, failure, answer.fuel, answer.capped, copies),
         }
         self.settle();
         Ok(())
+    }
+
+    /// `worker` reported that `task` failed. A failure is a result, checked like one: it is
+    /// final when enough distinct identities confirm it ([`Coordinator::failure_quorum`]:
+    /// the same failure, message and fuel included, or the same kind for failures that
+    /// depend on the machine), when `max_attempts` distinct identities have failed it
+    /// whatever the failures, or at once from the server's own workers. Until then the task
+    /// runs again on another identity.
+    fn failed(
+        &mut self,
+        task: TaskRef,
+        worker: WorkerId,
+        failure: TaskFailure,
+        fuel: u64,
+        capped: bool,
+        copies: u32,
+    ) {
+        let Some(identity) = self.fleet.identity(worker) else {
+            return;
+        };
+        let report = Failed {
+            identity,
+            evidence: Evidence::of(&failure, capped),
+            failure,
+            fuel,
+        };
+        let quorum = self.failure_quorum(task.stage);
+        let max = self.stages[task.stage].plan.max_attempts;
+        let own = self.fleet.is_own(identity) && report.evidence != Evidence::None;
+        let history = self.history.entry(task).or_default();
+        history.tries += 1;
+        history.failed_on.push(identity);
+        let mut confirmed_by: Vec<IdentityId> = Vec::new();
+        for earlier in &history.failures {
+            if earlier.confirms(&report) && !confirmed_by.contains(&earlier.identity) {
+                confirmed_by.push(earlier.identity);
+            }
+        }
+        if !confirmed_by.contains(&identity) {
+            confirmed_by.push(identity);
+        }
+        let failure = report.failure.clone();
+        history.failures.push(report);
+        let tried = history.counted(&self.fleet);
+        if copies > 0 && !self.votes.contains_key(&task) {
+            // Another attempt is still running: its answer decides.
+            return;
+        }
+        if own && confirmed_by.len() == 1 {
+            self.votes.remove(&task);
+            let proof = Proof {
+                by: Some(identity),
+                check: Check::Unchecked,
+            };
+            self.finish(task, Err(failure), proof);
+        } else if confirmed_by.len() >= quorum {
+            for &confirmer in &confirmed_by {
+                self.fleet.accepted(confirmer);
+            }
+            self.votes.remove(&task);
+            let proof = Proof {
+                by: None,
+                check: Check::Replicated(confirmed_by.len() as u32),
+            };
+            self.finish(task, Err(failure), proof);
+        } else if tried >= max {
+            self.votes.remove(&task);
+            self.finish(task, Err(failure), Proof::NONE);
+        } else {
+            self.counts.retried += 1;
+            self.retries.push_back(task);
+        }
+    }
+
+    /// How many distinct identities must report the same failure for it to be final: two,
+    /// or a replicated stage's quorum if that is more.
+    fn failure_quorum(&self, stage: usize) -> usize {
+        let plan = &self.stages[stage].plan;
+        match plan.replicate {
+            Replicate::Off => 2,
+            _ => plan.quorum.max(2) as usize,
+        }
     }
 
     /// The stage's verifier rejected `worker`'s output for attempt `id`: the task runs again
@@ -1274,11 +1497,12 @@ impl Coordinator {
         }
         self.counts.rejected += 1;
         let max = self.stages[task.stage].plan.max_attempts;
+        let identity = self.fleet.identity(worker);
         let history = self.history.entry(task).or_default();
-        history.failures += 1;
-        history.failed_on.push(worker);
+        history.tries += 1;
+        history.failed_on.extend(identity);
         history.rejected_on.push(worker);
-        if history.failures >= max {
+        if history.counted(&self.fleet) >= max {
             let failure = TaskFailure {
                 kind: FailureKind::Unverified,
                 message: format!("the verifier rejected the output {max} times; the last: {why}"),
@@ -1310,7 +1534,7 @@ impl Coordinator {
         };
         self.attempts.remove(&id);
         self.drop_live(task);
-        self.fleet.finished(worker, fuel, micros);
+        self.fleet.finished(worker, fuel, micros, self.now);
         Ok(Some(task))
     }
 
@@ -1359,6 +1583,9 @@ impl Coordinator {
                 for &worker in &agree {
                     self.fleet.agreed(worker);
                     if let Some(identity) = self.fleet.identity(worker) {
+                        self.fleet.accepted(identity);
+                    }
+                    if let Some(identity) = self.fleet.identity(worker) {
                         self.journal_identity(identity);
                     }
                 }
@@ -1405,12 +1632,29 @@ impl Coordinator {
     /// `task`'s output is final: record it, and untrust whoever a verifier caught lying
     /// about this task (this output shows a right answer exists).
     fn accept(&mut self, task: TaskRef, output: Box<RawJson>, by: Option<WorkerId>, check: Check) {
-        let liars = self
+        let (liars, refuted) = self
             .history
             .get(&task)
-            .map(|history| history.rejected_on.clone())
+            .map(|history| {
+                let mut refuted: Vec<IdentityId> = Vec::new();
+                for failed in &history.failures {
+                    if failed.evidence != Evidence::None && !refuted.contains(&failed.identity) {
+                        refuted.push(failed.identity);
+                    }
+                }
+                (history.rejected_on.clone(), refuted)
+            })
             .unwrap_or_default();
         let identity = by.and_then(|worker| self.fleet.identity(worker));
+        if let Some(identity) = identity {
+            self.fleet.accepted(identity);
+        }
+        // A right answer exists: whoever said the task fails let it down.
+        for failed in refuted {
+            if Some(failed) != identity {
+                self.strike(failed, "failures another identity's output refuted");
+            }
+        }
         self.finish(
             task,
             Ok(output),
@@ -1436,13 +1680,19 @@ impl Coordinator {
     /// go to others, and every result it gave that was accepted unchecked in a stage not yet
     /// released runs again on other workers.
     fn untrust(&mut self, worker: WorkerId, why: String) {
-        let Some(identity) = self.fleet.identity(worker) else {
-            return;
-        };
+        if let Some(identity) = self.fleet.identity(worker) {
+            self.distrust(identity, why, true);
+        }
+    }
+
+    /// Identity `identity` gets no more work, for `why`: its running tasks go to others, and
+    /// (when `revoke`: it was caught returning a wrong result) every result it gave that was
+    /// accepted unchecked in a stage not yet released runs again on other workers.
+    fn distrust(&mut self, identity: IdentityId, why: String, revoke: bool) {
         if self.fleet.untrusted_identity(identity) {
             return;
         }
-        tracing::warn!(worker, identity = self.fleet.key(identity), %why, "worker untrusted");
+        tracing::warn!(identity = self.fleet.key(identity), %why, "identity untrusted");
         self.fleet.untrust(identity, &why);
         self.journal_identity(identity);
         self.counts.untrusted += 1;
@@ -1463,7 +1713,7 @@ impl Coordinator {
             }
         }
         for stage in 0..self.stages.len() {
-            if !self.stages[stage].held() {
+            if !revoke || !self.stages[stage].held() {
                 continue;
             }
             let revoked: Vec<u64> = self.stages[stage]
@@ -1478,7 +1728,7 @@ impl Coordinator {
                 let task = TaskRef { stage, index };
                 self.journal(|| Record::Revoked(task));
                 self.revoke(task);
-                self.history.entry(task).or_default().failed_on.push(worker);
+                self.history.entry(task).or_default().failed_on.push(identity);
             }
         }
         // Its answers to tasks still being voted on no longer count.
@@ -1664,7 +1914,7 @@ impl Coordinator {
             self.cancel_copies(task);
         }
         let history = self.history.remove(&task).unwrap_or_default();
-        let attempts = history.failures + u32::from(outcome.is_ok());
+        let attempts = history.tries + u32::from(outcome.is_ok());
         let node = self.stages[task.stage]
             .tree
             .as_ref()

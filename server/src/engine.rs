@@ -193,7 +193,11 @@ impl Engine {
                 seed(&local_cache, module);
             }
             for i in 0..local.count {
+                // The server's own identities: their failures need no one to confirm them.
+                let identity = dipla_worker::Identity::generate();
+                venue.gate().add_own(identity.public());
                 let config = WorkerConfig {
+                    identity: Arc::new(identity),
                     server: url.clone(),
                     name: format!("local-{i}"),
                     cores: 1,

@@ -7,6 +7,11 @@
 //! burns fuel slower than the benchmark's mix); a worker without a score counts as the
 //! median of the others. After a few tasks, its speed is what its tasks showed: fuel burnt
 //! over time spent. Claims do not outlive evidence.
+//!
+//! How much work a worker holds is the server's own judgement, never the worker's word: its
+//! in-flight window follows the rate at which the server sees it answer (sent → answered), and
+//! every identity, over all its connections, holds at most an allowance it earns with accepted
+//! results and loses with abandoned work and failures nobody confirms.
 
 use std::collections::HashMap;
 
@@ -18,6 +23,7 @@ pub type IdentityId = u32;
 /// What the server knows of an identity, across its connections: its trust record, kept by
 /// public key in the journal so that it outlives reconnects and restarts.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Credibility {
     /// Its replicated results that agreed with the canonical one.
     pub agreed: u64,
@@ -27,7 +33,37 @@ pub struct Credibility {
     pub untrusted: Option<String>,
     /// The fuel per µs per core its tasks last showed.
     pub speed: Option<f64>,
+    /// Its answers that were accepted: outputs that became results, and failures another
+    /// identity confirmed.
+    pub accepted: u64,
+    /// Times it let work down: a connection that ended with tasks in flight, a protocol
+    /// violation, or a failure that another identity's accepted output refuted.
+    pub strikes: u64,
 }
+
+impl Credibility {
+    /// How many tasks an identity with this record may hold at once, over all its
+    /// connections: [`START_ALLOWANCE`] plus one per accepted answer (so a worker whose
+    /// answers are all accepted doubles it every round trip), divided by one plus its strikes.
+    pub fn allowance(&self) -> usize {
+        let earned = (START_ALLOWANCE as u64).saturating_add(self.accepted);
+        usize::try_from(earned / (1 + self.strikes)).unwrap_or(usize::MAX)
+    }
+
+    /// Whether it lets work down so often that it should get none: at least [`MAX_STRIKES`]
+    /// strikes, and more than one per [`ACCEPTED_PER_STRIKE`] accepted answers.
+    pub fn unreliable(&self) -> bool {
+        self.strikes >= MAX_STRIKES
+            && self.strikes.saturating_mul(ACCEPTED_PER_STRIKE) > self.accepted
+    }
+}
+
+/// Tasks a new identity may hold at once, over all its connections.
+pub const START_ALLOWANCE: usize = 16;
+/// Strikes an identity may have before it can be found unreliable.
+pub const MAX_STRIKES: u64 = 8;
+/// Accepted answers that make up for one strike.
+pub const ACCEPTED_PER_STRIKE: u64 = 20;
 
 /// In-flight tasks per core before the first result tells how long tasks take.
 const START_PER_CORE: usize = 2;
@@ -39,6 +75,11 @@ pub(crate) const MAX_PER_CORE: usize = 512;
 const TARGET_QUEUED_MICROS: f64 = 20_000.0;
 /// Results after which a worker's measured speed replaces its claimed one.
 const MEASURED_AFTER: u64 = 3;
+/// Server time, in microseconds of a worker holding tasks, over which its answer rate is
+/// sampled.
+const RATE_SAMPLE_MICROS: u64 = 5_000;
+/// Weight of a new sample in a worker's answer rate.
+const RATE_WEIGHT: f64 = 0.5;
 /// A worker whose measured speed per claimed point is below the best worker's by this
 /// factor is noted as claiming more than it does.
 const OVERCLAIM: f64 = 2.0;
@@ -48,6 +89,13 @@ const OVERCLAIM: f64 = 2.0;
 pub(crate) struct Worker {
     pub(crate) cores: usize,
     pub(crate) in_flight: usize,
+    /// Tasks answered per µs while it held some, as the server saw it (sent → answered).
+    rate: Option<f64>,
+    /// The sample being gathered: answers, and server time holding tasks, since it began.
+    sample_answers: u64,
+    sample_micros: u64,
+    /// Since when (server time) it has held tasks, if it does.
+    busy_since: Option<u64>,
     /// Moving average of task time on this worker, in microseconds.
     task_micros: Option<f64>,
     /// Its checked benchmark score (fuel per µs per core).
@@ -60,25 +108,51 @@ pub(crate) struct Worker {
     note: Option<String>,
     /// Who it is.
     pub(crate) identity: IdentityId,
+    /// Where it connected from, if the transport said.
+    address: Option<String>,
 }
 
 impl Worker {
-    /// How many tasks it may have in flight: enough for [`TARGET_QUEUED_MICROS`] of work per
-    /// core at its measured pace.
+    /// How many tasks it may have in flight: [`START_PER_CORE`] per core at first, then
+    /// enough for [`TARGET_QUEUED_MICROS`] of work at the rate the server sees it answer
+    /// (between [`MIN_PER_CORE`] and [`MAX_PER_CORE`] per core). What it says of its own
+    /// tasks' times plays no part.
     pub(crate) fn window(&self) -> usize {
-        let per_core = match self.task_micros {
-            None => START_PER_CORE,
-            Some(micros) => {
-                let fit = TARGET_QUEUED_MICROS / micros.max(1.0);
-                (fit as usize).clamp(MIN_PER_CORE, MAX_PER_CORE)
+        match self.rate {
+            None => self.cores * START_PER_CORE,
+            Some(rate) => {
+                let fit = (rate * TARGET_QUEUED_MICROS) as usize;
+                fit.clamp(self.cores * MIN_PER_CORE, self.cores * MAX_PER_CORE)
             }
-        };
-        self.cores * per_core
+        }
     }
 
-    /// Room for more tasks.
-    pub(crate) fn room(&self) -> usize {
-        self.window().saturating_sub(self.in_flight)
+    /// Tasks were sent to it at server time `now`.
+    fn sent(&mut self, tasks: usize, now: u64) {
+        if self.in_flight == 0 && tasks > 0 {
+            self.busy_since = Some(now);
+        }
+        self.in_flight += tasks;
+    }
+
+    /// One of its tasks ended at server time `now` (`answered`: by its answer, not a
+    /// cancellation).
+    fn ended(&mut self, now: u64, answered: bool) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(since) = self.busy_since {
+            self.sample_micros += now.saturating_sub(since);
+            self.busy_since = (self.in_flight > 0).then_some(now);
+        }
+        self.sample_answers += u64::from(answered);
+        if self.sample_micros >= RATE_SAMPLE_MICROS && self.sample_answers > 0 {
+            let sample = self.sample_answers as f64 / self.sample_micros as f64;
+            self.rate = Some(
+                self.rate
+                    .map_or(sample, |rate| rate + RATE_WEIGHT * (sample - rate)),
+            );
+            self.sample_answers = 0;
+            self.sample_micros = 0;
+        }
     }
 
     /// Fuel per µs per core its tasks showed, once there are enough of them.
@@ -129,6 +203,11 @@ pub(crate) struct Fleet {
     credibility: HashMap<IdentityId, Credibility>,
     /// Fleet-wide figures every ranking uses, kept rather than computed per call.
     estimates: Estimates,
+    /// Tasks each identity holds, over all its connections.
+    holding: HashMap<IdentityId, usize>,
+    /// The server's own identities (its local workers): trusted with any amount of work, and
+    /// their deterministic failures are final.
+    own: std::collections::HashSet<IdentityId>,
     /// Changes (joins, leaves, claims, results) since `estimates` were computed.
     changes: usize,
 }
@@ -155,6 +234,10 @@ impl Fleet {
         let worker = Worker {
             cores: cores.max(1),
             in_flight: 0,
+            rate: None,
+            sample_answers: 0,
+            sample_micros: 0,
+            busy_since: None,
             task_micros: None,
             claimed: None,
             fuel: 0,
@@ -162,6 +245,7 @@ impl Fleet {
             results: 0,
             note: None,
             identity: 0,
+            address: None,
         };
         self.workers.insert(id, worker);
         // Until it says who it is, a connection is its own identity.
@@ -227,9 +311,94 @@ impl Fleet {
         let identity = self.intern(key);
         self.identity_of.insert(id, identity);
         if let Some(worker) = self.workers.get_mut(&id) {
-            worker.identity = identity;
+            let held = worker.in_flight;
+            let before = std::mem::replace(&mut worker.identity, identity);
+            self.release(before, held);
+            *self.holding.entry(identity).or_default() += held;
         }
         identity
+    }
+
+    /// Identity `identity` no longer holds `tasks` tasks.
+    fn release(&mut self, identity: IdentityId, tasks: usize) {
+        if let Some(held) = self.holding.get_mut(&identity) {
+            *held = held.saturating_sub(tasks);
+            if *held == 0 {
+                self.holding.remove(&identity);
+            }
+        }
+    }
+
+    /// Worker `id` connected from `address`.
+    pub(crate) fn place(&mut self, id: WorkerId, address: &str) {
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.address = Some(address.to_owned());
+        }
+    }
+
+    /// Where worker `id` connected from, if known.
+    pub(crate) fn address(&self, id: WorkerId) -> Option<String> {
+        self.workers.get(&id)?.address.clone()
+    }
+
+    /// Marks `key` as the server's own identity (a local worker's).
+    pub(crate) fn own(&mut self, key: &str) {
+        let identity = self.intern(key);
+        self.own.insert(identity);
+    }
+
+    /// Whether `identity` is the server's own.
+    pub(crate) fn is_own(&self, identity: IdentityId) -> bool {
+        self.own.contains(&identity)
+    }
+
+    /// Room for more tasks on worker `id`: what its window leaves, and what its identity's
+    /// allowance leaves over all its connections.
+    pub(crate) fn room(&self, id: WorkerId) -> usize {
+        let Some(worker) = self.workers.get(&id) else {
+            return 0;
+        };
+        let window = worker.window().saturating_sub(worker.in_flight);
+        if self.own.contains(&worker.identity) {
+            return window;
+        }
+        let held = self.holding.get(&worker.identity).copied().unwrap_or(0);
+        let allowance = self.credibility(worker.identity).allowance();
+        window.min(allowance.saturating_sub(held))
+    }
+
+    /// `tasks` tasks were sent to worker `id` at server time `now`.
+    pub(crate) fn sent(&mut self, id: WorkerId, tasks: usize, now: u64) {
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.sent(tasks, now);
+            *self.holding.entry(worker.identity).or_default() += tasks;
+        }
+    }
+
+    /// One of worker `id`'s tasks was cancelled at server time `now`.
+    pub(crate) fn cancelled(&mut self, id: WorkerId, now: u64) {
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.ended(now, false);
+            let identity = worker.identity;
+            self.release(identity, 1);
+        }
+    }
+
+    /// An answer of `identity` was accepted (an output became a result, or another identity
+    /// confirmed its failure).
+    pub(crate) fn accepted(&mut self, identity: IdentityId) {
+        self.credibility.entry(identity).or_default().accepted += 1;
+    }
+
+    /// `identity` let work down (see [`Credibility::strikes`]); returns whether it is now
+    /// unreliable.
+    pub(crate) fn strike(&mut self, identity: IdentityId) -> bool {
+        if self.own.contains(&identity) {
+            return false;
+        }
+        let record = self.credibility.entry(identity).or_default();
+        record.strikes += 1;
+        record.unreliable()
     }
 
     /// Who worker `id` is (also after it left).
@@ -267,6 +436,7 @@ impl Fleet {
     /// Worker `id` left: what its tasks showed of its speed stays with its identity.
     pub(crate) fn leave(&mut self, id: WorkerId) {
         if let Some(worker) = self.workers.remove(&id) {
+            self.release(worker.identity, worker.in_flight);
             if let Some(speed) = worker.measured() {
                 self.credibility.entry(worker.identity).or_default().speed = Some(speed);
             }
@@ -278,16 +448,8 @@ impl Fleet {
         self.workers.get(&id)
     }
 
-    pub(crate) fn get_mut(&mut self, id: WorkerId) -> Option<&mut Worker> {
-        self.workers.get_mut(&id)
-    }
-
     pub(crate) fn ids(&self) -> impl Iterator<Item = WorkerId> + '_ {
         self.workers.keys().copied()
-    }
-
-    pub(crate) fn values(&self) -> impl Iterator<Item = &Worker> + '_ {
-        self.workers.values()
     }
 
     /// Records a worker's checked benchmark score.
@@ -349,12 +511,13 @@ impl Fleet {
             .map_or(0, |identity| self.credibility(identity).agreed)
     }
 
-    /// A task finished on `id` after `micros` of its time, burning `fuel`.
-    pub(crate) fn finished(&mut self, id: WorkerId, fuel: u64, micros: u64) {
+    /// A task finished on `id` at server time `now`, after `micros` of its time (its word),
+    /// burning `fuel`.
+    pub(crate) fn finished(&mut self, id: WorkerId, fuel: u64, micros: u64, now: u64) {
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
         };
-        worker.in_flight = worker.in_flight.saturating_sub(1);
+        worker.ended(now, true);
         let sample = micros as f64;
         worker.task_micros = Some(match worker.task_micros {
             None => sample,
@@ -363,6 +526,8 @@ impl Fleet {
         worker.fuel = worker.fuel.saturating_add(fuel);
         worker.micros = worker.micros.saturating_add(micros);
         worker.results += 1;
+        let identity = worker.identity;
+        self.release(identity, 1);
         self.changed();
         self.check_claim(id);
     }

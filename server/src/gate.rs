@@ -16,6 +16,10 @@ use crate::Tokens;
 /// How often connections are pinged unless the server is told otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// The most cores a worker is believed to have unless the server is told otherwise
+/// (`--max-cores-per-worker`).
+pub const DEFAULT_MAX_CORES: usize = 256;
+
 /// A server's admission rules and the counters they need.
 pub(crate) struct Gate {
     /// The tokens workers must present (none: all are admitted).
@@ -28,6 +32,10 @@ pub(crate) struct Gate {
     max_workers: AtomicUsize,
     /// Workers joined now, over every job.
     joined: AtomicUsize,
+    /// The most cores a worker is believed to have.
+    max_cores: AtomicUsize,
+    /// The identities of the server's own local workers.
+    own: Mutex<HashSet<PublicKey>>,
     /// The most identities accepted from one IP address (`None`: no cap), and those seen.
     identities_per_ip: Mutex<(Option<usize>, IdentitiesByIp)>,
     /// What `/metrics` measures as it happens.
@@ -45,6 +53,8 @@ impl Default for Gate {
             heartbeat: Mutex::new(DEFAULT_HEARTBEAT),
             max_workers: AtomicUsize::new(usize::MAX),
             joined: AtomicUsize::new(0),
+            max_cores: AtomicUsize::new(DEFAULT_MAX_CORES),
+            own: Mutex::default(),
             identities_per_ip: Mutex::default(),
             metrics: crate::metrics::Metrics::default(),
         }
@@ -103,6 +113,26 @@ impl Gate {
         self.max_workers.load(Ordering::Relaxed)
     }
 
+    /// Notes `key` as the identity of one of the server's own local workers.
+    pub(crate) fn add_own(&self, key: PublicKey) {
+        lock(&self.own).insert(key);
+    }
+
+    /// Whether `key` is one of the server's own local workers.
+    pub(crate) fn is_own(&self, key: &PublicKey) -> bool {
+        lock(&self.own).contains(key)
+    }
+
+    /// Believes at most `cores` cores of any worker.
+    pub(crate) fn set_max_cores(&self, cores: usize) {
+        self.max_cores.store(cores.max(1), Ordering::Relaxed);
+    }
+
+    /// The most cores a worker is believed to have.
+    pub(crate) fn max_cores(&self) -> usize {
+        self.max_cores.load(Ordering::Relaxed)
+    }
+
     /// Counts a worker in, unless the server is full.
     pub(crate) fn enter(&self) -> bool {
         let max = self.max_workers();
@@ -126,6 +156,12 @@ impl Gate {
     /// Accepts at most `count` identities from one IP address.
     pub(crate) fn set_identities_per_ip(&self, count: Option<usize>) {
         lock(&self.identities_per_ip).0 = count.map(|count| count.max(1));
+    }
+
+    /// Whether identities per address are capped (then tasks are failed for killing workers
+    /// only when workers on distinct addresses died running them).
+    pub(crate) fn caps_identities_per_ip(&self) -> bool {
+        lock(&self.identities_per_ip).0.is_some()
     }
 
     /// Whether identity `key` may join from `ip`: under the cap, or seen there before.

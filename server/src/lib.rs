@@ -55,5 +55,6 @@ pub use job::{Job, Module, Part, Source, Stage};
 pub use promise::{Promise, Reduced};
 pub use serve::{JobBrief, JobState, Serve, ServeOptions, Submission};
 pub use server::{DEFAULT_MAX_WORKERS, RunOptions, Server, Summary};
+pub use gate::DEFAULT_MAX_CORES;
 pub use state::{Handle, WorkerSummary};
 pub use stats::{Stats, StatsSnapshot};

@@ -225,6 +225,10 @@ struct Admission {
     /// one machine posing as many volunteers).
     #[arg(long, env = "DIPLA_MAX_IDENTITIES_PER_IP")]
     max_identities_per_ip: Option<usize>,
+    /// Believe at most this many cores of any worker (a worker's claim sizes only its first
+    /// window; what it answers sizes the rest).
+    #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_CORES, env = "DIPLA_MAX_CORES_PER_WORKER")]
+    max_cores_per_worker: usize,
     /// Serve TLS (wss://, https://) with this PEM certificate chain [default: plain text,
     /// for use behind a TLS reverse proxy].
     #[arg(long, env = "DIPLA_TLS_CERT", requires = "tls_key")]
@@ -254,6 +258,7 @@ impl Admission {
             max_lost: self.max_lost,
             max_workers: self.max_workers,
             max_identities_per_ip: self.max_identities_per_ip,
+            max_cores_per_worker: self.max_cores_per_worker,
             tls: self
                 .tls_cert
                 .zip(self.tls_key)

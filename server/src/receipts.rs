@@ -1,13 +1,15 @@
 //! Receipts on the server's side: what each connection was sent, so that every results
 //! message's signature can be checked against the server's own record of the tasks (module,
-//! input) and the outputs it carries — the worker's word is taken only for what it signs.
+//! input) and the outcomes (outputs and failures) it carries — the worker's word is taken only for what it signs.
 //! A message whose signature does not check ends the connection; one that does is journaled
 //! with the tasks it answered, for `dipla-server audit`.
 
 use std::collections::HashMap;
 
 use dipla_protocol::identity::{ReceiptEntry, receipt_message};
-use dipla_protocol::{ModuleHash, PublicKey, Signature, TaskItem, TaskResult};
+use dipla_protocol::{
+    MAX_FAILURE_MESSAGE_BYTES, ModuleHash, PublicKey, Signature, TaskItem, TaskResult,
+};
 
 use crate::coordinator::AttemptId;
 
@@ -34,9 +36,10 @@ impl Sent {
         }
     }
 
-    /// Checks that `results` answer tasks this connection was sent (once each) and that
-    /// `receipt` is `identity`'s signature over their outputs for job `job`. Returns what to
-    /// journal (`None` when no result has an output), or why the message is refused.
+    /// Checks that `results` answer tasks this connection was sent (once each), that each
+    /// failure is one a worker may report, and that `receipt` is `identity`'s signature over
+    /// their outcomes, outputs and failures alike, for job `job`. Returns what to journal
+    /// (`None` for an empty message), or why the message is refused.
     pub(crate) fn check(
         &mut self,
         identity: &PublicKey,
@@ -44,7 +47,7 @@ impl Sent {
         results: &[TaskResult],
         receipt: Option<&Signature>,
     ) -> Result<Option<Receipted>, String> {
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(results.len());
         for result in results {
             let Some((module, input)) = self.tasks.remove(&result.id) else {
                 return Err(format!(
@@ -52,15 +55,33 @@ impl Sent {
                     result.id
                 ));
             };
-            if let Some(output) = &result.output {
-                entries.push(ReceiptEntry {
-                    id: result.id,
-                    module,
-                    input,
-                    output: ReceiptEntry::digest(output.get()),
-                    fuel: result.fuel,
-                });
+            let Some(outcome) = result.outcome() else {
+                return Err(format!(
+                    "result {} must have exactly one of output and error",
+                    result.id
+                ));
+            };
+            if let Err(failure) = outcome {
+                if failure.kind.is_server_only() {
+                    return Err(format!(
+                        "result {} claims a {:?} failure, which only a server reports",
+                        result.id, failure.kind
+                    ));
+                }
+                if failure.message.len() > MAX_FAILURE_MESSAGE_BYTES {
+                    return Err(format!(
+                        "result {}'s failure message is over {MAX_FAILURE_MESSAGE_BYTES} bytes",
+                        result.id
+                    ));
+                }
             }
+            entries.push(ReceiptEntry {
+                id: result.id,
+                module,
+                input,
+                output: ReceiptEntry::outcome_digest(outcome),
+                fuel: result.fuel,
+            });
         }
         if entries.is_empty() {
             return Ok(None);
@@ -72,7 +93,7 @@ impl Sent {
         if !identity.verifies(&body, signature) {
             return Err(
                 "the results' receipt does not check: it is not this identity's \
-                        signature over these tasks and outputs"
+                        signature over these tasks and their outcomes"
                     .into(),
             );
         }

@@ -61,6 +61,8 @@ pub struct RunOptions {
     pub admin_tokens: Vec<String>,
     /// The most worker identities accepted from one IP address (`None`: no cap).
     pub max_identities_per_ip: Option<usize>,
+    /// The most cores any worker is believed to have.
+    pub max_cores_per_worker: usize,
     /// Serve TLS (`wss://`, `https://`) with this certificate and key; `None`: plain text.
     pub tls: Option<TlsFiles>,
 }
@@ -74,6 +76,7 @@ impl RunOptions {
         gate.set_identities_per_ip(self.max_identities_per_ip);
         gate.set_heartbeat(self.heartbeat);
         gate.set_max_workers(self.max_workers);
+        gate.set_max_cores(self.max_cores_per_worker);
         gate
     }
 }
@@ -96,6 +99,7 @@ impl Default for RunOptions {
             fresh: Fresh::Never,
             admin_tokens: Vec::new(),
             max_identities_per_ip: None,
+            max_cores_per_worker: crate::gate::DEFAULT_MAX_CORES,
             tls: None,
         }
     }

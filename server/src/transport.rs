@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::Job;
-use crate::coordinator::{Answer, Assignment, Coordinator, TaskRef};
+use crate::coordinator::{Answer, Assignment, Coordinator, Departure, TaskRef};
 use crate::engine::Peer;
 use crate::gate::Gate;
 use crate::hub::Hub;
@@ -45,9 +45,6 @@ const LOOK_AGAIN: Duration = Duration::from_millis(100);
 /// others.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// The most cores a worker is believed to have.
-const MAX_CORES: u32 = 1024;
-
 /// Where a worker works once it has joined.
 #[derive(Clone)]
 pub(crate) enum Venue {
@@ -58,7 +55,7 @@ pub(crate) enum Venue {
 }
 
 impl Venue {
-    fn gate(&self) -> Arc<Gate> {
+    pub(crate) fn gate(&self) -> Arc<Gate> {
         match self {
             Self::Job(handle) => handle.shared.gate.clone(),
             Self::Hub(hub) => hub.gate().clone(),
@@ -143,7 +140,10 @@ enum End {
 struct Joined {
     hello: dipla_protocol::Hello,
     key: PublicKey,
+    /// The cores it claimed, capped by the server (`--max-cores-per-worker`).
     cores: usize,
+    /// Where it connected from.
+    ip: IpAddr,
 }
 
 async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
@@ -285,8 +285,13 @@ async fn admit(
             gate.max_workers()
         )));
     }
-    let cores = hello.cores.clamp(1, MAX_CORES) as usize;
-    Ok(Joined { hello, key, cores })
+    let cores = (hello.cores as usize).clamp(1, gate.max_cores());
+    Ok(Joined {
+        hello,
+        key,
+        cores,
+        ip,
+    })
 }
 
 /// Serves a joined worker in the job of `handle` until it leaves, the job ends, or (with
@@ -298,7 +303,12 @@ async fn attend(
     stream: &mut Stream,
     leave: Option<&mut watch::Receiver<bool>>,
 ) -> End {
-    let Joined { hello, key, cores } = joined;
+    let Joined {
+        hello,
+        key,
+        cores,
+        ip,
+    } = joined;
     handle.shared.connections.fetch_add(1, Ordering::Relaxed);
     let id = handle.next_worker_id();
     tracing::info!(id, name = %hello.name, cores, "worker joined");
@@ -307,6 +317,12 @@ async fn attend(
     let trusted = {
         let mut core = handle.lock();
         core.coordinator.join(id, *cores);
+        core.coordinator.place(id, &ip.to_string());
+        if handle.shared.gate.is_own(key) {
+            core.coordinator.own_identity(&key.to_string());
+        }
+        core.coordinator
+            .count_addresses(handle.shared.gate.caps_identities_per_ip());
         core.coordinator.identify(id, &key.to_string())
     };
     if !trusted {
@@ -316,14 +332,20 @@ async fn attend(
     if let Some(benchmark) = hello.benchmark.clone() {
         judge_benchmark(handle, id, &hello.name, benchmark).await;
     }
-    let end = serve(id, *key, sink, stream, handle, leave).await;
+    let caps = Caps {
+        fuel: hello.max_fuel,
+        memory_mb: hello.max_memory_mb,
+    };
+    let end = serve(id, *key, caps, sink, stream, handle, leave).await;
     {
-        let mut core = handle.lock();
+        let mut core = handle.lock_now();
         core.coordinator.journal_worker(id, &hello.name);
-        match end {
-            End::Violation(_) => core.coordinator.expel(id),
-            _ => core.coordinator.leave(id),
-        }
+        let departure = match end {
+            End::Violation(_) => Departure::Expelled,
+            End::Gone => Departure::Lost,
+            End::Done | End::Moved | End::Rejoin(_) => Departure::Released,
+        };
+        core.coordinator.depart(id, departure);
     }
     handle.named(id, None);
     handle.wake_all();
@@ -425,6 +447,7 @@ async fn challenge(sink: &mut Sink, stream: &mut Stream, key: &PublicKey) -> Res
 async fn serve(
     id: u64,
     key: PublicKey,
+    caps: Caps,
     sink: &mut Sink,
     stream: &mut Stream,
     handle: &Handle,
@@ -447,6 +470,7 @@ async fn serve(
     let mut connection = Connection {
         id,
         key,
+        caps,
         job,
         sent: Sent::default(),
     };
@@ -557,10 +581,28 @@ async fn asked_to_leave(leave: &mut Option<&mut watch::Receiver<bool>>) {
     std::future::pending().await
 }
 
+/// A volunteer's caps on one task, from its hello.
+#[derive(Clone, Copy)]
+struct Caps {
+    fuel: u64,
+    memory_mb: u32,
+}
+
+impl Caps {
+    /// Whether these caps are below `limits`: the worker then runs the task with less fuel or
+    /// memory than the stage gives, so its `out_of_fuel` or `memory_limit` says nothing of
+    /// the task.
+    fn below(self, limits: &dipla_protocol::TaskLimits) -> bool {
+        self.fuel < limits.fuel || self.memory_mb < limits.memory_mb
+    }
+}
+
 /// What a connection knows of its worker.
 struct Connection {
     id: u64,
     key: PublicKey,
+    /// Its volunteer's caps on a task.
+    caps: Caps,
     /// The job's id, which receipts name.
     job: String,
     /// What it was sent and has not answered.
@@ -634,12 +676,17 @@ async fn on_message(
                             "result {attempt} must have exactly one of output and error"
                         )));
                     };
+                    let capped = core
+                        .coordinator
+                        .attempt_task(id, attempt)
+                        .is_some_and(|task| connection.caps.below(&core.job.stages[task.stage].limits));
                     let answer = Answer {
                         fuel,
                         micros,
                         outcome,
                         stop,
                         verified: false,
+                        capped,
                     };
                     match verification(&core, id, attempt, &answer) {
                         Some(check) => checks.push((attempt, answer, check)),

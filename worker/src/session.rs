@@ -315,6 +315,8 @@ impl Session {
     }
 
     fn fail(&self, batch: TaskBatch, failure: &TaskFailure) {
+        // Failures are signed like outputs.
+        self.signer.expect(batch.module, &batch.tasks);
         for item in batch.tasks {
             let _ = self
                 .results
@@ -344,19 +346,19 @@ impl Signer {
         }
     }
 
-    /// The signature over the receipt of `results`' outputs (`None` if none has one).
+    /// The signature over the receipt of `results`, outputs and failures alike (`None` for
+    /// results of tasks it does not know).
     fn receipt(&self, results: &[TaskResult]) -> Option<dipla_protocol::Signature> {
         let mut known = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         let entries: Vec<ReceiptEntry> = results
             .iter()
             .filter_map(|result| {
                 let (module, input) = known.remove(&result.id)?;
-                let output = result.output.as_ref()?;
                 Some(ReceiptEntry {
                     id: result.id,
                     module,
                     input,
-                    output: ReceiptEntry::digest(output.get()),
+                    output: ReceiptEntry::outcome_digest(result.outcome()?),
                     fuel: result.fuel,
                 })
             })
@@ -468,6 +470,11 @@ async fn write_loop(
                     }
                 }
                 last_results = tokio::time::Instant::now();
+                for result in &mut batch {
+                    if let Some(error) = result.error.take() {
+                        result.error = Some(error.bounded());
+                    }
+                }
                 if let Some(tamper) = &tamper {
                     batch.iter_mut().for_each(|result| tamper(result));
                 }
