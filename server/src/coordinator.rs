@@ -1420,7 +1420,7 @@ impl Coordinator {
         };
         let quorum = self.failure_quorum(task.stage);
         let max = self.stages[task.stage].plan.max_attempts;
-        let own = self.fleet.is_own(identity) && report.evidence != Evidence::None;
+        let own = self.fleet.is_own(identity) && report.evidence == Evidence::Exact;
         let history = self.history.entry(task).or_default();
         history.tries += 1;
         history.failed_on.push(identity);
@@ -2634,7 +2634,7 @@ mod tests {
     }
 
     #[test]
-    fn failures_retry_on_another_worker_then_give_up() {
+    fn a_failure_confirmed_by_another_identity_is_final() {
         let mut c = Coordinator::new(vec![StagePlan {
             max_attempts: 2,
             ..plan(1)
@@ -2668,24 +2668,179 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_worker_may_retry_its_own_failure() {
+    fn a_failure_waits_for_another_identity_to_confirm_it() {
         let mut c = Coordinator::new(vec![plan(1)]);
         c.join(1, 1);
         let (id, _) = ids(&c.assign(1))[0];
         c.complete(1, id, 1, panic()).unwrap();
-        let (id, _) = ids(&c.assign(1))[0];
-        c.complete(1, id, 1, output("1")).unwrap();
+        assert!(c.assign(1).is_empty(), "the same identity again proves nothing");
+        assert!(c.take_ready().is_empty(), "one identity's failure is not final");
+        // Another identity answers: the failure was not the task's.
+        c.join(2, 1);
+        let (id, _) = ids(&c.assign(2))[0];
+        c.complete(2, id, 1, output("1")).unwrap();
         assert!(c.take_ready()[0].outcome.is_ok());
+        let identity = c.fleet.identity(1).unwrap();
+        assert_eq!(c.fleet.credibility(identity).strikes, 1, "its failure was refuted");
     }
 
     #[test]
-    fn the_window_grows_for_short_tasks_and_stays_small_for_long_ones() {
-        let mut c = Coordinator::new(vec![plan(100_000)]);
+    fn one_identity_on_many_connections_can_neither_fail_nor_lose_a_task() {
+        let mut c = Coordinator::new(vec![plan(40)]);
+        for worker in 1..=3 {
+            c.join(worker, 64);
+            c.identify(worker, "hostile");
+        }
+        // Its connections share one small allowance, whatever cores they claim.
+        let assigned: Vec<(WorkerId, Vec<(AttemptId, TaskRef)>)> =
+            (1..=3).map(|worker| (worker, ids(&c.assign(worker)))).collect();
+        let held: usize = assigned.iter().map(|(_, tasks)| tasks.len()).sum();
+        assert_eq!(held, crate::fleet::START_ALLOWANCE);
+        // It says every task panics: none is final, and its connections may not take them
+        // again.
+        let mut failed = Vec::new();
+        for (worker, tasks) in assigned {
+            for (id, task) in tasks {
+                c.complete(worker, id, 1, panic()).unwrap();
+                failed.push(task);
+            }
+        }
+        assert!(c.take_ready().is_empty());
+        for worker in 1..=3 {
+            let again = ids(&c.assign(worker));
+            assert!(
+                again.iter().all(|(_, task)| !failed.contains(task)),
+                "a task it failed went back to it"
+            );
+            // ...and it walks away with the rest, three times.
+            c.leave(worker);
+        }
+        assert_eq!(c.counts().failed, 0, "one identity lost thrice is one loss");
+        // An honest worker does everything.
+        c.join(4, 2);
+        c.identify(4, "honest");
+        run_all_on(&mut c, &[4], |_, _| output("1"));
+        let results = c.take_ready();
+        assert_eq!(results.len(), 40);
+        assert!(results.iter().all(|r| r.outcome.is_ok()));
+        let hostile = c.fleet.intern("hostile");
+        let hostile = c.fleet.credibility(hostile);
+        assert!(hostile.strikes >= 3, "{hostile:?}");
+    }
+
+    #[test]
+    fn an_identity_that_keeps_letting_work_down_gets_none() {
+        let mut c = Coordinator::new(vec![plan(1000)]);
+        let mut worker = 0;
+        let unreliable = loop {
+            worker += 1;
+            c.join(worker, 4);
+            c.identify(worker, "flaky");
+            if c.assign(worker).is_empty() {
+                break worker;
+            }
+            c.leave(worker);
+            assert!(worker < 100, "never marked");
+        };
+        assert_eq!(unreliable, crate::fleet::MAX_STRIKES + 1);
+        let record = c.record(unreliable).unwrap();
+        assert!(!record.trusted);
+        assert!(record.note.unwrap().contains("unreliable"));
+        assert_eq!(c.counts().failed, 0);
+    }
+
+    #[test]
+    fn a_task_lost_with_distinct_identities_on_one_address_fails_only_when_addresses_do_not_count()
+    {
+        for count_addresses in [false, true] {
+            let mut c = Coordinator::new(vec![plan(1)]);
+            c.count_addresses(count_addresses);
+            for worker in 1..=u64::from(MAX_LOST) {
+                c.join(worker, 1);
+                c.place(worker, "10.0.0.1");
+                assert_eq!(ids(&c.assign(worker)).len(), 1);
+                c.leave(worker);
+            }
+            assert_eq!(c.take_ready().len(), usize::from(!count_addresses));
+        }
+    }
+
+    #[test]
+    fn the_servers_own_workers_deterministic_failures_are_final_at_once() {
+        let mut c = Coordinator::new(vec![StagePlan {
+            max_attempts: 3,
+            ..plan(2)
+        }]);
+        c.own_identity("local");
+        c.join(1, 1);
+        c.identify(1, "local");
+        let assigned = ids(&c.assign(1));
+        c.complete(1, assigned[0].0, 1, panic()).unwrap();
+        let timeout = Err(TaskFailure {
+            kind: FailureKind::Timeout,
+            message: "slow".into(),
+        });
+        c.complete(1, assigned[1].0, 1, timeout).unwrap();
+        let ready = c.take_ready();
+        assert_eq!(ready.len(), 1, "the panic is final, the timeout runs again");
+        assert_eq!(ready[0].outcome.as_ref().unwrap_err().kind, FailureKind::Panic);
+        assert_eq!(ids(&c.assign(1)).len(), 1, "its own worker may try again");
+    }
+
+    #[test]
+    fn a_failure_under_replication_needs_the_quorum_and_a_capped_one_says_nothing() {
+        let mut c = Coordinator::new(vec![StagePlan {
+            replicate: Replicate::Fraction(1.0),
+            quorum: 3,
+            max_attempts: 5,
+            ..plan(1)
+        }]);
+        let fail = |c: &mut Coordinator, worker: WorkerId, capped: bool| {
+            let (id, _) = ids(&c.assign(worker))[0];
+            let answer = Answer {
+                fuel: 7,
+                micros: 1,
+                outcome: Err(TaskFailure {
+                    kind: FailureKind::OutOfFuel,
+                    message: "out of fuel".into(),
+                }),
+                stop: false,
+                verified: false,
+                capped,
+            };
+            c.answer(worker, id, answer).unwrap();
+        };
+        for worker in 1..=4 {
+            c.join(worker, 1);
+        }
+        fail(&mut c, 1, false);
+        fail(&mut c, 2, true);
+        fail(&mut c, 3, false);
+        assert!(c.take_ready().is_empty(), "two agree, one was capped: not 3");
+        fail(&mut c, 4, false);
+        let ready = c.take_ready();
+        assert_eq!(ready[0].check, Check::Replicated(3));
+        assert_eq!(
+            ready[0].outcome.as_ref().unwrap_err().kind,
+            FailureKind::OutOfFuel
+        );
+    }
+
+    #[test]
+    fn the_window_follows_the_pace_the_server_sees_not_the_pace_workers_claim() {
+        let mut c = Coordinator::new(vec![plan(1_000_000)]);
         c.join(1, 1);
         c.join(2, 1);
-        for (worker, micros) in [(1, 10), (2, 1_000_000)] {
-            for (id, _) in ids(&c.assign(worker)) {
-                c.complete(worker, id, micros, output("0")).unwrap();
+        let mut now = 0;
+        // Worker 1 answers within 10 µs of server time but claims a second per task;
+        // worker 2 takes a second and claims 10 µs.
+        for (worker, took, claimed, rounds) in [(1, 10, 1_000_000, 400), (2, 1_000_000, 10, 3)] {
+            for _ in 0..rounds {
+                for (id, _) in ids(&c.assign(worker)) {
+                    now += took;
+                    c.set_clock(now);
+                    c.complete(worker, id, claimed, output("0")).unwrap();
+                }
             }
         }
         assert_eq!(ids(&c.assign(1)).len(), MAX_PER_CORE);
@@ -3288,6 +3443,7 @@ mod tests {
             outcome: output("1"),
             stop: false,
             verified: true,
+            capped: false,
         };
         c.answer(2, id, answer).unwrap();
         assert!(!c.record(1).unwrap().trusted);
@@ -3315,6 +3471,7 @@ mod tests {
                         outcome,
                         stop: false,
                         verified: false,
+                        capped: false,
                     };
                     c.answer(worker, id, answer).unwrap();
                 }

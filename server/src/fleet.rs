@@ -606,7 +606,12 @@ impl Fleet {
             measured: worker.measured(),
             speed: self.speed(id),
             results: worker.results,
-            note: worker.note.clone(),
+            note: worker.note.clone().or_else(|| {
+                credibility
+                    .untrusted
+                    .as_ref()
+                    .map(|why| format!("untrusted: {why}"))
+            }),
             trusted: credibility.untrusted.is_none(),
             agreed: credibility.agreed,
             rejected: credibility.rejected,
@@ -643,13 +648,13 @@ mod tests {
         assert_eq!(fleet.speed(3), 3000.0, "no claim: the median of the others");
         // Worker 1's tasks run at 1000 fuel/µs: a third of its claim.
         for _ in 0..3 {
-            fleet.finished(1, 1_000_000, 1000);
+            fleet.finished(1, 1_000_000, 1000, 0);
         }
         assert_eq!(fleet.speed(1), 1000.0);
         assert_eq!(fleet.speed(2), 1000.0, "claims scale by what tasks showed");
         // Worker 2 claims the same but its tasks run 4x slower: it is noted.
         for _ in 0..3 {
-            fleet.finished(2, 250_000, 1000);
+            fleet.finished(2, 250_000, 1000, 0);
         }
         assert_eq!(fleet.speed(2), 250.0);
         let note = fleet.record(2).unwrap().note.unwrap();
@@ -658,14 +663,69 @@ mod tests {
     }
 
     #[test]
-    fn windows_grow_for_short_tasks_and_with_cores() {
+    fn windows_follow_the_rate_the_server_sees_not_the_times_workers_claim() {
         let mut fleet = Fleet::default();
         fleet.join(1, 1);
         fleet.join(2, 4);
         assert_eq!(fleet.get(1).unwrap().window(), START_PER_CORE);
         assert_eq!(fleet.get(2).unwrap().window(), 4 * START_PER_CORE);
-        fleet.finished(1, 10, 10);
-        assert_eq!(fleet.get(1).unwrap().window(), MAX_PER_CORE);
+        // Worker 1 claims its tasks take 1 µs, worker 2 a second; the server sees both
+        // answer 10 tasks in 5 ms.
+        for (id, claimed) in [(1, 1), (2, 1_000_000)] {
+            fleet.sent(id, 10, 0);
+            for n in 1..=10 {
+                fleet.finished(id, 100, claimed, n * 500);
+            }
+        }
+        // 2 tasks per ms: 40 tasks in 20 ms, whatever they claimed (worker 2's 4 cores keep
+        // their floor of 2 each).
+        assert_eq!(fleet.get(1).unwrap().window(), 40);
+        assert_eq!(fleet.get(2).unwrap().window(), 40);
+        // Faster answers grow the window towards the rate, by half of the gap per sample.
+        fleet.sent(1, 100, 5_000);
+        for n in 1..=100 {
+            fleet.finished(1, 100, 1, 5_000 + n * 50);
+        }
+        assert_eq!(fleet.get(1).unwrap().window(), 220);
+    }
+
+    #[test]
+    fn an_identity_holds_no_more_than_it_has_earned_over_all_its_connections() {
+        let mut fleet = Fleet::default();
+        for id in [1, 2, 3] {
+            fleet.join(id, 256);
+            fleet.identify(id, "one-key");
+        }
+        assert_eq!(fleet.room(1), START_ALLOWANCE, "not the 512 its claim would give");
+        fleet.sent(1, START_ALLOWANCE, 0);
+        assert_eq!(fleet.room(2), 0, "its other connections share the allowance");
+        // Each accepted answer earns one more.
+        let identity = fleet.identity(1).unwrap();
+        for _ in 0..START_ALLOWANCE {
+            fleet.finished(1, 1, 1, 10);
+            fleet.accepted(identity);
+        }
+        assert_eq!(fleet.room(3), 2 * START_ALLOWANCE);
+        // Strikes divide it; enough of them, against few accepted answers, make it
+        // unreliable.
+        assert!(!fleet.strike(identity));
+        assert_eq!(fleet.room(3), START_ALLOWANCE);
+        let unreliable = (0..MAX_STRIKES).any(|_| fleet.strike(identity));
+        assert!(unreliable);
+        // The server's own identities are not limited, and never struck.
+        fleet.own("local");
+        fleet.join(4, 1);
+        fleet.identify(4, "local");
+        assert_eq!(fleet.room(4), START_PER_CORE);
+        assert!(!fleet.strike(fleet.identity(4).unwrap()));
+        // A reliable identity with a few strikes keeps working.
+        let record = Credibility {
+            accepted: 10_000,
+            strikes: 20,
+            ..Credibility::default()
+        };
+        assert!(!record.unreliable());
+        assert_eq!(record.allowance(), (10_000 + START_ALLOWANCE) / 21);
     }
 
     #[test]
@@ -673,7 +733,7 @@ mod tests {
         let mut fleet = Fleet::default();
         assert_eq!(fleet.eta_micros(100), None);
         fleet.join(1, 2);
-        fleet.finished(1, 1, 1000);
+        fleet.finished(1, 1, 1000, 0);
         // 2 cores at 1 ms a task: 100 tasks in 50 ms.
         assert_eq!(fleet.eta_micros(100), Some(50_000));
     }
@@ -692,7 +752,7 @@ mod tests {
         // eighth of the fleet's worth of results, not at every one.
         let mut refreshed_after = None;
         for (n, id) in (1..=80).cycle().take(400).enumerate() {
-            fleet.finished(id, 500, 1);
+            fleet.finished(id, 500, 1, 0);
             if refreshed_after.is_none() && fleet.speed(81) < 1000.0 {
                 refreshed_after = Some(n + 1);
             }

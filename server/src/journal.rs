@@ -825,6 +825,8 @@ mod tests {
                     rejected: 1,
                     untrusted: Some("lied".into()),
                     speed: Some(2.5),
+                    accepted: 40,
+                    strikes: 2,
                 },
             },
         ];
