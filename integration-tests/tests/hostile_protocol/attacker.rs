@@ -284,6 +284,18 @@ impl Conn {
         let _ = self.socket.send(frame).await;
     }
 
+    /// Writes `bytes` straight to the TCP stream, under the WebSocket framing (for frames
+    /// no WebSocket library would send; errors ignored). Reading stays possible afterwards,
+    /// which a library write failing halfway would prevent.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = self.socket.get_mut() else {
+            panic!("raw bytes over plain TCP only");
+        };
+        let _ = tcp.write_all(bytes).await;
+        let _ = tcp.flush().await;
+    }
+
     /// Answers `answers` in one `results` message with a receipt signed by `key`; answered
     /// tasks are no longer held. An id never given is signed with a zero module and an empty
     /// input.
@@ -380,6 +392,17 @@ impl Conn {
         while let Some(Ok(_)) = self.socket.next().await {}
         self.held.len()
     }
+}
+
+/// The start of a masked text frame from a client announcing `length` bytes of payload, with
+/// the first `sent` of them (all `x`).
+pub fn frame_start(length: u64, sent: usize) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.extend_from_slice(&mask);
+    frame.extend((0..sent).map(|i| b'x' ^ mask[i % 4]));
+    frame
 }
 
 /// The tasks of a `tasks` message's body, each input kept as the exact text received.
