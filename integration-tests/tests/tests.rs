@@ -19,6 +19,7 @@ mod explore;
 mod factorise;
 mod faults;
 mod hostile_guests;
+mod hostile_protocol;
 mod hostile_server;
 mod hostile_workers;
 mod identities;
