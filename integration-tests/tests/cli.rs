@@ -113,7 +113,7 @@ fn results_go_to_stdout_and_failures_set_the_exit_code() {
     );
     assert_eq!(
         lines[1],
-        r#"{"stage":"squares","index":1,"input":97,"error":"task error: 97 is odd","check":"unchecked"}"#
+        r#"{"stage":"squares","index":1,"input":97,"error":"task error: 97 is odd","kind":"guest","check":"unchecked"}"#
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("1 succeeded, 2 failed"), "{stderr}");

@@ -326,3 +326,54 @@ fn an_untouched_results_file_passes_the_audit_and_an_edited_one_fails() {
         "{problems}"
     );
 }
+
+#[test]
+fn failures_are_audited_against_what_the_worker_signed() {
+    let job = JobDir::new(
+        r#"
+        name = "odd"
+        [modules]
+        bed = "{testbed}"
+        [[stages]]
+        name = "halves"
+        task = "bed.even_only"
+        inputs = { range = { start = 0, end = 40 } }
+        "#,
+    );
+    let dir = job.dir.path();
+    let out = dir.join("results.jsonl");
+    let state = dir.join("job.state");
+    let state_arg = state.to_str().unwrap();
+    let run = server(&job, &out, &["--state", state_arg]).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "odd inputs fail");
+    let audit = |results: &Path| {
+        Command::new(bin("dipla-server"))
+            .arg("audit")
+            .arg(results)
+            .args(["--state", state_arg])
+            .output()
+            .unwrap()
+    };
+    let passed = audit(&out);
+    let report = String::from_utf8_lossy(&passed.stdout);
+    assert!(passed.status.success(), "{report}");
+    assert!(
+        report.contains("40 lines: 20 match a signed receipt, 20 failures (20 signed"),
+        "{report}"
+    );
+
+    // Change what one failure says.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    assert!(lines[1].contains("1 is odd"), "{}", lines[1]);
+    lines[1] = lines[1].replace("1 is odd", "1 is not even");
+    let edited = dir.join("edited.jsonl");
+    std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
+    let failed = audit(&edited);
+    assert_eq!(failed.status.code(), Some(1));
+    let problems = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        problems.contains("line 2: task 1 of stage \"halves\": no worker signed this failure"),
+        "{problems}"
+    );
+}

@@ -6,16 +6,21 @@
 //! module, and the sha256 of the line's input and output. An edited output (or input) matches
 //! no receipt. A reduce stage's line is matched by its output among that stage's receipts
 //! (its input is a summary); an explore stage's lines carry only part of what the worker
-//! returned, so they are checked by re-running. Lines with an error are counted, not checked
-//! (failures carry no receipt). Then `sample` lines chosen at random are run again from the
-//! journaled module bytes, and their outputs must be identical.
+//! returned, so they are checked by re-running. A line with an error a worker reported (its
+//! `kind` is one workers report) must match a receipt the same way, by the digest of the
+//! failure ([`ReceiptEntry::failure_digest`]): workers sign failures like outputs. Failures
+//! the server decided (an upstream failure, a stopped stage, an unverified output, workers
+//! lost) are counted, not matched. Then `sample` lines chosen at random are run again from
+//! the journaled module bytes, and their outputs must be identical.
 
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use dipla_protocol::identity::ReceiptEntry;
-use dipla_protocol::{ModuleHash, PublicKey, RawJson, Signature, TaskLimits};
+use dipla_protocol::{
+    FailureKind, ModuleHash, PublicKey, RawJson, Signature, TaskFailure, TaskLimits,
+};
 use dipla_sandbox::{Limits, Sandbox};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -65,8 +70,10 @@ pub struct AuditReport {
     pub lines: u64,
     /// Lines whose output matched a valid receipt.
     pub receipted: u64,
-    /// Lines with an error (not receipted, not checked).
+    /// Lines with an error.
     pub failures: u64,
+    /// ...of which matched a valid receipt (the rest the server decided).
+    pub failures_receipted: u64,
     /// Explore lines, checked by re-running only if sampled.
     pub unreceiptable: u64,
     /// Lines run again in the sandbox.
@@ -86,11 +93,13 @@ impl std::fmt::Display for AuditReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} lines: {} match a signed receipt, {} failures (not receipted), {} explore \
-             lines (checked by re-running); {} re-run in the sandbox; {} problems",
+            "{} lines: {} match a signed receipt, {} failures ({} signed by the worker that \
+             reported them, the rest decided by the server), {} explore lines (checked by \
+             re-running); {} re-run in the sandbox; {} problems",
             self.lines,
             self.receipted,
             self.failures,
+            self.failures_receipted,
             self.unreceiptable,
             self.rerun,
             self.problems.len()
@@ -105,6 +114,25 @@ struct Line {
     input: Box<RawJson>,
     #[serde(default)]
     output: Option<Box<RawJson>>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    kind: Option<FailureKind>,
+}
+
+impl Line {
+    /// The failure a worker reported, as it signed it, if the line holds one (its kind is
+    /// one workers report, and it is not the server's "workers lost").
+    fn reported_failure(&self) -> Option<TaskFailure> {
+        let kind = self.kind?;
+        let error = self.error.as_deref()?;
+        let message = error.strip_prefix(&format!("{kind}: "))?;
+        let lost = kind == FailureKind::Worker && message.contains("were lost while running");
+        (!kind.is_server_only() && !lost).then(|| TaskFailure {
+            kind,
+            message: message.to_owned(),
+        })
+    }
 }
 
 /// Audits `results` against the journal `state`, re-running `sample` lines.
@@ -172,6 +200,22 @@ pub fn audit(
         let record = &stages[stage];
         let Some(output) = &line.output else {
             report.failures += 1;
+            let Some(failure) = line.reported_failure() else {
+                continue;
+            };
+            let digest = ReceiptEntry::failure_digest(&failure);
+            match checker.receipted_digest(stage, line.index, record.module, &line.input, digest)
+            {
+                Ok(true) => report.failures_receipted += 1,
+                Ok(false) => problem(
+                    &mut report,
+                    format!(
+                        "task {} of stage {:?}: no worker signed this failure for this input",
+                        line.index, line.stage
+                    ),
+                ),
+                Err(error) => return Err(fail(error)),
+            }
             continue;
         };
         if record.explore {
@@ -316,10 +360,26 @@ impl Checker<'_> {
         input: &RawJson,
         output: &RawJson,
     ) -> Result<bool, String> {
-        let (input, output) = (
-            ReceiptEntry::digest(input.get()),
+        self.receipted_digest(
+            stage,
+            index,
+            module,
+            input,
             ReceiptEntry::digest(output.get()),
-        );
+        )
+    }
+
+    /// Whether a valid receipt names task `index` of `stage` with this module, input and
+    /// outcome digest.
+    fn receipted_digest(
+        &mut self,
+        stage: usize,
+        index: u64,
+        module: ModuleHash,
+        input: &RawJson,
+        output: [u8; 32],
+    ) -> Result<bool, String> {
+        let input = ReceiptEntry::digest(input.get());
         let rows = self.rows(
             "SELECT receipt, entry FROM receipted WHERE stage = ?1 AND idx = ?2",
             stage,

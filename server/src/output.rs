@@ -4,12 +4,17 @@
 //!
 //! ```json
 //! {"stage":"factors","index":0,"input":1000000000000,"output":[2,2,2,2,2,2,2,2,2,2,2,2,5,5,5,5,5,5,5,5,5,5,5,5],"check":"replicated:2"}
-//! {"stage":"factors","index":1,"input":1000000000001,"error":"panic: ...","check":"unchecked"}
+//! {"stage":"factors","index":1,"input":1000000000001,"error":"panic: ...","kind":"panic","check":"replicated:2"}
 //! ```
+//!
+//! A failure's line names its `kind` as on the wire beside the readable `error` (`"<kind>:
+//! <message>"`), so the failure a worker signed can be matched to it (`dipla-server audit`);
+//! its `check` says how many identities reported it (`replicated:K`), or `unchecked` for
+//! one the server decided (an upstream failure, workers lost) or took from its own worker.
 
 use std::io::Write;
 
-use dipla_protocol::RawJson;
+use dipla_protocol::{FailureKind, RawJson};
 use serde::Serialize;
 
 use crate::coordinator::Finished;
@@ -23,6 +28,8 @@ struct Line<'a> {
     output: Option<&'a RawJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<FailureKind>,
     check: String,
 }
 
@@ -42,6 +49,7 @@ pub fn write_line(
         input,
         output: finished.outcome.as_ref().ok().map(|output| &**output),
         error: finished.outcome.as_ref().err().map(ToString::to_string),
+        kind: finished.outcome.as_ref().err().map(|failure| failure.kind),
         check: finished.check.to_string(),
     };
     serde_json::to_writer(&mut *out, &line)?;
@@ -50,7 +58,7 @@ pub fn write_line(
 
 #[cfg(test)]
 mod tests {
-    use dipla_protocol::{FailureKind, TaskFailure};
+    use dipla_protocol::TaskFailure;
 
     use super::*;
     use crate::coordinator::{Check, TaskRef};
@@ -88,7 +96,7 @@ mod tests {
             concat!(
                 r#"{"stage":"factors","index":3,"input":12,"output":[2,2,3],"check":"replicated:2"}"#,
                 "\n",
-                r#"{"stage":"factors","index":3,"input":12,"error":"panic: boom (at src/lib.rs:3)","check":"unchecked"}"#,
+                r#"{"stage":"factors","index":3,"input":12,"error":"panic: boom (at src/lib.rs:3)","kind":"panic","check":"unchecked"}"#,
                 "\n"
             )
         );
