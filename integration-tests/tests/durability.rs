@@ -344,7 +344,9 @@ fn failures_are_audited_against_what_the_worker_signed() {
     let out = dir.join("results.jsonl");
     let state = dir.join("job.state");
     let state_arg = state.to_str().unwrap();
-    let run = server(&job, &out, &["--state", state_arg]).output().unwrap();
+    let run = server(&job, &out, &["--state", state_arg])
+        .output()
+        .unwrap();
     assert_eq!(run.status.code(), Some(1), "odd inputs fail");
     let audit = |results: &Path| {
         Command::new(bin("dipla-server"))

@@ -204,8 +204,7 @@ pub fn audit(
                 continue;
             };
             let digest = ReceiptEntry::failure_digest(&failure);
-            match checker.receipted_digest(stage, line.index, record.module, &line.input, digest)
-            {
+            match checker.receipted_digest(stage, line.index, record.module, &line.input, digest) {
                 Ok(true) => report.failures_receipted += 1,
                 Ok(false) => problem(
                     &mut report,

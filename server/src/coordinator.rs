@@ -22,6 +22,7 @@
 //! taken it ([`Keep::Ordered`]), or while a driver's promise holds its stage ([`Keep::All`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use dipla_protocol::{FailureKind, RawJson, TaskFailure};
 
@@ -30,6 +31,7 @@ use crate::fleet::{Fleet, IdentityId, WorkerRecord};
 use crate::fleet::{MAX_PER_CORE, MIN_PER_CORE};
 use crate::journal::{Backlog, Record, Sink};
 use crate::tree::Tree;
+use crate::trust::TrustStore;
 use crate::votes::{Decision, Vote, Votes};
 
 /// A connected worker, as the coordinator knows it.
@@ -559,6 +561,9 @@ pub struct Coordinator {
     counts: Counts,
     /// Where final results, goals, discoveries and revocations are journaled, in order.
     journal: Option<Sink>,
+    /// The server's trust records, shared by its jobs (`serve`): identities take theirs
+    /// from it when they join, and every change to one goes back to it.
+    trust: Option<Arc<TrustStore>>,
 }
 
 impl Default for Coordinator {
@@ -596,6 +601,7 @@ impl Coordinator {
             cancels: HashMap::new(),
             counts: Counts::default(),
             journal: None,
+            trust: None,
         };
         for stage in 0..coordinator.stages.len() {
             coordinator.wire(stage);
@@ -731,6 +737,9 @@ impl Coordinator {
     /// identity's, from earlier connections and earlier runs. Returns whether it is trusted
     /// (an identity caught lying gets no work, however it reconnects).
     pub fn identify(&mut self, worker: WorkerId, key: &str) -> bool {
+        if let Some(record) = self.trust.as_ref().and_then(|trust| trust.get(key)) {
+            self.fleet.adopt(key, &record);
+        }
         let identity = self.fleet.identify(worker, key);
         !self.fleet.untrusted_identity(identity)
     }
@@ -758,11 +767,21 @@ impl Coordinator {
         self.journal(|| receipt);
     }
 
-    /// Journals identity `identity`'s record.
+    /// Shares the server's trust records with this job (see [`TrustStore`]).
+    pub fn share_trust(&mut self, trust: Arc<TrustStore>) {
+        self.trust = Some(trust);
+    }
+
+    /// Journals identity `identity`'s record, and gives it to the server's trust records.
     fn journal_identity(&self, identity: IdentityId) {
+        let key = self.fleet.key(identity);
+        let credibility = self.fleet.credibility(identity);
+        if let Some(trust) = &self.trust {
+            trust.update(key, &credibility);
+        }
         self.journal(|| Record::Identity {
-            key: self.fleet.key(identity).to_owned(),
-            credibility: self.fleet.credibility(identity),
+            key: key.to_owned(),
+            credibility,
         });
     }
 
@@ -941,6 +960,14 @@ impl Coordinator {
     /// faster ones get more; when there is none, an idle worker much faster than another
     /// takes a copy of a task that one is running.
     pub fn assign(&mut self, worker: WorkerId) -> Vec<Assignment> {
+        if let (Some(trust), Some(identity)) = (&self.trust, self.fleet.identity(worker))
+            && !self.fleet.untrusted_identity(identity)
+            && let Some(record) = trust.untrusted(self.fleet.key(identity))
+        {
+            // Caught in another job of this server since it joined.
+            let key = self.fleet.key(identity).to_owned();
+            self.fleet.adopt(&key, &record);
+        }
         if !self.fleet.trusted(worker) || self.holding() {
             return Vec::new();
         }
@@ -1145,12 +1172,9 @@ impl Coordinator {
             if attempt.worker != worker
                 && (slower || late)
                 && self.copyable_now(candidate)
-                && self
-                    .history
-                    .get(&candidate.task)
-                    .is_none_or(|history| {
-                        identity.is_none_or(|identity| !history.failed_on.contains(&identity))
-                    })
+                && self.history.get(&candidate.task).is_none_or(|history| {
+                    identity.is_none_or(|identity| !history.failed_on.contains(&identity))
+                })
             {
                 picked.push(candidate.task);
             }
@@ -1728,7 +1752,11 @@ impl Coordinator {
                 let task = TaskRef { stage, index };
                 self.journal(|| Record::Revoked(task));
                 self.revoke(task);
-                self.history.entry(task).or_default().failed_on.push(identity);
+                self.history
+                    .entry(task)
+                    .or_default()
+                    .failed_on
+                    .push(identity);
             }
         }
         // Its answers to tasks still being voted on no longer count.
@@ -2673,15 +2701,25 @@ mod tests {
         c.join(1, 1);
         let (id, _) = ids(&c.assign(1))[0];
         c.complete(1, id, 1, panic()).unwrap();
-        assert!(c.assign(1).is_empty(), "the same identity again proves nothing");
-        assert!(c.take_ready().is_empty(), "one identity's failure is not final");
+        assert!(
+            c.assign(1).is_empty(),
+            "the same identity again proves nothing"
+        );
+        assert!(
+            c.take_ready().is_empty(),
+            "one identity's failure is not final"
+        );
         // Another identity answers: the failure was not the task's.
         c.join(2, 1);
         let (id, _) = ids(&c.assign(2))[0];
         c.complete(2, id, 1, output("1")).unwrap();
         assert!(c.take_ready()[0].outcome.is_ok());
         let identity = c.fleet.identity(1).unwrap();
-        assert_eq!(c.fleet.credibility(identity).strikes, 1, "its failure was refuted");
+        assert_eq!(
+            c.fleet.credibility(identity).strikes,
+            1,
+            "its failure was refuted"
+        );
     }
 
     #[test]
@@ -2692,8 +2730,9 @@ mod tests {
             c.identify(worker, "hostile");
         }
         // Its connections share one small allowance, whatever cores they claim.
-        let assigned: Vec<(WorkerId, Vec<(AttemptId, TaskRef)>)> =
-            (1..=3).map(|worker| (worker, ids(&c.assign(worker)))).collect();
+        let assigned: Vec<(WorkerId, Vec<(AttemptId, TaskRef)>)> = (1..=3)
+            .map(|worker| (worker, ids(&c.assign(worker))))
+            .collect();
         let held: usize = assigned.iter().map(|(_, tasks)| tasks.len()).sum();
         assert_eq!(held, crate::fleet::START_ALLOWANCE);
         // It says every task panics: none is final, and its connections may not take them
@@ -2783,7 +2822,10 @@ mod tests {
         c.complete(1, assigned[1].0, 1, timeout).unwrap();
         let ready = c.take_ready();
         assert_eq!(ready.len(), 1, "the panic is final, the timeout runs again");
-        assert_eq!(ready[0].outcome.as_ref().unwrap_err().kind, FailureKind::Panic);
+        assert_eq!(
+            ready[0].outcome.as_ref().unwrap_err().kind,
+            FailureKind::Panic
+        );
         assert_eq!(ids(&c.assign(1)).len(), 1, "its own worker may try again");
     }
 
@@ -2816,7 +2858,10 @@ mod tests {
         fail(&mut c, 1, false);
         fail(&mut c, 2, true);
         fail(&mut c, 3, false);
-        assert!(c.take_ready().is_empty(), "two agree, one was capped: not 3");
+        assert!(
+            c.take_ready().is_empty(),
+            "two agree, one was capped: not 3"
+        );
         fail(&mut c, 4, false);
         let ready = c.take_ready();
         assert_eq!(ready[0].check, Check::Replicated(3));

@@ -417,6 +417,13 @@ impl Fleet {
         self.credibility.insert(identity, credibility);
     }
 
+    /// Merges what the server knows of identity `key` from its other jobs into this job's
+    /// record of it.
+    pub(crate) fn adopt(&mut self, key: &str, record: &Credibility) {
+        let identity = self.intern(key);
+        crate::trust::merge(self.credibility.entry(identity).or_default(), record);
+    }
+
     /// Whether identity `identity` was caught lying.
     pub(crate) fn untrusted_identity(&self, identity: IdentityId) -> bool {
         self.credibility
@@ -696,9 +703,17 @@ mod tests {
             fleet.join(id, 256);
             fleet.identify(id, "one-key");
         }
-        assert_eq!(fleet.room(1), START_ALLOWANCE, "not the 512 its claim would give");
+        assert_eq!(
+            fleet.room(1),
+            START_ALLOWANCE,
+            "not the 512 its claim would give"
+        );
         fleet.sent(1, START_ALLOWANCE, 0);
-        assert_eq!(fleet.room(2), 0, "its other connections share the allowance");
+        assert_eq!(
+            fleet.room(2),
+            0,
+            "its other connections share the allowance"
+        );
         // Each accepted answer earns one more.
         let identity = fleet.identity(1).unwrap();
         for _ in 0..START_ALLOWANCE {

@@ -6,12 +6,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dipla_protocol::PublicKey;
 
 use crate::Tokens;
+use crate::trust::TrustStore;
 
 /// How often connections are pinged unless the server is told otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -36,6 +37,8 @@ pub(crate) struct Gate {
     max_cores: AtomicUsize,
     /// The identities of the server's own local workers.
     own: Mutex<HashSet<PublicKey>>,
+    /// Trust records shared by every job of the server (`serve`).
+    trust: Mutex<Option<Arc<TrustStore>>>,
     /// The most identities accepted from one IP address (`None`: no cap), and those seen.
     identities_per_ip: Mutex<(Option<usize>, IdentitiesByIp)>,
     /// What `/metrics` measures as it happens.
@@ -55,6 +58,7 @@ impl Default for Gate {
             joined: AtomicUsize::new(0),
             max_cores: AtomicUsize::new(DEFAULT_MAX_CORES),
             own: Mutex::default(),
+            trust: Mutex::default(),
             identities_per_ip: Mutex::default(),
             metrics: crate::metrics::Metrics::default(),
         }
@@ -111,6 +115,16 @@ impl Gate {
     /// The most workers accepted at once.
     pub(crate) fn max_workers(&self) -> usize {
         self.max_workers.load(Ordering::Relaxed)
+    }
+
+    /// Shares `trust` between every job of the server.
+    pub(crate) fn share_trust(&self, trust: Arc<TrustStore>) {
+        *lock(&self.trust) = Some(trust);
+    }
+
+    /// The trust records every job of the server shares, if they are shared.
+    pub(crate) fn trust(&self) -> Option<Arc<TrustStore>> {
+        lock(&self.trust).clone()
     }
 
     /// Notes `key` as the identity of one of the server's own local workers.

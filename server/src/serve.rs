@@ -787,6 +787,14 @@ impl Serve {
         let addr = listener.local_addr()?;
         let sandbox = Sandbox::new().map_err(std::io::Error::other)?;
         let gate = Arc::new(run.gate());
+        std::fs::create_dir_all(&data_dir)?;
+        let trust = crate::trust::TrustStore::open(&data_dir.join("trust.state")).map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot open the trust records {}: {e}",
+                data_dir.join("trust.state").display()
+            ))
+        })?;
+        gate.share_trust(trust);
         let hub = Hub::start(gate.clone());
         let service = Arc::new(Service {
             hub: hub.clone(),

@@ -316,6 +316,9 @@ async fn attend(
     handle.named(id, Some(hello.name.clone()));
     let trusted = {
         let mut core = handle.lock();
+        if let Some(trust) = handle.shared.gate.trust() {
+            core.coordinator.share_trust(trust);
+        }
         core.coordinator.join(id, *cores);
         core.coordinator.place(id, &ip.to_string());
         if handle.shared.gate.is_own(key) {
@@ -679,7 +682,9 @@ async fn on_message(
                     let capped = core
                         .coordinator
                         .attempt_task(id, attempt)
-                        .is_some_and(|task| connection.caps.below(&core.job.stages[task.stage].limits));
+                        .is_some_and(|task| {
+                            connection.caps.below(&core.job.stages[task.stage].limits)
+                        });
                     let answer = Answer {
                         fuel,
                         micros,
