@@ -6,13 +6,12 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dipla_protocol::RawJson;
 use dipla_server::RunOptions;
-use dipla_worker::{Identity, ModuleCache, WorkerConfig};
+use dipla_worker::Identity;
 
 use crate::support::{
     JobDir, WorkerProcess, addr_of, burn_job, eventually, finish, http, join_with,
-    journaled_through, remote_server_with, server_process, test_hello,
+    journaled_through, remote_server_with, server_process, start_liar, test_hello,
 };
 
 const TOKEN: &str = "admin-secret";
@@ -31,23 +30,6 @@ fn start_server(job: &JobDir, state: &std::path::Path) -> (Child, String) {
     ];
     let (server, url, _) = server_process(&job.manifest, &args);
     (server, url)
-}
-
-/// A worker with `identity` that answers 7 for every task.
-fn start_liar(url: &str, identity: Arc<Identity>) -> tokio::task::JoinHandle<()> {
-    let mut config = WorkerConfig::new(url);
-    config.name = "liar".into();
-    config.cores = 1;
-    config.identity = identity;
-    config.tamper = Some(Arc::new(|result| {
-        if result.output.is_some() {
-            result.output = Some(RawJson::from_string("7".into()).unwrap());
-        }
-    }));
-    tokio::spawn(async move {
-        let cache = ModuleCache::new(dipla_sandbox::Sandbox::new().unwrap(), None).unwrap();
-        let _ = dipla_worker::run(&config, &cache).await;
-    })
 }
 
 /// The job's status.

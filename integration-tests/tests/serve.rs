@@ -332,3 +332,74 @@ async fn a_driver_program_runs_its_job_on_a_serving_server_through_the_api() {
     assert_eq!(ended[0]["done"], 300 + 300 + 1 + 300, "{ended:#?}");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_caught_lying_in_one_job_gets_no_work_in_the_next() {
+    let data = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(data.path());
+    let ws = format!("ws://{}/ws", url.trim_start_matches("http://"));
+    let replicated = |tasks: u64| {
+        let job = burn_job(tasks, 3_000_000);
+        let manifest = std::fs::read_to_string(&job.manifest).unwrap();
+        std::fs::write(
+            &job.manifest,
+            format!("{manifest}\n        replicate = 1.0\n"),
+        )
+        .unwrap();
+        job
+    };
+    let first = replicated(200);
+    let a = submit(&url, &first);
+    let liar =
+        crate::support::start_liar(&ws, std::sync::Arc::new(dipla_worker::Identity::generate()));
+    let _honest: Vec<_> = (0..2)
+        .map(|i| WorkerProcess::start(&ws, &format!("honest-{i}")))
+        .collect();
+    let caught = |status: &serde_json::Value| {
+        status["workers"].as_array().is_some_and(|workers| {
+            workers
+                .iter()
+                .any(|w| w["name"] == "liar" && w["record"]["trusted"] == false)
+        })
+    };
+    let url_a = url.clone();
+    tokio::task::spawn_blocking(move || {
+        until(
+            &url_a,
+            &[&a],
+            Duration::from_secs(60),
+            "the liar caught in A",
+            |s| caught(&s[0]),
+        )
+    })
+    .await
+    .unwrap();
+
+    // In the next job, the same identity is still caught: it gets no work while the honest
+    // workers do it all.
+    let second = replicated(100);
+    let b = submit(&url, &second);
+    let statuses = tokio::task::spawn_blocking(move || {
+        until(
+            &url,
+            &[&b],
+            Duration::from_secs(60),
+            "the liar idle in B",
+            |s| caught(&s[0]) && s[0]["done"].as_u64() > Some(20),
+        )
+    })
+    .await
+    .unwrap();
+    let workers = statuses[0]["workers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let liars: Vec<_> = workers.iter().filter(|w| w["name"] == "liar").collect();
+    assert!(!liars.is_empty());
+    for worker in liars {
+        assert_eq!(worker["record"]["results"], 0, "{worker}");
+        let note = worker["record"]["note"].as_str().unwrap_or_default();
+        assert!(note.contains("disagreed"), "{worker}");
+    }
+    liar.abort();
+}

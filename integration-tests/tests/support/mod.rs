@@ -427,3 +427,24 @@ pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 pub fn journaled_through(status: &serde_json::Value, sent: u64) -> bool {
     status["journal"]["committed"].as_u64().unwrap() >= sent
 }
+
+/// A worker called "liar" with `identity` that answers 7 for every task, in this process.
+pub fn start_liar(
+    url: &str,
+    identity: std::sync::Arc<dipla_worker::Identity>,
+) -> tokio::task::JoinHandle<()> {
+    let mut config = dipla_worker::WorkerConfig::new(url);
+    config.name = "liar".into();
+    config.cores = 1;
+    config.identity = identity;
+    config.tamper = Some(std::sync::Arc::new(|result| {
+        if result.output.is_some() {
+            result.output = Some(dipla_protocol::RawJson::from_string("7".into()).unwrap());
+        }
+    }));
+    tokio::spawn(async move {
+        let sandbox = dipla_sandbox::Sandbox::new().unwrap();
+        let cache = dipla_worker::ModuleCache::new(sandbox, None).unwrap();
+        let _ = dipla_worker::run(&config, &cache).await;
+    })
+}
