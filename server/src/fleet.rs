@@ -80,6 +80,9 @@ const MEASURED_AFTER: u64 = 3;
 const RATE_SAMPLE_MICROS: u64 = 5_000;
 /// Weight of a new sample in a worker's answer rate.
 const RATE_WEIGHT: f64 = 0.5;
+/// A worker's claimed cores are judged against its answers only when each task waits on it
+/// at least this long (microseconds), so that round trips do not hide its parallelism.
+const CORES_JUDGED_AFTER_MICROS: f64 = 20_000.0;
 /// A worker whose measured speed per claimed point is below the best worker's by this
 /// factor is noted as claiming more than it does.
 const OVERCLAIM: f64 = 2.0;
@@ -152,6 +155,33 @@ impl Worker {
             );
             self.sample_answers = 0;
             self.sample_micros = 0;
+            self.judge_cores();
+        }
+    }
+
+    /// Checks its claimed cores against what its answers show: kept full, a worker with `c`
+    /// cores answers `c` tasks per task time. A worker answering as if it had fewer than
+    /// half of them is believed to have what it shows (its word on task times can only lower
+    /// that), and noted.
+    fn judge_cores(&mut self) {
+        let (Some(rate), Some(micros)) = (self.rate, self.task_micros) else {
+            return;
+        };
+        if self.in_flight < self.cores || rate <= 0.0 {
+            return;
+        }
+        // Little's law: how long a task stays with it, queueing included.
+        let held = self.in_flight as f64 / rate;
+        if held < CORES_JUDGED_AFTER_MICROS {
+            return;
+        }
+        let shown = (rate * micros).ceil().max(1.0) as usize;
+        if shown.saturating_mul(2) < self.cores {
+            self.note = Some(format!(
+                "claims {} cores, but answers as if it had {shown}: believed to have {shown}",
+                self.cores
+            ));
+            self.cores = shown;
         }
     }
 
@@ -694,6 +724,27 @@ mod tests {
             fleet.finished(1, 100, 1, 5_000 + n * 50);
         }
         assert_eq!(fleet.get(1).unwrap().window(), 220);
+    }
+
+    #[test]
+    fn claimed_cores_its_answers_do_not_bear_out_are_not_believed() {
+        let mut fleet = Fleet::default();
+        // Both claim 64 cores and keep 256 tasks; both say a task takes 10 ms. The server
+        // sees the honest one answer 64 tasks per 10 ms, the other one task per 10 ms.
+        fleet.join(1, 64);
+        fleet.join(2, 64);
+        for (id, every) in [(1, 10_000 / 64), (2, 10_000)] {
+            fleet.sent(id, 256, 0);
+            for n in 1..=100 {
+                fleet.finished(id, 1, 10_000, n * every);
+                fleet.sent(id, 1, n * every);
+            }
+        }
+        assert_eq!(fleet.record(1).unwrap().cores, 64);
+        assert!(fleet.record(1).unwrap().note.is_none());
+        let liar = fleet.record(2).unwrap();
+        assert_eq!(liar.cores, 1);
+        assert!(liar.note.unwrap().contains("claims 64 cores"));
     }
 
     #[test]
