@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dipla_server::RunOptions;
-use dipla_worker::Identity;
+use dipla_worker::{Identity, ModuleCache, WorkerConfig};
 
 use crate::support::{
     JobDir, WorkerProcess, addr_of, burn_job, eventually, finish, http, join_with,
