@@ -581,7 +581,16 @@ pub async fn serve(listener: TcpListener, options: DirectoryOptions) -> std::io:
         }
     }
     let _checks = AbortOnDrop(checks);
-    axum::serve(listener, router(directory)).await
+    let door = Arc::new(crate::door::Door::default());
+    let listener = crate::http::PlainListener::new(listener, door);
+    crate::http::serve(
+        listener,
+        router(directory),
+        crate::http::HEAD_TIMEOUT,
+        std::future::pending(),
+    )
+    .await;
+    Ok(())
 }
 
 /// `dipla-server directory`: its command-line flags.

@@ -1,17 +1,18 @@
-//! Who may come in: the worker tokens, the operator's admin tokens, the caps on workers and
-//! on identities per address, and the heartbeat every connection keeps; and what is measured
+//! Who may come in: the worker tokens, the operator's admin tokens, the caps on workers, on
+//! identities and on connections per address, and the heartbeat every connection keeps; and what is measured
 //! of everyone who came in. One gate serves a whole server: the job of `run`, or every job
 //! of `serve`.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dipla_protocol::PublicKey;
 
 use crate::Tokens;
+use crate::door::Door;
 
 /// How often connections are pinged unless the server is told otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -32,6 +33,8 @@ pub(crate) struct Gate {
     identities_per_ip: Mutex<(Option<usize>, IdentitiesByIp)>,
     /// What `/metrics` measures as it happens.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// The connections open, by address, and their caps.
+    pub(crate) door: Arc<Door>,
 }
 
 /// The identities seen from each IP address.
@@ -47,6 +50,7 @@ impl Default for Gate {
             joined: AtomicUsize::new(0),
             identities_per_ip: Mutex::default(),
             metrics: crate::metrics::Metrics::default(),
+            door: Arc::default(),
         }
     }
 }

@@ -63,6 +63,12 @@ pub struct RunOptions {
     pub max_identities_per_ip: Option<usize>,
     /// Serve TLS (`wss://`, `https://`) with this certificate and key; `None`: plain text.
     pub tls: Option<TlsFiles>,
+    /// The most connections open at once from one IP address, loopback included (the local
+    /// workers are allowed on top); more are closed as soon as they are accepted.
+    pub max_connections_per_ip: usize,
+    /// How long a connection has to send each HTTP request head, the WebSocket upgrade
+    /// included ([`crate::http::HEAD_TIMEOUT`]).
+    pub head_timeout: Duration,
 }
 
 impl RunOptions {
@@ -74,6 +80,8 @@ impl RunOptions {
         gate.set_identities_per_ip(self.max_identities_per_ip);
         gate.set_heartbeat(self.heartbeat);
         gate.set_max_workers(self.max_workers);
+        gate.door.set_per_ip(self.max_connections_per_ip);
+        gate.door.set_head_timeout(self.head_timeout);
         gate
     }
 }
@@ -97,6 +105,8 @@ impl Default for RunOptions {
             admin_tokens: Vec::new(),
             max_identities_per_ip: None,
             tls: None,
+            max_connections_per_ip: crate::door::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            head_timeout: crate::http::HEAD_TIMEOUT,
         }
     }
 }

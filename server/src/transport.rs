@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use dipla_protocol::identity::join_message;
 use dipla_protocol::text::printable;
 use dipla_protocol::{
@@ -65,7 +65,7 @@ pub(crate) enum Venue {
 }
 
 impl Venue {
-    fn gate(&self) -> Arc<Gate> {
+    pub(crate) fn gate(&self) -> Arc<Gate> {
         match self {
             Self::Job(handle) => handle.shared.gate.clone(),
             Self::Hub(hub) => hub.gate().clone(),
@@ -122,6 +122,11 @@ async fn upgrade(
     State(venue): State<Venue>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
 ) -> Response {
+    if venue.gate().door.crowded() {
+        // The connections left are kept for the health check, the API and the dashboard.
+        let busy = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        return (busy, "too many connections; try again later").into_response();
+    }
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(SOCKET_BUFFER_BYTES)
