@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod auth;
+mod bounds;
 mod chaining;
 mod chaos;
 mod checks;

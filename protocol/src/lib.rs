@@ -23,6 +23,7 @@ mod hash;
 pub mod identity;
 mod limits;
 mod server;
+pub mod text;
 mod worker;
 
 pub use hash::{ModuleHash, ParseHashError};

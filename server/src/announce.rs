@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use dipla_protocol::text::printable;
 use reqwest::Url;
 
 use crate::directory::Announcement;
@@ -20,6 +21,9 @@ pub type WorkerCount = Arc<dyn Fn() -> usize + Send + Sync>;
 
 /// How long one announcement may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most of a directory's refusal read (its start is logged).
+const MAX_ANSWER_BYTES: usize = 4 << 10;
 
 /// The flags of a server that announces itself to a project directory.
 #[derive(Debug, Clone, clap::Args)]
@@ -206,9 +210,18 @@ impl Announcer {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
-        let body: String = body.chars().take(300).collect();
-        anyhow::bail!("the directory answered {status}: {}", body.trim())
+        // Only the start of the answer is read and logged, as printable text.
+        let mut response = response;
+        let mut body = Vec::new();
+        while body.len() < MAX_ANSWER_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        body.truncate(MAX_ANSWER_BYTES);
+        let body = printable(String::from_utf8_lossy(&body).trim(), 300);
+        anyhow::bail!("the directory answered {status}: {body}")
     }
 }
 

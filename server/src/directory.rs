@@ -33,6 +33,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use dipla_protocol::text::printable;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -165,6 +166,11 @@ fn parse_url(text: &str, schemes: &[&str]) -> Result<reqwest::Url, String> {
     let wanted = schemes.join(" or ");
     if text.chars().count() > MAX_URL_CHARS {
         return Err(format!("must be at most {MAX_URL_CHARS} characters long"));
+    }
+    // The URL parser drops tabs and line breaks, but the text as sent is what is kept,
+    // listed and logged.
+    if printable(text, MAX_URL_CHARS) != text {
+        return Err("must hold only printable characters".into());
     }
     let url = reqwest::Url::parse(text).map_err(|error| format!("not a URL: {error}"))?;
     if !schemes.contains(&url.scheme()) {
@@ -581,7 +587,16 @@ pub async fn serve(listener: TcpListener, options: DirectoryOptions) -> std::io:
         }
     }
     let _checks = AbortOnDrop(checks);
-    axum::serve(listener, router(directory)).await
+    let door = Arc::new(crate::door::Door::default());
+    let listener = crate::http::PlainListener::new(listener, door);
+    crate::http::serve(
+        listener,
+        router(directory),
+        crate::http::HEAD_TIMEOUT,
+        std::future::pending(),
+    )
+    .await;
+    Ok(())
 }
 
 /// `dipla-server directory`: its command-line flags.
@@ -706,6 +721,15 @@ mod tests {
         assert_eq!(
             field(&|a| a.url = format!("ws://h/{}", "x".repeat(MAX_URL_CHARS))),
             Err("url")
+        );
+        assert_eq!(
+            field(&|a| a.url = "ws://127.0.0.1:7070/w\ns".into()),
+            Err("url"),
+            "a line break the URL parser would drop still forges a log line"
+        );
+        assert_eq!(
+            field(&|a| a.health = "http://127.0.0.1:7070/\u{202E}health".into()),
+            Err("health")
         );
         let message = good
             .clone()

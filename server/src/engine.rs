@@ -7,14 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use dipla_sandbox::{Limits, Sandbox};
 use dipla_worker::{ModuleCache, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::health::{self, HealthInfo};
+use crate::http::{self, Listener, PlainListener};
 use crate::state::Handle;
 use crate::tls::TlsListener;
 use crate::transport::{self, Venue};
@@ -47,86 +46,26 @@ pub(crate) struct Engine {
     cache: Option<ModuleCache>,
 }
 
-/// The address of a connection's peer, as handlers see it (`ConnectInfo<Peer>`), whatever
-/// the listener.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer(pub(crate) SocketAddr);
-
-impl Connected<IncomingStream<'_, PlainListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-/// Plain TCP without Nagle's algorithm (small messages must not wait 40 ms for delayed
-/// ACKs).
-pub(crate) struct PlainListener(TcpListener);
-
-impl axum::serve::Listener for PlainListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, peer)) => {
-                    if let Err(error) = stream.set_nodelay(true) {
-                        tracing::debug!(%error, "cannot set TCP_NODELAY");
-                    }
-                    return (stream, peer);
-                }
-                Err(error) => {
-                    // Out of descriptors, say: wait rather than spin.
-                    tracing::debug!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
+pub(crate) use crate::http::Peer;
 
 /// One socket being served.
 struct Served {
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
     /// Stops accepting connections and lets HTTP requests in flight finish.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Served {
-    /// Serves `app` on `listener`.
-    fn start<L>(listener: L, app: axum::Router) -> Self
-    where
-        L: axum::serve::Listener<Addr = SocketAddr>,
-        Peer: for<'a> Connected<IncomingStream<'a, L>>,
-    {
+    /// Serves `app` on `listener`, giving connections `head_timeout` for each request head.
+    fn start<L: Listener>(listener: L, app: axum::Router, head_timeout: Duration) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let service = app.into_make_service_with_connect_info::<Peer>();
-        let task = tokio::spawn(
-            axum::serve(listener, service)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .into_future(),
-        );
+        let task = tokio::spawn(http::serve(listener, app, head_timeout, async {
+            let _ = stopped.await;
+        }));
         Self {
             task,
             stop: Some(stop),
         }
-    }
-
-    /// Serves `app` on plain TCP.
-    fn plain(listener: TcpListener, app: axum::Router) -> Self {
-        Self::start(PlainListener(listener), app)
     }
 }
 
@@ -163,23 +102,35 @@ impl Engine {
         local: &LocalWorkers,
     ) -> std::io::Result<Self> {
         let public = worker_url(listener.local_addr()?, tls.is_some());
+        let door = venue.gate().door.clone();
+        // Local workers join over loopback: they never count against its cap.
+        door.allow_local(local.count);
+        let head_timeout = door.head_timeout();
+        let plain = |listener| {
+            Served::start(
+                PlainListener::new(listener, door.clone()),
+                app.clone(),
+                head_timeout,
+            )
+        };
         let mut served = Vec::new();
         let url = match tls {
             None => {
-                served.push(Served::plain(listener, app));
+                served.push(plain(listener));
                 public.clone()
             }
             Some(config) => {
                 served.push(Served::start(
-                    TlsListener::new(listener, config)?,
+                    TlsListener::new(listener, config, door.clone()),
                     app.clone(),
+                    head_timeout,
                 ));
                 // Local workers are in this process: they join over plain loopback.
                 let loopback = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
                 loopback.set_nonblocking(true)?;
                 let loopback = TcpListener::from_std(loopback)?;
                 let url = worker_url(loopback.local_addr()?, false);
-                served.push(Served::plain(loopback, app));
+                served.push(plain(loopback));
                 url
             }
         };

@@ -1,5 +1,5 @@
-//! Who may come in: the worker tokens, the operator's admin tokens, the caps on workers and
-//! on identities per address, and the heartbeat every connection keeps; and what is measured
+//! Who may come in: the worker tokens, the operator's admin tokens, the caps on workers, on
+//! identities and on connections per address, and the heartbeat every connection keeps; and what is measured
 //! of everyone who came in. One gate serves a whole server: the job of `run`, or every job
 //! of `serve`.
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 use dipla_protocol::PublicKey;
 
 use crate::Tokens;
+use crate::door::Door;
 use crate::trust::TrustStore;
 
 /// How often connections are pinged unless the server is told otherwise.
@@ -43,6 +44,8 @@ pub(crate) struct Gate {
     identities_per_ip: Mutex<(Option<usize>, IdentitiesByIp)>,
     /// What `/metrics` measures as it happens.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// The connections open, by address, and their caps.
+    pub(crate) door: Arc<Door>,
 }
 
 /// The identities seen from each IP address.
@@ -61,6 +64,7 @@ impl Default for Gate {
             trust: Mutex::default(),
             identities_per_ip: Mutex::default(),
             metrics: crate::metrics::Metrics::default(),
+            door: Arc::default(),
         }
     }
 }

@@ -229,6 +229,13 @@ struct Admission {
     /// window; what it answers sizes the rest).
     #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_CORES, env = "DIPLA_MAX_CORES_PER_WORKER")]
     max_cores_per_worker: usize,
+    /// The most connections open at once from one IP address, loopback included (the
+    /// --local-workers are allowed on top); more are closed as soon as they are accepted.
+    #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_CONNECTIONS_PER_IP, env = "DIPLA_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: usize,
+    /// Seconds a connection has to send each HTTP request head (tests shorten it).
+    #[arg(long, hide = true, default_value_t = dipla_server::http::HEAD_TIMEOUT.as_secs_f64())]
+    head_timeout_secs: f64,
     /// Serve TLS (wss://, https://) with this PEM certificate chain [default: plain text,
     /// for use behind a TLS reverse proxy].
     #[arg(long, env = "DIPLA_TLS_CERT", requires = "tls_key")]
@@ -252,6 +259,10 @@ impl Admission {
             anyhow::ensure!(!listed.is_empty(), "{} lists no tokens", path.display());
             tokens.extend(listed);
         }
+        anyhow::ensure!(
+            self.head_timeout_secs.is_finite() && self.head_timeout_secs >= 0.05,
+            "--head-timeout-secs must be at least 0.05"
+        );
         Ok(RunOptions {
             worker_tokens: tokens,
             heartbeat: std::time::Duration::from_secs_f64(self.heartbeat_secs),
@@ -259,6 +270,8 @@ impl Admission {
             max_workers: self.max_workers,
             max_identities_per_ip: self.max_identities_per_ip,
             max_cores_per_worker: self.max_cores_per_worker,
+            max_connections_per_ip: self.max_connections_per_ip,
+            head_timeout: std::time::Duration::from_secs_f64(self.head_timeout_secs),
             tls: self
                 .tls_cert
                 .zip(self.tls_key)

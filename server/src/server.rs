@@ -65,6 +65,12 @@ pub struct RunOptions {
     pub max_cores_per_worker: usize,
     /// Serve TLS (`wss://`, `https://`) with this certificate and key; `None`: plain text.
     pub tls: Option<TlsFiles>,
+    /// The most connections open at once from one IP address, loopback included (the local
+    /// workers are allowed on top); more are closed as soon as they are accepted.
+    pub max_connections_per_ip: usize,
+    /// How long a connection has to send each HTTP request head, the WebSocket upgrade
+    /// included ([`crate::http::HEAD_TIMEOUT`]).
+    pub head_timeout: Duration,
 }
 
 impl RunOptions {
@@ -77,6 +83,8 @@ impl RunOptions {
         gate.set_heartbeat(self.heartbeat);
         gate.set_max_workers(self.max_workers);
         gate.set_max_cores(self.max_cores_per_worker);
+        gate.door.set_per_ip(self.max_connections_per_ip);
+        gate.door.set_head_timeout(self.head_timeout);
         gate
     }
 }
@@ -101,6 +109,8 @@ impl Default for RunOptions {
             max_identities_per_ip: None,
             max_cores_per_worker: crate::gate::DEFAULT_MAX_CORES,
             tls: None,
+            max_connections_per_ip: crate::door::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            head_timeout: crate::http::HEAD_TIMEOUT,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! TLS for the server's one socket (workers' `/ws`, the API): rustls with the ring
 //! provider, a certificate chain and key from PEM files (`--tls-cert`, `--tls-key`).
 //!
-//! [`TlsListener`] accepts TCP connections and runs each TLS handshake in its own task (with
-//! a deadline), so a slow or hostile client cannot hold up the others; axum serves what
-//! comes out of it exactly as it serves plain TCP.
+//! [`TlsListener`] accepts TCP connections (counted by the server's door) and runs each TLS
+//! handshake in its own task (with a deadline), so a slow or hostile client cannot hold up the
+//! others; [`crate::http::serve`] serves what comes out of it exactly as it serves plain TCP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+use crate::door::{self, Counted, Door};
+use crate::http::Listener;
 
 /// How long a client has to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,28 +83,21 @@ impl TlsFiles {
 
 /// A listener whose connections come out TLS-decrypted.
 pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<Counted<TcpStream>>, SocketAddr)>,
 }
 
 impl TlsListener {
-    /// Accepts on `listener`, handshaking with `config`.
-    pub(crate) fn new(listener: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
+    /// Accepts on `listener` what `door` admits, handshaking with `config`.
+    pub(crate) fn new(listener: TcpListener, config: Arc<ServerConfig>, door: Arc<Door>) -> Self {
         let acceptor = TlsAcceptor::from(config);
         let (done, ready) = mpsc::channel(BACKLOG);
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of descriptors, say: wait rather than spin.
-                        tracing::debug!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+                let (stream, peer) = tokio::select! {
+                    accepted = door::accept(&listener, &door) => accepted,
+                    // The listener is gone: stop accepting (and free the port).
+                    () = done.closed() => return,
                 };
-                let _ = stream.set_nodelay(true);
                 let (acceptor, sender) = (acceptor.clone(), done.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -112,28 +108,20 @@ impl TlsListener {
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });
-                if done.is_closed() {
-                    return;
-                }
             }
         });
-        Ok(Self { ready, local })
+        Self { ready }
     }
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+impl Listener for TlsListener {
+    type Io = TlsStream<Counted<TcpStream>>;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
         match self.ready.recv().await {
             Some(accepted) => accepted,
             // The accept loop only ends once this listener is gone.
             None => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use dipla_protocol::identity::join_message;
+use dipla_protocol::text::printable;
 use dipla_protocol::{
     Nonce, PROTOCOL_VERSION, PublicKey, ServerMessage, TaskBatch, TaskItem, Welcome, WorkerMessage,
 };
@@ -33,6 +34,12 @@ use crate::state::Handle;
 
 /// The largest message a worker may send.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// The most characters of a worker's name kept (it is logged, journaled and shown).
+const MAX_NAME_CHARS: usize = 64;
+
+/// The most characters of a worker's version kept.
+const MAX_VERSION_CHARS: usize = 32;
 
 /// How long a new connection has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,6 +119,11 @@ async fn upgrade(
     State(venue): State<Venue>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
 ) -> Response {
+    if venue.gate().door.crowded() {
+        // The connections left are kept for the health check, the API and the dashboard.
+        let busy = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        return (busy, "too many connections; try again later").into_response();
+    }
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(SOCKET_BUFFER_BYTES)
@@ -130,6 +142,9 @@ enum End {
     Gone,
     /// The worker broke the protocol; close with this reason.
     Violation(String),
+    /// The worker sent a message over [`MAX_MESSAGE_BYTES`]: a violation, closed with code
+    /// 1009 (message too big).
+    TooBig,
     /// The hub wants the worker in another job, and it has finished its tasks here.
     Moved,
     /// Come back at once (to be seated in a job), for this reason.
@@ -201,6 +216,11 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
             tracing::warn!(%reason, "closing a worker connection");
             (close_code::POLICY, reason)
         }
+        End::TooBig => {
+            let reason = format!("message over {} MiB", MAX_MESSAGE_BYTES >> 20);
+            tracing::warn!(%reason, "closing a worker connection");
+            (close_code::SIZE, reason)
+        }
     };
     let frame = CloseFrame {
         code,
@@ -232,7 +252,7 @@ async fn admit(
     stream: &mut Stream,
     ip: IpAddr,
 ) -> Result<Joined, End> {
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
+    let mut hello = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str(&text) {
             Ok(WorkerMessage::Hello(hello)) => hello,
             Ok(_) => return Err(End::Violation("the first message must be hello".into())),
@@ -245,6 +265,10 @@ async fn admit(
         }
         Err(_) => return Err(End::Violation(format!("no hello within {HELLO_TIMEOUT:?}"))),
     };
+    // What the worker calls itself is logged, journaled and shown: bounded and printable
+    // from here on.
+    hello.name = printable(&hello.name, MAX_NAME_CHARS);
+    hello.version = printable(&hello.version, MAX_VERSION_CHARS);
     if hello.protocol != PROTOCOL_VERSION {
         return Err(End::Violation(format!(
             "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
@@ -344,7 +368,7 @@ async fn attend(
         let mut core = handle.lock_now();
         core.coordinator.journal_worker(id, &hello.name);
         let departure = match end {
-            End::Violation(_) => Departure::Expelled,
+            End::Violation(_) | End::TooBig => Departure::Expelled,
             End::Gone => Departure::Lost,
             End::Done | End::Moved | End::Rejoin(_) => Departure::Released,
         };
@@ -541,6 +565,7 @@ async fn serve(
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_))) | None => return End::Gone,
+                    Some(Err(error)) if too_big(&error) => return End::TooBig,
                     Some(Err(error)) => {
                         tracing::debug!(id, %error, "connection error");
                         return End::Gone;
@@ -572,6 +597,13 @@ async fn serve(
             () = asked_to_leave(&mut leave), if leaving.is_none() => {}
         }
     }
+}
+
+/// Whether a read failed because the worker's message was over [`MAX_MESSAGE_BYTES`].
+fn too_big(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|error| matches!(error, tungstenite::Error::Capacity(_)))
 }
 
 /// Waits until the hub asks the connection to leave (never, outside a hub).

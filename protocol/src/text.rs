@@ -1,0 +1,91 @@
+//! Text a peer sent, made safe to log, store and show: bounded in length and printable.
+//!
+//! Names, versions and descriptions come from the other side of the wire. Left as sent, a
+//! name could be a megabyte long, forge log lines with newlines, recolour a terminal with
+//! ANSI escapes, or reorder what a reader sees with bidirectional overrides.
+
+/// What replaces a character that must not be printed.
+const REPLACEMENT: char = '\u{FFFD}';
+
+/// What marks text cut short.
+const ELLIPSIS: char = '…';
+
+/// `text` with at most `max_chars` characters (then "…"), line breaks and tabs as spaces, and
+/// every other control character, and the bidirectional controls, as U+FFFD.
+///
+/// ```
+/// use dipla_protocol::text::printable;
+/// assert_eq!(printable("a\nb\u{1b}[31m", 64), "a b\u{FFFD}[31m");
+/// assert_eq!(printable("abcdef", 3), "abc…");
+/// ```
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)));
+    let mut chars = text.chars();
+    for c in chars.by_ref().take(max_chars) {
+        out.push(match c {
+            '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}' => ' ',
+            c if unprintable(c) => REPLACEMENT,
+            c => c,
+        });
+    }
+    if chars.next().is_some() {
+        out.push(ELLIPSIS);
+    }
+    out
+}
+
+/// Control characters (C0, DEL, C1) and the invisible characters that change the order or
+/// direction in which text is shown.
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_kept_as_it_is() {
+        assert_eq!(
+            printable("worker-7 (Zoë's laptop)", 64),
+            "worker-7 (Zoë's laptop)"
+        );
+        assert_eq!(printable("", 64), "");
+    }
+
+    #[test]
+    fn line_breaks_cannot_forge_log_lines() {
+        assert_eq!(
+            printable("a\nINFO worker joined\r\n\tb", 64),
+            "a INFO worker joined  \u{20}b"
+        );
+    }
+
+    #[test]
+    fn escapes_and_other_controls_are_replaced() {
+        assert_eq!(
+            printable("\u{1b}[2J\u{7}x\u{7f}\u{85}", 64),
+            "\u{FFFD}[2J\u{FFFD}x\u{FFFD}\u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn bidirectional_controls_are_replaced() {
+        for c in ('\u{202A}'..='\u{202E}').chain('\u{2066}'..='\u{2069}') {
+            assert_eq!(printable(&format!("a{c}b"), 64), "a\u{FFFD}b", "{:?}", c);
+        }
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_character_count_with_an_ellipsis() {
+        assert_eq!(printable("abcdef", 6), "abcdef");
+        assert_eq!(printable("abcdefg", 6), "abcdef…");
+        assert_eq!(printable("ééééé", 2), "éé…");
+        assert_eq!(printable(&"x".repeat(1 << 20), 64).chars().count(), 65);
+        assert_eq!(printable("abc", 0), "…");
+    }
+}
