@@ -243,7 +243,7 @@ async fn a_workers_name_and_version_are_cut_to_printable_text() {
         name.starts_with("evil INFO forged\u{FFFD}[31m\u{FFFD}x"),
         "{name:?}"
     );
-    assert_eq!(name.chars().count(), 65, "64 characters and an ellipsis");
+    assert_eq!(name.chars().count(), 64, "63 characters and an ellipsis");
     assert!(name.ends_with('…'));
     socket.close(None).await.unwrap();
 

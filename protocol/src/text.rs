@@ -10,25 +10,32 @@ const REPLACEMENT: char = '\u{FFFD}';
 /// What marks text cut short.
 const ELLIPSIS: char = '…';
 
-/// `text` with at most `max_chars` characters (then "…"), line breaks and tabs as spaces, and
-/// every other control character, and the bidirectional controls, as U+FFFD.
+/// `text` in at most `max_chars` characters (cut short, it ends in "…"), line breaks and
+/// tabs as spaces, and every other control character, and the bidirectional controls, as
+/// U+FFFD.
 ///
 /// ```
 /// use dipla_protocol::text::printable;
 /// assert_eq!(printable("a\nb\u{1b}[31m", 64), "a b\u{FFFD}[31m");
-/// assert_eq!(printable("abcdef", 3), "abc…");
+/// assert_eq!(printable("abcdef", 4), "abc…");
+/// assert_eq!(printable("abcd", 4), "abcd");
 /// ```
 pub fn printable(text: &str, max_chars: usize) -> String {
+    let long = text.chars().nth(max_chars).is_some();
+    let keep = if long {
+        max_chars.saturating_sub(1)
+    } else {
+        max_chars
+    };
     let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)));
-    let mut chars = text.chars();
-    for c in chars.by_ref().take(max_chars) {
+    for c in text.chars().take(keep) {
         out.push(match c {
             '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}' => ' ',
             c if unprintable(c) => REPLACEMENT,
             c => c,
         });
     }
-    if chars.next().is_some() {
+    if long && max_chars > 0 {
         out.push(ELLIPSIS);
     }
     out
@@ -83,9 +90,9 @@ mod tests {
     #[test]
     fn long_text_is_cut_at_a_character_count_with_an_ellipsis() {
         assert_eq!(printable("abcdef", 6), "abcdef");
-        assert_eq!(printable("abcdefg", 6), "abcdef…");
-        assert_eq!(printable("ééééé", 2), "éé…");
-        assert_eq!(printable(&"x".repeat(1 << 20), 64).chars().count(), 65);
-        assert_eq!(printable("abc", 0), "…");
+        assert_eq!(printable("abcdefg", 6), "abcde…");
+        assert_eq!(printable("ééééé", 2), "é…");
+        assert_eq!(printable(&"x".repeat(1 << 20), 64).chars().count(), 64);
+        assert_eq!(printable("abc", 0), "");
     }
 }

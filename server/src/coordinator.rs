@@ -762,6 +762,11 @@ impl Coordinator {
         self.fleet.own(key);
     }
 
+    /// Whether `worker` is connected and its identity trusted (it may get work).
+    pub fn is_trusted(&self, worker: WorkerId) -> bool {
+        self.fleet.trusted(worker)
+    }
+
     /// Journals a worker's receipt.
     pub fn journal_receipt(&self, receipt: Record) {
         self.journal(|| receipt);

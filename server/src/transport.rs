@@ -171,6 +171,11 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
             admitted = true;
             match &venue {
                 Venue::Job(handle) => attend(handle, &joined, &mut sink, &mut stream, None).await,
+                // An identity the server distrusts takes no seat (its cores would count
+                // towards a job's share): it waits in the lobby, not told, for good.
+                Venue::Hub(hub) if distrusted(hub, &joined.key) => {
+                    lobby(hub, &mut sink, &mut stream, false).await
+                }
                 Venue::Hub(hub) => match hub.seat(joined.cores) {
                     Some(seat) => {
                         let mut leave = seat.leave.clone();
@@ -189,7 +194,7 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
                             other => other,
                         }
                     }
-                    None => lobby(hub, &mut sink, &mut stream).await,
+                    None => lobby(hub, &mut sink, &mut stream, true).await,
                 },
             }
         }
@@ -383,9 +388,16 @@ async fn attend(
     end
 }
 
-/// Keeps a worker no job needs: welcomed with no job, pinged, until a job opens (then it
-/// is asked to join again, to be seated) or the server stops.
-async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> End {
+/// Whether the server's trust records mark `key` untrusted.
+fn distrusted(hub: &Hub, key: &PublicKey) -> bool {
+    hub.gate()
+        .trust()
+        .is_some_and(|trust| trust.untrusted(&key.to_string()).is_some())
+}
+
+/// Keeps a worker no job needs: welcomed with no job, pinged, until a job opens (then, if
+/// `rejoin`, it is asked to join again, to be seated) or the server stops.
+async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream, rejoin: bool) -> End {
     let heartbeat = hub.gate().heartbeat();
     let welcome = ServerMessage::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,
@@ -408,7 +420,7 @@ async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> End {
         }
         tokio::select! {
             // A job may come to need workers again (an explore stage that grew).
-            _ = look.tick() => if hub.wants_workers() {
+            _ = look.tick() => if rejoin && hub.wants_workers() {
                 return End::Rejoin("a job is ready");
             },
             frame = stream.next() => {
@@ -422,7 +434,8 @@ async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream) -> End {
                 }
             }
             changed = opened.changed() => match changed {
-                Ok(()) => return End::Rejoin("a job is ready"),
+                Ok(()) if rejoin => return End::Rejoin("a job is ready"),
+                Ok(()) => {}
                 Err(_) => return End::Done,
             },
             _ = ping.tick() => {
@@ -519,8 +532,9 @@ async fn serve(
         {
             leaving = Some(tokio::time::Instant::now());
         }
-        let (messages, capped, idle) = {
+        let (messages, capped, idle, trusted) = {
             let mut core = handle.lock_now();
+            let trusted = core.coordinator.is_trusted(id);
             let cancels = core.coordinator.take_cancels(id);
             let assignments = match leaving {
                 None => core.coordinator.assign(id),
@@ -538,8 +552,12 @@ async fn serve(
                         .map(|a| batch(&core.job, &core.coordinator, a, &mut connection.sent)),
                 )
                 .collect::<Vec<String>>();
-            (messages, capped, idle)
+            (messages, capped, idle, trusted)
         };
+        if !trusted && leave.is_some() && leaving.is_none() {
+            // Distrusted under `serve`: give up the seat (it will wait in the lobby).
+            leaving = Some(tokio::time::Instant::now());
+        }
         if capped {
             // This worker got its share; the rest waits for the others.
             handle.wake_all();
