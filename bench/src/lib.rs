@@ -1,5 +1,12 @@
 //! What Dipla's benchmark binaries share (`dipla-bench` in `main.rs`, `scale` in
-//! `bin/scale.rs`).
+//! `bin/scale.rs`), and the hostile worker they share with the integration tests.
+//!
+//! Layout: [`machine`] describes the host; [`attacker`] is a raw worker client written from
+//! the protocol documentation; [`attacks`] plays attacks with it (the hostile-protocol tests
+//! and the `wipeout` benchmark run the same ones).
+
+pub mod attacker;
+pub mod attacks;
 
 /// The machine the figures come from: CPU model, cores, memory, OS and architecture.
 pub fn machine() -> String {

@@ -9,11 +9,13 @@
 //! first result is reported apart, as the cold start).
 //!
 //! Also measured: the same Rust functions compiled natively and run on one and two threads, the
-//! bytes on the wire, the processes' peak memory, speculative copies of straggling tasks, and
-//! the cost of each result check.
+//! bytes on the wire, the processes' peak memory, speculative copies of straggling tasks, the
+//! cost of each result check, and a job beside a hostile identity against the same job
+//! without it (see [`wipeout`]).
 
 mod peers;
 mod rig;
+mod wipeout;
 mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -33,8 +35,9 @@ struct Cli {
     /// Timed runs per figure (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Only this workload on `--workers` workers, one line (for profiling).
-    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi"])]
+    /// Only this workload on `--workers` workers, one line (for profiling); `wipeout` is
+    /// always on 2 workers, without and with an attacker beside them.
+    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "wipeout"])]
     only: Option<String>,
     /// Workers for `--only`.
     #[arg(long, default_value_t = 2, requires = "only")]
@@ -181,6 +184,18 @@ fn main() -> Result<()> {
 
     // A fresh rig: the first run of tiny is a cold start (nothing cached by the workers).
     let rig = Rig::new(&root)?;
+    if cli.only.as_deref() == Some("wipeout") {
+        let figures = wipeout::measure(&rig, &wasm_dir()?, cli.runs)?;
+        println!(
+            "wipeout on 2 workers: {:.3} s with one hostile identity beside them, {:.3} s \
+             without (with / without {:.2}, target under 2; the attacker: {})",
+            figures.with,
+            figures.without,
+            figures.ratio(),
+            figures.attacker
+        );
+        return Ok(());
+    }
     if let Some(name) = &cli.only {
         let workload = Workload::named(name).expect("clap checked the name");
         let figures = measure(&rig, workload, cli.workers, cli.runs)?;
@@ -214,6 +229,7 @@ fn main() -> Result<()> {
         measure(&rig, Workload::Pi, 1, cli.runs)?,
         measure(&rig, Workload::Pi, 2, cli.runs)?,
     ];
+    let wipeout = wipeout::measure(&rig, &wasm_dir()?, cli.runs)?;
     let native_factorise = [1, 2].map(|threads| native(cli.runs, Workload::Factorise, threads));
     let native_pi = [1, 2].map(|threads| native(cli.runs, Workload::Pi, threads));
 
@@ -310,6 +326,16 @@ fn main() -> Result<()> {
             tiny.to_first_result * 1000.0
         );
     }
+    println!(
+        "| {} squares on 2 workers beside one hostile identity on 4 connections (failures \
+         claimed, polite quits), no failure, no wrong output / without it | {:.3} s / {:.3} s \
+         ({:.2}x; target under 2; the attacker: {}) |",
+        thousands(wipeout::TASKS),
+        wipeout.with,
+        wipeout.without,
+        wipeout.ratio(),
+        wipeout.attacker
+    );
     if let Some(extras) = extras {
         print!("{extras}");
     }

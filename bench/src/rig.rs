@@ -23,8 +23,19 @@ pub struct ServerSummary {
     pub first_result_secs: Option<f64>,
     /// Whether every task succeeded.
     pub success: bool,
+    /// What happened to the tasks and the workers.
+    pub counts: Counts,
     /// Traffic.
     pub traffic: Traffic,
+}
+
+/// The counts of a run the benchmarks look at (the server writes more).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct Counts {
+    /// Tasks that ended failed.
+    pub failed: u64,
+    /// Identities marked untrusted (caught lying, or unreliable).
+    pub untrusted: u64,
 }
 
 /// Protocol traffic of one run, as the server counted it.
@@ -92,6 +103,19 @@ impl Rig {
     /// Runs the job `manifest` (its text; module paths absolute) on `workers` worker processes
     /// of one core each. `extra` goes to `dipla-server run` (such as `--stage NAME`).
     pub fn run(&self, manifest: &str, workers: usize, extra: &[&str]) -> Result<Run> {
+        self.run_beside(manifest, workers, extra, |_| Ok(()))
+    }
+
+    /// Like [`Rig::run`], calling `first` with the URL workers connect to once the server
+    /// accepts them, before the workers start: to put other peers (an attacker) beside them.
+    /// Those count towards `--min-workers`, so tasks go out as soon as they join.
+    pub fn run_beside(
+        &self,
+        manifest: &str,
+        workers: usize,
+        extra: &[&str],
+        first: impl FnOnce(&str) -> Result<()>,
+    ) -> Result<Run> {
         let dir = self.dir.path();
         let job = dir.join("job.toml");
         std::fs::write(&job, manifest)?;
@@ -145,6 +169,7 @@ impl Rig {
             }
             Vec::from(tail).join("\n")
         });
+        first(&url)?;
         let mut pids = Vec::new();
         for i in 0..workers {
             let child = Command::new(&self.worker)

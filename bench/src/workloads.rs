@@ -96,11 +96,7 @@ impl Workload {
     pub fn manifest(self, wasm_dir: &Path) -> (String, Option<&'static str>) {
         let module = |name: &str| wasm_dir.join(format!("{name}.wasm")).display().to_string();
         let one = |guest: &str, task: &str, start: u64, end: u64| {
-            format!(
-                "name = \"{task}\"\n[modules]\nm = \"{}\"\n[[stages]]\nname = \"{task}\"\n\
-                 task = \"m.{task}\"\ninputs = {{ range = {{ start = {start}, end = {end} }} }}\n",
-                module(guest)
-            )
+            one_stage(wasm_dir, guest, task, start..end)
         };
         match self {
             Self::Tiny => (one("testbed", "square", 0, TINY_TASKS), None),
@@ -168,6 +164,18 @@ impl Workload {
             _ => 0.0,
         }
     }
+}
+
+/// A job of one stage: the export `task` of the guest `guest` (in `wasm_dir`) over the
+/// integers of `inputs`.
+pub fn one_stage(wasm_dir: &Path, guest: &str, task: &str, inputs: std::ops::Range<u64>) -> String {
+    format!(
+        "name = \"{task}\"\n[modules]\nm = \"{}\"\n[[stages]]\nname = \"{task}\"\n\
+         task = \"m.{task}\"\ninputs = {{ range = {{ start = {}, end = {} }} }}\n",
+        wasm_dir.join(format!("{guest}.wasm")).display(),
+        inputs.start,
+        inputs.end
+    )
 }
 
 /// Tasks a reduce of `values` values with fan-in `fan_in` runs: groups of `fan_in`, level by

@@ -1,4 +1,5 @@
-//! Hostile workers written from the protocol documentation alone (`attacker.rs`): each
+//! Hostile workers written from the protocol documentation alone ([`dipla_bench::attacker`],
+//! shared with the `wipeout` benchmark like the attacks in [`dipla_bench::attacks`]): each
 //! scenario plays one attack on the wire, asserts what the server did about it, and then real
 //! `dipla-worker` processes finish the job with every output right.
 //!
@@ -8,11 +9,9 @@
 //! failure model and the scheduler (issue 16): failures claimed in bulk, polite disconnects
 //! with many cores claimed, claimed speed, oversized names, and all of them together.
 
-mod attacker;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dipla_server::{RunOptions, Summary};
@@ -24,7 +23,8 @@ use crate::support::{
     JobDir, WorkerProcess, addr_of, burn_job, eventually, finish, http, remote_server_with,
     squares_job,
 };
-use attacker::{Answer, Closed, Conn, Event, Key, Outcome, Receipt, Task};
+use dipla_bench::attacker::{self, Answer, Closed, Conn, Event, Key, Outcome, Receipt, Task};
+use dipla_bench::attacks::{Tally, Wipeout, claim_failures, fast, quit_politely, serve};
 
 /// The operator's API token of every server here.
 const TOKEN: &str = "admin-secret";
@@ -144,129 +144,6 @@ fn square(input: &Value) -> Value {
 /// The testbed's `burn` returns its seed.
 fn seed(input: &Value) -> Value {
     input[0].clone()
-}
-
-/// What the attackers of one test did, over all their connections.
-#[derive(Default)]
-struct Tally {
-    /// Tasks given.
-    given: AtomicU64,
-    /// Results sent.
-    answered: AtomicU64,
-    /// Tasks held now: given, not answered, not cancelled, connection open.
-    in_flight: AtomicI64,
-    /// The most tasks held at once.
-    most: AtomicI64,
-    /// Connections that took tasks and closed politely.
-    quits: AtomicU64,
-}
-
-impl Tally {
-    fn given(&self, n: usize) {
-        self.given.fetch_add(n as u64, Ordering::SeqCst);
-        let now = self.in_flight.fetch_add(n as i64, Ordering::SeqCst) + n as i64;
-        self.most.fetch_max(now, Ordering::SeqCst);
-    }
-
-    fn dropped(&self, n: usize) {
-        self.in_flight.fetch_sub(n as i64, Ordering::SeqCst);
-    }
-
-    fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::SeqCst)
-    }
-}
-
-/// Serves a joined connection until the server says goodbye or closes it: each task given is
-/// answered with what `answer` says (held when it says `None`), in one signed message per
-/// batch. Returns how the connection ended.
-async fn serve(
-    mut conn: Conn,
-    key: &Key,
-    tally: &Tally,
-    mut answer: impl FnMut(&Task) -> Option<Answer>,
-) -> Event {
-    loop {
-        match conn.next().await {
-            Event::Tasks(tasks) => {
-                tally.given(tasks.len());
-                let answers: Vec<Answer> = tasks.iter().filter_map(&mut answer).collect();
-                if !answers.is_empty() {
-                    tally.dropped(answers.len());
-                    tally
-                        .answered
-                        .fetch_add(answers.len() as u64, Ordering::SeqCst);
-                    conn.answer(key, &answers, Receipt::Right).await;
-                }
-            }
-            Event::Cancel(ids) => tally.dropped(ids.len()),
-            Event::Goodbye(reason) => {
-                tally.dropped(conn.held.len());
-                conn.close().await;
-                return Event::Goodbye(reason);
-            }
-            Event::Closed(closed) => {
-                tally.dropped(conn.held.len());
-                return Event::Closed(closed);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// An answer with `outcome`, claiming a task took 1 µs.
-fn fast(task: &Task, outcome: Outcome) -> Answer {
-    Answer {
-        id: task.id,
-        outcome,
-        fuel: 1_000,
-        micros: 1,
-    }
-}
-
-/// Joins as `key` with `cores` and answers every task with a made-up panic, correctly
-/// signed, claiming 1 µs each.
-fn claim_failures(
-    url: &str,
-    key: &Arc<Key>,
-    cores: u64,
-    tally: &Arc<Tally>,
-) -> JoinHandle<Option<Event>> {
-    let (url, key, tally) = (url.to_owned(), key.clone(), tally.clone());
-    tokio::spawn(async move {
-        let conn = Conn::join(&url, &key, "claimer", cores).await.ok()?;
-        let made_up = Outcome::failure("panic", "made up");
-        Some(serve(conn, &key, &tally, |task| Some(fast(task, made_up.clone()))).await)
-    })
-}
-
-/// Joins as `key` claiming 64 cores, takes the first batch of tasks and closes politely;
-/// again, up to `rounds` times, until the server has nothing more for it.
-fn quit_politely(url: &str, key: &Arc<Key>, tally: &Arc<Tally>, rounds: usize) -> JoinHandle<()> {
-    let (url, key, tally) = (url.to_owned(), key.clone(), tally.clone());
-    tokio::spawn(async move {
-        for _ in 0..rounds {
-            let Ok(mut conn) = Conn::join(&url, &key, "quitter", 64).await else {
-                return;
-            };
-            loop {
-                match conn.next().await {
-                    Event::Tasks(tasks) => {
-                        tally.given(tasks.len());
-                        tally.dropped(conn.close().await);
-                        tally.quits.fetch_add(1, Ordering::SeqCst);
-                        break;
-                    }
-                    Event::Goodbye(_) => {
-                        conn.close().await;
-                        return;
-                    }
-                    Event::Closed(_) => return,
-                    _ => {}
-                }
-            }
-        }
-    })
 }
 
 /// Waits (without blocking the runtime) until `probe` holds.
@@ -677,26 +554,13 @@ async fn hostile_protocol_one_identity_cannot_wipe_out_a_job() {
     let tally = Arc::new(Tally::default());
     // Four connections of one key: two claim every task failed in 1 µs, two take tasks on
     // 64 claimed cores and leave politely, again and again.
-    let claimers: Vec<_> = (0..2)
-        .map(|_| claim_failures(&run.url, &key, 8, &tally))
-        .collect();
-    let quitters: Vec<_> = (0..2)
-        .map(|_| quit_politely(&run.url, &key, &tally, 500))
-        .collect();
+    let wipeout = Wipeout::start(&run.url, &key, &tally);
     let acted = tally.clone();
-    until("the attack under way", move || {
-        Tally::get(&acted.answered) > 0 && Tally::get(&acted.quits) > 0
-    })
-    .await;
+    until("the attack under way", move || Wipeout::under_way(&acted)).await;
 
     let _honest = run.honest(2);
     assert_all_right(&run.finished().await, TASKS, square);
-    for claimer in claimers {
-        claimer.await.unwrap();
-    }
-    for quitter in quitters {
-        quitter.await.unwrap();
-    }
+    wipeout.ended().await.unwrap();
     let reason = untrusted(&run.state, &key);
     assert!(
         reason.is_some(),

@@ -7,6 +7,11 @@
 //!
 //! Everything the protocol fixes byte for byte is in [`wire`], so that a change of format is
 //! one edit.
+//!
+//! It serves the hostile-protocol integration tests and the benchmark of a job under attack
+//! (`--only wipeout`); [`crate::attacks`] drives it. It is a test tool: it panics when the
+//! server sends something the protocol does not allow (a failed test, not a bug to recover
+//! from).
 
 use std::collections::HashMap;
 
@@ -17,7 +22,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::RawSocket;
+/// A raw WebSocket client connection, plain or TLS.
+pub type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The protocol's version and every byte a worker signs (protocol version 3: failures are
 /// signed like outputs).
@@ -58,10 +65,15 @@ pub mod wire {
     /// One result's entry in a receipt: what the server sent (attempt id, module, input as
     /// received) and what the worker answered (outcome, fuel).
     pub struct Entry<'a> {
+        /// The attempt id.
         pub id: u64,
+        /// The module's sha256.
         pub module: [u8; 32],
+        /// The task's input JSON as received.
         pub input: &'a str,
+        /// What the worker answered.
         pub outcome: &'a Outcome,
+        /// The fuel it claims.
         pub fuel: u64,
     }
 
@@ -107,10 +119,12 @@ pub mod wire {
     }
 }
 
+/// The sha256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// `bytes` in lower-case hex, as the protocol spells keys, hashes and signatures.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -125,6 +139,7 @@ fn unhex(text: &str) -> Vec<u8> {
 pub struct Key(SigningKey);
 
 impl Key {
+    /// The key made from `label` (the same label, the same key).
     pub fn new(label: &str) -> Self {
         Self(SigningKey::from_bytes(&sha256(label.as_bytes())))
     }
@@ -142,11 +157,19 @@ impl Key {
 /// What a task ended as, in a result.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// An output, sent as this JSON.
     Output(Value),
-    Failure { kind: String, message: String },
+    /// A failure of this kind (as on the wire: `panic`, `trap`, …) and message.
+    Failure {
+        /// The failure kind.
+        kind: String,
+        /// The failure message.
+        message: String,
+    },
 }
 
 impl Outcome {
+    /// A failure of `kind` with `message`.
     pub fn failure(kind: &str, message: &str) -> Self {
         Self::Failure {
             kind: kind.into(),
@@ -158,9 +181,13 @@ impl Outcome {
 /// One answer to send.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// The attempt id it answers.
     pub id: u64,
+    /// What it says the task ended as.
     pub outcome: Outcome,
+    /// The fuel it claims the task took.
     pub fuel: u64,
+    /// The microseconds it claims the task took.
     pub micros: u64,
 }
 
@@ -176,7 +203,9 @@ pub enum Receipt {
 /// A task the server gave, as received.
 #[derive(Debug, Clone)]
 pub struct Task {
+    /// The attempt id.
     pub id: u64,
+    /// The module's sha256.
     pub module: [u8; 32],
     /// The input's JSON text exactly as received.
     pub input: String,
@@ -201,12 +230,17 @@ pub struct Closed {
 /// What the server said.
 #[derive(Debug)]
 pub enum Event {
+    /// A challenge with its nonce.
     Challenge(Vec<u8>),
+    /// A welcome (the job it names is kept in [`Conn::job`]).
     Welcome,
+    /// A batch of tasks (also kept in [`Conn::held`]).
     Tasks(Vec<Task>),
     /// Cancelled attempts this connection held.
     Cancel(Vec<u64>),
+    /// A goodbye with its reason.
     Goodbye(String),
+    /// The connection ended.
     Closed(Closed),
     /// Any other message.
     Other,
