@@ -164,10 +164,10 @@ impl Wipeout {
         }
     }
 
-    /// Whether the attack `tally` counts is under way: a failure claimed and a polite
-    /// disconnect made.
+    /// Whether the attack `tally` counts is under way: a failure claimed or a polite
+    /// disconnect made (either can get the identity cut off before the other happens).
     pub fn under_way(tally: &Tally) -> bool {
-        Tally::get(&tally.answered) > 0 && Tally::get(&tally.quits) > 0
+        Tally::get(&tally.answered) > 0 || Tally::get(&tally.quits) > 0
     }
 
     /// Waits for every connection of the attack to end (they end with the job).

@@ -111,7 +111,7 @@ fn attacked(
         let _entered = runtime.enter();
         wipeout = Some(Wipeout::start(url, &key, &tally));
         let started = Instant::now();
-        while Tally::get(&tally.answered) == 0 && Tally::get(&tally.quits) == 0 {
+        while !Wipeout::under_way(&tally) {
             ensure!(
                 started.elapsed() < PATIENCE,
                 "the attacker neither claimed a failure nor quit in {PATIENCE:?}"
