@@ -64,10 +64,10 @@ impl Run {
 
     /// Waits for the job to end; its summary and result lines.
     async fn finished(&mut self) -> (Summary, Vec<Value>) {
-        tokio::time::timeout(Duration::from_secs(180), &mut self.run)
-            .await
-            .expect("the job finishes")
-            .unwrap()
+        match tokio::time::timeout(Duration::from_secs(180), &mut self.run).await {
+            Ok(finished) => finished.unwrap(),
+            Err(_) => panic!("the job never finished: {:#}", self.status().await),
+        }
     }
 
     /// `n` honest one-core `dipla-worker` processes.

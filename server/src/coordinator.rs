@@ -1094,8 +1094,9 @@ impl Coordinator {
         base.saturating_add(DEADLINE_GRACE)
     }
 
-    /// Gives every task whose only attempt is overdue to the queue again; the late attempt
-    /// may still answer, and the first answer wins.
+    /// Gives every task whose running attempts are all overdue to the queue again (a replica
+    /// too: another one is asked for); the late attempts may still answer, and the first
+    /// answer wins. A task two stallers hold is reissued like a task one holds.
     fn reissue_overdue(&mut self) {
         let now = self.now;
         // Deadlines have seconds of grace: looking ten times a second is plenty, and keeps
@@ -1110,21 +1111,35 @@ impl Coordinator {
             .filter(|(_, attempt)| !attempt.expired && now > attempt.deadline)
             .map(|(&id, attempt)| (id, attempt.task))
             .collect();
+        if overdue.is_empty() {
+            return;
+        }
         overdue.sort_unstable();
-        for (id, task) in overdue {
+        for &(id, _) in &overdue {
             if let Some(attempt) = self.attempts.get_mut(&id) {
                 attempt.expired = true;
             }
-            if self.live.get(&task) == Some(&1) && !self.votes.contains_key(&task) {
-                tracing::info!(
-                    attempt = id,
-                    ?task,
-                    "task overdue; giving it to another worker"
-                );
-                self.counts.expired += 1;
-                self.reissued.insert(task);
-                self.retries.push_front(task);
+        }
+        // Tasks some attempt still runs in time for, and tasks already waiting.
+        let timely: HashSet<TaskRef> = self
+            .attempts
+            .values()
+            .filter(|attempt| !attempt.expired)
+            .map(|attempt| attempt.task)
+            .collect();
+        let mut queued: HashSet<TaskRef> = self.retries.iter().copied().collect();
+        for (id, task) in overdue {
+            if timely.contains(&task) || !queued.insert(task) {
+                continue;
             }
+            tracing::info!(
+                attempt = id,
+                ?task,
+                "task overdue; giving it to another worker"
+            );
+            self.counts.expired += 1;
+            self.reissued.insert(task);
+            self.retries.push_front(task);
         }
     }
 
@@ -3569,6 +3584,31 @@ mod tests {
         c.join(2, 1);
         assert!(c.assign(2).is_empty(), "the queued copy was dropped");
         assert_eq!(c.counts().succeeded, 1);
+    }
+
+    #[test]
+    fn a_task_every_holder_of_which_stalls_goes_out_again_and_again() {
+        let mut c = Coordinator::new(vec![StagePlan {
+            deadline: Some(1_000_000),
+            ..plan(1)
+        }]);
+        c.set_speculation(false);
+        for staller in 1..=3 {
+            c.join(staller, 1);
+        }
+        let first = ids(&c.assign(1));
+        let mut now = 1_000_000 + DEADLINE_GRACE + 1;
+        c.set_clock(now);
+        assert_eq!(ids(&c.assign(2)), [(first[0].0 + 1, first[0].1)]);
+        // Two stallers hold it now, both overdue in time: a third gets it.
+        now += 1_000_000 + DEADLINE_GRACE + 1;
+        c.set_clock(now);
+        assert_eq!(
+            ids(&c.assign(3)).len(),
+            1,
+            "reissued though two attempts run"
+        );
+        assert_eq!(c.counts().expired, 2);
     }
 
     #[test]
