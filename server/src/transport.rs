@@ -232,6 +232,7 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
         reason: truncate(reason, 120).into(),
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
+    let closing = tokio::time::Instant::now();
     // The closing handshake: read until the worker closes too, so that results it sent in
     // the meantime are read rather than answered with a TCP reset, which would make it lose
     // the goodbye and try to reconnect to a finished job. Until then it still counts as
@@ -244,6 +245,12 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
         }
     })
     .await;
+    if code == close_code::SIZE {
+        // The rest of the oversized message is still unread: closing the socket now would
+        // answer it with a reset, which can destroy the close frame (and its reason) before
+        // the peer reads it. The connection is unreadable, so it just lingers a while.
+        tokio::time::sleep_until(closing + CLOSE_WAIT).await;
+    }
     if admitted {
         gate.leave();
     }
