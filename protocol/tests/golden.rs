@@ -27,8 +27,9 @@ fn pin<T: serde::Serialize + serde::de::DeserializeOwned>(message: &T, golden: &
 }
 
 #[test]
-fn protocol_version_is_two() {
-    assert_eq!(PROTOCOL_VERSION, 2);
+fn protocol_version_is_three() {
+    // 3: every result, failures included, is signed in the receipt.
+    assert_eq!(PROTOCOL_VERSION, 3);
 }
 
 #[test]
