@@ -78,7 +78,11 @@ const MEASURED_AFTER: u64 = 3;
 /// Server time, in microseconds of a worker holding tasks, over which its answer rate is
 /// sampled.
 const RATE_SAMPLE_MICROS: u64 = 5_000;
-/// Weight of a new sample in a worker's answer rate.
+/// ...and over which its first sample is taken (a fresh worker should not wait long for a
+/// window that fits it).
+const FIRST_SAMPLE_MICROS: u64 = 1_000;
+/// Weight of a new, slower sample in a worker's answer rate (a faster one is taken at once:
+/// a window that is too small is what keeps the rate down).
 const RATE_WEIGHT: f64 = 0.5;
 /// A worker's claimed cores are judged against its answers only when each task waits on it
 /// at least this long (microseconds), so that round trips do not hide its parallelism.
@@ -147,11 +151,17 @@ impl Worker {
             self.busy_since = (self.in_flight > 0).then_some(now);
         }
         self.sample_answers += u64::from(answered);
-        if self.sample_micros >= RATE_SAMPLE_MICROS && self.sample_answers > 0 {
+        let span = if self.rate.is_some() {
+            RATE_SAMPLE_MICROS
+        } else {
+            FIRST_SAMPLE_MICROS
+        };
+        if self.sample_micros >= span && self.sample_answers > 0 {
             let sample = self.sample_answers as f64 / self.sample_micros as f64;
             self.rate = Some(
                 self.rate
-                    .map_or(sample, |rate| rate + RATE_WEIGHT * (sample - rate)),
+                    .map_or(sample, |rate| rate + RATE_WEIGHT * (sample - rate).min(0.0)
+                        + (sample - rate).max(0.0)),
             );
             self.sample_answers = 0;
             self.sample_micros = 0;
@@ -393,7 +403,10 @@ impl Fleet {
             return window;
         }
         let held = self.holding.get(&worker.identity).copied().unwrap_or(0);
-        let allowance = self.credibility(worker.identity).allowance();
+        let allowance = self
+            .credibility
+            .get(&worker.identity)
+            .map_or(START_ALLOWANCE, Credibility::allowance);
         window.min(allowance.saturating_sub(held))
     }
 
@@ -718,12 +731,20 @@ mod tests {
         // their floor of 2 each).
         assert_eq!(fleet.get(1).unwrap().window(), 40);
         assert_eq!(fleet.get(2).unwrap().window(), 40);
-        // Faster answers grow the window towards the rate, by half of the gap per sample.
-        fleet.sent(1, 100, 5_000);
-        for n in 1..=100 {
-            fleet.finished(1, 100, 1, 5_000 + n * 50);
+        // Faster answers grow the window at once (10 tasks per ms: 200); slower ones shrink
+        // it by half the gap per sample.
+        fleet.sent(1, 200, 5_000);
+        for n in 1..=200 {
+            fleet.finished(1, 100, 1, 5_000 + n * 100);
         }
-        assert_eq!(fleet.get(1).unwrap().window(), 220);
+        let fast = fleet.get(1).unwrap().window();
+        assert!((198..=200).contains(&fast), "{fast}");
+        fleet.sent(1, 40, 25_000);
+        for n in 1..=40 {
+            fleet.finished(1, 100, 1, 25_000 + n * 500);
+        }
+        let slower = fleet.get(1).unwrap().window();
+        assert!(40 < slower && slower < fast, "{slower}");
     }
 
     #[test]
