@@ -16,6 +16,21 @@ use crate::support::{
     WorkerProcess, addr_of, finish, join, join_with, remote_server_with, squares_job, test_hello,
 };
 
+/// An honest worker joins the server at `url` and finishes the job `run` waits for, which
+/// succeeds; its summary and lines.
+async fn finished_by_an_honest_worker(
+    url: &str,
+    run: tokio::task::JoinHandle<(dipla_server::Summary, Vec<serde_json::Value>)>,
+) -> (dipla_server::Summary, Vec<serde_json::Value>) {
+    let _worker = WorkerProcess::start(url, "honest");
+    let (summary, lines) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the job finishes")
+        .unwrap();
+    assert!(summary.success(), "{summary}");
+    (summary, lines)
+}
+
 /// Whether the server closes `stream` within a generous deadline (it reads end of file or a
 /// reset, never an answer).
 async fn closed_by_server(stream: &mut TcpStream) -> bool {
@@ -93,12 +108,7 @@ async fn half_sent_requests_are_closed_by_the_head_deadline_and_health_answers_m
         );
     }
     // A worker still joins and finishes the job.
-    let _worker = WorkerProcess::start(&url, "honest");
-    let (summary, _) = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the job finishes")
-        .unwrap();
-    assert!(summary.success(), "{summary}");
+    finished_by_an_honest_worker(&url, run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,12 +151,7 @@ async fn a_connection_over_the_per_address_cap_is_refused_until_one_closes() {
     drop(held);
     drop(worker);
 
-    let _worker = WorkerProcess::start(&url, "honest");
-    let (summary, _) = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the job finishes")
-        .unwrap();
-    assert!(summary.success(), "{summary}");
+    finished_by_an_honest_worker(&url, run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,12 +215,7 @@ async fn an_oversized_frame_closes_with_1009_and_its_tasks_are_not_lost() {
     assert_eq!(close.code, CloseCode::Size);
     assert!(close.reason.contains("over 16 MiB"), "{}", close.reason);
 
-    let _worker = WorkerProcess::start(&url, "honest");
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the job finishes")
-        .unwrap();
-    assert!(summary.success(), "{summary}");
+    let (summary, lines) = finished_by_an_honest_worker(&url, run).await;
     assert_eq!(summary.counts.failed, 0);
     assert_eq!(lines.len(), 4);
     drop(handle);
@@ -247,10 +247,5 @@ async fn a_workers_name_and_version_are_cut_to_printable_text() {
     assert!(name.ends_with('…'));
     socket.close(None).await.unwrap();
 
-    let _worker = WorkerProcess::start(&url, "honest");
-    let (summary, _) = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the job finishes")
-        .unwrap();
-    assert!(summary.success(), "{summary}");
+    finished_by_an_honest_worker(&url, run).await;
 }

@@ -275,14 +275,7 @@ fn an_untouched_results_file_passes_the_audit_and_an_edited_one_fails() {
             .output()
             .unwrap(),
     );
-    let audit = |results: &Path| {
-        Command::new(bin("dipla-server"))
-            .arg("audit")
-            .arg(results)
-            .args(["--state", state_arg, "--sample", "5"])
-            .output()
-            .unwrap()
-    };
+    let audit = |results: &Path| audit(results, &state);
     let passed = audit(&out);
     let report = String::from_utf8_lossy(&passed.stdout);
     assert!(
@@ -312,11 +305,7 @@ fn an_untouched_results_file_passes_the_audit_and_an_edited_one_fails() {
     lines[square] = lines[square].replace(r#""output":4,"#, r#""output":5,"#);
     let last = lines.len() - 1;
     lines[last] = lines[last].replace(r#""output":"#, r#""output":1"#);
-    let edited = dir.join("edited.jsonl");
-    std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
-    let failed = audit(&edited);
-    assert_eq!(failed.status.code(), Some(1));
-    let problems = String::from_utf8_lossy(&failed.stderr);
+    let problems = audit_fails(&audit, &dir.join("edited.jsonl"), &lines);
     assert!(
         problems.contains(&format!("line {}: task 2 of stage \"squares\"", square + 1)),
         "{problems}"
@@ -348,14 +337,7 @@ fn failures_are_audited_against_what_the_worker_signed() {
         .output()
         .unwrap();
     assert_eq!(run.status.code(), Some(1), "odd inputs fail");
-    let audit = |results: &Path| {
-        Command::new(bin("dipla-server"))
-            .arg("audit")
-            .arg(results)
-            .args(["--state", state_arg])
-            .output()
-            .unwrap()
-    };
+    let audit = |results: &Path| audit(results, &state);
     let passed = audit(&out);
     let report = String::from_utf8_lossy(&passed.stdout);
     assert!(passed.status.success(), "{report}");
@@ -369,13 +351,29 @@ fn failures_are_audited_against_what_the_worker_signed() {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     assert!(lines[1].contains("1 is odd"), "{}", lines[1]);
     lines[1] = lines[1].replace("1 is odd", "1 is not even");
-    let edited = dir.join("edited.jsonl");
-    std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
-    let failed = audit(&edited);
-    assert_eq!(failed.status.code(), Some(1));
-    let problems = String::from_utf8_lossy(&failed.stderr);
+    let problems = audit_fails(&audit, &dir.join("edited.jsonl"), &lines);
     assert!(
         problems.contains("line 2: task 1 of stage \"halves\": no worker signed this failure"),
         "{problems}"
     );
+}
+
+/// `dipla-server audit RESULTS --state STATE --sample 5`.
+fn audit(results: &Path, state: &Path) -> Output {
+    Command::new(bin("dipla-server"))
+        .arg("audit")
+        .arg(results)
+        .arg("--state")
+        .arg(state)
+        .args(["--sample", "5"])
+        .output()
+        .unwrap()
+}
+
+/// Writes `lines` to `edited` and audits it with `audit`, which must fail: what it says.
+fn audit_fails(audit: &dyn Fn(&Path) -> Output, edited: &Path, lines: &[String]) -> String {
+    std::fs::write(edited, lines.join("\n") + "\n").unwrap();
+    let failed = audit(edited);
+    assert_eq!(failed.status.code(), Some(1));
+    String::from_utf8_lossy(&failed.stderr).into_owned()
 }

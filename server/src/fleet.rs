@@ -158,11 +158,9 @@ impl Worker {
         };
         if self.sample_micros >= span && self.sample_answers > 0 {
             let sample = self.sample_answers as f64 / self.sample_micros as f64;
-            self.rate = Some(
-                self.rate
-                    .map_or(sample, |rate| rate + RATE_WEIGHT * (sample - rate).min(0.0)
-                        + (sample - rate).max(0.0)),
-            );
+            self.rate = Some(self.rate.map_or(sample, |rate| {
+                rate + RATE_WEIGHT * (sample - rate).min(0.0) + (sample - rate).max(0.0)
+            }));
             self.sample_answers = 0;
             self.sample_micros = 0;
             self.judge_cores();
