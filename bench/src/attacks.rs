@@ -25,6 +25,8 @@ pub struct Tally {
     pub most: AtomicI64,
     /// Connections that took tasks and closed politely.
     pub quits: AtomicU64,
+    /// Told of every answer and polite quit, for those waiting on them.
+    acted: tokio::sync::Notify,
 }
 
 impl Tally {
@@ -38,6 +40,30 @@ impl Tally {
     /// Counts `n` held tasks no longer held.
     pub fn dropped(&self, n: usize) {
         self.in_flight.fetch_sub(n as i64, Ordering::SeqCst);
+    }
+
+    /// Counts `n` results sent.
+    pub fn answered(&self, n: usize) {
+        self.answered.fetch_add(n as u64, Ordering::SeqCst);
+        self.acted.notify_waiters();
+    }
+
+    /// Counts a connection that took tasks and closed politely.
+    pub fn quit(&self) {
+        self.quits.fetch_add(1, Ordering::SeqCst);
+        self.acted.notify_waiters();
+    }
+
+    /// Waits until `done` holds of the tally, looking again at each answer or quit.
+    pub async fn until(&self, done: impl Fn(&Self) -> bool) {
+        loop {
+            // Made before the check, so an answer between the two is not missed.
+            let acted = self.acted.notified();
+            if done(self) {
+                return;
+            }
+            acted.await;
+        }
     }
 
     /// The value of one of the counters.
@@ -62,9 +88,7 @@ pub async fn serve(
                 let answers: Vec<Answer> = tasks.iter().filter_map(&mut answer).collect();
                 if !answers.is_empty() {
                     tally.dropped(answers.len());
-                    tally
-                        .answered
-                        .fetch_add(answers.len() as u64, Ordering::SeqCst);
+                    tally.answered(answers.len());
                     conn.answer(key, &answers, Receipt::Right).await;
                 }
             }
@@ -128,7 +152,7 @@ pub fn quit_politely(
                     Event::Tasks(tasks) => {
                         tally.given(tasks.len());
                         tally.dropped(conn.close().await);
-                        tally.quits.fetch_add(1, Ordering::SeqCst);
+                        tally.quit();
                         break;
                     }
                     Event::Goodbye(_) => {

@@ -15,7 +15,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use dipla_bench::attacker::Key;
@@ -108,16 +108,16 @@ fn attacked(
     let tally = Arc::new(Tally::default());
     let mut wipeout = None;
     let run = rig.run_beside(manifest, 2, &[], |url| {
-        let _entered = runtime.enter();
-        wipeout = Some(Wipeout::start(url, &key, &tally));
-        let started = Instant::now();
-        while !Wipeout::under_way(&tally) {
-            ensure!(
-                started.elapsed() < PATIENCE,
-                "the attacker neither claimed a failure nor quit in {PATIENCE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
+        {
+            let _entered = runtime.enter();
+            wipeout = Some(Wipeout::start(url, &key, &tally));
         }
+        let under_way =
+            async { tokio::time::timeout(PATIENCE, tally.until(Wipeout::under_way)).await };
+        ensure!(
+            runtime.block_on(under_way).is_ok(),
+            "the attacker neither claimed a failure nor quit in {PATIENCE:?}"
+        );
         Ok(())
     })?;
     if let Some(wipeout) = wipeout {

@@ -13,7 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::{
-    WorkerProcess, addr_of, finish, join, join_with, remote_server_with, squares_job, test_hello,
+    WorkerProcess, addr_of, eventually, finish, join, join_with, remote_server_with, squares_job,
+    test_hello,
 };
 
 /// An honest worker joins the server at `url` and finishes the job `run` waits for, which
@@ -42,31 +43,25 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
 /// `GET /health` on `addr`: the status, or `None` when the server closed the connection
 /// without answering.
 async fn health(addr: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+    let addr = addr.to_owned();
+    tokio::task::spawn_blocking(move || health_now(&addr))
         .await
-        .ok()?
-        .ok()?;
-    let answer = String::from_utf8_lossy(&answer);
-    answer.split(' ').nth(1)?.parse().ok()
+        .unwrap()
 }
 
-/// Polls `probe` every 10 ms until it gives a value; fails naming `what` after 30 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    mut probe: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never saw {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// [`health`], blocking.
+fn health_now(addr: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8_lossy(&answer);
+    answer.split(' ').nth(1)?.parse().ok()
 }
 
 #[test]
@@ -143,10 +138,14 @@ async fn a_connection_over_the_per_address_cap_is_refused_until_one_closes() {
 
     // One closes; a new connection gets in.
     held.pop();
-    let status = eventually("/health answering once a connection closed", || {
-        health(&addr)
+    let probe = addr.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        eventually("/health answering once a connection closed", || {
+            health_now(&probe)
+        })
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(status, 200);
     drop(held);
     drop(worker);

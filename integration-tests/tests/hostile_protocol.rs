@@ -153,6 +153,14 @@ async fn until(what: &'static str, probe: impl Fn() -> bool + Send + 'static) {
         .unwrap();
 }
 
+/// Waits until what the attackers did (`tally`) satisfies `done`, looking at each answer
+/// or quit; fails naming `what` after [`PATIENCE`].
+async fn acted(tally: &Tally, what: &str, done: impl Fn(&Tally) -> bool) {
+    tokio::time::timeout(PATIENCE, tally.until(done))
+        .await
+        .unwrap_or_else(|_| panic!("never saw {what}"));
+}
+
 /// The next time the server closes `conn`, skipping what it says before.
 async fn closed(mut conn: Conn) -> Closed {
     tokio::time::timeout(PATIENCE, async {
@@ -369,8 +377,7 @@ async fn hostile_protocol_a_liar_is_untrusted_and_none_of_its_outputs_is_written
             .await
         })
     };
-    let lied = tally.clone();
-    until("the liar lie", move || Tally::get(&lied.answered) > 0).await;
+    acted(&tally, "the liar lie", |t| Tally::get(&t.answered) > 0).await;
 
     let _honest = run.honest(2);
     assert_all_right(&run.finished().await, 300, square);
@@ -389,11 +396,7 @@ async fn hostile_protocol_claimed_failures_fail_no_task_and_mark_the_identity() 
     let claimers: Vec<_> = (0..3)
         .map(|_| claim_failures(&run.url, &key, 1, &tally))
         .collect();
-    let claimed = tally.clone();
-    until("a failure claimed", move || {
-        Tally::get(&claimed.answered) > 0
-    })
-    .await;
+    acted(&tally, "a failure claimed", |t| Tally::get(&t.answered) > 0).await;
 
     let _honest = run.honest(2);
     assert_all_right(&run.finished().await, 500, square);
@@ -412,8 +415,7 @@ async fn hostile_protocol_polite_disconnects_fail_no_task_and_mark_the_identity(
     let quitters: Vec<_> = (0..3)
         .map(|_| quit_politely(&run.url, &key, &tally, 500))
         .collect();
-    let quit = tally.clone();
-    until("a polite disconnect", move || Tally::get(&quit.quits) > 0).await;
+    acted(&tally, "a polite disconnect", |t| Tally::get(&t.quits) > 0).await;
 
     let _honest = run.honest(2);
     assert_all_right(&run.finished().await, 500, square);
@@ -555,8 +557,7 @@ async fn hostile_protocol_one_identity_cannot_wipe_out_a_job() {
     // Four connections of one key: two claim every task failed in 1 µs, two take tasks on
     // 64 claimed cores and leave politely, again and again.
     let wipeout = Wipeout::start(&run.url, &key, &tally);
-    let acted = tally.clone();
-    until("the attack under way", move || Wipeout::under_way(&acted)).await;
+    acted(&tally, "the attack under way", Wipeout::under_way).await;
 
     let _honest = run.honest(2);
     assert_all_right(&run.finished().await, TASKS, square);
