@@ -225,7 +225,8 @@ pub fn audit(
         let found = if record.reduce {
             checker.reduce_receipted(stage, output)
         } else {
-            checker.receipted(stage, line.index, record.module, &line.input, output)
+            let digest = ReceiptEntry::digest(output.get());
+            checker.receipted_digest(stage, line.index, record.module, &line.input, digest)
         };
         match found {
             Ok(true) => report.receipted += 1,
@@ -347,25 +348,6 @@ impl Checker<'_> {
             self.receipts.insert(id, entries);
         }
         Ok(self.receipts[&id].as_ref())
-    }
-
-    /// Whether a valid receipt names task `index` of `stage` with this module, input and
-    /// output.
-    fn receipted(
-        &mut self,
-        stage: usize,
-        index: u64,
-        module: ModuleHash,
-        input: &RawJson,
-        output: &RawJson,
-    ) -> Result<bool, String> {
-        self.receipted_digest(
-            stage,
-            index,
-            module,
-            input,
-            ReceiptEntry::digest(output.get()),
-        )
     }
 
     /// Whether a valid receipt names task `index` of `stage` with this module, input and
