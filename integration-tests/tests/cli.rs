@@ -133,6 +133,21 @@ fn a_bad_manifest_names_the_key_at_fault() {
     assert!(output.stdout.is_empty());
 }
 
+#[test]
+fn a_missing_manifest_is_named_once_with_its_reason() {
+    let output = Command::new(bin("dipla-server"))
+        .args(["run", "/nonexistent/job.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read the manifest /nonexistent/job.toml: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+}
+
 /// The remote flow of the README: `run --listen`, then `dipla-worker --server` elsewhere.
 #[test]
 fn remote_workers_join_a_listening_server() {

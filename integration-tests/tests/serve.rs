@@ -220,6 +220,26 @@ fn jobs_submitted_to_a_serving_server_share_its_workers_fairly_and_stream_result
             .all(|(i, &(index, output))| index == i as u64 && output == index)
     );
     assert_eq!(status(&url, &a)["state"], "cancelled");
+    // Its workers moved on when it was cancelled; none of its tasks was lost with one.
+    assert_eq!(
+        status(&url, &a)["counts"]["requeued"],
+        0,
+        "{}",
+        status(&url, &a)
+    );
+
+    // A manifest the server refuses is named as the user wrote it, not as the server stores it.
+    let wrong = squares_job(10, "");
+    let text = std::fs::read_to_string(&wrong.manifest).unwrap();
+    std::fs::write(&wrong.manifest, text.replace(".square\"", ".cube\"")).unwrap();
+    let out = client(&url, &["submit", wrong.manifest.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: stages[0].task", wrong.manifest.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("manifest.toml"), "{stderr}");
 
     // The workers wait in the lobby for the next job, and take it at once.
     let c = squares_job(500, "");
@@ -240,6 +260,12 @@ fn jobs_submitted_to_a_serving_server_share_its_workers_fairly_and_stream_result
         let i = i as u64;
         assert_eq!(line["output"].as_u64(), Some(i * i), "{line}");
     }
+    // `--wait` ends with the state and the summary, as `run` does.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(" succeeded: 500 tasks: 500 succeeded, 0 failed"),
+        "{stderr}"
+    );
 
     server.stop();
 }

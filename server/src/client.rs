@@ -301,5 +301,9 @@ pub fn bundle(path: &Path) -> Result<Submission, ClientError> {
             base64::engine::general_purpose::STANDARD.encode(bytes),
         );
     }
-    Ok(Submission { manifest, files })
+    Ok(Submission {
+        manifest,
+        files,
+        manifest_name: Some(path.display().to_string()),
+    })
 }

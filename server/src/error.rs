@@ -6,7 +6,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ManifestError {
     /// The manifest file cannot be read.
-    #[error("cannot read the manifest {path}: {source}")]
+    #[error("cannot read the manifest {path}")]
     Read {
         /// The manifest's path.
         path: PathBuf,

@@ -309,6 +309,16 @@ enum LogFormat {
     Json,
 }
 
+/// Says on stderr how a job on a remote server ended: its state and its summary.
+fn report_end(brief: &dipla_server::JobBrief) {
+    let state = serde_json::to_value(brief.state).unwrap_or_default();
+    let state = state.as_str().unwrap_or("ended");
+    match &brief.summary {
+        Some(summary) => eprintln!("dipla-server: job {} {state}: {summary}", brief.id),
+        None => eprintln!("dipla-server: job {} {state}", brief.id),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -379,7 +389,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let ended = client
                 .results(&job.id, true, &mut output(out.as_ref())?)
                 .await?;
-            eprintln!("dipla-server: job {} {:?}", ended.id, ended.state);
+            report_end(&ended);
             Ok(exit_code(ended.state))
         }
         Command::Results {
@@ -392,8 +402,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let brief = client
                 .results(&job, !no_follow, &mut output(out.as_ref())?)
                 .await?;
-            if let Some(summary) = &brief.summary {
-                eprintln!("dipla-server: {summary}");
+            if brief.state.ended() {
+                report_end(&brief);
             }
             Ok(if no_follow && !brief.state.ended() {
                 ExitCode::SUCCESS

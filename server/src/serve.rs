@@ -33,6 +33,9 @@ use crate::{Job, RunOptions, Summary, manifest};
 /// The largest submission accepted (a manifest with its modules and input files).
 pub const MAX_SUBMISSION_BYTES: usize = 512 << 20;
 
+/// The name a job's manifest is stored under in its folder.
+const STORED_MANIFEST: &str = "manifest.toml";
+
 /// A job as submitted: the manifest's text and the files it names, by path as written.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Submission {
@@ -40,6 +43,11 @@ pub struct Submission {
     pub manifest: String,
     /// Each file the manifest names, base64-encoded, by its path as the manifest writes it.
     pub files: BTreeMap<String, String>,
+    /// The manifest's file name on the submitter's machine (`job.toml`), so that errors name
+    /// the file the user wrote; `manifest.toml` when absent. Only its printable first 128
+    /// characters are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_name: Option<String>,
 }
 
 /// Where a job is.
@@ -293,8 +301,14 @@ impl Service {
         // Check the manifest before storing anything.
         let service = self.clone();
         let manifest = submission.manifest.clone();
+        let name = submission
+            .manifest_name
+            .as_deref()
+            .map(|name| dipla_protocol::text::printable(name, 128))
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| STORED_MANIFEST.to_owned());
         let (job, files) = tokio::task::spawn_blocking(move || {
-            let job = service.parse(&manifest, &files)?;
+            let job = service.parse(&manifest, &files, &name)?;
             Ok::<_, SubmitError>((job, files))
         })
         .await
@@ -323,15 +337,20 @@ impl Service {
         Ok(self.start(meta, dir, job).await?)
     }
 
-    /// Parses a manifest whose files are `files`, by path as written.
-    fn parse(&self, text: &str, files: &HashMap<String, Vec<u8>>) -> Result<Job, SubmitError> {
+    /// Parses a manifest whose files are `files`, by path as written; errors name it `name`.
+    fn parse(
+        &self,
+        text: &str,
+        files: &HashMap<String, Vec<u8>>,
+        name: &str,
+    ) -> Result<Job, SubmitError> {
         let read = |path: &Path| {
             files
                 .get(&path.to_string_lossy().into_owned())
                 .cloned()
                 .ok_or_else(|| format!("{} was not sent with the manifest", path.display()))
         };
-        manifest::parse_with(text, Path::new("manifest.toml"), &self.sandbox, &read)
+        manifest::parse_with(text, Path::new(name), &self.sandbox, &read)
             .map_err(|e| SubmitError::Invalid(e.to_string()))
     }
 
@@ -509,7 +528,7 @@ impl Service {
             )?;
             return Box::pin(self.load_one(dir)).await;
         }
-        let text = String::from_utf8(read("manifest.toml")?)
+        let text = String::from_utf8(read(STORED_MANIFEST)?)
             .map_err(|_| SubmitError::Invalid("manifest.toml is not UTF-8".into()))?;
         let index: BTreeMap<String, ModuleHash> = serde_json::from_slice(&read("files.json")?)
             .map_err(|e| SubmitError::Invalid(format!("files.json: {e}")))?;
@@ -517,7 +536,7 @@ impl Service {
         for (path, hash) in index {
             files.insert(path, read(&format!("files/{hash}"))?);
         }
-        let job = self.parse(&text, &files)?;
+        let job = self.parse(&text, &files, STORED_MANIFEST)?;
         tracing::info!(id = %meta.id, "resuming a job");
         self.start(meta, dir.to_owned(), job).await?;
         Ok(())
@@ -731,7 +750,7 @@ fn store(
         std::fs::write(dir.join("files").join(hash.to_string()), bytes)?;
         index.insert(path.clone(), hash);
     }
-    std::fs::write(dir.join("manifest.toml"), manifest)?;
+    std::fs::write(dir.join(STORED_MANIFEST), manifest)?;
     std::fs::write(
         dir.join("files.json"),
         serde_json::to_vec_pretty(&index).map_err(std::io::Error::other)?,
