@@ -120,7 +120,11 @@ impl Api {
     }
 
     /// Sends a stage to job `id`; returns its number.
-    pub(crate) async fn stage(&self, id: &str, stage: &serde_json::Value) -> Result<usize, CallError> {
+    pub(crate) async fn stage(
+        &self,
+        id: &str,
+        stage: &serde_json::Value,
+    ) -> Result<usize, CallError> {
         #[derive(Deserialize)]
         struct Added {
             stage: usize,

@@ -41,10 +41,24 @@ mod tests {
             r#"{"result":{"stage":1,"index":7,"output":[1,2],"check":"replicated:2"}}"#,
         )
         .unwrap();
-        assert!(matches!(event, Event::Result { stage: 1, index: 7, output: Some(_), error: None }));
+        assert!(matches!(
+            event,
+            Event::Result {
+                stage: 1,
+                index: 7,
+                output: Some(_),
+                error: None
+            }
+        ));
         let event: Event = serde_json::from_str(r#"{"goal":{"stage":1,"index":2}}"#).unwrap();
         assert!(matches!(event, Event::Goal {}));
         let event: Event = serde_json::from_str(r#"{"complete":{"stage":3}}"#).unwrap();
-        assert!(matches!(event, Event::Complete { stage: 3, stopped: None }));
+        assert!(matches!(
+            event,
+            Event::Complete {
+                stage: 3,
+                stopped: None
+            }
+        ));
     }
 }

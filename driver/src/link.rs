@@ -264,7 +264,10 @@ async fn follow(mut events: reqwest::Response, id: String, store: Arc<Store>) {
             continue;
         };
         let rest = partial.split_off(at + 1);
-        for line in partial.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        for line in partial
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+        {
             let applied = serde_json::from_slice::<Event>(line)
                 .map_err(|e| e.to_string())
                 .and_then(|event| store.apply(event));

@@ -72,7 +72,10 @@ impl Promise {
             stage: self.shared.name.clone(),
             message,
         };
-        self.shared.link.store.settle(self.shared.id, Made::Failed(error));
+        self.shared
+            .link
+            .store
+            .settle(self.shared.id, Made::Failed(error));
     }
 
     /// The stage's name.

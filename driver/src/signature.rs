@@ -134,7 +134,10 @@ mod tests {
         .unwrap();
         let tasks = tasks_of(&bytes).unwrap();
         assert_eq!(tasks.len(), 1);
-        assert_eq!(tasks[0].to_string(), "add(a: u64, b: u64) -> u64 [can reduce]");
+        assert_eq!(
+            tasks[0].to_string(),
+            "add(a: u64, b: u64) -> u64 [can reduce]"
+        );
     }
 
     #[test]
@@ -142,9 +145,13 @@ mod tests {
         let error = tasks_of(b"not wasm at all").unwrap_err();
         assert!(error.starts_with("not a WebAssembly module"), "{error}");
         let bare = wat::parse_str("(module)").unwrap();
-        assert!(tasks_of(&bare).unwrap_err().contains("no `dipla` custom section"));
-        let v2 = wat::parse_str(r#"(module (@custom "dipla" "{\"abi\":2,\"task\":\"a\"}"))"#)
-            .unwrap();
+        assert!(
+            tasks_of(&bare)
+                .unwrap_err()
+                .contains("no `dipla` custom section")
+        );
+        let v2 =
+            wat::parse_str(r#"(module (@custom "dipla" "{\"abi\":2,\"task\":\"a\"}"))"#).unwrap();
         assert!(tasks_of(&v2).unwrap_err().contains("version 2"));
     }
 }

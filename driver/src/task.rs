@@ -345,7 +345,10 @@ impl Draft {
     ) -> Result<serde_json::Value, String> {
         let stage = |read: &Read| {
             number(read.promise).map_err(|e| {
-                format!("it reads stage {:?}, which could not be made: {e}", read.name)
+                format!(
+                    "it reads stage {:?}, which could not be made: {e}",
+                    read.name
+                )
             })
         };
         let part = |part: &DraftPart| -> Result<serde_json::Value, String> {

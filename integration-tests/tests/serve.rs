@@ -320,18 +320,26 @@ async fn a_driver_program_runs_its_job_on_a_serving_server_through_the_api() {
             if stage == "no_such_task" && message.contains("no_such_task")),
         "{error}"
     );
-    let arity = bed.task("add").zip([(0..3u64).into(), (0..3u64).into(), (0..3u64).into()]);
+    let arity = bed
+        .task("add")
+        .zip([(0..3u64).into(), (0..3u64).into(), (0..3u64).into()]);
     let error = arity.get::<u64>().await.unwrap_err();
     assert!(error.to_string().contains("takes 2"), "{error}");
     let after = bed.task("square").map(&wrong);
     let error = after.get::<u64>().await.unwrap_err();
-    assert!(error.to_string().contains("which could not be made"), "{error}");
+    assert!(
+        error.to_string().contains("which could not be made"),
+        "{error}"
+    );
     // Failures come back typed, saying the kind once.
     let halves = bed.task("even_only").max_attempts(1).map(vec![2u64, 3]);
     let outcomes = halves.outcomes::<u64>().await.unwrap();
     assert_eq!(*outcomes[0].1.as_ref().unwrap(), 1);
     let failed = outcomes[1].1.as_ref().unwrap_err().to_string();
-    assert!(failed.contains("returned an error") && !failed.contains("task error"), "{failed}");
+    assert!(
+        failed.contains("returned an error") && !failed.contains("task error"),
+        "{failed}"
+    );
     // The stream yields every result once.
     let mut seen: Vec<u64> = {
         use futures_util::StreamExt;

@@ -586,7 +586,11 @@ impl Task {
     /// Makes the stage: resolves its source, then checks it and adds it to the job under the
     /// lock. The source borrows the promises it reads, so none is dropped (and releases its
     /// stage, which takes the lock) while the lock is held.
-    fn make(self, explore: Option<u64>, source: impl FnOnce() -> Result<Source, String>) -> Promise {
+    fn make(
+        self,
+        explore: Option<u64>,
+        source: impl FnOnce() -> Result<Source, String>,
+    ) -> Promise {
         let name = self.stage_name();
         let inner = self.inner.clone();
         let stage = (|| {

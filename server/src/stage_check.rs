@@ -76,7 +76,10 @@ pub(crate) fn resolve(core: &Core, stage: &mut Stage, info: &TaskInfo) -> Result
             }
             *count
         }
-        Source::Reduce { stage: read, fan_in } => {
+        Source::Reduce {
+            stage: read,
+            fan_in,
+        } => {
             check_reducer(info, *fan_in)?;
             core.coordinator.lines(exists(*read)?)
         }
@@ -93,7 +96,10 @@ pub(crate) fn resolve(core: &Core, stage: &mut Stage, info: &TaskInfo) -> Result
     }
     if tasks == 0 {
         let read = stage.stages_read();
-        let read: Vec<String> = read.into_iter().map(|read| format!("{:?}", name(read))).collect();
+        let read: Vec<String> = read
+            .into_iter()
+            .map(|read| format!("{:?}", name(read)))
+            .collect();
         return Err(format!(
             "it reads {}, which ended with no outputs",
             read.join(" and ")
