@@ -32,7 +32,12 @@ impl Drop for Serving {
 
 /// `dipla-server serve` on a free port keeping jobs in `data`.
 pub(crate) fn serve(data: &std::path::Path) -> (Serving, String) {
-    let (child, url, _) = dipla_server(&[
+    serve_with(data, &[])
+}
+
+/// [`serve`] with more arguments.
+pub(crate) fn serve_with(data: &std::path::Path, more: &[&str]) -> (Serving, String) {
+    let mut args = vec![
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -42,7 +47,9 @@ pub(crate) fn serve(data: &std::path::Path) -> (Serving, String) {
         data.to_str().unwrap(),
         "--heartbeat-secs",
         "0.5",
-    ]);
+    ];
+    args.extend_from_slice(more);
+    let (child, url, _) = dipla_server(&args);
     (Serving(child), format!("http://{}", addr_of(&url)))
 }
 
@@ -318,7 +325,7 @@ async fn a_driver_program_runs_its_job_on_a_serving_server_through_the_api() {
         .map(|i| WorkerProcess::start(&ws, &format!("w{i}")))
         .collect();
 
-    let dipla = dipla_server::Dipla::builder()
+    let dipla = dipla_driver::Dipla::builder()
         .remote(url.as_str(), TOKEN)
         .start()
         .await
@@ -331,9 +338,42 @@ async fn a_driver_program_runs_its_job_on_a_serving_server_through_the_api() {
     assert_eq!(total, (0..300u64).map(|i| 2 * i * i).sum::<u64>());
     let got: Vec<u64> = squares.get().await.unwrap();
     assert_eq!(got, (0..300u64).map(|i| i * i).collect::<Vec<_>>());
-    // A mistake is the driver's, named, and does not end the job.
+    // A mistake is the driver's, named by the server's check, and does not end the job.
     let wrong = bed.task("no_such_task").map(0..3u64);
-    assert!(wrong.get::<u64>().await.is_err());
+    let error = wrong.get::<u64>().await.unwrap_err();
+    assert!(
+        matches!(&error, dipla_driver::DriverError::Invalid { stage, message }
+            if stage == "no_such_task" && message.contains("no_such_task")),
+        "{error}"
+    );
+    let arity = bed
+        .task("add")
+        .zip([(0..3u64).into(), (0..3u64).into(), (0..3u64).into()]);
+    let error = arity.get::<u64>().await.unwrap_err();
+    assert!(error.to_string().contains("takes 2"), "{error}");
+    let after = bed.task("square").map(&wrong);
+    let error = after.get::<u64>().await.unwrap_err();
+    assert!(
+        error.to_string().contains("which could not be made"),
+        "{error}"
+    );
+    // Failures come back typed, saying the kind once.
+    let halves = bed.task("even_only").max_attempts(1).map(vec![2u64, 3]);
+    let outcomes = halves.outcomes::<u64>().await.unwrap();
+    assert_eq!(*outcomes[0].1.as_ref().unwrap(), 1);
+    let failed = outcomes[1].1.as_ref().unwrap_err().to_string();
+    assert!(
+        failed.contains("returned an error") && !failed.contains("task error"),
+        "{failed}"
+    );
+    // The stream yields every result once.
+    let mut seen: Vec<u64> = {
+        use futures_util::StreamExt;
+        let stream = std::pin::pin!(squares.stream::<u64>());
+        stream.map(|item| item.unwrap().1).collect().await
+    };
+    seen.sort_unstable();
+    assert_eq!(seen, (0..300u64).map(|i| i * i).collect::<Vec<_>>());
     let more: Vec<u64> = bed.task("square").map(&squares).get().await.unwrap();
     assert_eq!(more[7], 7u64.pow(4));
 
@@ -354,8 +394,82 @@ async fn a_driver_program_runs_its_job_on_a_serving_server_through_the_api() {
         "the driver's job ended",
         |s| s[0]["state"] == "succeeded",
     );
-    // Squares, sums, the reduction's one result, squares again.
-    assert_eq!(ended[0]["done"], 300 + 300 + 1 + 300, "{ended:#?}");
+    // Squares, sums, the reduction's one result, squares again, halves.
+    assert_eq!(ended[0]["done"], 300 + 300 + 1 + 300 + 1, "{ended:#?}");
+    server.stop();
+}
+
+/// A driver job on a server with a short driver timeout, its id, and the server.
+async fn driver_job(data: &std::path::Path) -> (Serving, String, WorkerProcess) {
+    let (server, url) = serve_with(data, &["--driver-timeout-secs", "1"]);
+    let ws = format!("ws://{}/ws", url.trim_start_matches("http://"));
+    (server, url, WorkerProcess::start(&ws, "w0"))
+}
+
+/// Runs a stage of the driver's job to its end; the job is then running, waiting for more.
+async fn long_job(dipla: &dipla_driver::Dipla, url: &str) -> dipla_driver::Promise {
+    let bed = dipla.module(crate::support::wasm("testbed")).unwrap();
+    let squares = bed.task("square").map(0..5u64);
+    assert_eq!(squares.get::<u64>().await.unwrap().len(), 5);
+    let id = dipla.job_id().to_owned();
+    assert_eq!(status(url, &id)["state"], "running");
+    squares
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_dropped_without_shutdown_closes_its_job() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, url, _worker) = driver_job(data.path()).await;
+    let dipla = dipla_driver::Dipla::builder()
+        .remote(url.as_str(), TOKEN)
+        .start()
+        .await
+        .unwrap();
+    let squares = long_job(&dipla, &url).await;
+    let id = dipla.job_id().to_owned();
+    // Dropped, as at the end of `main`: the job ends at once, closed, not timed out.
+    drop(squares);
+    drop(dipla);
+    let ended = until(
+        &url,
+        &[&id],
+        Duration::from_secs(10),
+        "the dropped driver's job ended",
+        |s| s[0]["state"] != "running",
+    );
+    assert_eq!(ended[0]["state"], "succeeded", "{ended:#?}");
+    server.stop();
+}
+
+#[test]
+fn a_driver_that_vanishes_has_its_job_cancelled_after_the_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (mut server, url, _worker) = runtime.block_on(driver_job(data.path()));
+    let id = runtime.block_on(async {
+        let dipla = dipla_driver::Dipla::builder()
+            .remote(url.as_str(), TOKEN)
+            .start()
+            .await
+            .unwrap();
+        let squares = long_job(&dipla, &url).await;
+        let id = dipla.job_id().to_owned();
+        // As if killed: nothing is closed, nothing runs any more.
+        std::mem::forget(squares);
+        std::mem::forget(dipla);
+        id
+    });
+    runtime.shutdown_background();
+    let ended = until(
+        &url,
+        &[&id],
+        Duration::from_secs(20),
+        "the vanished driver's job cancelled",
+        |s| s[0]["state"] != "running",
+    );
+    assert_eq!(ended[0]["state"], "cancelled", "{ended:#?}");
+    let summary = ended[0]["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("driver was not heard from"), "{summary}");
     server.stop();
 }
 

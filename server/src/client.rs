@@ -229,51 +229,6 @@ impl Client {
         }
         Ok(())
     }
-
-    /// Opens an empty job for a remote driver.
-    ///
-    /// # Errors
-    /// When the call fails.
-    pub(crate) async fn open_driver(&self, name: &str) -> Result<JobBrief, ClientError> {
-        let body = serde_json::json!({ "name": name });
-        let response = self
-            .call(reqwest::Method::POST, "/api/drivers", |request| {
-                request.json(&body)
-            })
-            .await?;
-        Self::json(response).await
-    }
-
-    /// Sends a module to a driver's job.
-    pub(crate) async fn driver_module(&self, id: &str, bytes: Vec<u8>) -> Result<(), ClientError> {
-        let path = format!("/api/jobs/{id}/modules");
-        self.call(reqwest::Method::PUT, &path, |request| request.body(bytes))
-            .await
-            .map(drop)
-    }
-
-    /// Sends a stage to a driver's job.
-    pub(crate) async fn driver_stage(
-        &self,
-        id: &str,
-        stage: &crate::Stage,
-    ) -> Result<(), ClientError> {
-        let path = format!("/api/jobs/{id}/stages");
-        self.call(reqwest::Method::POST, &path, |request| request.json(stage))
-            .await
-            .map(drop)
-    }
-
-    /// Ends a driver's job.
-    pub(crate) async fn close(&self, id: &str) -> Result<(), ClientError> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("/api/jobs/{id}/close"),
-            |request| request,
-        )
-        .await
-        .map(drop)
-    }
 }
 
 /// The manifest at `path` with the files it names, as a server takes it.

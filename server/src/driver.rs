@@ -17,6 +17,10 @@
 //! returned by the promise's `get`, and by every promise made from it. A promise keeps its
 //! stage's results while it lives, so it can be read many times and mapped again; drop it
 //! and they are freed as soon as the stages reading them are done with them.
+//!
+//! This runs the server in the program. To drive a long-running `dipla-server serve`
+//! instead, use the light `dipla-driver` crate, which offers the same API without compiling
+//! the server.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -33,10 +37,9 @@ use tokio::net::TcpListener;
 
 use crate::coordinator::{Keep, Replicate};
 use crate::engine::{Engine, LocalWorkers, worker_url};
-use crate::job::{check_arity, check_reducer};
-use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS, may_stop};
-use crate::remote::Remote;
-use crate::state::{Core, Handle};
+use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS};
+use crate::stage_check::resolve;
+use crate::state::Handle;
 use crate::transport::Venue;
 use crate::{DriverError, Inputs, Job, Module, Part, Promise, Reduced, Source, Stage};
 
@@ -56,8 +59,6 @@ pub(crate) struct Inner {
     max_attempts: u32,
     /// How many stages each task name has given its name to, for unique stage names.
     names: Mutex<HashMap<String, u32>>,
-    /// The remote server running the job, if it is not run here.
-    remote: Option<Remote>,
 }
 
 /// How to start a [`Dipla`].
@@ -72,7 +73,6 @@ pub struct DiplaBuilder {
     speculate: bool,
     min_workers: usize,
     tokens: Vec<String>,
-    remote: Option<(String, String)>,
 }
 
 impl Dipla {
@@ -88,7 +88,6 @@ impl Dipla {
             speculate: true,
             min_workers: 0,
             tokens: Vec::new(),
-            remote: None,
         }
     }
 
@@ -151,9 +150,6 @@ impl Dipla {
         if let Some(engine) = lock(&self.inner.engine).as_ref() {
             engine.seed(&module);
         }
-        if let Some(remote) = &self.inner.remote {
-            remote.module(module.bytes.clone());
-        }
         let hash = module.hash;
         self.inner.handle.lock().add_module(module);
         Ok(ModuleRef {
@@ -170,10 +166,6 @@ impl Dipla {
         let engine = lock(&self.inner.engine).take();
         if let Some(engine) = engine {
             engine.shutdown().await;
-        }
-        if let Some(remote) = &self.inner.remote {
-            remote.close().await;
-            self.inner.handle.shared.done.send_replace(true);
         }
         self.inner.handle.progressed();
     }
@@ -230,8 +222,7 @@ impl DiplaBuilder {
     }
 
     /// Gives out no task until `workers` workers have joined, local ones included (default:
-    /// start with the first); after that, tasks run on whoever is connected. With
-    /// [`DiplaBuilder::remote`] the server schedules, and this does nothing.
+    /// start with the first); after that, tasks run on whoever is connected.
     #[must_use]
     pub fn min_workers(mut self, workers: usize) -> Self {
         self.min_workers = workers;
@@ -246,16 +237,6 @@ impl DiplaBuilder {
         self
     }
 
-    /// Runs the job on the long-running server at `url` (`dipla-server serve`, as
-    /// `http://HOST:PORT`), whose workers it shares with that server's other jobs, calling its
-    /// API with admin token `token`: modules and stages are sent as they are made, results
-    /// come back as they are final. Nothing is listened on and no local workers run.
-    #[must_use]
-    pub fn remote(mut self, url: impl Into<String>, token: impl Into<String>) -> Self {
-        self.remote = Some((url.into(), token.into()));
-        self
-    }
-
     /// Binds the worker endpoint and starts the local workers.
     ///
     /// # Errors
@@ -263,34 +244,6 @@ impl DiplaBuilder {
     /// cannot start, or there would be no workers at all.
     pub async fn start(self) -> Result<Dipla, DriverError> {
         let start = |message: String| DriverError::Start(message);
-        if let Some((url, token)) = &self.remote {
-            let sandbox = Sandbox::new().map_err(|e| start(format!("the sandbox: {e}")))?;
-            let handle = Handle::new(
-                Job {
-                    name: "driver".into(),
-                    modules: Vec::new(),
-                    stages: Vec::new(),
-                    sandbox: sandbox.clone(),
-                },
-                |_| Keep::All,
-                Arc::default(),
-            );
-            let remote = Remote::open(url, token, &handle).await?;
-            let ws = url.replacen("http", "ws", 1);
-            let inner = Inner {
-                handle,
-                engine: Mutex::new(None),
-                url: format!("{}/ws", ws.trim_end_matches('/')),
-                sandbox,
-                limits: self.limits,
-                max_attempts: self.max_attempts,
-                names: Mutex::default(),
-                remote: Some(remote),
-            };
-            return Ok(Dipla {
-                inner: Arc::new(inner),
-            });
-        }
         let addr: SocketAddr = match &self.listen {
             None => (Ipv4Addr::LOCALHOST, 0).into(),
             Some(addr) => tokio::net::lookup_host(addr.as_str())
@@ -357,7 +310,6 @@ impl DiplaBuilder {
             limits: self.limits,
             max_attempts: self.max_attempts,
             names: Mutex::default(),
-            remote: None,
         };
         Ok(Dipla {
             inner: Arc::new(inner),
@@ -577,62 +529,33 @@ impl Task {
     /// then starts as soon as its input exists).
     pub fn map(self, inputs: impl Into<Input>) -> Promise {
         let mut inputs = inputs.into();
-        self.make(None, |core, _| source_of(core, &mut inputs, "map"))
+        self.make(None, || source_of(&mut inputs, "map"))
     }
 
     /// One task per index, its arguments taken from each part at that index (a task of
     /// several parameters); the parts must have the same length.
     pub fn zip(self, parts: impl IntoIterator<Item = Input>) -> Promise {
         let mut parts: Vec<Input> = parts.into_iter().collect();
-        self.make(None, |core, info| {
-            if parts.is_empty() {
-                return Err("a zip needs at least one part".into());
-            }
-            check_arity(info, parts.len(), "the zip")?;
+        self.make(None, || {
             let mut resolved = Vec::new();
-            let mut lengths = Vec::new();
             for (j, part) in parts.iter_mut().enumerate() {
-                let (part, length) = match &mut part.0 {
+                resolved.push(match &mut part.0 {
                     InputKind::List(list) => {
-                        let list = non_empty(take(list)).map_err(|e| format!("zip[{j}]: {e}"))?;
-                        let length = list.len();
-                        (Part::List(list), length)
+                        Part::List(take(list).map_err(|e| format!("zip[{j}]: {e}"))?)
                     }
-                    InputKind::Stage(promise) => {
-                        let stage = promise.stage_for_reading()?;
-                        if !core.coordinator.is_dense(stage) {
-                            return Err(format!(
-                                "zip[{j}]: stage {:?} can stop early or explores, so a zip cannot match it by index",
-                                promise.name()
-                            ));
-                        }
-                        (Part::Stage(stage), core.coordinator.lines(stage))
-                    }
-                };
-                resolved.push(part);
-                lengths.push(length);
+                    InputKind::Stage(promise) => Part::Stage(promise.stage_for_reading()?),
+                });
             }
-            if lengths.iter().any(|&length| length != lengths[0]) {
-                let lengths: Vec<String> = lengths.iter().map(u64::to_string).collect();
-                return Err(format!(
-                    "the zip's parts differ in length ({})",
-                    lengths.join(", ")
-                ));
-            }
-            Ok((Source::Zip(resolved), lengths[0]))
+            Ok(Source::Zip(resolved))
         })
     }
 
     /// `count` tasks over one value, task `i` given `(value, i, count)`.
     pub fn scatter(self, value: impl Serialize, count: u64) -> Promise {
         let value = serde_json::value::to_raw_value(&value).map_err(|e| e.to_string());
-        self.make(None, move |_, info| {
-            check_arity(info, 3, "scatter")?;
-            if count == 0 {
-                return Err("scatter needs a count of at least 1".into());
-            }
+        self.make(None, move || {
             let value = value.map_err(|e| format!("the scattered value cannot be JSON: {e}"))?;
-            Ok((Source::Scatter { value, count }, count))
+            Ok(Source::Scatter { value, count })
         })
     }
 
@@ -645,49 +568,35 @@ impl Task {
         } else {
             max_tasks
         };
-        self.make(Some(max), |core, _| {
-            let (source, count) = source_of(core, &mut inputs, "explore")?;
-            if !matches!(source, Source::List(_)) {
-                return Err("an explore stage starts from values or a range".into());
-            }
-            if count > max {
-                return Err(format!(
-                    "max_tasks {max} is less than the {count} inputs it starts with"
-                ));
-            }
-            Ok((source, count))
-        })
+        self.make(Some(max), || source_of(&mut inputs, "explore"))
     }
 
     /// Folds every output of `of` into one, as a tree of tasks of fixed shape (the result
     /// is the same on every run).
     pub fn reduce(self, of: &Promise) -> Reduced {
         let fan_in = self.fan_in;
-        Reduced::new(self.make(None, |core, info| {
-            check_reducer(info, fan_in)?;
-            let stage = of.stage_for_reading()?;
-            Ok((
-                Source::Reduce { stage, fan_in },
-                core.coordinator.lines(stage),
-            ))
+        Reduced::new(self.make(None, || {
+            Ok(Source::Reduce {
+                stage: of.stage_for_reading()?,
+                fan_in,
+            })
         }))
     }
 
-    /// Makes the stage: resolves its source under the lock, then adds it to the job. The
-    /// source borrows the promises it reads, so none is dropped (and releases its stage,
-    /// which takes the lock) while the lock is held.
+    /// Makes the stage: resolves its source, then checks it and adds it to the job under the
+    /// lock. The source borrows the promises it reads, so none is dropped (and releases its
+    /// stage, which takes the lock) while the lock is held.
     fn make(
         self,
         explore: Option<u64>,
-        source: impl FnOnce(&Core, &TaskInfo) -> Result<(Source, u64), String>,
+        source: impl FnOnce() -> Result<Source, String>,
     ) -> Promise {
         let name = self.stage_name();
         let inner = self.inner.clone();
         let stage = (|| {
             let info = self.info?;
-            let mut core = inner.handle.lock();
-            let (source, tasks) = source(&core, &info)?;
-            let stage = Stage {
+            let source = source()?;
+            let mut stage = Stage {
                 deadline: self.deadline,
                 replicate: self.replicate,
                 quorum: self.quorum,
@@ -696,17 +605,15 @@ impl Task {
                 module: self.module,
                 export: self.export,
                 source,
-                tasks,
+                tasks: 0,
                 limits: self.limits,
                 max_attempts: self.max_attempts,
                 stop_after: self.stop_after,
-                stoppable: may_stop(&info),
+                stoppable: false,
                 explore,
             };
-            // Sent under the lock: stages are numbered alike on both sides.
-            if let Some(remote) = &inner.remote {
-                remote.stage(&stage);
-            }
+            let mut core = inner.handle.lock();
+            resolve(&core, &mut stage, &info)?;
             Ok(core.add_stage(stage, Keep::All))
         })()
         .map_err(|message| DriverError::Invalid {
@@ -733,30 +640,17 @@ impl Task {
     }
 }
 
-/// The source and task count of a one-argument application.
-fn source_of(core: &Core, input: &mut Input, what: &str) -> Result<(Source, u64), String> {
+/// The source of a one-argument application.
+fn source_of(input: &mut Input, what: &str) -> Result<Source, String> {
     match &mut input.0 {
-        InputKind::List(list) => {
-            let list = non_empty(take(list)).map_err(|e| format!("{what}: {e}"))?;
-            let count = list.len();
-            Ok((Source::List(list), count))
-        }
-        InputKind::Stage(promise) => {
-            let stage = promise.stage_for_reading()?;
-            Ok((Source::Stage(stage), core.coordinator.lines(stage)))
-        }
+        InputKind::List(list) => Ok(Source::List(
+            take(list).map_err(|e| format!("{what}: {e}"))?,
+        )),
+        InputKind::Stage(promise) => Ok(Source::Stage(promise.stage_for_reading()?)),
     }
 }
 
 /// Moves a list out of an input (each input is used once).
 fn take(list: &mut Result<Inputs, String>) -> Result<Inputs, String> {
     std::mem::replace(list, Err("the inputs were used already".into()))
-}
-
-fn non_empty(list: Result<Inputs, String>) -> Result<Inputs, String> {
-    let list = list?;
-    if list.is_empty() {
-        return Err("there are no inputs".into());
-    }
-    Ok(list)
 }

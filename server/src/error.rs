@@ -60,7 +60,7 @@ pub enum DriverError {
         message: String,
     },
     /// A task failed (after its retries).
-    #[error("task {index} of stage {stage:?} failed: {failure}")]
+    #[error("{}", task_failed(stage, *index, failure))]
     Task {
         /// Its stage.
         stage: String,
@@ -84,4 +84,16 @@ pub enum DriverError {
     /// The server shut down before the result existed.
     #[error("the Dipla server has shut down")]
     Closed,
+}
+
+/// `task 3 of stage "x" returned an error: ...`, or `... failed: panic: ...`: the kind of
+/// failure said once.
+fn task_failed(stage: &str, index: u64, failure: &dipla_protocol::TaskFailure) -> String {
+    match failure.kind {
+        dipla_protocol::FailureKind::Guest => format!(
+            "task {index} of stage {stage:?} returned an error: {}",
+            failure.message
+        ),
+        _ => format!("task {index} of stage {stage:?} failed: {failure}"),
+    }
 }

@@ -13,10 +13,14 @@
 //!
 //! A remote driver ([`crate::mirror`]) builds its job as it runs:
 //!
-//! - `POST /api/drivers` with `{"name": NAME}`: `201` with the new, empty job's brief.
+//! - `POST /api/drivers` with `{"name": NAME}`: `201` with the new, empty job's brief and
+//!   `"heartbeat_ms"`, how often the driver must say it is alive.
 //! - `PUT /api/jobs/ID/modules` with a module's bytes: `{"hash": SHA256}`.
-//! - `POST /api/jobs/ID/stages` with a stage (JSON): `{"stage": N}`, numbered in order.
+//! - `POST /api/jobs/ID/stages` with a stage (JSON): `{"stage": N}`, numbered in order; `400`
+//!   naming what is wrong (the server checks the stage and counts its tasks itself).
 //! - `GET /api/jobs/ID/events`: what its coordinator decides, as JSON Lines, until it ends.
+//! - `POST /api/jobs/ID/heartbeat`: the driver is alive; `409` once the job has ended. A job
+//!   whose driver is silent for the server's driver timeout is cancelled, saying so.
 //! - `POST /api/jobs/ID/close`: the driver is done; the job ends.
 
 use std::sync::Arc;
@@ -45,6 +49,7 @@ pub(crate) fn router(service: Arc<Service>) -> axum::Router {
         .route("/api/jobs/{id}/stages", axum::routing::post(driver_stage))
         .route("/api/jobs/{id}/events", axum::routing::get(events))
         .route("/api/jobs/{id}/close", axum::routing::post(close))
+        .route("/api/jobs/{id}/heartbeat", axum::routing::post(heartbeat))
         .route_layer(axum::middleware::from_fn_with_state(
             service.gate().clone(),
             authorise,
@@ -139,7 +144,16 @@ async fn open_driver(
 ) -> Response {
     let name = body.map(|Json(opening)| opening.name).unwrap_or_default();
     match service.open_driver(&name).await {
-        Ok(entry) => (StatusCode::CREATED, Json(entry.brief())).into_response(),
+        Ok(entry) => {
+            let mut body = serde_json::to_value(entry.brief()).unwrap_or_default();
+            // A few beats per timeout, so one late beat is not taken for a vanished driver.
+            let beat = service.driver_timeout / 4;
+            if let Some(object) = body.as_object_mut() {
+                let millis = u64::try_from(beat.as_millis()).unwrap_or(u64::MAX).max(1);
+                object.insert("heartbeat_ms".into(), millis.into());
+            }
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
         Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
     }
 }
@@ -197,10 +211,34 @@ async fn close(State(service): State<Arc<Service>>, Path(id): Path<String>) -> R
     Json(serde_json::json!({ "id": id, "closed": true })).into_response()
 }
 
+async fn heartbeat(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
+    let Some(entry) = service.job(&id) else {
+        return no_such_job(&id);
+    };
+    if !entry.is_driver() {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!("job {id} is not a driver's job"),
+        );
+    }
+    if entry.state().ended() {
+        let summary = entry.brief().summary.unwrap_or_default();
+        return refuse(
+            StatusCode::CONFLICT,
+            format!("job {id} has ended ({:?}): {summary}", entry.state()),
+        );
+    }
+    entry.hear();
+    Json(serde_json::json!({ "id": id, "alive": true })).into_response()
+}
+
 async fn events(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
     let Some(entry) = service.job(&id) else {
         return no_such_job(&id);
     };
+    if entry.is_driver() {
+        entry.hear();
+    }
     let path = entry.events();
     follow_file(entry, path, true)
 }

@@ -192,6 +192,10 @@ struct ServeArgs {
     /// Never copy a task straggling on a slow worker to an idle faster one.
     #[arg(long, env = "DIPLA_NO_SPECULATION")]
     no_speculation: bool,
+    /// Cancel a driver's job once its driver program has not been heard from for this many
+    /// seconds (it ended without closing the job, or lost its connection).
+    #[arg(long, env = "DIPLA_DRIVER_TIMEOUT_SECS", default_value_t = dipla_server::serve::DEFAULT_DRIVER_TIMEOUT.as_secs_f64())]
+    driver_timeout_secs: f64,
     #[command(flatten)]
     admission: Admission,
     #[command(flatten)]
@@ -574,9 +578,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         local_workers,
         cache_dir,
         no_speculation,
+        driver_timeout_secs,
         admission,
         announce,
     } = args;
+    anyhow::ensure!(
+        driver_timeout_secs.is_finite() && driver_timeout_secs >= 0.2,
+        "--driver-timeout-secs must be at least 0.2"
+    );
     let name = announce
         .project_name
         .clone()
@@ -596,6 +605,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         data_dir: data_dir.clone(),
         name: name.clone(),
         run,
+        driver_timeout: std::time::Duration::from_secs_f64(driver_timeout_secs),
     })
     .await
     .context("cannot start the server")?;

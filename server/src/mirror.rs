@@ -1,18 +1,17 @@
-//! The driver API against a remote server (`Dipla::builder().remote(URL, TOKEN)`).
+//! The events of a remote driver's job (`dipla-driver`'s `Dipla::builder().remote(URL,
+//! TOKEN)`).
 //!
-//! The driver keeps its job in its own process as ever (promises read a local coordinator),
-//! but runs no workers: every module and stage it adds is also sent, in order, to a driver
-//! job on the remote server (`POST /api/drivers`, then `PUT /api/jobs/ID/modules`, `POST
-//! /api/jobs/ID/stages`), whose workers run it. What the remote coordinator decides (final
-//! results, goals met, inputs discovered, results revoked) comes back as [`Event`]s (`GET
-//! /api/jobs/ID/events`, JSON Lines) and is replayed into the local one, the way a journal is
-//! replayed after a restart. Stages get the same numbers on both sides because both add them
-//! in the same order.
+//! The driver runs no workers: every module and stage it makes is sent, in order, to a driver
+//! job on the server (`POST /api/drivers`, then `PUT /api/jobs/ID/modules`, `POST
+//! /api/jobs/ID/stages`, which checks the stage and counts its tasks), whose workers run it.
+//! What the coordinator decides (final results, goals met, inputs discovered, results
+//! revoked, stages complete) comes back as [`Event`]s (`GET /api/jobs/ID/events`, JSON
+//! Lines), from which the driver answers its promises. The driver says it is alive with
+//! `POST /api/jobs/ID/heartbeat`; a job whose driver went silent is cancelled.
 
 use dipla_protocol::{RawJson, TaskFailure};
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::{Check, TaskRef};
 use crate::journal::Record;
 
 /// What the remote coordinator decided, on the wire.
@@ -36,6 +35,14 @@ pub(crate) enum Event {
     Discovered { stage: usize, input: Box<RawJson> },
     /// A final result was withdrawn.
     Revoked { stage: usize, index: u64 },
+    /// Every result of the stage is final, as the events before this one say (written when
+    /// it becomes so, again after a revoked result is final again).
+    Complete {
+        stage: usize,
+        /// Why it stopped early, if it met its goal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<String>,
+    },
 }
 
 impl Event {
@@ -77,48 +84,12 @@ impl Event {
             }
         })
     }
-
-    /// The record to replay, checked against the `stages` the driver has.
-    pub(crate) fn into_record(self, stages: usize) -> Result<Record, String> {
-        let task = |stage: usize, index: u64| {
-            if stage < stages {
-                Ok(TaskRef { stage, index })
-            } else {
-                Err(format!(
-                    "an event for stage {stage}, which this driver has not made"
-                ))
-            }
-        };
-        Ok(match self {
-            Self::Result {
-                stage,
-                index,
-                output,
-                error,
-                check,
-            } => Record::Result {
-                task: task(stage, index)?,
-                outcome: match (output, error) {
-                    (Some(output), None) => Ok(output),
-                    (None, Some(error)) => Err(error),
-                    _ => return Err("a result needs exactly one of output and error".into()),
-                },
-                check: check.parse::<Check>()?,
-                by: None,
-            },
-            Self::Goal { stage, index } => Record::Goal(task(stage, index)?),
-            Self::Discovered { stage, input } => {
-                task(stage, 0)?;
-                Record::Discovered { stage, input }
-            }
-            Self::Revoked { stage, index } => Record::Revoked(task(stage, index)?),
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coordinator::{Check, TaskRef};
 
     #[test]
     fn events_carry_what_the_journal_records() {
@@ -134,21 +105,13 @@ mod tests {
             line,
             r#"{"result":{"stage":1,"index":7,"output":[1,2],"check":"replicated:2"}}"#
         );
-        let back: Event = serde_json::from_str(&line).unwrap();
-        let Record::Result {
-            task,
-            outcome,
-            check,
-            by,
-        } = back.into_record(2).unwrap()
-        else {
-            panic!("not a result");
+        let complete = Event::Complete {
+            stage: 2,
+            stopped: None,
         };
-        assert_eq!(task, TaskRef { stage: 1, index: 7 });
-        assert_eq!(outcome.unwrap().get(), "[1,2]");
-        assert_eq!(check, Check::Replicated(2));
-        assert_eq!(by, None);
-        let back: Event = serde_json::from_str(&line).unwrap();
-        assert!(back.into_record(1).unwrap_err().contains("stage 1"));
+        assert_eq!(
+            serde_json::to_string(&complete).unwrap(),
+            r#"{"complete":{"stage":2}}"#
+        );
     }
 }

@@ -36,6 +36,11 @@ pub const MAX_SUBMISSION_BYTES: usize = 512 << 20;
 /// The name a job's manifest is stored under in its folder.
 const STORED_MANIFEST: &str = "manifest.toml";
 
+/// How long a driver's job lives without word from its driver (`--driver-timeout-secs`):
+/// then the driver is taken as gone (it ended without closing the job, was killed, or lost
+/// its connection) and the job is cancelled.
+pub const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A job as submitted: the manifest's text and the files it names, by path as written.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Submission {
@@ -108,6 +113,8 @@ pub(crate) struct Entry {
     ended: Mutex<Option<Ended>>,
     /// For a driver's job: set when the driver closes it.
     closed: watch::Sender<bool>,
+    /// For a driver's job: when its driver was last heard from.
+    heard: Mutex<Instant>,
 }
 
 impl Entry {
@@ -136,6 +143,22 @@ impl Entry {
     /// Ends a driver's job (its driver is done with it).
     pub(crate) fn close(&self) {
         self.closed.send_replace(true);
+    }
+
+    /// Notes that the driver of this job is alive.
+    pub(crate) fn hear(&self) {
+        *lock(&self.heard) = Instant::now();
+    }
+
+    /// Returns once the driver has not been heard from for `timeout`.
+    async fn silent_for(&self, timeout: Duration) {
+        loop {
+            let deadline = *lock(&self.heard) + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
     }
 
     /// Where the job's results are written.
@@ -243,6 +266,8 @@ pub(crate) struct Service {
     jobs: Mutex<BTreeMap<String, Arc<Entry>>>,
     /// The local workers' engine, to seed with each job's modules.
     engine: Mutex<Option<Engine>>,
+    /// How long a driver's job lives without word from its driver.
+    pub(crate) driver_timeout: Duration,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -421,6 +446,7 @@ impl Service {
             state: watch::channel(JobState::Running).0,
             ended: Mutex::new(None),
             closed: watch::channel(false).0,
+            heard: Mutex::new(Instant::now()),
         });
         lock(&self.jobs).insert(entry.meta.id.clone(), entry.clone());
         self.hub.open(&entry.meta.id, handle.clone());
@@ -509,6 +535,7 @@ impl Service {
                 state: watch::channel(ended.state).0,
                 ended: Mutex::new(Some(ended)),
                 closed: watch::channel(true).0,
+                heard: Mutex::new(Instant::now()),
             };
             lock(&self.jobs).insert(entry.meta.id.clone(), Arc::new(entry));
             return Ok(());
@@ -581,6 +608,7 @@ impl Service {
             state: watch::channel(JobState::Running).0,
             ended: Mutex::new(None),
             closed: watch::channel(false).0,
+            heard: Mutex::new(Instant::now()),
         });
         let (records, received) = crate::journal::Sink::channel();
         handle.lock().coordinator.set_journal(Some(records));
@@ -591,12 +619,23 @@ impl Service {
         self.hub.open(&id, handle.clone());
         tracing::info!(%id, %name, "a driver opened a job");
         let (service, running) = (self.clone(), entry.clone());
+        let timeout = self.driver_timeout;
         tokio::spawn(async move {
             let mut closed = running.closed.subscribe();
             let mut cancelled = handle.shared.cancelled.subscribe();
+            let mut vanished = None;
             tokio::select! {
                 _ = closed.wait_for(|closed| *closed) => {}
                 _ = cancelled.wait_for(|cancelled| *cancelled) => {}
+                () = running.silent_for(timeout) => {
+                    let reason = format!(
+                        "cancelled: its driver was not heard from for {:.1}s (the program ended without closing the job, was killed, or lost its connection)",
+                        timeout.as_secs_f64()
+                    );
+                    tracing::warn!(id = %running.meta.id, "{reason}");
+                    handle.cancel();
+                    vanished = Some(reason);
+                }
             }
             service.hub.close(&running.meta.id);
             handle.shared.done.send_replace(true);
@@ -606,6 +645,9 @@ impl Service {
             let mut ended = ended(&summary);
             if !handle.is_cancelled() {
                 ended.state = JobState::Succeeded;
+            }
+            if let Some(reason) = vanished {
+                ended.summary = format!("{reason}; {}", ended.summary);
             }
             running.end(ended);
         });
@@ -619,6 +661,7 @@ impl Service {
         bytes: &[u8],
     ) -> Result<ModuleHash, SubmitError> {
         let handle = driver_handle(entry)?;
+        entry.hear();
         let guest = self.sandbox.admit(bytes).map_err(|e| {
             SubmitError::Invalid(format!("the module is not a runnable guest: {e}"))
         })?;
@@ -644,17 +687,18 @@ impl Service {
         stage: crate::Stage,
     ) -> Result<usize, SubmitError> {
         let handle = driver_handle(entry)?;
-        let invalid =
-            |message: String| SubmitError::Invalid(format!("stage {}: {message}", stage.name));
+        let name = stage.name.clone();
+        let invalid = |message: String| SubmitError::Invalid(format!("stage {name}: {message}"));
+        entry.hear();
+        let mut stage = stage;
         let number = {
             let mut core = handle.lock();
-            let stages = core.job.stages.len();
-            let guest = core
+            let info = core
                 .job
                 .guest(&stage.module)
-                .ok_or_else(|| invalid(format!("module {} was not sent", stage.module)))?;
-            guest
+                .ok_or_else(|| invalid(format!("module {} was not sent", stage.module)))?
                 .check_task(&stage.export)
+                .cloned()
                 .map_err(|e| invalid(e.to_string()))?;
             if let Some((module, export)) = &stage.verify {
                 let verifier = core
@@ -667,11 +711,7 @@ impl Service {
                     Err(e) => return Err(invalid(e.to_string())),
                 }
             }
-            if let Some(read) = stage.stages_read().into_iter().find(|&read| read >= stages) {
-                return Err(invalid(format!(
-                    "it reads stage {read}, which does not exist"
-                )));
-            }
+            crate::stage_check::resolve(&core, &mut stage, &info).map_err(invalid)?;
             core.add_stage(stage, Keep::All)
         };
         handle.wake_all();
@@ -691,30 +731,72 @@ fn driver_handle(entry: &Entry) -> Result<&Handle, SubmitError> {
     }
 }
 
-/// Writes each record a driver needs as an event line, flushing whenever none waits, and
-/// tells followers.
+/// Writes each record a driver needs as an event line, then the stages that became complete
+/// with them, flushing whenever none waits, and tells followers.
 fn write_events(records: &crate::journal::Drain, file: std::fs::File, handle: &Handle) {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(file);
-    while let Some(first) = records.recv() {
-        let mut next = Some(first);
-        let mut written = 0;
+    let write = |out: &mut std::io::BufWriter<std::fs::File>, event: &crate::mirror::Event| {
+        let mut line = serde_json::to_vec(event).unwrap_or_default();
+        line.push(b'\n');
+        out.write_all(&line)
+    };
+    // Which stages the driver was last told are complete.
+    let mut complete: Vec<bool> = Vec::new();
+    let mut next = records.recv();
+    let mut written = 0;
+    while next.is_some() {
         while let Some(record) = next {
             written += 1;
-            if let Some(event) = crate::mirror::Event::of(&record) {
-                let mut line = serde_json::to_vec(&event).unwrap_or_default();
-                line.push(b'\n');
-                if out.write_all(&line).is_err() {
-                    tracing::error!("cannot write a driver job's events");
-                    return;
-                }
+            let event = crate::mirror::Event::of(&record);
+            if let Some(event) = &event
+                && write(&mut out, event).is_err()
+            {
+                tracing::error!("cannot write a driver job's events");
+                return;
+            }
+            if let crate::journal::Record::Revoked(task) = &record
+                && let Some(told) = complete.get_mut(task.stage)
+            {
+                *told = false;
             }
             next = records.try_recv();
         }
-        if out.flush().is_ok() {
-            records.committed(written);
+        // Under the lock, no record is sent: with none waiting, the coordinator's state is
+        // the one the events written say.
+        let finished = {
+            let core = handle.lock();
+            next = records.try_recv();
+            let mut finished = Vec::new();
+            if next.is_none() {
+                let stages = core.coordinator.stage_count();
+                complete.resize(stages, false);
+                for (stage, told) in complete.iter_mut().enumerate() {
+                    if !*told && core.coordinator.is_stage_complete(stage) {
+                        *told = true;
+                        finished.push(crate::mirror::Event::Complete {
+                            stage,
+                            stopped: core.coordinator.stopped(stage).map(str::to_owned),
+                        });
+                    }
+                }
+            }
+            finished
+        };
+        for event in &finished {
+            if write(&mut out, event).is_err() {
+                tracing::error!("cannot write a driver job's events");
+                return;
+            }
         }
-        handle.progressed();
+        if next.is_none() {
+            if out.flush().is_ok() {
+                records.committed(written);
+            }
+            written = 0;
+            handle.progressed();
+            next = records.recv();
+        }
     }
 }
 
@@ -774,6 +856,9 @@ pub struct ServeOptions {
     /// Admission, local workers and scheduling, as for `run` (its `state`, `fresh`,
     /// `only_stage` and `listen` do not apply).
     pub run: RunOptions,
+    /// How long a driver's job lives without word from its driver
+    /// ([`DEFAULT_DRIVER_TIMEOUT`]).
+    pub driver_timeout: Duration,
 }
 
 /// A long-running server, bound and serving.
@@ -795,6 +880,7 @@ impl Serve {
             data_dir,
             name,
             run,
+            driver_timeout,
         } = options;
         let tls = match &run.tls {
             None => None,
@@ -822,6 +908,7 @@ impl Serve {
             options: run.clone(),
             jobs: Mutex::default(),
             engine: Mutex::new(None),
+            driver_timeout,
         });
         let health = {
             let gate = gate.clone();

@@ -1,0 +1,64 @@
+//! What the server's coordinator decides for a driver's job, as its events stream
+//! (`GET /api/jobs/ID/events`) says it, one JSON object per line.
+
+use dipla_protocol::{RawJson, TaskFailure};
+use serde::Deserialize;
+
+/// One event of a driver's job.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Event {
+    /// A task's outcome became final.
+    Result {
+        stage: usize,
+        index: u64,
+        #[serde(default)]
+        output: Option<Box<RawJson>>,
+        #[serde(default)]
+        error: Option<TaskFailure>,
+    },
+    /// An output met its stage's goal.
+    Goal {},
+    /// An explore stage discovered a new input.
+    Discovered {},
+    /// A final result was withdrawn (it will be final again later).
+    Revoked { stage: usize, index: u64 },
+    /// Every result of the stage is final.
+    Complete {
+        stage: usize,
+        #[serde(default)]
+        stopped: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_servers_lines() {
+        let event: Event = serde_json::from_str(
+            r#"{"result":{"stage":1,"index":7,"output":[1,2],"check":"replicated:2"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            event,
+            Event::Result {
+                stage: 1,
+                index: 7,
+                output: Some(_),
+                error: None
+            }
+        ));
+        let event: Event = serde_json::from_str(r#"{"goal":{"stage":1,"index":2}}"#).unwrap();
+        assert!(matches!(event, Event::Goal {}));
+        let event: Event = serde_json::from_str(r#"{"complete":{"stage":3}}"#).unwrap();
+        assert!(matches!(
+            event,
+            Event::Complete {
+                stage: 3,
+                stopped: None
+            }
+        ));
+    }
+}
