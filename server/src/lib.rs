@@ -45,6 +45,7 @@ mod stats;
 pub mod tls;
 pub mod transport;
 mod tree;
+pub mod types;
 mod trust;
 mod votes;
 
