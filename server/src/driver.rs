@@ -38,6 +38,7 @@ use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_
 use crate::remote::Remote;
 use crate::state::{Core, Handle};
 use crate::transport::Venue;
+use crate::types::{self, Signature, Upstream};
 use crate::{DriverError, Inputs, Job, Module, Part, Promise, Reduced, Source, Stage};
 
 /// A running Dipla server, driven from Rust. Cheap to share by reference; it stops when it,
@@ -142,6 +143,9 @@ impl Dipla {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
+        if let Some(warning) = guest.info().debug_warning() {
+            tracing::warn!("module {}: {warning}", path.display());
+        }
         let module = Module {
             name: name.clone(),
             hash,
@@ -416,6 +420,7 @@ impl ModuleRef {
             quorum: 2,
             verify: None,
             deadline: None,
+            check_types: true,
         }
     }
 }
@@ -436,6 +441,7 @@ pub struct Task {
     quorum: u32,
     verify: Option<(ModuleHash, String)>,
     deadline: Option<std::time::Duration>,
+    check_types: bool,
 }
 
 /// What a task is applied to: values known now, or the outputs of a promise.
@@ -567,6 +573,14 @@ impl Task {
         self
     }
 
+    /// Whether the stage's inputs and the outputs it reads are checked against the types the
+    /// module records when the stage is made (default yes). Turn it off only for a type the
+    /// check cannot see through, such as a struct that serialises as a bare number.
+    pub fn check_types(mut self, check: bool) -> Self {
+        self.check_types = check;
+        self
+    }
+
     /// For a reduce: how many values each task folds (default 2).
     pub fn fan_in(mut self, fan_in: u64) -> Self {
         self.fan_in = fan_in;
@@ -687,6 +701,14 @@ impl Task {
             let info = self.info?;
             let mut core = inner.handle.lock();
             let (source, tasks) = source(&core, &info)?;
+            if let Some(guest) = core.job.guest(&self.module) {
+                guest.info().check_memory(self.limits.memory_mb)?;
+            }
+            if self.check_types {
+                types::check_source(&info, &source, explore.is_some(), false, &|stage| {
+                    upstream(&core, stage)
+                })?;
+            }
             let stage = Stage {
                 deadline: self.deadline,
                 replicate: self.replicate,
@@ -730,6 +752,22 @@ impl Task {
         } else {
             format!("{base}#{uses}")
         }
+    }
+}
+
+/// Stage `stage` of the job, as a type check of a stage reading it sees it.
+fn upstream(core: &Core, stage: usize) -> Upstream {
+    let stage = &core.job.stages[stage];
+    let output = core
+        .job
+        .guest(&stage.module)
+        .and_then(|guest| guest.check_task(&stage.export).ok())
+        .map_or(types::Shape::Any, |info| {
+            Signature::of(info).output(stage.explore.is_some())
+        });
+    Upstream {
+        name: stage.name.clone(),
+        output,
     }
 }
 
