@@ -432,7 +432,11 @@ fn inspect_says_when_a_module_records_no_types_and_names_a_file_that_is_not_wasm
     assert!(stdout.contains("memory  64 KiB at start"), "{stdout}");
 
     let native = dir.path().join("native.wasm");
-    std::fs::write(&native, b"\x7fELF\x02\x01\x01\0 and the rest of a native binary").unwrap();
+    std::fs::write(
+        &native,
+        b"\x7fELF\x02\x01\x01\0 and the rest of a native binary",
+    )
+    .unwrap();
     let output = inspect(&native);
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();

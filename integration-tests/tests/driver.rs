@@ -154,7 +154,12 @@ async fn mistakes_are_typed_errors_naming_what_is_wrong() {
         other => panic!("{stage}: {other:?} should say {says:?}"),
     };
     invalid(
-        bed.task("add").named("pairs").map(0u64..4).get::<u64>().await.unwrap_err(),
+        bed.task("add")
+            .named("pairs")
+            .map(0u64..4)
+            .get::<u64>()
+            .await
+            .unwrap_err(),
         "pairs",
         "a range gives each task one integer but add(a: u64, b: u64) -> u64 [can reduce] takes 2 arguments",
     );
@@ -170,12 +175,22 @@ async fn mistakes_are_typed_errors_naming_what_is_wrong() {
     );
     let words = bed.task("part").named("words").scatter("w", 3);
     invalid(
-        bed.task("square").named("of-words").map(&words).get::<u64>().await.unwrap_err(),
+        bed.task("square")
+            .named("of-words")
+            .map(&words)
+            .get::<u64>()
+            .await
+            .unwrap_err(),
         "of-words",
         "map over \"words\": square(x: u64) -> u64 takes u64 but \"words\" outputs String",
     );
     invalid(
-        bed.task("add").named("sum-words").reduce(&words).get::<u64>().await.unwrap_err(),
+        bed.task("add")
+            .named("sum-words")
+            .reduce(&words)
+            .get::<u64>()
+            .await
+            .unwrap_err(),
         "sum-words",
         "reduce over \"words\": the reducer takes u64 but \"words\" outputs String",
     );

@@ -287,7 +287,13 @@ fn what_it_is(bytes: &[u8]) -> String {
         if first.starts_with("(module") || first.starts_with(";;") {
             return "it is WebAssembly text (WAT); compile it to a binary module first (such as with `wat2wasm`)".to_owned();
         }
-        let line: String = first.lines().next().unwrap_or("").chars().take(40).collect();
+        let line: String = first
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(40)
+            .collect();
         return format!("it is text, starting {line:?}; {hint}");
     } else {
         let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
@@ -410,11 +416,20 @@ mod tests {
         let wat = error(b"  (module (func))");
         assert!(wat.contains("WebAssembly text (WAT)"), "{wat}");
         let text = error(b"name = \"job\"\n[modules]\n");
-        assert!(text.contains("it is text, starting \"name = \\\"job\\\"\""), "{text}");
+        assert!(
+            text.contains("it is text, starting \"name = \\\"job\\\"\""),
+            "{text}"
+        );
         let binary = error(&[0x01, 0x02, 0x03, 0xff, 0x00]);
-        assert!(binary.contains("binary data starting with bytes 01 02 03 ff"), "{binary}");
+        assert!(
+            binary.contains("binary data starting with bytes 01 02 03 ff"),
+            "{binary}"
+        );
         for message in [elf, wat, text, binary] {
-            assert!(!message.contains('\n') && !message.contains("actual=["), "{message}");
+            assert!(
+                !message.contains('\n') && !message.contains("actual=["),
+                "{message}"
+            );
         }
     }
 

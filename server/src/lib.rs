@@ -45,8 +45,8 @@ mod stats;
 pub mod tls;
 pub mod transport;
 mod tree;
-pub mod types;
 mod trust;
+pub mod types;
 mod votes;
 
 pub use auth::Tokens;

@@ -97,7 +97,10 @@ enum InputsFile {
     File(PathBuf),
     Stage(String),
     Zip(Vec<InputsFile>),
-    Scatter { value: toml::Value, count: u64 },
+    Scatter {
+        value: toml::Value,
+        count: u64,
+    },
 }
 
 #[derive(Deserialize)]
@@ -217,7 +220,11 @@ pub fn parse_with(
             )
         })?;
         if let Some(warning) = guest.info().debug_warning() {
-            tracing::warn!("{}: module {name} ({}): {warning}", path.display(), module_path.display());
+            tracing::warn!(
+                "{}: module {name} ({}): {warning}",
+                path.display(),
+                module_path.display()
+            );
         }
         modules.push(Module {
             name: name.clone(),
@@ -393,13 +400,9 @@ pub fn parse_with(
             (None, None) => unreachable!("checked in the first pass"),
         };
         if check {
-            types::check_source(
-                info,
-                &source,
-                stage.explore.is_some(),
-                true,
-                &|stage| outputs[stage].clone(),
-            )
+            types::check_source(info, &source, stage.explore.is_some(), true, &|stage| {
+                outputs[stage].clone()
+            })
             .map_err(|message| invalid(format!("stages[{i}] {:?}", stage.name), message))?;
         }
         resolved[i] = Some((source, count));

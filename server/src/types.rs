@@ -165,9 +165,7 @@ impl Shape {
                     .iter()
                     .zip(items)
                     .enumerate()
-                    .try_for_each(|(i, (element, item))| {
-                        element.check(item).map_err(|e| at(i, &e))
-                    })
+                    .try_for_each(|(i, (element, item))| element.check(item).map_err(|e| at(i, &e)))
             }
             (Self::Array(_, n), Value::Array(items)) => Err(format!(
                 "{} has {} elements, not {n}",
@@ -181,9 +179,9 @@ impl Shape {
                 elements.len()
             )),
             (Self::Seq(_) | Self::Array(..) | Self::Tuple(_), _) => not("an array"),
-            (Self::Map(element), Value::Object(entries)) => entries.iter().try_for_each(|(k, v)| {
-                element.check(v).map_err(|e| format!("key {k:?}: {e}"))
-            }),
+            (Self::Map(element), Value::Object(entries)) => entries
+                .iter()
+                .try_for_each(|(k, v)| element.check(v).map_err(|e| format!("key {k:?}: {e}"))),
             (Self::Map(_), _) => not("an object"),
             (Self::Explore(..), Value::Object(_)) => Ok(()),
             (Self::Explore(..), _) => not("an object"),
@@ -202,7 +200,12 @@ impl Shape {
             (a, S::Option(b)) => a.feeds(b),
             (S::Option(a), b) => a.feeds(b),
             (S::Named(_), b) | (b, S::Named(_)) => !matches!(b, S::Int { .. } | S::Float | S::Bool),
-            (S::Int { min, max, .. }, S::Int { min: lo, max: hi, .. }) => min <= hi && lo <= max,
+            (
+                S::Int { min, max, .. },
+                S::Int {
+                    min: lo, max: hi, ..
+                },
+            ) => min <= hi && lo <= max,
             (S::Int { .. } | S::Float, S::Float)
             | (S::Bool, S::Bool)
             | (S::Str | S::Char, S::Str | S::Char) => true,
@@ -213,8 +216,12 @@ impl Shape {
             (S::Tuple(a), S::Seq(b)) => a.iter().all(|a| a.feeds(b)),
             (S::Array(a, n), S::Tuple(bs)) => *n == bs.len() && bs.iter().all(|b| a.feeds(b)),
             (S::Tuple(a), S::Array(b, n)) => a.len() == *n && a.iter().all(|a| a.feeds(b)),
-            (S::Tuple(a), S::Tuple(b)) => a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.feeds(b)),
-            (S::Explore(..), S::Explore(..)) | (S::Explore(..), S::Map(_)) | (S::Map(_), S::Explore(..)) => true,
+            (S::Tuple(a), S::Tuple(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.feeds(b))
+            }
+            (S::Explore(..), S::Explore(..))
+            | (S::Explore(..), S::Map(_))
+            | (S::Map(_), S::Explore(..)) => true,
             _ => false,
         }
     }
@@ -232,9 +239,9 @@ impl Shape {
                 },
             },
             (Self::Option(inner), value) => inner.coerce(value),
-            (Self::Seq(element) | Self::Array(element, _), Value::Array(items)) => Value::Array(
-                items.into_iter().map(|item| element.coerce(item)).collect(),
-            ),
+            (Self::Seq(element) | Self::Array(element, _), Value::Array(items)) => {
+                Value::Array(items.into_iter().map(|item| element.coerce(item)).collect())
+            }
             (Self::Tuple(elements), Value::Array(items)) if items.len() == elements.len() => {
                 Value::Array(
                     elements
@@ -418,7 +425,13 @@ pub fn check_source(
         Source::List(inputs) => check_inputs(inputs, &input, &sig, values_checked, "the inputs"),
         Source::Stage(stage) => {
             let from = upstream(*stage);
-            feed(&from, &input, &sig, arity, &format!("map over {:?}", from.name))
+            feed(
+                &from,
+                &input,
+                &sig,
+                arity,
+                &format!("map over {:?}", from.name),
+            )
         }
         Source::Zip(parts) => {
             if parts.len() != arity.max(1) {
@@ -429,7 +442,11 @@ pub fn check_source(
                 ));
             }
             for (j, part) in parts.iter().enumerate() {
-                let param = if arity == 1 { input.clone() } else { sig.param(j) };
+                let param = if arity == 1 {
+                    input.clone()
+                } else {
+                    sig.param(j)
+                };
                 match part {
                     Part::List(inputs) => {
                         check_one(inputs, &param, &sig, j, values_checked)?;
@@ -482,7 +499,11 @@ pub fn check_source(
             let from = upstream(*stage);
             // A reducer folds values of its parameters' type (the macro's `fold`), or is
             // given exactly two values as its two parameters.
-            let wants = if task.fold { vec![sig.param(0)] } else { (0..arity).map(|i| sig.param(i)).collect() };
+            let wants = if task.fold {
+                vec![sig.param(0)]
+            } else {
+                (0..arity).map(|i| sig.param(i)).collect()
+            };
             for want in wants {
                 if !from.output.feeds(&want) {
                     return Err(format!(
@@ -497,7 +518,13 @@ pub fn check_source(
 }
 
 /// Checks that stage `from`'s outputs feed `input`, the input of `sig` of `arity` parameters.
-fn feed(from: &Upstream, input: &Shape, sig: &Signature, arity: usize, edge: &str) -> Result<(), String> {
+fn feed(
+    from: &Upstream,
+    input: &Shape,
+    sig: &Signature,
+    arity: usize,
+    edge: &str,
+) -> Result<(), String> {
     if from.output.feeds(input) {
         return Ok(());
     }
@@ -543,8 +570,8 @@ fn check_inputs(
         Inputs::Values(_) if values_checked => Ok(()),
         Inputs::Values(values) => {
             for (i, value) in values.iter().enumerate() {
-                let value: Value = serde_json::from_str(value.get())
-                    .map_err(|e| format!("values[{i}]: {e}"))?;
+                let value: Value =
+                    serde_json::from_str(value.get()).map_err(|e| format!("values[{i}]: {e}"))?;
                 check_value(&value, input, sig).map_err(|e| format!("values[{i}]: {e}"))?;
             }
             Ok(())
@@ -565,8 +592,13 @@ fn check_one(
         params: Some(vec![param.clone()]),
         returns: Shape::Any,
     };
-    check_inputs(inputs, param, &one, values_checked, &format!("zip[{j}]"))
-        .map_err(|e| if e.starts_with("zip[") { e } else { format!("zip[{j}]: {e}") })
+    check_inputs(inputs, param, &one, values_checked, &format!("zip[{j}]")).map_err(|e| {
+        if e.starts_with("zip[") {
+            e
+        } else {
+            format!("zip[{j}]: {e}")
+        }
+    })
 }
 
 /// Checks one input value against the input of `sig`, with a message that counts
@@ -758,14 +790,14 @@ impl Parser {
 
 /// The shape of the type `name<args>`.
 fn named(name: &str, mut args: Vec<Shape>) -> Shape {
-    if let Some(&(int, min, max)) = INTEGERS.iter().find(|(int, ..)| *int == name) {
-        if args.is_empty() {
-            return Shape::Int {
-                name: int.to_owned(),
-                min,
-                max,
-            };
-        }
+    if let Some(&(int, min, max)) = INTEGERS.iter().find(|(int, ..)| *int == name)
+        && args.is_empty()
+    {
+        return Shape::Int {
+            name: int.to_owned(),
+            min,
+            max,
+        };
     }
     let first = |args: &mut Vec<Shape>| Box::new(args.remove(0));
     match (name, args.len()) {
@@ -846,21 +878,34 @@ mod tests {
         assert_eq!(shape("Box<str>"), Shape::Str);
         assert_eq!(shape("()"), Shape::Unit);
         assert_eq!(shape("(u64)"), shape("u64"));
-        assert_eq!(shape("(String, u32)"), Shape::Tuple(vec![Shape::Str, shape("u32")]));
+        assert_eq!(
+            shape("(String, u32)"),
+            Shape::Tuple(vec![Shape::Str, shape("u32")])
+        );
         assert_eq!(shape("(u8,)"), Shape::Tuple(vec![shape("u8")]));
-        assert_eq!(shape("[usize; 2]"), Shape::Array(Box::new(shape("usize")), 2));
+        assert_eq!(
+            shape("[usize; 2]"),
+            Shape::Array(Box::new(shape("usize")), 2)
+        );
         assert_eq!(shape("[u8; N]"), Shape::Seq(Box::new(shape("u8"))));
         assert_eq!(
             shape("std::collections::BTreeMap<String, u64>"),
             Shape::Map(Box::new(shape("u64")))
         );
-        assert_eq!(shape("Option<Vec<f64>>"), Shape::Option(Box::new(Shape::Seq(Box::new(Shape::Float)))));
+        assert_eq!(
+            shape("Option<Vec<f64>>"),
+            Shape::Option(Box::new(Shape::Seq(Box::new(Shape::Float))))
+        );
         assert_eq!(shape("Cow<'static, str>"), Shape::Str);
         assert_eq!(shape("Search"), Shape::Named("Search".into()));
         assert_eq!(shape("serde_json::Value"), Shape::Any);
         assert_eq!(shape("Wrapper<u64>"), Shape::Any);
         assert_eq!(shape("<T as Trait>::Out"), Shape::Any);
-        assert_eq!(shape("Vec<u64"), Shape::Any, "unreadable text matches anything");
+        assert_eq!(
+            shape("Vec<u64"),
+            Shape::Any,
+            "unreadable text matches anything"
+        );
         assert_eq!(shape(""), Shape::Any);
     }
 
@@ -884,10 +929,22 @@ mod tests {
     fn json_values_fit_their_types() {
         let fits = |ty: &str, v: Value| shape(ty).check(&v);
         assert!(fits("u64", json!(18_446_744_073_709_551_615u64)).is_ok());
-        assert_eq!(fits("u64", json!(-1)).unwrap_err(), "-1 is out of the range of u64");
-        assert_eq!(fits("u8", json!(256)).unwrap_err(), "256 is out of the range of u8");
-        assert_eq!(fits("u32", json!(1.5)).unwrap_err(), "1.5 is not an integer (u32)");
-        assert_eq!(fits("usize", json!(4_294_967_296u64)).unwrap_err(), "4294967296 is out of the range of usize");
+        assert_eq!(
+            fits("u64", json!(-1)).unwrap_err(),
+            "-1 is out of the range of u64"
+        );
+        assert_eq!(
+            fits("u8", json!(256)).unwrap_err(),
+            "256 is out of the range of u8"
+        );
+        assert_eq!(
+            fits("u32", json!(1.5)).unwrap_err(),
+            "1.5 is not an integer (u32)"
+        );
+        assert_eq!(
+            fits("usize", json!(4_294_967_296u64)).unwrap_err(),
+            "4294967296 is out of the range of usize"
+        );
         assert!(fits("u128", json!(1e30)).is_ok());
         assert!(fits("f64", json!(3)).is_ok());
         assert!(fits("bool", json!(1)).is_err());
@@ -900,15 +957,24 @@ mod tests {
             fits("(String, u64)", json!(["a", "b"])).unwrap_err(),
             "element 1: \"b\" is not an integer (u64)"
         );
-        assert_eq!(fits("(u64, u64)", json!([1, 2, 3])).unwrap_err(), "[1,2,3] has 3 elements, not 2");
+        assert_eq!(
+            fits("(u64, u64)", json!([1, 2, 3])).unwrap_err(),
+            "[1,2,3] has 3 elements, not 2"
+        );
         assert!(fits("[u8; 2]", json!([1, 2])).is_ok());
         assert!(fits("[u8; 2]", json!([1])).is_err());
         assert!(fits("Vec<String>", json!(["a", "b"])).is_ok());
-        assert_eq!(fits("Vec<String>", json!(["a", 2])).unwrap_err(), "element 1: 2 is not a string");
+        assert_eq!(
+            fits("Vec<String>", json!(["a", 2])).unwrap_err(),
+            "element 1: 2 is not a string"
+        );
         assert!(fits("HashMap<String, u64>", json!({"a": 1})).is_ok());
         assert!(fits("HashMap<String, u64>", json!({"a": "b"})).is_err());
         assert!(fits("Search", json!({"anything": [1]})).is_ok());
-        assert!(fits("Search", json!(5)).is_ok(), "a newtype may read a number");
+        assert!(
+            fits("Search", json!(5)).is_ok(),
+            "a newtype may read a number"
+        );
     }
 
     #[test]
@@ -918,7 +984,10 @@ mod tests {
         assert!(feeds("u64", "u32"), "values in range work");
         assert!(!feeds("u8", "i8") || feeds("u8", "i8"));
         assert!(feeds("u64", "f64"));
-        assert!(!feeds("f64", "u64"), "serde writes 1.0, which no integer reads");
+        assert!(
+            !feeds("f64", "u64"),
+            "serde writes 1.0, which no integer reads"
+        );
         assert!(!feeds("Vec<u64>", "u64"));
         assert!(!feeds("String", "u64"));
         assert!(feeds("Option<u64>", "u64"), "its Somes work");
@@ -932,11 +1001,17 @@ mod tests {
         assert!(!feeds("u64", "Find"));
         assert!(feeds("Find", "Find"));
         assert!(feeds("Find", "Other"));
-        assert!(feeds("Find", "String"), "an enum's unit variant is a string");
+        assert!(
+            feeds("Find", "String"),
+            "an enum's unit variant is a string"
+        );
         assert!(feeds("Find", "Vec<u64>"));
         assert!(feeds("BTreeMap<String, u64>", "HashMap<String, u64>"));
         assert!(!feeds("BTreeMap<String, u64>", "HashMap<String, String>"));
-        assert!(feeds("Wrapper<u64>", "u64"), "an unreadable type matches anything");
+        assert!(
+            feeds("Wrapper<u64>", "u64"),
+            "an unreadable type matches anything"
+        );
         assert!(feeds("char", "String"));
     }
 
@@ -944,15 +1019,25 @@ mod tests {
     fn decimal_strings_become_integers_where_integers_are_wanted() {
         let max = json!("18446744073709551615");
         assert_eq!(shape("u64").coerce(max.clone()), json!(u64::MAX));
-        assert_eq!(shape("String").coerce(max.clone()), max, "a string parameter keeps it");
+        assert_eq!(
+            shape("String").coerce(max.clone()),
+            max,
+            "a string parameter keeps it"
+        );
         assert_eq!(
             shape("(u64, String)").coerce(json!(["9223372036854775808", "9"])),
             json!([9_223_372_036_854_775_808u64, "9"])
         );
-        assert_eq!(shape("Vec<i64>").coerce(json!(["-5", "x"])), json!([-5, "x"]));
+        assert_eq!(
+            shape("Vec<i64>").coerce(json!(["-5", "x"])),
+            json!([-5, "x"])
+        );
         assert_eq!(shape("Option<u64>").coerce(json!("7")), json!(7));
         let coerced = shape("u8").coerce(json!("300"));
-        assert_eq!(shape("u8").check(&coerced).unwrap_err(), "300 is out of the range of u8");
+        assert_eq!(
+            shape("u8").check(&coerced).unwrap_err(),
+            "300 is out of the range of u8"
+        );
     }
 
     #[test]
@@ -962,53 +1047,108 @@ mod tests {
         let e = check_source(&add, &range, false, false, &up("u64")).unwrap_err();
         assert!(e.contains("a range gives each task one integer but t(p0: u64, p1: u64) -> u64 [can reduce] takes 2 arguments"), "{e}");
         let square = task(&["u8"], "u8", false);
-        assert!(check_source(&square, &Source::List(Inputs::Range { start: 0, end: 256 }), false, false, &up("u64")).is_ok());
+        assert!(
+            check_source(
+                &square,
+                &Source::List(Inputs::Range { start: 0, end: 256 }),
+                false,
+                false,
+                &up("u64")
+            )
+            .is_ok()
+        );
         let text = task(&["String"], "u8", false);
         let e = check_source(&text, &range, false, false, &up("u64")).unwrap_err();
-        assert!(e.contains("the range 0..10 gives integers but t(p0: String) -> u8 takes String"), "{e}");
+        assert!(
+            e.contains("the range 0..10 gives integers but t(p0: String) -> u8 takes String"),
+            "{e}"
+        );
         let three = Source::List(values(&[json!([1, 2]), json!([100, 200, 300])]));
         let e = check_source(&add, &three, false, false, &up("u64")).unwrap_err();
-        assert_eq!(e, "values[1]: [100,200,300] gives 3 argument(s) but t(p0: u64, p1: u64) -> u64 [can reduce] takes 2");
+        assert_eq!(
+            e,
+            "values[1]: [100,200,300] gives 3 argument(s) but t(p0: u64, p1: u64) -> u64 [can reduce] takes 2"
+        );
         let one = Source::List(values(&[json!(5)]));
         let e = check_source(&add, &one, false, false, &up("u64")).unwrap_err();
         assert!(e.contains("5 is one value but"), "{e}");
-        assert!(check_source(&add, &one, false, true, &up("u64")).is_ok(), "already checked");
+        assert!(
+            check_source(&add, &one, false, true, &up("u64")).is_ok(),
+            "already checked"
+        );
         let wrong = Source::List(values(&[json!([1, "two"])]));
         let e = check_source(&add, &wrong, false, false, &up("u64")).unwrap_err();
-        assert_eq!(e, "values[0]: element 1: \"two\" is not an integer (u64), for t(p0: u64, p1: u64) -> u64 [can reduce]");
+        assert_eq!(
+            e,
+            "values[0]: element 1: \"two\" is not an integer (u64), for t(p0: u64, p1: u64) -> u64 [can reduce]"
+        );
     }
 
     #[test]
     fn edges_are_checked() {
         let count = task(&["u64"], "u64", false);
         let e = check_source(&count, &Source::Stage(0), false, false, &up("Vec<u64>")).unwrap_err();
-        assert_eq!(e, "map over \"up\": t(p0: u64) -> u64 takes u64 but \"up\" outputs Vec<u64>");
+        assert_eq!(
+            e,
+            "map over \"up\": t(p0: u64) -> u64 takes u64 but \"up\" outputs Vec<u64>"
+        );
         let e = check_source(&count, &Source::Stage(0), false, false, &up("Find")).unwrap_err();
         assert!(e.contains("outputs Find"), "{e}");
-        assert!(check_source(&count, &Source::Stage(0), false, false, &up("Result<u64, String>")).is_ok());
+        assert!(
+            check_source(
+                &count,
+                &Source::Stage(0),
+                false,
+                false,
+                &up("Result<u64, String>")
+            )
+            .is_ok()
+        );
         let add = task(&["u64", "u64"], "u64", true);
         let e = check_source(&add, &Source::Stage(0), false, false, &up("u64")).unwrap_err();
         assert!(e.contains("each of \"up\"'s outputs is one u64 but"), "{e}");
         assert!(check_source(&add, &Source::Stage(0), false, false, &up("(u64, u64)")).is_ok());
-        let reduce = Source::Reduce { stage: 0, fan_in: 2 };
+        let reduce = Source::Reduce {
+            stage: 0,
+            fan_in: 2,
+        };
         let e = check_source(&add, &reduce, false, false, &up("Vec<u64>")).unwrap_err();
-        assert_eq!(e, "reduce over \"up\": the reducer takes u64 but \"up\" outputs Vec<u64>");
+        assert_eq!(
+            e,
+            "reduce over \"up\": the reducer takes u64 but \"up\" outputs Vec<u64>"
+        );
         assert!(check_source(&add, &reduce, false, false, &up("u64")).is_ok());
-        let zip = Source::Zip(vec![Part::Stage(0), Part::List(Inputs::Range { start: 0, end: 3 })]);
+        let zip = Source::Zip(vec![
+            Part::Stage(0),
+            Part::List(Inputs::Range { start: 0, end: 3 }),
+        ]);
         let describe = task(&["String", "u32"], "String", false);
         assert!(check_source(&describe, &zip, false, false, &up("String")).is_ok());
         let e = check_source(&describe, &zip, false, false, &up("u64")).unwrap_err();
-        assert_eq!(e, "zip[0] over \"up\": parameter 0 of t(p0: String, p1: u32) -> String is String but \"up\" outputs u64");
+        assert_eq!(
+            e,
+            "zip[0] over \"up\": parameter 0 of t(p0: String, p1: u32) -> String is String but \"up\" outputs u64"
+        );
         let zip = Source::Zip(vec![Part::Stage(0), Part::List(values(&[json!("x")]))]);
         let e = check_source(&describe, &zip, false, false, &up("String")).unwrap_err();
-        assert!(e.starts_with("zip[1]: values[0]: \"x\" is not an integer (u32)"), "{e}");
+        assert!(
+            e.starts_with("zip[1]: values[0]: \"x\" is not an integer (u32)"),
+            "{e}"
+        );
         let part = task(&["String", "u32", "u32"], "String", false);
-        let scatter = |value: Value, count| Source::Scatter { value: RawJson::from_string(value.to_string()).unwrap(), count };
+        let scatter = |value: Value, count| Source::Scatter {
+            value: RawJson::from_string(value.to_string()).unwrap(),
+            count,
+        };
         assert!(check_source(&part, &scatter(json!("v"), 8), false, false, &up("u64")).is_ok());
         let e = check_source(&part, &scatter(json!(5), 8), false, false, &up("u64")).unwrap_err();
-        assert!(e.starts_with("the scattered value: 5 is not a string"), "{e}");
+        assert!(
+            e.starts_with("the scattered value: 5 is not a string"),
+            "{e}"
+        );
         let small = task(&["String", "u8", "u8"], "String", false);
-        let e = check_source(&small, &scatter(json!("v"), 1000), false, false, &up("u64")).unwrap_err();
+        let e =
+            check_source(&small, &scatter(json!("v"), 1000), false, false, &up("u64")).unwrap_err();
         assert!(e.contains("scatter gives its count (1000)"), "{e}");
     }
 
@@ -1019,7 +1159,10 @@ mod tests {
         assert!(check_source(&reach, &list, true, false, &up("u64")).is_ok());
         let wrong = task(&["u64"], "Explore<u64, String>", false);
         let e = check_source(&wrong, &list, true, false, &up("u64")).unwrap_err();
-        assert!(e.contains("takes u64 but its Explore gives next inputs of type String"), "{e}");
+        assert!(
+            e.contains("takes u64 but its Explore gives next inputs of type String"),
+            "{e}"
+        );
         let plain = task(&["u64"], "u64", false);
         let e = check_source(&plain, &list, true, false, &up("u64")).unwrap_err();
         assert!(e.contains("returns u64"), "{e}");

@@ -383,7 +383,9 @@ fn values_of_the_wrong_arity_or_type_are_refused_not_truncated() {
     .unwrap_err();
     assert_mentions(
         &three,
-        &["stages[0].inputs: values[1]: [100,200,300] gives 3 argument(s) but add(a: u64, b: u64) -> u64 [can reduce] takes 2"],
+        &[
+            "stages[0].inputs: values[1]: [100,200,300] gives 3 argument(s) but add(a: u64, b: u64) -> u64 [can reduce] takes 2",
+        ],
     );
     let text = load_graph(
         r#"
@@ -407,7 +409,10 @@ fn values_of_the_wrong_arity_or_type_are_refused_not_truncated() {
         "#,
     )
     .unwrap_err();
-    assert_mentions(&negative, &["values[0]: element 1: -1 is out of the range of u32"]);
+    assert_mentions(
+        &negative,
+        &["values[0]: element 1: -1 is out of the range of u32"],
+    );
 }
 
 #[test]
@@ -428,7 +433,10 @@ fn a_bad_line_of_an_input_file_names_the_file_and_line_and_the_type() {
         .to_string();
     assert_mentions(
         &message,
-        &["stages[0].inputs", "in.jsonl:4: \"three\" is not an integer (u64)"],
+        &[
+            "stages[0].inputs",
+            "in.jsonl:4: \"three\" is not an integer (u64)",
+        ],
     );
 }
 
@@ -447,7 +455,9 @@ fn a_struct_output_chained_into_a_u64_task_is_refused() {
     let message = load_graph(stages).unwrap_err();
     assert_mentions(
         &message,
-        &["job.toml: stages[1] \"ids\": map over \"finds\": id(x: u64) -> u64 takes u64 but \"finds\" outputs Find"],
+        &[
+            "job.toml: stages[1] \"ids\": map over \"finds\": id(x: u64) -> u64 takes u64 but \"finds\" outputs Find",
+        ],
     );
     // The check can be turned off for a struct that serialises as a number.
     let unchecked = stages.replace(
@@ -470,7 +480,9 @@ fn a_struct_output_chained_into_a_u64_task_is_refused() {
     .unwrap_err();
     assert_mentions(
         &string,
-        &["stages[1] \"ids\": zip[0] over \"names\": parameter 0 of id(x: u64) -> u64 is u64 but \"names\" outputs String"],
+        &[
+            "stages[1] \"ids\": zip[0] over \"names\": parameter 0 of id(x: u64) -> u64 is u64 but \"names\" outputs String",
+        ],
     );
 }
 
@@ -491,7 +503,9 @@ fn a_reducer_of_the_wrong_type_is_refused() {
     .unwrap_err();
     assert_mentions(
         &message,
-        &["job.toml: stages[1] \"sum\": reduce over \"factors\": the reducer takes u64 but \"factors\" outputs Vec<u64>"],
+        &[
+            "job.toml: stages[1] \"sum\": reduce over \"factors\": the reducer takes u64 but \"factors\" outputs Vec<u64>",
+        ],
     );
     let struct_reduced = load_graph(
         r#"
@@ -506,7 +520,10 @@ fn a_reducer_of_the_wrong_type_is_refused() {
         "#,
     )
     .unwrap_err();
-    assert_mentions(&struct_reduced, &["the reducer takes u64 but \"finds\" outputs Find"]);
+    assert_mentions(
+        &struct_reduced,
+        &["the reducer takes u64 but \"finds\" outputs Find"],
+    );
 }
 
 #[test]
@@ -538,7 +555,11 @@ fn integers_above_i64_max_are_written_as_strings() {
     };
     assert_eq!(list(0).get(0).get(), "18446744073709551615");
     assert_eq!(list(0).get(1).get(), "5");
-    assert_eq!(list(1).get(0).get(), "\"18446744073709551615\"", "a String parameter keeps its string");
+    assert_eq!(
+        list(1).get(0).get(),
+        "\"18446744073709551615\"",
+        "a String parameter keeps its string"
+    );
     assert_eq!(job.stages[2].tasks, 5);
     assert_eq!(list(2).get(4).get(), "18446744073709551614");
     assert_eq!(list(3).get(0).get(), "[9223372036854775808,1,2]");
@@ -551,7 +572,10 @@ fn integers_above_i64_max_are_written_as_strings() {
         "#,
     )
     .unwrap_err();
-    assert_mentions(&over, &["values[0]: \"18446744073709551616\" is not an integer (u64)"]);
+    assert_mentions(
+        &over,
+        &["values[0]: \"18446744073709551616\" is not an integer (u64)"],
+    );
     let bad = load_graph(
         r#"
         [[stages]]
@@ -561,12 +585,18 @@ fn integers_above_i64_max_are_written_as_strings() {
         "#,
     )
     .unwrap_err();
-    assert_mentions(&bad, &["range.start: -1 should be an integer from 0 to 18446744073709551615"]);
+    assert_mentions(
+        &bad,
+        &["range.start: -1 should be an integer from 0 to 18446744073709551615"],
+    );
 }
 
 #[test]
 fn a_memory_limit_below_what_the_module_starts_with_is_refused() {
-    let big = GUEST.replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 17)");
+    let big = GUEST.replace(
+        "(memory (export \"memory\") 1)",
+        "(memory (export \"memory\") 17)",
+    );
     let message = error(
         &big,
         &job("inputs = { values = [1] }\n[limits]\nmemory_mb = 1"),
@@ -595,7 +625,10 @@ fn a_file_that_is_not_wasm_is_named_in_one_line() {
         &message,
         &["modules.m: guest.wasm: not a wasm module: it is an ELF executable"],
     );
-    assert!(!message.contains('\n') && !message.contains("[0,"), "{message}");
+    assert!(
+        !message.contains('\n') && !message.contains("[0,"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -612,6 +645,9 @@ fn explore_stages_and_their_next_inputs_are_checked() {
     .unwrap_err();
     assert_mentions(
         &message,
-        &["stages[0] \"walk\": an explore stage's task returns dipla_guest::Explore", "id(x: u64) -> u64 returns u64"],
+        &[
+            "stages[0] \"walk\": an explore stage's task returns dipla_guest::Explore",
+            "id(x: u64) -> u64 returns u64",
+        ],
     );
 }
