@@ -42,6 +42,7 @@ pub struct Task {
     quorum: u32,
     verify: Option<(ModuleHash, String)>,
     deadline: Option<Duration>,
+    check_types: bool,
 }
 
 /// What a task is applied to: values known now, or the outputs of a promise.
@@ -151,8 +152,17 @@ impl Task {
             quorum: 2,
             verify: None,
             deadline: None,
+            check_types: true,
             link,
         }
+    }
+
+    /// Whether the server checks the stage's inputs and the outputs it reads against the
+    /// types the module records (default yes). Turn it off only for a type the check cannot
+    /// see through, such as a struct that serialises as a bare number.
+    pub fn check_types(mut self, check: bool) -> Self {
+        self.check_types = check;
+        self
     }
 
     /// Names the stage (in errors and logs; default: the task's name, numbered when used
@@ -285,6 +295,7 @@ impl Task {
                     quorum: self.quorum,
                     verify: self.verify,
                     deadline: self.deadline,
+                    check_types: self.check_types,
                 };
                 self.link.send(Up::Stage {
                     promise: promise.id(),
@@ -329,6 +340,7 @@ pub(crate) struct Draft {
     quorum: u32,
     verify: Option<(ModuleHash, String)>,
     deadline: Option<Duration>,
+    check_types: bool,
 }
 
 impl Draft {
@@ -386,6 +398,7 @@ impl Draft {
             "quorum": self.quorum,
             "verify": self.verify,
             "deadline": self.deadline,
+            "check_types": self.check_types,
         }))
     }
 }

@@ -354,3 +354,110 @@ fn min_workers_holds_the_tasks_until_that_many_have_joined() {
     assert!(server.wait().unwrap().success());
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
 }
+
+/// `bytes` with a custom section `name` of `len` bytes appended.
+fn with_custom_section(mut bytes: Vec<u8>, name: &str, len: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name.as_bytes());
+    payload.resize(payload.len() + len, 0);
+    bytes.push(0);
+    leb(payload.len(), &mut bytes);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+#[test]
+fn a_debug_build_is_named_by_inspect_and_at_load_and_still_runs() {
+    let job = JobDir::new(&SQUARES.replace("{testbed}", "debug.wasm"));
+    let debug = with_custom_section(
+        std::fs::read(crate::support::wasm("testbed")).unwrap(),
+        ".debug_info",
+        4096,
+    );
+    let module = job.dir.path().join("debug.wasm");
+    std::fs::write(&module, debug).unwrap();
+
+    let output = Command::new(bin("dipla-server"))
+        .arg("inspect")
+        .arg(&module)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("warning it carries 4 KiB of debug info (.debug_* sections): it looks like a debug build")
+            && stdout.contains("--release"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("types not recorded"), "{stdout}");
+
+    let output = run_job(&job, &["--local-workers", "1"], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("module bed (debug.wasm): it carries 4 KiB of debug info"),
+        "{stderr}"
+    );
+    let plain = run_job(&JobDir::new(SQUARES), &["--local-workers", "1"], None);
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("debug build"));
+}
+
+#[test]
+fn inspect_says_when_a_module_records_no_types_and_names_a_file_that_is_not_wasm() {
+    let dir = tempfile::tempdir().unwrap();
+    let untyped = dir.path().join("untyped.wasm");
+    std::fs::write(
+        &untyped,
+        wat::parse_str(
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 64))
+                (func (export "double") (param i32 i32) (result i64) (i64.const 0))
+                (@custom "dipla" "{\"abi\":1,\"task\":\"double\"}\n"))"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let inspect = |path: &std::path::Path| {
+        Command::new(bin("dipla-server"))
+            .arg("inspect")
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let output = inspect(&untyped);
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("double(?)  (types not recorded: inputs are not checked at load)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("memory  64 KiB at start"), "{stdout}");
+
+    let native = dir.path().join("native.wasm");
+    std::fs::write(
+        &native,
+        b"\x7fELF\x02\x01\x01\0 and the rest of a native binary",
+    )
+    .unwrap();
+    let output = inspect(&native);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("native.wasm is not a runnable Dipla guest: not a wasm module: it is an ELF executable or library (a native build)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

@@ -148,6 +148,74 @@ async fn mistakes_are_typed_errors_naming_what_is_wrong() {
     let error = arity.get::<u64>().await.unwrap_err();
     assert!(error.to_string().contains("takes 2"), "{error}");
 
+    // Types are checked when the stage is made, from the signatures the module records.
+    let invalid = |error: DriverError, stage: &str, says: &str| match &error {
+        DriverError::Invalid { stage: s, message } if s == stage && message.contains(says) => {}
+        other => panic!("{stage}: {other:?} should say {says:?}"),
+    };
+    invalid(
+        bed.task("add")
+            .named("pairs")
+            .map(0u64..4)
+            .get::<u64>()
+            .await
+            .unwrap_err(),
+        "pairs",
+        "a range gives each task one integer but add(a: u64, b: u64) -> u64 [can reduce] takes 2 arguments",
+    );
+    invalid(
+        bed.task("add")
+            .named("three")
+            .map(vec![vec![100u64, 200, 300]])
+            .get::<u64>()
+            .await
+            .unwrap_err(),
+        "three",
+        "values[0]: [100,200,300] gives 3 argument(s) but add(a: u64, b: u64) -> u64 [can reduce] takes 2",
+    );
+    let words = bed.task("part").named("words").scatter("w", 3);
+    invalid(
+        bed.task("square")
+            .named("of-words")
+            .map(&words)
+            .get::<u64>()
+            .await
+            .unwrap_err(),
+        "of-words",
+        "map over \"words\": square(x: u64) -> u64 takes u64 but \"words\" outputs String",
+    );
+    invalid(
+        bed.task("add")
+            .named("sum-words")
+            .reduce(&words)
+            .get::<u64>()
+            .await
+            .unwrap_err(),
+        "sum-words",
+        "reduce over \"words\": the reducer takes u64 but \"words\" outputs String",
+    );
+    invalid(
+        bed.task("square")
+            .named("tiny")
+            .limits(dipla_protocol::TaskLimits {
+                fuel: 1_000_000,
+                memory_mb: 1,
+                timeout_ms: 10_000,
+            })
+            .map(0u64..2)
+            .get::<u64>()
+            .await
+            .unwrap_err(),
+        "tiny",
+        "memory_mb = 1 is not enough",
+    );
+    // Turned off, the mistake is left to run time.
+    let unchecked = bed.task("square").check_types(false).map(&words);
+    assert!(matches!(
+        unchecked.get::<u64>().await.unwrap_err(),
+        DriverError::Task { .. }
+    ));
+
     let uneven = bed
         .task("add")
         .zip([Input::from(vec![1u64, 2]), Input::from(vec![3u64])]);

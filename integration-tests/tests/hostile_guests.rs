@@ -50,6 +50,7 @@ async fn hostile_guests_fail_cleanly_and_the_workers_keep_serving() {
         name = "wrong-input"
         task = "bed.square"
         inputs = { values = ["twelve"] }
+        check_types = false  # the load-time check would refuse it: this is the run-time path
         max_attempts = 2
         [[stages]]
         name = "good"

@@ -13,8 +13,9 @@
 //! - optionally `dipla_panic_message() -> i64`: after a trap, `(ptr << 32) | len` of a UTF-8
 //!   message explaining it (a panic), or 0;
 //! - a custom section named `dipla` holding one JSON object per line for each task export:
-//!   `{"abi":1,"task":"<export>"}`, optionally with `"params":[{"name":..,"type":..}]` (which
-//!   lets the server check arities when it loads a job), `"returns":"<type>"` and
+//!   `{"abi":1,"task":"<export>"}`, optionally with `"params":[{"name":..,"type":..}]` (Rust
+//!   type strings, which let the server check the types and arity of every input and edge of
+//!   a job when it loads it; without them, nothing is checked), `"returns":"<type>"` and
 //!   `"fold":true` (a reducer: it also folds an array of more than two values).
 //!
 //! The host uses a fresh instance for every task and throws it away afterwards, so a guest
@@ -49,6 +50,12 @@ pub struct ModuleInfo {
     pub tasks: Vec<TaskInfo>,
     /// The module's imports as `module.name` (a runnable guest has none).
     pub imports: Vec<String>,
+    /// The bytes of linear memory the module starts with (its largest memory's initial
+    /// size): a task's memory limit must leave room beyond it.
+    pub initial_memory: u64,
+    /// The bytes of DWARF debug sections (`.debug_*`) the module carries: a Rust guest built
+    /// without `--release` has them, and runs several times slower.
+    pub debug_info: u64,
 }
 
 /// Why a module is not a runnable Dipla guest.
@@ -57,6 +64,9 @@ pub enum AbiError {
     /// The bytes are not a valid wasm module.
     #[error("not a valid wasm module: {0}")]
     Invalid(String),
+    /// The bytes are not wasm at all: what they look like instead.
+    #[error("not a wasm module: {0}")]
+    NotWasm(String),
     /// The module imports something; the sandbox provides nothing to import.
     #[error(
         "the module imports {}; a Dipla guest may import nothing (the sandbox has no host functions)",
@@ -181,10 +191,25 @@ struct Record {
 /// # Errors
 /// When the bytes are not wasm, or the section is missing, malformed or of another version.
 pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err(AbiError::NotWasm(what_it_is(bytes)));
+    }
     let mut imports = Vec::new();
     let mut section = None::<Vec<u8>>;
+    let mut initial_memory = 0u64;
+    let mut debug_info = 0u64;
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(|e| AbiError::Invalid(e.to_string()))? {
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    let memory = memory.map_err(|e| AbiError::Invalid(e.to_string()))?;
+                    let page = memory.page_size_log2.map_or(1 << 16, |log2| 1u64 << log2);
+                    initial_memory = initial_memory.max(memory.initial.saturating_mul(page));
+                }
+            }
+            Payload::CustomSection(reader) if reader.name().starts_with(".debug_") => {
+                debug_info += reader.data().len() as u64;
+            }
             Payload::Version {
                 encoding: wasmparser::Encoding::Component,
                 ..
@@ -230,7 +255,86 @@ pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
             tasks.push(record.task);
         }
     }
-    Ok(ModuleInfo { tasks, imports })
+    Ok(ModuleInfo {
+        tasks,
+        imports,
+        initial_memory,
+        debug_info,
+    })
+}
+
+/// What `bytes`, which are not wasm, look like, for a one-line message.
+fn what_it_is(bytes: &[u8]) -> String {
+    let hint = "build the guest with `cargo build --release --target wasm32-unknown-unknown` and give the .wasm file";
+    let starts = |magic: &[u8]| bytes.starts_with(magic);
+    if bytes.is_empty() {
+        return "the file is empty".to_owned();
+    }
+    let kind = if starts(b"\x7fELF") {
+        "an ELF executable or library (a native build)"
+    } else if starts(&[0xcf, 0xfa, 0xed, 0xfe]) || starts(&[0xca, 0xfe, 0xba, 0xbe]) {
+        "a Mach-O executable (a native build)"
+    } else if starts(b"MZ") {
+        "a Windows executable (a native build)"
+    } else if starts(b"!<arch>") {
+        "a static library archive (an .rlib or .a, not the linked .wasm)"
+    } else if starts(&[0x1f, 0x8b]) {
+        "gzip-compressed data (decompress it first)"
+    } else if starts(b"PK\x03\x04") {
+        "a zip archive"
+    } else if let Ok(text) = std::str::from_utf8(&bytes[..bytes.len().min(256)]) {
+        let first = text.trim_start();
+        if first.starts_with("(module") || first.starts_with(";;") {
+            return "it is WebAssembly text (WAT); compile it to a binary module first (such as with `wat2wasm`)".to_owned();
+        }
+        let line: String = first
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(40)
+            .collect();
+        return format!("it is text, starting {line:?}; {hint}");
+    } else {
+        let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        return format!(
+            "it is binary data starting with bytes {} (a wasm module starts with 00 61 73 6d, \"\\0asm\"); {hint}",
+            head.join(" ")
+        );
+    };
+    format!("it is {kind}; {hint}")
+}
+
+impl ModuleInfo {
+    /// A warning when the module looks like a debug build (it carries DWARF debug
+    /// sections), which runs several times slower than a release build.
+    pub fn debug_warning(&self) -> Option<String> {
+        (self.debug_info > 0).then(|| {
+            format!(
+                "it carries {} KiB of debug info (.debug_* sections): it looks like a debug build, which runs several times slower; build it with `cargo build --release --target wasm32-unknown-unknown`",
+                self.debug_info.div_ceil(1024)
+            )
+        })
+    }
+
+    /// Checks that a task memory limit of `memory_mb` MiB leaves room for a task's input
+    /// and output beyond the memory the module starts with.
+    ///
+    /// # Errors
+    /// A message naming both figures and the least limit that works.
+    pub fn check_memory(&self, memory_mb: u32) -> Result<(), String> {
+        let limit = u64::from(memory_mb) << 20;
+        if limit > self.initial_memory {
+            return Ok(());
+        }
+        let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
+        Err(format!(
+            "memory_mb = {memory_mb} is not enough: the module itself starts with {:.2} MiB of memory ({} pages of 64 KiB) and each task needs room beyond it for its input; give at least {} MiB",
+            mib(self.initial_memory),
+            self.initial_memory >> 16,
+            (self.initial_memory >> 20) + 1
+        ))
+    }
 }
 
 impl ModuleInfo {
@@ -304,11 +408,63 @@ mod tests {
     }
 
     #[test]
+    fn files_that_are_not_wasm_are_named_in_one_line() {
+        let error = |bytes: &[u8]| inspect(bytes).unwrap_err().to_string();
+        assert_eq!(error(b""), "not a wasm module: the file is empty");
+        let elf = error(b"\x7fELF\x02\x01\x01\0\0\0");
+        assert!(elf.starts_with("not a wasm module: it is an ELF executable or library (a native build); build the guest with `cargo build --release --target wasm32-unknown-unknown`"), "{elf}");
+        let wat = error(b"  (module (func))");
+        assert!(wat.contains("WebAssembly text (WAT)"), "{wat}");
+        let text = error(b"name = \"job\"\n[modules]\n");
+        assert!(
+            text.contains("it is text, starting \"name = \\\"job\\\"\""),
+            "{text}"
+        );
+        let binary = error(&[0x01, 0x02, 0x03, 0xff, 0x00]);
+        assert!(
+            binary.contains("binary data starting with bytes 01 02 03 ff"),
+            "{binary}"
+        );
+        for message in [elf, wat, text, binary] {
+            assert!(
+                !message.contains('\n') && !message.contains("actual=["),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_the_initial_memory_and_the_debug_sections() {
+        let info = inspect(&module(
+            r#"(module (memory 17) (@custom "dipla" "{\"abi\":1,\"task\":\"a\"}\n"))"#,
+        ))
+        .unwrap();
+        assert_eq!(info.initial_memory, 17 << 16);
+        assert_eq!(info.debug_info, 0);
+        assert_eq!(info.debug_warning(), None);
+        assert!(info.check_memory(2).is_ok());
+        assert_eq!(
+            info.check_memory(1).unwrap_err(),
+            "memory_mb = 1 is not enough: the module itself starts with 1.06 MiB of memory (17 pages of 64 KiB) and each task needs room beyond it for its input; give at least 2 MiB"
+        );
+        let debug = inspect(&module(
+            r#"(module (memory 1) (@custom ".debug_info" "0123456789") (@custom ".debug_line" "01234")
+                (@custom "dipla" "{\"abi\":1,\"task\":\"a\"}\n"))"#,
+        ))
+        .unwrap();
+        assert_eq!(debug.debug_info, 15);
+        assert!(debug.check_memory(1).is_ok());
+        let warning = debug.debug_warning().unwrap();
+        assert!(warning.contains("looks like a debug build"), "{warning}");
+        assert!(warning.contains("--release"), "{warning}");
+    }
+
+    #[test]
     fn garbage_is_not_a_module() {
         assert!(matches!(
             inspect(b"\0asm garbage"),
             Err(AbiError::Invalid(_))
         ));
-        assert!(matches!(inspect(b"hello"), Err(AbiError::Invalid(_))));
+        assert!(matches!(inspect(b"hello"), Err(AbiError::NotWasm(_))));
     }
 }

@@ -141,6 +141,9 @@ impl Dipla {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
+        if let Some(warning) = guest.info().debug_warning() {
+            tracing::warn!("module {}: {warning}", path.display());
+        }
         let module = Module {
             name: name.clone(),
             hash,
@@ -368,6 +371,7 @@ impl ModuleRef {
             quorum: 2,
             verify: None,
             deadline: None,
+            check_types: true,
         }
     }
 }
@@ -388,6 +392,7 @@ pub struct Task {
     quorum: u32,
     verify: Option<(ModuleHash, String)>,
     deadline: Option<std::time::Duration>,
+    check_types: bool,
 }
 
 /// What a task is applied to: values known now, or the outputs of a promise.
@@ -519,6 +524,14 @@ impl Task {
         self
     }
 
+    /// Whether the stage's inputs and the outputs it reads are checked against the types the
+    /// module records when the stage is made (default yes). Turn it off only for a type the
+    /// check cannot see through, such as a struct that serialises as a bare number.
+    pub fn check_types(mut self, check: bool) -> Self {
+        self.check_types = check;
+        self
+    }
+
     /// For a reduce: how many values each task folds (default 2).
     pub fn fan_in(mut self, fan_in: u64) -> Self {
         self.fan_in = fan_in;
@@ -611,6 +624,7 @@ impl Task {
                 stop_after: self.stop_after,
                 stoppable: false,
                 explore,
+                check_types: self.check_types,
             };
             let mut core = inner.handle.lock();
             resolve(&core, &mut stage, &info)?;

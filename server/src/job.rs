@@ -68,6 +68,15 @@ pub struct Stage {
     /// How long a task may run on a worker before it is given to another one too (`None`:
     /// from its limits and the worker's measured speed).
     pub deadline: Option<std::time::Duration>,
+    /// Whether its inputs and the outputs it reads are checked against the types its module
+    /// records when it is added (`check_types = false` in a manifest turns it off).
+    #[serde(default = "checked")]
+    pub check_types: bool,
+}
+
+/// By default a stage's types are checked.
+fn checked() -> bool {
+    true
 }
 
 /// Where a stage's task inputs come from.

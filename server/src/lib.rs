@@ -46,6 +46,7 @@ pub mod tls;
 pub mod transport;
 mod tree;
 mod trust;
+pub mod types;
 mod votes;
 
 pub use auth::Tokens;

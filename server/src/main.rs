@@ -449,15 +449,27 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let bytes = std::fs::read(&module)
                 .with_context(|| format!("cannot read {}", module.display()))?;
             let sandbox = Sandbox::new().context("cannot start the sandbox")?;
-            let guest = sandbox
-                .admit(bytes.clone())
-                .with_context(|| format!("{} is not a runnable Dipla guest", module.display()))?;
+            let guest = sandbox.admit(bytes.clone()).map_err(|e| {
+                anyhow::anyhow!("{} is not a runnable Dipla guest: {e}", module.display())
+            })?;
+            let info = guest.info();
             println!("module  {}", module.display());
             println!("sha256  {}", dipla_protocol::ModuleHash::of(&bytes));
             println!("size    {} bytes", bytes.len());
+            println!(
+                "memory  {} KiB at start (memory_mb must be above it)",
+                info.initial_memory / 1024
+            );
+            if let Some(warning) = info.debug_warning() {
+                println!("warning {warning}");
+            }
             println!("tasks:");
-            for task in &guest.info().tasks {
-                println!("  {task}");
+            for task in &info.tasks {
+                if task.params.is_none() {
+                    println!("  {task}  (types not recorded: inputs are not checked at load)");
+                } else {
+                    println!("  {task}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -10,6 +10,8 @@
 //! inputs = { range = { start = 1000000000000, end = 1000000002000 } }   # end exclusive
 //! # or: inputs = { values = [12, 97, 1001] }
 //! # or: inputs = { file = "numbers.jsonl" }       # one JSON value per line
+//! # integers above i64::MAX (TOML's largest) as decimal strings, where the task takes an
+//! # integer: { values = ["18446744073709551615"] }, { range = { start = "…", end = "…" } }
 //! max_attempts = 3                                # optional: failures before giving up
 //! [limits]                                        # optional; defaults are safe for volunteers
 //! fuel = 10_000_000_000
@@ -19,7 +21,10 @@
 //!
 //! [`load`] checks everything before a worker is accepted: each module is read, hashed and
 //! validated against the guest ABI (compiled only if the server runs it), each stage's task
-//! must be a task export of its module, and each input file must be valid JSON Lines. Errors name the key, file and line at fault.
+//! must be a task export of its module, and each input file must be valid JSON Lines. Where
+//! the modules record their tasks' types, every input value and every edge between stages is
+//! type-checked ([`crate::types`]); `check_types = false` on a stage turns that off. Errors
+//! name the key, file and line at fault.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,6 +37,7 @@ use dipla_sandbox::abi::TaskInfo;
 
 use crate::coordinator::Replicate;
 use crate::job::{check_arity, check_reducer};
+use crate::types::{self, Shape, Signature, Upstream};
 use crate::{Inputs, Job, ManifestError, Module, Part, Source, Stage};
 
 /// Failures a task may have before it is reported as failed, unless a stage says otherwise.
@@ -68,6 +74,7 @@ struct StageFile {
     quorum: Option<u32>,
     verify: Option<String>,
     deadline_secs: Option<f64>,
+    check_types: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -82,12 +89,18 @@ pub const DEFAULT_MAX_EXPLORE_TASKS: u64 = 1_000_000;
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum InputsFile {
-    Range { start: u64, end: u64 },
+    Range {
+        start: toml::Value,
+        end: toml::Value,
+    },
     Values(Vec<toml::Value>),
     File(PathBuf),
     Stage(String),
     Zip(Vec<InputsFile>),
-    Scatter { value: toml::Value, count: u64 },
+    Scatter {
+        value: toml::Value,
+        count: u64,
+    },
 }
 
 #[derive(Deserialize)]
@@ -200,6 +213,19 @@ pub fn parse_with(
         let guest = sandbox
             .admit(bytes)
             .map_err(|e| invalid(key.clone(), format!("{}: {e}", module_path.display())))?;
+        guest.info().check_memory(limits.memory_mb).map_err(|e| {
+            invalid(
+                "limits.memory_mb".into(),
+                format!("module {name} ({}): {e}", module_path.display()),
+            )
+        })?;
+        if let Some(warning) = guest.info().debug_warning() {
+            tracing::warn!(
+                "{}: module {name} ({}): {warning}",
+                path.display(),
+                module_path.display()
+            );
+        }
         modules.push(Module {
             name: name.clone(),
             hash,
@@ -329,6 +355,17 @@ pub fn parse_with(
         )
     })?;
 
+    // What each stage outputs, for the type check of the stages that read it.
+    let outputs: Vec<Upstream> = file
+        .stages
+        .iter()
+        .zip(&tasks)
+        .map(|(stage, (_, _, info))| Upstream {
+            name: stage.name.clone(),
+            output: Signature::of(info).output(stage.explore.is_some()),
+        })
+        .collect();
+
     // Second pass, upstream first: sources and task counts.
     let mut resolved: Vec<Option<(Source, u64)>> = (0..file.stages.len()).map(|_| None).collect();
     let mut stages_file: Vec<Option<StageFile>> = file.stages.into_iter().map(Some).collect();
@@ -341,6 +378,7 @@ pub fn parse_with(
             (_, tasks) => *tasks,
         };
         let info = &tasks[i].2;
+        let check = stage.check_types.unwrap_or(true);
         let (source, count) = match (&stage.inputs, &stage.reduce) {
             (_, Some(reduce)) => {
                 let fan_in = reduce.fan_in.unwrap_or(2);
@@ -357,10 +395,16 @@ pub fn parse_with(
                     count(folded),
                 )
             }
-            (Some(inputs), None) => source(inputs, base, info, &find, &count)
+            (Some(inputs), None) => source(inputs, base, info, check, &find, &count)
                 .map_err(|message| invalid(key("inputs"), message))?,
             (None, None) => unreachable!("checked in the first pass"),
         };
+        if check {
+            types::check_source(info, &source, stage.explore.is_some(), true, &|stage| {
+                outputs[stage].clone()
+            })
+            .map_err(|message| invalid(format!("stages[{i}] {:?}", stage.name), message))?;
+        }
         resolved[i] = Some((source, count));
     }
 
@@ -483,6 +527,7 @@ pub fn parse_with(
             max_attempts,
             stop_after,
             explore,
+            check_types: stage.check_types.unwrap_or(true),
         });
     }
     Ok(Job {
@@ -558,10 +603,25 @@ fn source(
     inputs: &InputsFile,
     base: &ReadFile<'_>,
     info: &TaskInfo,
+    check: bool,
     find: &impl Fn(&str) -> Option<usize>,
     count: &impl Fn(usize) -> u64,
 ) -> Result<(Source, u64), String> {
     let arity = |want: usize, what: &str| check_arity(info, want, what);
+    let sig = Signature::of(info);
+    // What a zip's part `j` is checked against: that one parameter.
+    let part_sig = |j: usize| {
+        let param = match sig.params.as_deref() {
+            Some([_]) => sig.input(),
+            Some(params) => params.get(j).cloned(),
+            None => None,
+        };
+        Signature {
+            display: sig.display.clone(),
+            params: param.map(|param| vec![param]),
+            returns: Shape::Any,
+        }
+    };
     match inputs {
         InputsFile::Stage(name) => {
             let stage = find(name).expect("checked");
@@ -584,7 +644,8 @@ fn source(
                         return Err(format!("zip[{j}]: a zip part is a list or a stage"));
                     }
                     list => {
-                        let list = list_inputs(list, base).map_err(|e| format!("zip[{j}]: {e}"))?;
+                        let list = list_inputs(list, base, &part_sig(j), check)
+                            .map_err(|e| format!("zip[{j}]: {e}"))?;
                         let length = list.len();
                         (Part::List(list), length)
                     }
@@ -606,8 +667,13 @@ fn source(
             if *count == 0 {
                 return Err("scatter needs a count of at least 1".into());
             }
-            let json = serde_json::to_string(value).map_err(|e| format!("scatter.value: {e}"))?;
-            let value = RawJson::from_string(json).map_err(|e| format!("scatter.value: {e}"))?;
+            let json = serde_json::to_value(value).map_err(|e| format!("scatter.value: {e}"))?;
+            let json = match sig.params.as_deref() {
+                Some([first, ..]) => first.coerce(json),
+                _ => json,
+            };
+            let value = RawJson::from_string(json.to_string())
+                .map_err(|e| format!("scatter.value: {e}"))?;
             Ok((
                 Source::Scatter {
                     value,
@@ -617,7 +683,7 @@ fn source(
             ))
         }
         list => {
-            let list = list_inputs(list, base)?;
+            let list = list_inputs(list, base, &sig, check)?;
             let length = list.len();
             Ok((Source::List(list), length))
         }
@@ -648,9 +714,35 @@ fn limits(file: &LimitsFile) -> Result<TaskLimits, (String, String)> {
     })
 }
 
-fn list_inputs(file: &InputsFile, read: &ReadFile<'_>) -> Result<Inputs, String> {
+/// A range bound: a non-negative TOML integer, or a decimal string for one above `i64::MAX`.
+fn bound(value: &toml::Value, what: &str) -> Result<u64, String> {
+    let parsed = match value {
+        toml::Value::Integer(int) => u64::try_from(*int).ok(),
+        toml::Value::String(text) => text.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        format!(
+            "range.{what}: {value} should be an integer from 0 to {} (write one above {} as a string, such as \"18446744073709551615\")",
+            u64::MAX,
+            i64::MAX
+        )
+    })
+}
+
+/// Reads a list of inputs; when `check`, each value is checked against the input of `sig`
+/// (its decimal strings read as integers where it takes integers, as TOML stops at
+/// `i64::MAX`).
+fn list_inputs(
+    file: &InputsFile,
+    read: &ReadFile<'_>,
+    sig: &Signature,
+    check: bool,
+) -> Result<Inputs, String> {
+    let input = sig.input();
     let inputs = match file {
-        &InputsFile::Range { start, end } => {
+        InputsFile::Range { start, end } => {
+            let (start, end) = (bound(start, "start")?, bound(end, "end")?);
             if start >= end {
                 return Err(format!(
                     "the range {start}..{end} is empty (end is exclusive)"
@@ -664,8 +756,19 @@ fn list_inputs(file: &InputsFile, read: &ReadFile<'_>) -> Result<Inputs, String>
                 .enumerate()
                 .map(|(i, value)| {
                     let json =
-                        serde_json::to_string(value).map_err(|e| format!("values[{i}]: {e}"))?;
-                    RawJson::from_string(json).map_err(|e| format!("values[{i}]: {e}"))
+                        serde_json::to_value(value).map_err(|e| format!("values[{i}]: {e}"))?;
+                    let json = match &input {
+                        Some(input) => {
+                            let json = input.coerce(json);
+                            if check {
+                                types::check_value(&json, input, sig)
+                                    .map_err(|e| format!("values[{i}]: {e}"))?;
+                            }
+                            json
+                        }
+                        None => json,
+                    };
+                    RawJson::from_string(json.to_string()).map_err(|e| format!("values[{i}]: {e}"))
                 })
                 .collect::<Result<_, _>>()?,
         ),
@@ -680,6 +783,12 @@ fn list_inputs(file: &InputsFile, read: &ReadFile<'_>) -> Result<Inputs, String>
                 }
                 let value = RawJson::from_string(line.trim().to_owned())
                     .map_err(|e| format!("{}:{}: not JSON: {e}", full.display(), i + 1))?;
+                if let (Some(input), true) = (&input, check) {
+                    let json: serde_json::Value = serde_json::from_str(value.get())
+                        .map_err(|e| format!("{}:{}: not JSON: {e}", full.display(), i + 1))?;
+                    types::check_value(&json, input, sig)
+                        .map_err(|e| format!("{}:{}: {e}", full.display(), i + 1))?;
+                }
                 values.push(value);
             }
             Inputs::Values(values)

@@ -7,6 +7,7 @@ use dipla_sandbox::abi::TaskInfo;
 use crate::job::{Part, Source, Stage, check_arity, check_reducer};
 use crate::manifest::may_stop;
 use crate::state::Core;
+use crate::types::{self, Signature, Upstream};
 
 /// Checks `stage`, about to be added to `core`'s job, whose task is `info`; sets its task
 /// count and whether it may stop early.
@@ -105,7 +106,31 @@ pub(crate) fn resolve(core: &Core, stage: &mut Stage, info: &TaskInfo) -> Result
             read.join(" and ")
         ));
     }
+    if let Some(guest) = core.job.guest(&stage.module) {
+        guest.info().check_memory(stage.limits.memory_mb)?;
+    }
+    if stage.check_types {
+        types::check_source(info, &stage.source, stage.explore.is_some(), false, &|read| {
+            upstream(core, read)
+        })?;
+    }
     stage.tasks = tasks;
     stage.stoppable = may_stop(info);
     Ok(())
+}
+
+/// Stage `stage` of the job, as a type check of a stage reading it sees it.
+fn upstream(core: &Core, stage: usize) -> Upstream {
+    let stage = &core.job.stages[stage];
+    let output = core
+        .job
+        .guest(&stage.module)
+        .and_then(|guest| guest.check_task(&stage.export).ok())
+        .map_or(types::Shape::Any, |info| {
+            Signature::of(info).output(stage.explore.is_some())
+        });
+    Upstream {
+        name: stage.name.clone(),
+        output,
+    }
 }

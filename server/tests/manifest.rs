@@ -200,8 +200,14 @@ const TWO: &str = r#"(module
     (func (export "add") (param i32 i32) (result i64) (i64.const 0))
     (func (export "id") (param i32 i32) (result i64) (i64.const 0))
     (func (export "three") (param i32 i32) (result i64) (i64.const 0))
+    (func (export "find") (param i32 i32) (result i64) (i64.const 0))
+    (func (export "factors") (param i32 i32) (result i64) (i64.const 0))
+    (func (export "name") (param i32 i32) (result i64) (i64.const 0))
     (@custom "dipla" "{\"abi\":1,\"task\":\"add\",\"params\":[{\"name\":\"a\",\"type\":\"u64\"},{\"name\":\"b\",\"type\":\"u64\"}],\"returns\":\"u64\",\"fold\":true}\n")
-    (@custom "dipla" "{\"abi\":1,\"task\":\"id\",\"params\":[{\"name\":\"x\",\"type\":\"u64\"}],\"returns\":\"String\"}\n")
+    (@custom "dipla" "{\"abi\":1,\"task\":\"id\",\"params\":[{\"name\":\"x\",\"type\":\"u64\"}],\"returns\":\"u64\"}\n")
+    (@custom "dipla" "{\"abi\":1,\"task\":\"find\",\"params\":[{\"name\":\"x\",\"type\":\"u64\"}],\"returns\":\"Find\"}\n")
+    (@custom "dipla" "{\"abi\":1,\"task\":\"factors\",\"params\":[{\"name\":\"n\",\"type\":\"u64\"}],\"returns\":\"Vec<u64>\"}\n")
+    (@custom "dipla" "{\"abi\":1,\"task\":\"name\",\"params\":[{\"name\":\"s\",\"type\":\"String\"}],\"returns\":\"String\"}\n")
     (@custom "dipla" "{\"abi\":1,\"task\":\"three\",\"params\":[{\"name\":\"v\",\"type\":\"u64\"},{\"name\":\"i\",\"type\":\"u32\"},{\"name\":\"n\",\"type\":\"u32\"}],\"returns\":\"u64\"}\n"))"#;
 
 fn graph(stages: &str) -> String {
@@ -306,7 +312,7 @@ fn arity_mismatches_are_refused_at_load_time() {
         &zip,
         &[
             "stages[0].inputs",
-            "the zip gives 2 argument(s) but id(x: u64) -> String takes 1",
+            "the zip gives 2 argument(s) but id(x: u64) -> u64 takes 1",
         ],
     );
     let scatter = load_graph(
@@ -343,4 +349,305 @@ fn arity_mismatches_are_refused_at_load_time() {
     )
     .unwrap_err();
     assert_mentions(&lengths, &["differ in length (2, 1)"]);
+}
+
+#[test]
+fn a_range_into_a_task_of_two_parameters_is_refused() {
+    let message = load_graph(
+        r#"
+        [[stages]]
+        name = "pairs"
+        task = "m.add"
+        inputs = { range = { start = 0, end = 10 } }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &message,
+        &[
+            "job.toml: stages[0] \"pairs\": a range gives each task one integer but add(a: u64, b: u64) -> u64 [can reduce] takes 2 arguments",
+        ],
+    );
+}
+
+#[test]
+fn values_of_the_wrong_arity_or_type_are_refused_not_truncated() {
+    let three = load_graph(
+        r#"
+        [[stages]]
+        name = "a"
+        task = "m.add"
+        inputs = { values = [[1, 2], [100, 200, 300]] }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &three,
+        &[
+            "stages[0].inputs: values[1]: [100,200,300] gives 3 argument(s) but add(a: u64, b: u64) -> u64 [can reduce] takes 2",
+        ],
+    );
+    let text = load_graph(
+        r#"
+        [[stages]]
+        name = "a"
+        task = "m.id"
+        inputs = { values = [1, "two"] }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &text,
+        &["values[1]: \"two\" is not an integer (u64), for id(x: u64) -> u64"],
+    );
+    let negative = load_graph(
+        r#"
+        [[stages]]
+        name = "a"
+        task = "m.three"
+        inputs = { values = [[1, -1, 2]] }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &negative,
+        &["values[0]: element 1: -1 is out of the range of u32"],
+    );
+}
+
+#[test]
+fn a_bad_line_of_an_input_file_names_the_file_and_line_and_the_type() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("guest.wasm"), wat::parse_str(TWO).unwrap()).unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "1\n\n2\n\"three\"\n").unwrap();
+    let path = dir.path().join("job.toml");
+    let stages = r#"
+        [[stages]]
+        name = "a"
+        task = "m.id"
+        inputs = { file = "in.jsonl" }
+        "#;
+    std::fs::write(&path, graph(stages)).unwrap();
+    let message = manifest::load(&path, &Sandbox::new().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert_mentions(
+        &message,
+        &[
+            "stages[0].inputs",
+            "in.jsonl:4: \"three\" is not an integer (u64)",
+        ],
+    );
+}
+
+#[test]
+fn a_struct_output_chained_into_a_u64_task_is_refused() {
+    let stages = r#"
+        [[stages]]
+        name = "finds"
+        task = "m.find"
+        inputs = { values = [1, 2] }
+        [[stages]]
+        name = "ids"
+        task = "m.id"
+        inputs = { stage = "finds" }
+        "#;
+    let message = load_graph(stages).unwrap_err();
+    assert_mentions(
+        &message,
+        &[
+            "job.toml: stages[1] \"ids\": map over \"finds\": id(x: u64) -> u64 takes u64 but \"finds\" outputs Find",
+        ],
+    );
+    // The check can be turned off for a struct that serialises as a number.
+    let unchecked = stages.replace(
+        "inputs = { stage = \"finds\" }",
+        "inputs = { stage = \"finds\" }\ncheck_types = false",
+    );
+    load_graph(&unchecked).unwrap();
+    let string = load_graph(
+        r#"
+        [[stages]]
+        name = "names"
+        task = "m.name"
+        inputs = { values = ["a"] }
+        [[stages]]
+        name = "ids"
+        task = "m.id"
+        inputs = { zip = [ { stage = "names" } ] }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &string,
+        &[
+            "stages[1] \"ids\": zip[0] over \"names\": parameter 0 of id(x: u64) -> u64 is u64 but \"names\" outputs String",
+        ],
+    );
+}
+
+#[test]
+fn a_reducer_of_the_wrong_type_is_refused() {
+    let message = load_graph(
+        r#"
+        [[stages]]
+        name = "factors"
+        task = "m.factors"
+        inputs = { values = [12, 15] }
+        [[stages]]
+        name = "sum"
+        task = "m.add"
+        reduce = { stage = "factors" }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &message,
+        &[
+            "job.toml: stages[1] \"sum\": reduce over \"factors\": the reducer takes u64 but \"factors\" outputs Vec<u64>",
+        ],
+    );
+    let struct_reduced = load_graph(
+        r#"
+        [[stages]]
+        name = "finds"
+        task = "m.find"
+        inputs = { values = [12, 15] }
+        [[stages]]
+        name = "sum"
+        task = "m.add"
+        reduce = { stage = "finds" }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &struct_reduced,
+        &["the reducer takes u64 but \"finds\" outputs Find"],
+    );
+}
+
+#[test]
+fn integers_above_i64_max_are_written_as_strings() {
+    let job = load_graph(
+        r#"
+        [[stages]]
+        name = "big"
+        task = "m.id"
+        inputs = { values = ["18446744073709551615", 5] }
+        [[stages]]
+        name = "names"
+        task = "m.name"
+        inputs = { values = ["18446744073709551615"] }
+        [[stages]]
+        name = "range"
+        task = "m.id"
+        inputs = { range = { start = "18446744073709551610", end = "18446744073709551615" } }
+        [[stages]]
+        name = "pairs"
+        task = "m.three"
+        inputs = { values = [["9223372036854775808", 1, 2]] }
+        "#,
+    )
+    .unwrap();
+    let list = |stage: usize| match &job.stages[stage].source {
+        Source::List(inputs) => inputs,
+        _ => panic!("a list"),
+    };
+    assert_eq!(list(0).get(0).get(), "18446744073709551615");
+    assert_eq!(list(0).get(1).get(), "5");
+    assert_eq!(
+        list(1).get(0).get(),
+        "\"18446744073709551615\"",
+        "a String parameter keeps its string"
+    );
+    assert_eq!(job.stages[2].tasks, 5);
+    assert_eq!(list(2).get(4).get(), "18446744073709551614");
+    assert_eq!(list(3).get(0).get(), "[9223372036854775808,1,2]");
+    let over = load_graph(
+        r#"
+        [[stages]]
+        name = "big"
+        task = "m.id"
+        inputs = { values = ["18446744073709551616"] }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &over,
+        &["values[0]: \"18446744073709551616\" is not an integer (u64)"],
+    );
+    let bad = load_graph(
+        r#"
+        [[stages]]
+        name = "r"
+        task = "m.id"
+        inputs = { range = { start = -1, end = 5 } }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &bad,
+        &["range.start: -1 should be an integer from 0 to 18446744073709551615"],
+    );
+}
+
+#[test]
+fn a_memory_limit_below_what_the_module_starts_with_is_refused() {
+    let big = GUEST.replace(
+        "(memory (export \"memory\") 1)",
+        "(memory (export \"memory\") 17)",
+    );
+    let message = error(
+        &big,
+        &job("inputs = { values = [1] }\n[limits]\nmemory_mb = 1"),
+    );
+    assert_mentions(
+        &message,
+        &[
+            "limits.memory_mb",
+            "module m (guest.wasm)",
+            "memory_mb = 1 is not enough: the module itself starts with 1.06 MiB of memory (17 pages of 64 KiB)",
+            "give at least 2 MiB",
+        ],
+    );
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_named_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("guest.wasm"), b"\x7fELF\x02\x01\x01\0rest").unwrap();
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, job("inputs = { values = [1] }")).unwrap();
+    let message = manifest::load(&path, &Sandbox::new().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert_mentions(
+        &message,
+        &["modules.m: guest.wasm: not a wasm module: it is an ELF executable"],
+    );
+    assert!(
+        !message.contains('\n') && !message.contains("[0,"),
+        "{message}"
+    );
+}
+
+#[test]
+fn explore_stages_and_their_next_inputs_are_checked() {
+    let message = load_graph(
+        r#"
+        [[stages]]
+        name = "walk"
+        task = "m.id"
+        inputs = { values = [1] }
+        explore = { max_tasks = 10 }
+        "#,
+    )
+    .unwrap_err();
+    assert_mentions(
+        &message,
+        &[
+            "stages[0] \"walk\": an explore stage's task returns dipla_guest::Explore",
+            "id(x: u64) -> u64 returns u64",
+        ],
+    );
 }

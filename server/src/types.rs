@@ -1,0 +1,1185 @@
+//! Load-time type checking of a job's stage graph, from the signatures a module records.
+//!
+//! The `#[task]` macro writes each task's parameters and result as Rust type strings into the
+//! module's `dipla` section (`params`, `returns`, `fold`; see [`dipla_sandbox::abi`]). This
+//! module reads those strings into a small model of the JSON each type accepts or produces
+//! ([`Shape`]), and checks what a stage feeds its task against it: the values, range or file of
+//! its inputs, and every edge of the graph (a map over a stage, a zip, a reduce, a scatter, an
+//! explore's `next` inputs). Manifests, `serve` submissions and the driver all call
+//! [`check_source`] (and the manifest [`Shape::check`] for each input value), so a mistake is
+//! refused before any worker runs a task, naming the stage, the edge and both types.
+//!
+//! The check is conservative: it refuses only what cannot work. A type it does not know (a
+//! user's struct or enum, a type alias, a generic) is [`Shape::Named`], which matches anything
+//! except a bare number or `bool` (serde writes a derived struct or enum as an object, an array, a
+//! string or `null`, never as a number); an output and a parameter match when some value of
+//! the one is a value of the other (an `Option<u64>` output feeds a `u64` parameter: its
+//! `Some`s work). A task whose module records no types (a guest from another language) is not
+//! checked at all, and `dipla-server inspect` says so.
+
+use std::fmt;
+
+use dipla_sandbox::abi::TaskInfo;
+use serde_json::Value;
+
+use crate::{Inputs, Part, Source};
+
+/// The JSON a Rust type is written as, or read from, by `serde_json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// Anything (`serde_json::Value`, a type this model cannot read).
+    Any,
+    /// A user's type (a struct, an enum, an alias), by name: anything but a bare number or
+    /// `bool`, which a derived struct or enum never is.
+    Named(String),
+    /// An integer type and its range.
+    Int {
+        /// Its name (`u64`), or for a range of values, `min..=max`.
+        name: String,
+        /// The smallest value.
+        min: i128,
+        /// The largest value.
+        max: i128,
+    },
+    /// `f32`, `f64`: any number.
+    Float,
+    /// `bool`.
+    Bool,
+    /// `String`, `&str` and friends.
+    Str,
+    /// `char`: a string of one character.
+    Char,
+    /// `()`: `null`.
+    Unit,
+    /// `Option<T>`: `null` or a `T`.
+    Option(Box<Shape>),
+    /// `Vec<T>`, `[T]`, sets: an array of any length.
+    Seq(Box<Shape>),
+    /// `[T; N]`: an array of exactly `N`.
+    Array(Box<Shape>, usize),
+    /// A tuple: an array of exactly its elements.
+    Tuple(Vec<Shape>),
+    /// A map with string keys: an object of `V`s.
+    Map(Box<Shape>),
+    /// `dipla_guest::Explore<O, N>`: `{"output": O, "next": [N, ...]}`.
+    Explore(Box<Shape>, Box<Shape>),
+}
+
+/// Integer types, their ranges on wasm32 (`usize` is 32 bits there).
+const INTEGERS: &[(&str, i128, i128)] = &[
+    ("u8", 0, u8::MAX as i128),
+    ("u16", 0, u16::MAX as i128),
+    ("u32", 0, u32::MAX as i128),
+    ("u64", 0, u64::MAX as i128),
+    ("u128", 0, i128::MAX),
+    ("usize", 0, u32::MAX as i128),
+    ("i8", i8::MIN as i128, i8::MAX as i128),
+    ("i16", i16::MIN as i128, i16::MAX as i128),
+    ("i32", i32::MIN as i128, i32::MAX as i128),
+    ("i64", i64::MIN as i128, i64::MAX as i128),
+    ("i128", i128::MIN, i128::MAX),
+    ("isize", i32::MIN as i128, i32::MAX as i128),
+];
+
+impl Shape {
+    /// The shape of a Rust type as the `#[task]` macro records it (`Vec<u64>`,
+    /// `(String, u32)`, `std::collections::BTreeMap<String, u64>`, `&[u8]`). What it cannot
+    /// read is [`Shape::Any`] or [`Shape::Named`], which match (almost) anything.
+    pub fn parse(text: &str) -> Self {
+        Self::parse_with(text, false)
+    }
+
+    /// Like [`Shape::parse`]; a return type (`returns`) writes the `T` of `Result<T, E>` and
+    /// of `Flow<T>`.
+    fn parse_with(text: &str, returns: bool) -> Self {
+        let tokens = tokenize(text);
+        let mut parser = Parser {
+            tokens,
+            at: 0,
+            returns,
+        };
+        match parser.ty() {
+            Some(shape) if parser.at == parser.tokens.len() => shape,
+            _ => Self::Any,
+        }
+    }
+
+    /// The integers `min..=max`, as a range input gives them.
+    pub fn range(min: u64, max: u64) -> Self {
+        Self::Int {
+            name: if min == max {
+                format!("{min}")
+            } else {
+                format!("integers {min}..={max}")
+            },
+            min: min.into(),
+            max: max.into(),
+        }
+    }
+
+    /// Whether `value` can be read as this shape.
+    ///
+    /// # Errors
+    /// What does not fit, and where inside the value (`element 1: "x" is not a u64`).
+    pub fn check(&self, value: &Value) -> Result<(), String> {
+        let not = |what: &str| Err(format!("{} is not {what}", brief(value)));
+        match (self, value) {
+            (Self::Any | Self::Named(_), _) => Ok(()),
+            (Self::Int { name, min, max }, Value::Number(number)) => {
+                let int = number
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| number.as_u64().map(i128::from));
+                match int {
+                    Some(int) if (*min..=*max).contains(&int) => Ok(()),
+                    Some(_) => Err(format!("{number} is out of the range of {name}")),
+                    // Beyond u64 serde_json reads a float: only a 128-bit type may take it.
+                    None if *max > i128::from(u64::MAX)
+                        && number.as_f64().is_some_and(|f| f.fract() == 0.0) =>
+                    {
+                        Ok(())
+                    }
+                    None => not(&format!("an integer ({name})")),
+                }
+            }
+            (Self::Int { name, .. }, _) => not(&format!("an integer ({name})")),
+            (Self::Float, Value::Number(_)) | (Self::Bool, Value::Bool(_)) => Ok(()),
+            (Self::Str, Value::String(_)) | (Self::Unit | Self::Option(_), Value::Null) => Ok(()),
+            (Self::Float, _) => not("a number"),
+            (Self::Bool, _) => not("a bool"),
+            (Self::Str, _) => not("a string"),
+            (Self::Char, Value::String(s)) if s.chars().count() == 1 => Ok(()),
+            (Self::Char, _) => not("a string of one character (char)"),
+            (Self::Unit, _) => not("null (the unit type ())"),
+            (Self::Option(inner), value) => inner.check(value),
+            (Self::Seq(element), Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| element.check(item).map_err(|e| at(i, &e))),
+            (Self::Array(element, n), Value::Array(items)) if items.len() == *n => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| element.check(item).map_err(|e| at(i, &e))),
+            (Self::Tuple(elements), Value::Array(items)) if items.len() == elements.len() => {
+                elements
+                    .iter()
+                    .zip(items)
+                    .enumerate()
+                    .try_for_each(|(i, (element, item))| element.check(item).map_err(|e| at(i, &e)))
+            }
+            (Self::Array(_, n), Value::Array(items)) => Err(format!(
+                "{} has {} elements, not {n}",
+                brief(value),
+                items.len()
+            )),
+            (Self::Tuple(elements), Value::Array(items)) => Err(format!(
+                "{} has {} elements, not {}",
+                brief(value),
+                items.len(),
+                elements.len()
+            )),
+            (Self::Seq(_) | Self::Array(..) | Self::Tuple(_), _) => not("an array"),
+            (Self::Map(element), Value::Object(entries)) => entries
+                .iter()
+                .try_for_each(|(k, v)| element.check(v).map_err(|e| format!("key {k:?}: {e}"))),
+            (Self::Map(_), _) => not("an object"),
+            (Self::Explore(..), Value::Object(_)) => Ok(()),
+            (Self::Explore(..), _) => not("an object"),
+        }
+    }
+
+    /// Whether an output of this shape can feed a parameter of shape `into`: some value of
+    /// the one is a value of the other (a `u64` feeds a `u32`, an `Option<u64>` a `u64`; a
+    /// struct does not feed a `u64`, nor a `String` a `u64`).
+    pub fn feeds(&self, into: &Self) -> bool {
+        use Shape as S;
+        match (self, into) {
+            (S::Any, _) | (_, S::Any) => true,
+            // `None` is `null` on both sides.
+            (S::Option(_), S::Option(_) | S::Unit) | (S::Unit, S::Option(_) | S::Unit) => true,
+            (a, S::Option(b)) => a.feeds(b),
+            (S::Option(a), b) => a.feeds(b),
+            (S::Named(_), b) | (b, S::Named(_)) => !matches!(b, S::Int { .. } | S::Float | S::Bool),
+            (
+                S::Int { min, max, .. },
+                S::Int {
+                    min: lo, max: hi, ..
+                },
+            ) => min <= hi && lo <= max,
+            (S::Int { .. } | S::Float, S::Float)
+            | (S::Bool, S::Bool)
+            | (S::Str | S::Char, S::Str | S::Char) => true,
+            (S::Seq(a), S::Seq(b)) | (S::Map(a), S::Map(b)) => a.feeds(b),
+            (S::Seq(a), S::Array(b, _)) | (S::Array(a, _), S::Seq(b)) => a.feeds(b),
+            (S::Array(a, n), S::Array(b, m)) => n == m && a.feeds(b),
+            (S::Seq(a), S::Tuple(bs)) => bs.iter().all(|b| a.feeds(b)),
+            (S::Tuple(a), S::Seq(b)) => a.iter().all(|a| a.feeds(b)),
+            (S::Array(a, n), S::Tuple(bs)) => *n == bs.len() && bs.iter().all(|b| a.feeds(b)),
+            (S::Tuple(a), S::Array(b, n)) => a.len() == *n && a.iter().all(|a| a.feeds(b)),
+            (S::Tuple(a), S::Tuple(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.feeds(b))
+            }
+            (S::Explore(..), S::Explore(..))
+            | (S::Explore(..), S::Map(_))
+            | (S::Map(_), S::Explore(..)) => true,
+            _ => false,
+        }
+    }
+
+    /// `value` with every decimal string where this shape wants an integer read as that
+    /// integer (TOML's integers stop at `i64::MAX`, so a manifest writes a larger `u64` as
+    /// `"18446744073709551615"`). Other values are left as they are, for [`Shape::check`].
+    pub fn coerce(&self, value: Value) -> Value {
+        match (self, value) {
+            (Self::Int { .. }, Value::String(text)) => match text.parse::<u64>() {
+                Ok(int) => Value::from(int),
+                Err(_) => match text.parse::<i64>() {
+                    Ok(int) => Value::from(int),
+                    Err(_) => Value::String(text),
+                },
+            },
+            (Self::Option(inner), value) => inner.coerce(value),
+            (Self::Seq(element) | Self::Array(element, _), Value::Array(items)) => {
+                Value::Array(items.into_iter().map(|item| element.coerce(item)).collect())
+            }
+            (Self::Tuple(elements), Value::Array(items)) if items.len() == elements.len() => {
+                Value::Array(
+                    elements
+                        .iter()
+                        .zip(items)
+                        .map(|(element, item)| element.coerce(item))
+                        .collect(),
+                )
+            }
+            (Self::Map(element), Value::Object(entries)) => Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, element.coerce(v)))
+                    .collect(),
+            ),
+            (_, value) => value,
+        }
+    }
+
+    /// Whether this is a bare number, `bool` or string: what a one-argument application
+    /// gives, never the array of several arguments.
+    fn is_scalar(&self) -> bool {
+        matches!(
+            self,
+            Self::Int { .. } | Self::Float | Self::Bool | Self::Str | Self::Char | Self::Unit
+        )
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any JSON"),
+            Self::Named(name) | Self::Int { name, .. } => f.write_str(name),
+            Self::Float => f.write_str("f64"),
+            Self::Bool => f.write_str("bool"),
+            Self::Str => f.write_str("String"),
+            Self::Char => f.write_str("char"),
+            Self::Unit => f.write_str("()"),
+            Self::Option(inner) => write!(f, "Option<{inner}>"),
+            Self::Seq(element) => write!(f, "Vec<{element}>"),
+            Self::Array(element, n) => write!(f, "[{element}; {n}]"),
+            Self::Tuple(elements) => {
+                f.write_str("(")?;
+                for (i, element) in elements.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{element}")?;
+                }
+                f.write_str(")")
+            }
+            Self::Map(value) => write!(f, "Map<String, {value}>"),
+            Self::Explore(output, next) => write!(f, "Explore<{output}, {next}>"),
+        }
+    }
+}
+
+/// `element i: why`.
+fn at(i: usize, why: &str) -> String {
+    format!("element {i}: {why}")
+}
+
+/// A JSON value for a message, cut short when long.
+fn brief(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() <= 60 {
+        text
+    } else {
+        let cut: String = text.chars().take(57).collect();
+        format!("{cut}...")
+    }
+}
+
+/// A task's signature read as shapes: what one task takes and what it outputs.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    /// The task as `name(a: u64) -> u64`, for messages.
+    pub display: String,
+    /// Each parameter's shape, when the module records them.
+    pub params: Option<Vec<Shape>>,
+    /// What the task returns, as written into a result (`Result` and `Flow` unwrapped).
+    pub returns: Shape,
+}
+
+impl Signature {
+    /// The signature `info` records.
+    pub fn of(info: &TaskInfo) -> Self {
+        Self {
+            display: info.to_string(),
+            params: info
+                .params
+                .as_ref()
+                .map(|params| params.iter().map(|p| Shape::parse(&p.ty)).collect()),
+            returns: info
+                .returns
+                .as_deref()
+                .map_or(Shape::Any, |text| Shape::parse_with(text, true)),
+        }
+    }
+
+    /// The JSON one task takes: its one parameter, an array of its parameters, or `null`
+    /// for none; `None` when the module does not say.
+    pub fn input(&self) -> Option<Shape> {
+        let params = self.params.as_ref()?;
+        Some(match params.as_slice() {
+            [] => Shape::Unit,
+            [one] => one.clone(),
+            many => Shape::Tuple(many.to_vec()),
+        })
+    }
+
+    /// The JSON for parameter `i` of several, or [`Shape::Any`] when the module does not say.
+    fn param(&self, i: usize) -> Shape {
+        self.params
+            .as_ref()
+            .and_then(|params| params.get(i).cloned())
+            .unwrap_or(Shape::Any)
+    }
+
+    /// The output of a stage running this task: in an explore stage, the `output` of its
+    /// `Explore`.
+    pub fn output(&self, explore: bool) -> Shape {
+        match (&self.returns, explore) {
+            (Shape::Explore(output, _), true) => (**output).clone(),
+            (returns, _) => returns.clone(),
+        }
+    }
+}
+
+/// What the type check needs to know of a stage a stage reads.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Its name.
+    pub name: String,
+    /// The shape of each of its outputs.
+    pub output: Shape,
+}
+
+/// Checks that `source` feeds `task` what it takes: arity and shape of a range and of the
+/// stages it reads (zip, map, reduce, scatter), and, in an `explore` stage, that the task
+/// returns `Explore` whose `next` inputs it takes. Lists of values are checked too unless
+/// `values_checked` (the manifest checks them as it reads them, to name a file's lines).
+/// `upstream` describes stage `i`. A task whose module records no types passes.
+///
+/// # Errors
+/// A message naming the edge, the expected and the found type, such as
+/// `reduce over "factors": the reducer takes u64 but "factors" outputs Vec<u64>`.
+pub fn check_source(
+    task: &TaskInfo,
+    source: &Source,
+    explore: bool,
+    values_checked: bool,
+    upstream: &dyn Fn(usize) -> Upstream,
+) -> Result<(), String> {
+    let sig = Signature::of(task);
+    let Some(input) = sig.input() else {
+        return Ok(());
+    };
+    let arity = sig.params.as_ref().map_or(0, Vec::len);
+    if explore {
+        match &sig.returns {
+            Shape::Explore(_, next) => {
+                if !next.feeds(&input) {
+                    return Err(format!(
+                        "explore: {} takes {input} but its Explore gives next inputs of type {next}",
+                        sig.display
+                    ));
+                }
+            }
+            Shape::Any | Shape::Named(_) => {}
+            other => {
+                return Err(format!(
+                    "an explore stage's task returns dipla_guest::Explore {{ output, next }}, but {} returns {other}",
+                    sig.display
+                ));
+            }
+        }
+    }
+    match source {
+        Source::List(inputs) => check_inputs(inputs, &input, &sig, values_checked, "the inputs"),
+        Source::Stage(stage) => {
+            let from = upstream(*stage);
+            feed(
+                &from,
+                &input,
+                &sig,
+                arity,
+                &format!("map over {:?}", from.name),
+            )
+        }
+        Source::Zip(parts) => {
+            if parts.len() != arity.max(1) {
+                return Err(format!(
+                    "the zip gives {} argument(s) but {} takes {arity}",
+                    parts.len(),
+                    sig.display
+                ));
+            }
+            for (j, part) in parts.iter().enumerate() {
+                let param = if arity == 1 {
+                    input.clone()
+                } else {
+                    sig.param(j)
+                };
+                match part {
+                    Part::List(inputs) => {
+                        check_one(inputs, &param, &sig, j, values_checked)?;
+                    }
+                    Part::Stage(stage) => {
+                        let from = upstream(*stage);
+                        if !from.output.feeds(&param) {
+                            return Err(format!(
+                                "zip[{j}] over {:?}: parameter {j} of {} is {param} but {:?} outputs {}",
+                                from.name, sig.display, from.name, from.output
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Source::Scatter { value, count } => {
+            if arity != 3 {
+                return Err(format!(
+                    "scatter gives 3 argument(s) (value, index, count) but {} takes {arity}",
+                    sig.display
+                ));
+            }
+            let value: Value = serde_json::from_str(value.get())
+                .map_err(|e| format!("the scattered value: {e}"))?;
+            sig.param(0)
+                .check(&value)
+                .map_err(|e| format!("the scattered value: {e}, for {}", sig.display))?;
+            let last = count.saturating_sub(1);
+            for (i, (what, given)) in [
+                ("index", Shape::range(0, last)),
+                ("count", Shape::range(*count, *count)),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let param = sig.param(i + 1);
+                if !given.feeds(&param) {
+                    return Err(format!(
+                        "scatter gives its {what} ({given}) but parameter {} of {} is {param}",
+                        i + 1,
+                        sig.display
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Source::Reduce { stage, .. } => {
+            let from = upstream(*stage);
+            // A reducer folds values of its parameters' type (the macro's `fold`), or is
+            // given exactly two values as its two parameters.
+            let wants = if task.fold {
+                vec![sig.param(0)]
+            } else {
+                (0..arity).map(|i| sig.param(i)).collect()
+            };
+            for want in wants {
+                if !from.output.feeds(&want) {
+                    return Err(format!(
+                        "reduce over {:?}: the reducer takes {want} but {:?} outputs {}",
+                        from.name, from.name, from.output
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks that stage `from`'s outputs feed `input`, the input of `sig` of `arity` parameters.
+fn feed(
+    from: &Upstream,
+    input: &Shape,
+    sig: &Signature,
+    arity: usize,
+    edge: &str,
+) -> Result<(), String> {
+    if from.output.feeds(input) {
+        return Ok(());
+    }
+    if arity >= 2 && from.output.is_scalar() {
+        return Err(format!(
+            "{edge}: each of {:?}'s outputs is one {} but {} takes {arity} arguments (an array of {arity})",
+            from.name, from.output, sig.display
+        ));
+    }
+    Err(format!(
+        "{edge}: {} takes {input} but {:?} outputs {}",
+        sig.display, from.name, from.output
+    ))
+}
+
+/// Checks a list of inputs against the whole input of `sig`.
+fn check_inputs(
+    inputs: &Inputs,
+    input: &Shape,
+    sig: &Signature,
+    values_checked: bool,
+    what: &str,
+) -> Result<(), String> {
+    let arity = sig.params.as_ref().map_or(0, Vec::len);
+    match inputs {
+        Inputs::Range { start, end } => {
+            let given = Shape::range(*start, end.saturating_sub(1));
+            if arity >= 2 {
+                return Err(format!(
+                    "a range gives each task one integer but {} takes {arity} arguments (give values of arrays of {arity}, or a zip)",
+                    sig.display
+                ));
+            }
+            if given.feeds(input) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what}: the range {start}..{end} gives integers but {} takes {input}",
+                    sig.display
+                ))
+            }
+        }
+        Inputs::Values(_) if values_checked => Ok(()),
+        Inputs::Values(values) => {
+            for (i, value) in values.iter().enumerate() {
+                let value: Value =
+                    serde_json::from_str(value.get()).map_err(|e| format!("values[{i}]: {e}"))?;
+                check_value(&value, input, sig).map_err(|e| format!("values[{i}]: {e}"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks part `j` of a zip, a list, against parameter `param` of `sig`.
+fn check_one(
+    inputs: &Inputs,
+    param: &Shape,
+    sig: &Signature,
+    j: usize,
+    values_checked: bool,
+) -> Result<(), String> {
+    let one = Signature {
+        display: sig.display.clone(),
+        params: Some(vec![param.clone()]),
+        returns: Shape::Any,
+    };
+    check_inputs(inputs, param, &one, values_checked, &format!("zip[{j}]")).map_err(|e| {
+        if e.starts_with("zip[") {
+            e
+        } else {
+            format!("zip[{j}]: {e}")
+        }
+    })
+}
+
+/// Checks one input value against the input of `sig`, with a message that counts
+/// arguments when it is an array of the wrong length for a task of several parameters.
+///
+/// # Errors
+/// What does not fit, naming the task.
+pub fn check_value(value: &Value, input: &Shape, sig: &Signature) -> Result<(), String> {
+    let arity = sig.params.as_ref().map_or(0, Vec::len);
+    if arity >= 2 {
+        match value {
+            Value::Array(items) if items.len() != arity => {
+                return Err(format!(
+                    "{} gives {} argument(s) but {} takes {arity}",
+                    brief(value),
+                    items.len(),
+                    sig.display
+                ));
+            }
+            Value::Array(_) => {}
+            _ => {
+                return Err(format!(
+                    "{} is one value but {} takes {arity} arguments (give an array of {arity})",
+                    brief(value),
+                    sig.display
+                ));
+            }
+        }
+    }
+    input
+        .check(value)
+        .map_err(|e| format!("{e}, for {}", sig.display))
+}
+
+/// A type string's tokens: words (paths joined), punctuation, numbers.
+fn tokenize(text: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' || c == '\'' {
+            let mut word = String::from(c);
+            while let Some(&next) = chars.peek() {
+                if next.is_alphanumeric() || next == '_' {
+                    word.push(next);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            tokens.push(word);
+        } else if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            tokens.push("::".into());
+        } else {
+            tokens.push(c.to_string());
+        }
+    }
+    tokens
+}
+
+/// A recursive-descent reader of type strings.
+struct Parser {
+    tokens: Vec<String>,
+    at: usize,
+    /// Whether the next type read is a task's return type (the outermost one only).
+    returns: bool,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&str> {
+        self.tokens.get(self.at).map(String::as_str)
+    }
+
+    fn eat(&mut self, token: &str) -> bool {
+        if self.peek() == Some(token) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// One type, or `None` when the text is not one this reader follows.
+    fn ty(&mut self) -> Option<Shape> {
+        let returns = std::mem::take(&mut self.returns);
+        match self.peek()? {
+            "&" => {
+                self.at += 1;
+                if self.peek().is_some_and(|t| t.starts_with('\'')) {
+                    self.at += 1;
+                }
+                self.eat("mut");
+                self.ty()
+            }
+            "(" => {
+                self.at += 1;
+                let mut elements = Vec::new();
+                while !self.eat(")") {
+                    elements.push(self.ty()?);
+                    if !self.eat(",") {
+                        if !self.eat(")") {
+                            return None;
+                        }
+                        // `(T)` is `T`; `(T,)` is a tuple.
+                        return Some(if elements.len() == 1 {
+                            elements.remove(0)
+                        } else {
+                            Shape::Tuple(elements)
+                        });
+                    }
+                }
+                Some(if elements.is_empty() {
+                    Shape::Unit
+                } else {
+                    Shape::Tuple(elements)
+                })
+            }
+            "[" => {
+                self.at += 1;
+                let element = self.ty()?;
+                if self.eat("]") {
+                    return Some(Shape::Seq(Box::new(element)));
+                }
+                if !self.eat(";") {
+                    return None;
+                }
+                let n = self.peek()?.parse::<usize>().ok();
+                self.at += 1;
+                if !self.eat("]") {
+                    return None;
+                }
+                // A length written as a constant's name cannot be checked.
+                Some(match n {
+                    Some(n) => Shape::Array(Box::new(element), n),
+                    None => Shape::Seq(Box::new(element)),
+                })
+            }
+            "<" => None,
+            _ => self.path(returns),
+        }
+    }
+
+    /// A path type such as `std::vec::Vec<u64>`: its last segment and generic arguments.
+    fn path(&mut self, returns: bool) -> Option<Shape> {
+        self.eat("::");
+        let mut name = self.word()?;
+        while self.eat("::") {
+            name = self.word()?;
+        }
+        let mut args = Vec::new();
+        if self.eat("<") {
+            loop {
+                if self.peek().is_some_and(|t| t.starts_with('\'')) {
+                    self.at += 1;
+                } else {
+                    args.push(self.ty()?);
+                }
+                if self.eat(">") {
+                    break;
+                }
+                if !self.eat(",") {
+                    return None;
+                }
+                if self.eat(">") {
+                    break;
+                }
+            }
+        }
+        if returns && matches!((name.as_str(), args.len()), ("Result", 2) | ("Flow", 1)) {
+            return Some(args.remove(0));
+        }
+        Some(named(&name, args))
+    }
+
+    fn word(&mut self) -> Option<String> {
+        let token = self.peek()?;
+        if token.chars().next()?.is_alphabetic() || token.starts_with('_') {
+            let word = token.to_owned();
+            self.at += 1;
+            Some(word)
+        } else {
+            None
+        }
+    }
+}
+
+/// The shape of the type `name<args>`.
+fn named(name: &str, mut args: Vec<Shape>) -> Shape {
+    if let Some(&(int, min, max)) = INTEGERS.iter().find(|(int, ..)| *int == name)
+        && args.is_empty()
+    {
+        return Shape::Int {
+            name: int.to_owned(),
+            min,
+            max,
+        };
+    }
+    let first = |args: &mut Vec<Shape>| Box::new(args.remove(0));
+    match (name, args.len()) {
+        ("f32" | "f64", 0) => Shape::Float,
+        ("bool", 0) => Shape::Bool,
+        ("String" | "str", 0) => Shape::Str,
+        ("char", 0) => Shape::Char,
+        ("Value", 0) => Shape::Any,
+        ("Option", 1) => Shape::Option(first(&mut args)),
+        ("Vec" | "VecDeque" | "HashSet" | "BTreeSet" | "LinkedList" | "BinaryHeap", 1) => {
+            Shape::Seq(first(&mut args))
+        }
+        ("Box" | "Rc" | "Arc" | "Cow", 1) => args.remove(0),
+        ("HashMap" | "BTreeMap", 2) => Shape::Map(Box::new(args.remove(1))),
+        ("Explore", 2) => {
+            let output = first(&mut args);
+            Shape::Explore(output, Box::new(args.remove(0)))
+        }
+        (name, 0) => Shape::Named(name.to_owned()),
+        _ => Shape::Any,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dipla_protocol::RawJson;
+    use dipla_sandbox::abi::Param;
+    use serde_json::json;
+
+    fn shape(text: &str) -> Shape {
+        Shape::parse(text)
+    }
+
+    fn task(params: &[&str], returns: &str, fold: bool) -> TaskInfo {
+        TaskInfo {
+            name: "t".into(),
+            params: Some(
+                params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ty)| Param {
+                        name: format!("p{i}"),
+                        ty: (*ty).into(),
+                    })
+                    .collect(),
+            ),
+            returns: Some(returns.into()),
+            fold,
+            verifier: false,
+        }
+    }
+
+    fn up(output: &str) -> impl Fn(usize) -> Upstream {
+        let output = Signature::of(&task(&[], output, false)).returns;
+        move |_| Upstream {
+            name: "up".into(),
+            output: output.clone(),
+        }
+    }
+
+    fn values(items: &[Value]) -> Inputs {
+        Inputs::Values(
+            items
+                .iter()
+                .map(|v| RawJson::from_string(v.to_string()).unwrap())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn reads_the_types_the_macro_writes() {
+        assert_eq!(shape("u64"), Shape::parse("::core::primitive::u64"));
+        assert_eq!(shape("Vec<u64>"), Shape::Seq(Box::new(shape("u64"))));
+        assert_eq!(shape("std::vec::Vec<u64>"), shape("Vec<u64>"));
+        assert_eq!(shape("&[u64]"), shape("Vec<u64>"));
+        assert_eq!(shape("&'a str"), Shape::Str);
+        assert_eq!(shape("Box<str>"), Shape::Str);
+        assert_eq!(shape("()"), Shape::Unit);
+        assert_eq!(shape("(u64)"), shape("u64"));
+        assert_eq!(
+            shape("(String, u32)"),
+            Shape::Tuple(vec![Shape::Str, shape("u32")])
+        );
+        assert_eq!(shape("(u8,)"), Shape::Tuple(vec![shape("u8")]));
+        assert_eq!(
+            shape("[usize; 2]"),
+            Shape::Array(Box::new(shape("usize")), 2)
+        );
+        assert_eq!(shape("[u8; N]"), Shape::Seq(Box::new(shape("u8"))));
+        assert_eq!(
+            shape("std::collections::BTreeMap<String, u64>"),
+            Shape::Map(Box::new(shape("u64")))
+        );
+        assert_eq!(
+            shape("Option<Vec<f64>>"),
+            Shape::Option(Box::new(Shape::Seq(Box::new(Shape::Float))))
+        );
+        assert_eq!(shape("Cow<'static, str>"), Shape::Str);
+        assert_eq!(shape("Search"), Shape::Named("Search".into()));
+        assert_eq!(shape("serde_json::Value"), Shape::Any);
+        assert_eq!(shape("Wrapper<u64>"), Shape::Any);
+        assert_eq!(shape("<T as Trait>::Out"), Shape::Any);
+        assert_eq!(
+            shape("Vec<u64"),
+            Shape::Any,
+            "unreadable text matches anything"
+        );
+        assert_eq!(shape(""), Shape::Any);
+    }
+
+    #[test]
+    fn return_types_write_their_value() {
+        let returns = |text: &str| Signature::of(&task(&[], text, false)).returns;
+        assert_eq!(returns("Result<u64, String>"), shape("u64"));
+        assert_eq!(returns("dipla_guest::Flow<Vec<u64>>"), shape("Vec<u64>"));
+        assert_eq!(returns("(u64, u64)"), shape("(u64, u64)"));
+        assert_eq!(returns("(u64,)"), shape("(u64,)"));
+        assert_eq!(
+            returns("Explore<[usize; 2], [usize; 2]>"),
+            Shape::Explore(Box::new(shape("[usize; 2]")), Box::new(shape("[usize; 2]")))
+        );
+        let explore = Signature::of(&task(&["u64"], "Explore<String, u64>", false));
+        assert_eq!(explore.output(true), Shape::Str);
+        assert!(matches!(explore.output(false), Shape::Explore(..)));
+    }
+
+    #[test]
+    fn json_values_fit_their_types() {
+        let fits = |ty: &str, v: Value| shape(ty).check(&v);
+        assert!(fits("u64", json!(18_446_744_073_709_551_615u64)).is_ok());
+        assert_eq!(
+            fits("u64", json!(-1)).unwrap_err(),
+            "-1 is out of the range of u64"
+        );
+        assert_eq!(
+            fits("u8", json!(256)).unwrap_err(),
+            "256 is out of the range of u8"
+        );
+        assert_eq!(
+            fits("u32", json!(1.5)).unwrap_err(),
+            "1.5 is not an integer (u32)"
+        );
+        assert_eq!(
+            fits("usize", json!(4_294_967_296u64)).unwrap_err(),
+            "4294967296 is out of the range of usize"
+        );
+        assert!(fits("u128", json!(1e30)).is_ok());
+        assert!(fits("f64", json!(3)).is_ok());
+        assert!(fits("bool", json!(1)).is_err());
+        assert!(fits("char", json!("é")).is_ok());
+        assert!(fits("char", json!("ab")).is_err());
+        assert!(fits("()", json!(null)).is_ok());
+        assert!(fits("Option<u64>", json!(null)).is_ok());
+        assert!(fits("Option<u64>", json!("x")).is_err());
+        assert_eq!(
+            fits("(String, u64)", json!(["a", "b"])).unwrap_err(),
+            "element 1: \"b\" is not an integer (u64)"
+        );
+        assert_eq!(
+            fits("(u64, u64)", json!([1, 2, 3])).unwrap_err(),
+            "[1,2,3] has 3 elements, not 2"
+        );
+        assert!(fits("[u8; 2]", json!([1, 2])).is_ok());
+        assert!(fits("[u8; 2]", json!([1])).is_err());
+        assert!(fits("Vec<String>", json!(["a", "b"])).is_ok());
+        assert_eq!(
+            fits("Vec<String>", json!(["a", 2])).unwrap_err(),
+            "element 1: 2 is not a string"
+        );
+        assert!(fits("HashMap<String, u64>", json!({"a": 1})).is_ok());
+        assert!(fits("HashMap<String, u64>", json!({"a": "b"})).is_err());
+        assert!(fits("Search", json!({"anything": [1]})).is_ok());
+        assert!(
+            fits("Search", json!(5)).is_ok(),
+            "a newtype may read a number"
+        );
+    }
+
+    #[test]
+    fn outputs_feed_the_parameters_they_can() {
+        let feeds = |from: &str, into: &str| shape(from).feeds(&shape(into));
+        assert!(feeds("u64", "u64"));
+        assert!(feeds("u64", "u32"), "values in range work");
+        assert!(!feeds("u8", "i8") || feeds("u8", "i8"));
+        assert!(feeds("u64", "f64"));
+        assert!(
+            !feeds("f64", "u64"),
+            "serde writes 1.0, which no integer reads"
+        );
+        assert!(!feeds("Vec<u64>", "u64"));
+        assert!(!feeds("String", "u64"));
+        assert!(feeds("Option<u64>", "u64"), "its Somes work");
+        assert!(feeds("()", "Option<u64>"));
+        assert!(!feeds("()", "u64"));
+        assert!(feeds("Vec<u64>", "(u64, u64)"), "a Vec of two works");
+        assert!(!feeds("Vec<String>", "(u64, u64)"));
+        assert!(feeds("(u64, u64)", "[u64; 2]"));
+        assert!(!feeds("(u64, u64)", "(u64, u64, u64)"));
+        assert!(!feeds("Find", "u64"), "a struct is never a bare number");
+        assert!(!feeds("u64", "Find"));
+        assert!(feeds("Find", "Find"));
+        assert!(feeds("Find", "Other"));
+        assert!(
+            feeds("Find", "String"),
+            "an enum's unit variant is a string"
+        );
+        assert!(feeds("Find", "Vec<u64>"));
+        assert!(feeds("BTreeMap<String, u64>", "HashMap<String, u64>"));
+        assert!(!feeds("BTreeMap<String, u64>", "HashMap<String, String>"));
+        assert!(
+            feeds("Wrapper<u64>", "u64"),
+            "an unreadable type matches anything"
+        );
+        assert!(feeds("char", "String"));
+    }
+
+    #[test]
+    fn decimal_strings_become_integers_where_integers_are_wanted() {
+        let max = json!("18446744073709551615");
+        assert_eq!(shape("u64").coerce(max.clone()), json!(u64::MAX));
+        assert_eq!(
+            shape("String").coerce(max.clone()),
+            max,
+            "a string parameter keeps it"
+        );
+        assert_eq!(
+            shape("(u64, String)").coerce(json!(["9223372036854775808", "9"])),
+            json!([9_223_372_036_854_775_808u64, "9"])
+        );
+        assert_eq!(
+            shape("Vec<i64>").coerce(json!(["-5", "x"])),
+            json!([-5, "x"])
+        );
+        assert_eq!(shape("Option<u64>").coerce(json!("7")), json!(7));
+        let coerced = shape("u8").coerce(json!("300"));
+        assert_eq!(
+            shape("u8").check(&coerced).unwrap_err(),
+            "300 is out of the range of u8"
+        );
+    }
+
+    #[test]
+    fn ranges_and_values_are_checked_for_arity_and_shape() {
+        let add = task(&["u64", "u64"], "u64", true);
+        let range = Source::List(Inputs::Range { start: 0, end: 10 });
+        let e = check_source(&add, &range, false, false, &up("u64")).unwrap_err();
+        assert!(e.contains("a range gives each task one integer but t(p0: u64, p1: u64) -> u64 [can reduce] takes 2 arguments"), "{e}");
+        let square = task(&["u8"], "u8", false);
+        assert!(
+            check_source(
+                &square,
+                &Source::List(Inputs::Range { start: 0, end: 256 }),
+                false,
+                false,
+                &up("u64")
+            )
+            .is_ok()
+        );
+        let text = task(&["String"], "u8", false);
+        let e = check_source(&text, &range, false, false, &up("u64")).unwrap_err();
+        assert!(
+            e.contains("the range 0..10 gives integers but t(p0: String) -> u8 takes String"),
+            "{e}"
+        );
+        let three = Source::List(values(&[json!([1, 2]), json!([100, 200, 300])]));
+        let e = check_source(&add, &three, false, false, &up("u64")).unwrap_err();
+        assert_eq!(
+            e,
+            "values[1]: [100,200,300] gives 3 argument(s) but t(p0: u64, p1: u64) -> u64 [can reduce] takes 2"
+        );
+        let one = Source::List(values(&[json!(5)]));
+        let e = check_source(&add, &one, false, false, &up("u64")).unwrap_err();
+        assert!(e.contains("5 is one value but"), "{e}");
+        assert!(
+            check_source(&add, &one, false, true, &up("u64")).is_ok(),
+            "already checked"
+        );
+        let wrong = Source::List(values(&[json!([1, "two"])]));
+        let e = check_source(&add, &wrong, false, false, &up("u64")).unwrap_err();
+        assert_eq!(
+            e,
+            "values[0]: element 1: \"two\" is not an integer (u64), for t(p0: u64, p1: u64) -> u64 [can reduce]"
+        );
+    }
+
+    #[test]
+    fn edges_are_checked() {
+        let count = task(&["u64"], "u64", false);
+        let e = check_source(&count, &Source::Stage(0), false, false, &up("Vec<u64>")).unwrap_err();
+        assert_eq!(
+            e,
+            "map over \"up\": t(p0: u64) -> u64 takes u64 but \"up\" outputs Vec<u64>"
+        );
+        let e = check_source(&count, &Source::Stage(0), false, false, &up("Find")).unwrap_err();
+        assert!(e.contains("outputs Find"), "{e}");
+        assert!(
+            check_source(
+                &count,
+                &Source::Stage(0),
+                false,
+                false,
+                &up("Result<u64, String>")
+            )
+            .is_ok()
+        );
+        let add = task(&["u64", "u64"], "u64", true);
+        let e = check_source(&add, &Source::Stage(0), false, false, &up("u64")).unwrap_err();
+        assert!(e.contains("each of \"up\"'s outputs is one u64 but"), "{e}");
+        assert!(check_source(&add, &Source::Stage(0), false, false, &up("(u64, u64)")).is_ok());
+        let reduce = Source::Reduce {
+            stage: 0,
+            fan_in: 2,
+        };
+        let e = check_source(&add, &reduce, false, false, &up("Vec<u64>")).unwrap_err();
+        assert_eq!(
+            e,
+            "reduce over \"up\": the reducer takes u64 but \"up\" outputs Vec<u64>"
+        );
+        assert!(check_source(&add, &reduce, false, false, &up("u64")).is_ok());
+        let zip = Source::Zip(vec![
+            Part::Stage(0),
+            Part::List(Inputs::Range { start: 0, end: 3 }),
+        ]);
+        let describe = task(&["String", "u32"], "String", false);
+        assert!(check_source(&describe, &zip, false, false, &up("String")).is_ok());
+        let e = check_source(&describe, &zip, false, false, &up("u64")).unwrap_err();
+        assert_eq!(
+            e,
+            "zip[0] over \"up\": parameter 0 of t(p0: String, p1: u32) -> String is String but \"up\" outputs u64"
+        );
+        let zip = Source::Zip(vec![Part::Stage(0), Part::List(values(&[json!("x")]))]);
+        let e = check_source(&describe, &zip, false, false, &up("String")).unwrap_err();
+        assert!(
+            e.starts_with("zip[1]: values[0]: \"x\" is not an integer (u32)"),
+            "{e}"
+        );
+        let part = task(&["String", "u32", "u32"], "String", false);
+        let scatter = |value: Value, count| Source::Scatter {
+            value: RawJson::from_string(value.to_string()).unwrap(),
+            count,
+        };
+        assert!(check_source(&part, &scatter(json!("v"), 8), false, false, &up("u64")).is_ok());
+        let e = check_source(&part, &scatter(json!(5), 8), false, false, &up("u64")).unwrap_err();
+        assert!(
+            e.starts_with("the scattered value: 5 is not a string"),
+            "{e}"
+        );
+        let small = task(&["String", "u8", "u8"], "String", false);
+        let e =
+            check_source(&small, &scatter(json!("v"), 1000), false, false, &up("u64")).unwrap_err();
+        assert!(e.contains("scatter gives its count (1000)"), "{e}");
+    }
+
+    #[test]
+    fn explore_stages_need_explore_and_take_their_next_inputs() {
+        let list = Source::List(values(&[json!(1)]));
+        let reach = task(&["u64"], "Explore<u64, u64>", false);
+        assert!(check_source(&reach, &list, true, false, &up("u64")).is_ok());
+        let wrong = task(&["u64"], "Explore<u64, String>", false);
+        let e = check_source(&wrong, &list, true, false, &up("u64")).unwrap_err();
+        assert!(
+            e.contains("takes u64 but its Explore gives next inputs of type String"),
+            "{e}"
+        );
+        let plain = task(&["u64"], "u64", false);
+        let e = check_source(&plain, &list, true, false, &up("u64")).unwrap_err();
+        assert!(e.contains("returns u64"), "{e}");
+    }
+
+    #[test]
+    fn a_task_without_types_is_not_checked() {
+        let untyped = TaskInfo {
+            name: "t".into(),
+            params: None,
+            returns: None,
+            fold: false,
+            verifier: false,
+        };
+        let range = Source::List(Inputs::Range { start: 0, end: 10 });
+        assert!(check_source(&untyped, &range, false, false, &up("u64")).is_ok());
+        assert!(check_source(&untyped, &Source::Stage(0), true, false, &up("Find")).is_ok());
+        assert!(Signature::of(&untyped).input().is_none());
+    }
+}
