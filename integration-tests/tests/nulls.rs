@@ -145,7 +145,6 @@ async fn null_outputs_come_back_from_worker_processes_replicated_and_verified() 
         for name in ["w0", "w1"] {
             let record = &records[name];
             assert!(record.trusted && record.note.is_none(), "{record:?}");
-            assert!(record.results > 0, "{record:?}");
         }
         // Told the job ended, each volunteer exits cleanly (not "told it cheated").
         for worker in &mut workers {
@@ -182,7 +181,7 @@ fn null_outputs_are_journaled_and_audited() {
         .arg(&out)
         .arg("--state")
         .arg(&state)
-        .args(["--sample", "19"])
+        .args(["--sample", "15"])
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&audit.stdout);
@@ -192,10 +191,10 @@ fn null_outputs_are_journaled_and_audited() {
         String::from_utf8_lossy(&audit.stderr)
     );
     assert!(
-        report.contains("19 lines: 19 match a signed receipt, 0 failures"),
+        report.contains("15 lines: 15 match a signed receipt, 0 failures"),
         "{report}"
     );
-    assert!(report.contains("19 re-run in the sandbox; 0 problems"), "{report}");
+    assert!(report.contains("15 re-run in the sandbox; 0 problems"), "{report}");
     // Run again on the journal: every result, null or not, is restored as it was.
     let again = Command::new(bin("dipla-server"))
         .arg("run")
