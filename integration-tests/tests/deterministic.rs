@@ -173,5 +173,8 @@ fn serves_local_workers_fail_a_deterministic_task_once() {
     assert_eq!(code, 200, "{body}");
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["counts"]["failed"], TASKS, "{status:#}");
-    assert_eq!(status["counts"]["retried"], 0, "one attempt each: {status:#}");
+    assert_eq!(
+        status["counts"]["retried"], 0,
+        "one attempt each: {status:#}"
+    );
 }

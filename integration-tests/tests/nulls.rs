@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dipla_server::{Dipla, RunOptions, Server, Summary};
 
-use crate::support::{JobDir, WorkerProcess, bin, remote_server, watch, wasm};
+use crate::support::{JobDir, WorkerProcess, bin, remote_server, wasm, watch};
 
 /// The stages of the null job, each followed by `checks` lines: `maybe` (None for odd
 /// inputs), `or_zero` reading it (a `null` input), `nothing` (`()`), `unbounded` (NaN and
@@ -168,7 +168,11 @@ fn null_outputs_are_journaled_and_audited() {
         .arg(&state)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let mut lines: Vec<String> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
@@ -194,7 +198,10 @@ fn null_outputs_are_journaled_and_audited() {
         report.contains("15 lines: 15 match a signed receipt, 0 failures"),
         "{report}"
     );
-    assert!(report.contains("15 re-run in the sandbox; 0 problems"), "{report}");
+    assert!(
+        report.contains("15 re-run in the sandbox; 0 problems"),
+        "{report}"
+    );
     // Run again on the journal: every result, null or not, is restored as it was.
     let again = Command::new(bin("dipla-server"))
         .arg("run")
@@ -205,7 +212,11 @@ fn null_outputs_are_journaled_and_audited() {
         .arg(&state)
         .output()
         .unwrap();
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let mut restored: Vec<String> = std::fs::read_to_string(dir.join("again.jsonl"))
         .unwrap()
         .lines()

@@ -120,7 +120,8 @@ mod tests {
             let mut sent = Sent::default();
             let input = RawJson::from_string("3".into()).unwrap();
             sent.record(module, &[TaskItem { id: 9, input }]);
-            let result = TaskResult::success(9, 40, 1, RawJson::from_string(output.into()).unwrap());
+            let result =
+                TaskResult::success(9, 40, 1, RawJson::from_string(output.into()).unwrap());
             let entry = ReceiptEntry {
                 id: 9,
                 module,
