@@ -22,6 +22,7 @@
 mod hash;
 pub mod identity;
 mod limits;
+pub mod present;
 mod server;
 pub mod text;
 mod worker;

@@ -104,8 +104,13 @@ pub struct TaskResult {
     pub fuel: u64,
     /// Wall-clock time the task took on the worker, in microseconds (for scheduling only).
     pub micros: u64,
-    /// The task's return value as JSON, when it succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The task's return value as JSON, when it succeeded. A present `"output": null` is
+    /// `Some` of `null` (a task may return `null`); only a missing field is `None`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::present::deserialize"
+    )]
     pub output: Option<Box<RawJson>>,
     /// Why the task failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]

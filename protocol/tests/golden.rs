@@ -243,6 +243,41 @@ fn a_result_must_have_exactly_one_outcome() {
 }
 
 #[test]
+fn a_null_output_is_an_output() {
+    // `Option::None`, `()` and NaN floats are `null`: a result like any other, never absent.
+    for output in ["null", "[null,1]", r#"{"a":null}"#] {
+        let golden = format!(
+            r#"{{"results":{{"results":[{{"id":3,"fuel":5,"micros":1,"output":{output}}}]}}}}"#
+        );
+        pin(
+            &WorkerMessage::Results {
+                results: vec![TaskResult::success(3, 5, 1, raw(output))],
+                receipt: None,
+            },
+            &golden,
+        );
+        let Ok(WorkerMessage::Results { results, .. }) = serde_json::from_str(&golden) else {
+            panic!("{golden} is a results message");
+        };
+        let outcome = results[0].outcome().expect("exactly one outcome");
+        assert_eq!(outcome.unwrap().get(), output);
+        let owned = results.into_iter().next().unwrap().into_outcome();
+        assert_eq!(owned.unwrap().unwrap().get(), output);
+    }
+    // `null` beside an error is still two outcomes; an absent output beside an error is one.
+    let both: TaskResult = serde_json::from_str(
+        r#"{"id":1,"fuel":0,"micros":0,"output":null,"error":{"kind":"panic","message":"x"}}"#,
+    )
+    .unwrap();
+    assert!(both.outcome().is_none());
+    let failed: TaskResult = serde_json::from_str(
+        r#"{"id":1,"fuel":0,"micros":0,"error":{"kind":"panic","message":"x"}}"#,
+    )
+    .unwrap();
+    assert!(failed.outcome().unwrap().is_err());
+}
+
+#[test]
 fn unknown_message_types_are_errors() {
     assert!(serde_json::from_str::<WorkerMessage>(r#"{"steal_everything":{}}"#).is_err());
     assert!(serde_json::from_str::<ServerMessage>(r#"{"hello":{}}"#).is_err());

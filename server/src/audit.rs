@@ -112,7 +112,7 @@ struct Line {
     stage: String,
     index: u64,
     input: Box<RawJson>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "dipla_protocol::present::deserialize")]
     output: Option<Box<RawJson>>,
     #[serde(default)]
     error: Option<String>,
@@ -419,5 +419,25 @@ impl Checker<'_> {
         }
         .map_err(|e| e.to_string())?;
         rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_null_output_line_holds_an_output() {
+        let line: Line = serde_json::from_str(
+            r#"{"stage":"s","index":0,"input":1,"output":null,"check":"unchecked"}"#,
+        )
+        .unwrap();
+        assert_eq!(line.output.unwrap().get(), "null");
+        let line: Line = serde_json::from_str(
+            r#"{"stage":"s","index":0,"input":1,"error":"panic: x","kind":"panic","check":"unchecked"}"#,
+        )
+        .unwrap();
+        assert!(line.output.is_none());
+        assert_eq!(line.reported_failure().unwrap().message, "x");
     }
 }

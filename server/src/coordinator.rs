@@ -381,6 +381,18 @@ impl Evidence {
 }
 
 impl Failed {
+    /// Whether this failure, reported by one of the server's own workers, is final at once:
+    /// a deterministic one, or a stack overflow (which depends only on the machine and the
+    /// sandbox's build, and the server's own workers share both). Timeouts and worker errors
+    /// depend on the moment, and a failure under capped limits says nothing of the task.
+    fn final_on_own(&self) -> bool {
+        match self.evidence {
+            Evidence::Exact => true,
+            Evidence::Kind => self.failure.kind == FailureKind::StackOverflow,
+            Evidence::None => false,
+        }
+    }
+
     /// Whether this failure confirms `other`.
     fn confirms(&self, other: &Self) -> bool {
         self.failure.kind == other.failure.kind
@@ -1468,7 +1480,7 @@ impl Coordinator {
         };
         let quorum = self.failure_quorum(task.stage);
         let max = self.stages[task.stage].plan.max_attempts;
-        let own = self.fleet.is_own(identity) && report.evidence == Evidence::Exact;
+        let own = self.fleet.is_own(identity) && report.final_on_own();
         let history = self.history.entry(task).or_default();
         history.tries += 1;
         history.failed_on.push(identity);
@@ -2849,7 +2861,65 @@ mod tests {
             ready[0].outcome.as_ref().unwrap_err().kind,
             FailureKind::Panic
         );
+        assert_eq!(ready[0].attempts, 1);
         assert_eq!(ids(&c.assign(1)).len(), 1, "its own worker may try again");
+    }
+
+    #[test]
+    fn every_deterministic_failure_of_the_servers_own_workers_takes_one_attempt() {
+        let kinds = [
+            FailureKind::Guest,
+            FailureKind::Panic,
+            FailureKind::Trap,
+            FailureKind::OutOfFuel,
+            FailureKind::MemoryLimit,
+            FailureKind::StackOverflow,
+            FailureKind::BadOutput,
+            FailureKind::Rejected,
+        ];
+        for kind in kinds {
+            let mut c = Coordinator::new(vec![StagePlan {
+                max_attempts: 5,
+                ..plan(1)
+            }]);
+            c.own_identity("local");
+            c.join(1, 1);
+            c.identify(1, "local");
+            let (id, _) = ids(&c.assign(1))[0];
+            let failure = TaskFailure {
+                kind,
+                message: "no".into(),
+            };
+            c.complete(1, id, 1, Err(failure)).unwrap();
+            let ready = c.take_ready();
+            assert_eq!(ready.len(), 1, "{kind:?} is final at once");
+            assert_eq!(ready[0].attempts, 1, "{kind:?}");
+            assert_eq!(ready[0].check, Check::Unchecked, "{kind:?}");
+            assert_eq!(c.counts().retried, 0, "{kind:?}");
+        }
+        // A remote identity's stack overflow waits for a second identity, as any failure.
+        let mut c = Coordinator::new(vec![StagePlan {
+            max_attempts: 5,
+            ..plan(1)
+        }]);
+        c.join(1, 1);
+        c.identify(1, "remote");
+        let (id, _) = ids(&c.assign(1))[0];
+        let overflow = || {
+            Err(TaskFailure {
+                kind: FailureKind::StackOverflow,
+                message: "deep".into(),
+            })
+        };
+        c.complete(1, id, 1, overflow()).unwrap();
+        assert!(c.take_ready().is_empty());
+        c.join(2, 1);
+        c.identify(2, "another");
+        let (id, _) = ids(&c.assign(2))[0];
+        c.complete(2, id, 1, overflow()).unwrap();
+        let ready = c.take_ready();
+        assert_eq!(ready[0].attempts, 2);
+        assert_eq!(ready[0].check, Check::Replicated(2));
     }
 
     #[test]

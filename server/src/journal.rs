@@ -787,6 +787,13 @@ mod tests {
                 check: Check::Replicated(2),
                 by: None,
             },
+            // A task that returned `null` has an output like any other.
+            Record::Result {
+                task: task(0, 4),
+                outcome: Ok(json("null")),
+                check: Check::Verified,
+                by: None,
+            },
             Record::Result {
                 task: task(1, 0),
                 outcome: Err(TaskFailure {

@@ -23,7 +23,11 @@ pub(crate) enum Event {
     Result {
         stage: usize,
         index: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "dipla_protocol::present::deserialize"
+        )]
         output: Option<Box<RawJson>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<TaskFailure>,
@@ -113,5 +117,34 @@ mod tests {
             serde_json::to_string(&complete).unwrap(),
             r#"{"complete":{"stage":2}}"#
         );
+    }
+
+    #[test]
+    fn a_null_output_is_an_output() {
+        for output in ["null", "[null,1]", r#"{"a":null}"#] {
+            let record = Record::Result {
+                task: TaskRef { stage: 0, index: 2 },
+                outcome: Ok(RawJson::from_string(output.into()).unwrap()),
+                check: Check::Unchecked,
+                by: None,
+            };
+            let line = serde_json::to_string(&Event::of(&record).unwrap()).unwrap();
+            assert_eq!(
+                line,
+                format!(
+                    r#"{{"result":{{"stage":0,"index":2,"output":{output},"check":"unchecked"}}}}"#
+                )
+            );
+            let back: Event = serde_json::from_str(&line).unwrap();
+            let Record::Result { outcome, .. } = back.into_record(1).unwrap() else {
+                panic!("not a result");
+            };
+            assert_eq!(outcome.unwrap().get(), output);
+        }
+        // Still exactly one of output and error: neither is refused.
+        let neither: Event =
+            serde_json::from_str(r#"{"result":{"stage":0,"index":2,"check":"unchecked"}}"#)
+                .unwrap();
+        assert!(neither.into_record(1).unwrap_err().contains("exactly one"));
     }
 }

@@ -101,4 +101,25 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn a_null_output_is_written() {
+        for output in ["null", "[null,1]", r#"{"a":null}"#] {
+            let mut out = Vec::new();
+            let finished = Finished {
+                task: TaskRef { stage: 0, index: 1 },
+                outcome: Ok(raw(output)),
+                attempts: 1,
+                items: Vec::new(),
+                check: Check::Unchecked,
+            };
+            write_line(&mut out, "s", &raw("1"), &finished).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!(
+                    r#"{{"stage":"s","index":1,"input":1,"output":{output},"check":"unchecked"}}"#
+                ) + "\n"
+            );
+        }
+    }
 }

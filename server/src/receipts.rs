@@ -103,3 +103,47 @@ impl Sent {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dipla_protocol::{RawJson, WorkerMessage};
+
+    use super::*;
+
+    /// A worker signs the outcome of a task that returned `null` over the same bytes the
+    /// server checks, after the results crossed the wire as JSON.
+    #[test]
+    fn a_null_output_is_signed_and_checked_like_any_other() {
+        let identity = dipla_worker::Identity::generate();
+        let module = ModuleHash::of(b"module");
+        for output in ["null", "[null,1]", r#"{"a":null}"#] {
+            let mut sent = Sent::default();
+            let input = RawJson::from_string("3".into()).unwrap();
+            sent.record(module, &[TaskItem { id: 9, input }]);
+            let result =
+                TaskResult::success(9, 40, 1, RawJson::from_string(output.into()).unwrap());
+            let entry = ReceiptEntry {
+                id: 9,
+                module,
+                input: ReceiptEntry::digest("3"),
+                output: ReceiptEntry::outcome_digest(result.outcome().unwrap()),
+                fuel: 40,
+            };
+            assert_eq!(entry.output, ReceiptEntry::digest(output));
+            let receipt = identity.sign(&receipt_message("job", &[entry]));
+            let wire = serde_json::to_string(&WorkerMessage::Results {
+                results: vec![result],
+                receipt: Some(receipt),
+            })
+            .unwrap();
+            let Ok(WorkerMessage::Results { results, receipt }) = serde_json::from_str(&wire)
+            else {
+                panic!("{wire} is a results message");
+            };
+            let checked = sent
+                .check(&identity.public(), "job", &results, receipt.as_ref())
+                .unwrap_or_else(|why| panic!("{output}: {why}"));
+            assert_eq!(checked.unwrap().attempts, vec![9]);
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! Guest tasks for Dipla's tests and benchmarks: tiny ones, slow ones, and hostile ones that
 //! try to escape or exhaust the sandbox.
 
-use dipla_guest::{Explore, Flow, task};
+use std::collections::BTreeMap;
+
+use dipla_guest::{Explore, Flow, task, verifier};
 
 /// The tiny task of the throughput benchmarks.
 #[task]
@@ -76,6 +78,46 @@ pub fn even_only(x: u64) -> Result<u64, String> {
     } else {
         Err(format!("{x} is odd"))
     }
+}
+
+/// `Option::None` (JSON `null`) for odd numbers, the number for even ones.
+#[task]
+pub fn maybe(x: u64) -> Option<u64> {
+    x.is_multiple_of(2).then_some(x)
+}
+
+/// Accepts what [`maybe`] returns, `null` included.
+#[verifier]
+pub fn maybe_right(x: &u64, output: &Option<u64>) -> bool {
+    *output == maybe(*x)
+}
+
+/// A `null` input read back: the number, or 0 for `null` (chains after [`maybe`]).
+#[task]
+pub fn or_zero(x: Option<u64>) -> u64 {
+    x.unwrap_or(0)
+}
+
+/// Returns nothing: its output is `()`, JSON `null`.
+#[task]
+pub fn nothing(_x: u64) {}
+
+/// Floats serde writes as `null`: NaN for 0, infinity for 1, minus infinity for 2, else `x`.
+#[task]
+pub fn unbounded(x: u64) -> f64 {
+    match x {
+        0 => f64::NAN,
+        1 => f64::INFINITY,
+        2 => f64::NEG_INFINITY,
+        _ => x as f64,
+    }
+}
+
+/// Nulls inside an output: `[[null, x], {"gap": null, "x": x}]`.
+#[task]
+pub fn holes(x: u64) -> (Vec<Option<u64>>, BTreeMap<String, Option<u64>>) {
+    let object = BTreeMap::from([("gap".to_owned(), None), ("x".to_owned(), Some(x))]);
+    (vec![None, Some(x)], object)
 }
 
 /// Never returns.
@@ -155,6 +197,11 @@ mod tests {
         assert_eq!(recurse(100), 100);
         assert_eq!(hog(2), 2 << 20);
         assert_eq!(flood(3), "xxx");
+        assert_eq!(maybe(3), None);
+        assert!(maybe_right(&3, &None) && !maybe_right(&4, &None));
+        assert_eq!(or_zero(None), 0);
+        assert!(unbounded(0).is_nan());
+        assert_eq!(holes(2).0, vec![None, Some(2)]);
     }
 
     #[test]
