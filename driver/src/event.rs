@@ -12,7 +12,8 @@ pub(crate) enum Event {
     Result {
         stage: usize,
         index: u64,
-        #[serde(default)]
+        /// Present (`null` included) for an output; missing for a failure.
+        #[serde(default, deserialize_with = "dipla_protocol::present::deserialize")]
         output: Option<Box<RawJson>>,
         #[serde(default)]
         error: Option<TaskFailure>,
@@ -50,6 +51,14 @@ mod tests {
                 error: None
             }
         ));
+        // A task that returned `null` (None, (), NaN) has an output all the same.
+        let event: Event =
+            serde_json::from_str(r#"{"result":{"stage":0,"index":3,"output":null}}"#).unwrap();
+        let Event::Result { output, error, .. } = event else {
+            panic!("not a result")
+        };
+        assert_eq!(output.map(|output| output.get().to_owned()), Some("null".into()));
+        assert!(error.is_none());
         let event: Event = serde_json::from_str(r#"{"goal":{"stage":1,"index":2}}"#).unwrap();
         assert!(matches!(event, Event::Goal {}));
         let event: Event = serde_json::from_str(r#"{"complete":{"stage":3}}"#).unwrap();

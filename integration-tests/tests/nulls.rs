@@ -226,32 +226,40 @@ fn null_outputs_are_journaled_and_audited() {
     assert_eq!(restored, lines);
 }
 
-/// What the driver reads of the null tasks, through `dipla`.
-async fn drive(dipla: &Dipla) {
-    let bed = dipla.module(wasm("testbed")).unwrap();
-    let maybe = bed.task("maybe").map(0..4u64);
-    assert_eq!(
-        maybe.get::<Option<u64>>().await.unwrap(),
-        [Some(0), None, Some(2), None]
-    );
-    let read: Vec<u64> = bed.task("or_zero").map(&maybe).get().await.unwrap();
-    assert_eq!(read, [0, 0, 2, 0]);
-    let nothing = bed.task("nothing").map(0..2u64);
-    assert_eq!(nothing.get::<()>().await.unwrap(), [(), ()]);
-    let floats: Vec<Option<f64>> = bed.task("unbounded").map(0..4u64).get().await.unwrap();
-    assert_eq!(floats, [None, None, None, Some(3.0)]);
-    type Holes = (Vec<Option<u64>>, BTreeMap<String, Option<u64>>);
-    let holes: Vec<Holes> = bed.task("holes").map(vec![5u64]).get().await.unwrap();
-    let object = BTreeMap::from([("gap".to_owned(), None), ("x".to_owned(), Some(5))]);
-    assert_eq!(holes, [(vec![None, Some(5)], object)]);
-    let checked = bed
-        .task("maybe")
-        .verify(&bed, "maybe_right")
-        .map(0..6u64)
-        .get::<Option<u64>>()
-        .await
-        .unwrap();
-    assert_eq!(checked, [Some(0), None, Some(2), None, Some(4), None]);
+/// What the driver reads of the null tasks, through `$dipla`: the embedded driver
+/// (`dipla_server::Dipla`) and the light remote one (`dipla_driver::Dipla`) have the same API
+/// but are different types.
+macro_rules! drive {
+    ($dipla:expr) => {{
+        let bed = $dipla.module(wasm("testbed")).unwrap();
+        let maybe = bed.task("maybe").map(0..4u64);
+        assert_eq!(
+            maybe.get::<Option<u64>>().await.unwrap(),
+            [Some(0), None, Some(2), None]
+        );
+        let read: Vec<u64> = bed.task("or_zero").map(&maybe).get().await.unwrap();
+        assert_eq!(read, [0, 0, 2, 0]);
+        let nothing = bed.task("nothing").map(0..2u64);
+        assert_eq!(nothing.get::<()>().await.unwrap(), [(), ()]);
+        let floats: Vec<Option<f64>> = bed.task("unbounded").map(0..4u64).get().await.unwrap();
+        assert_eq!(floats, [None, None, None, Some(3.0)]);
+        type Holes = (Vec<Option<u64>>, BTreeMap<String, Option<u64>>);
+        let holes: Vec<Holes> = bed.task("holes").map(vec![5u64]).get().await.unwrap();
+        let object = BTreeMap::from([("gap".to_owned(), None), ("x".to_owned(), Some(5))]);
+        assert_eq!(holes, [(vec![None, Some(5)], object)]);
+        let checked = bed
+            .task("maybe")
+            .verify(&bed, "maybe_right")
+            .map(0..6u64)
+            .get::<Option<u64>>()
+            .await
+            .unwrap();
+        assert_eq!(checked, [Some(0), None, Some(2), None, Some(4), None]);
+    }};
+}
+
+/// Nothing the null tasks did failed, was rejected or untrusted anyone.
+fn assert_driver_clean(dipla: &Dipla) {
     let counts = dipla.handle().counts();
     assert_eq!(counts.failed, 0, "{counts:?}");
     assert_eq!(counts.rejected, 0, "{counts:?}");
@@ -261,9 +269,10 @@ async fn drive(dipla: &Dipla) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_driver_reads_null_outputs_with_local_workers() {
     let dipla = Dipla::builder().local_workers(2).start().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(120), drive(&dipla))
+    tokio::time::timeout(Duration::from_secs(120), async { drive!(dipla) })
         .await
         .expect("the driver's null tasks finish");
+    assert_driver_clean(&dipla);
     dipla.shutdown().await;
 }
 
@@ -298,12 +307,12 @@ async fn serve_and_the_remote_driver_carry_null_outputs() {
     assert_eq!(lines, expected("unchecked", "unchecked"));
 
     // The driver's results come back as events from the remote coordinator.
-    let dipla = Dipla::builder()
+    let dipla = dipla_driver::Dipla::builder()
         .remote(url.as_str(), TOKEN)
         .start()
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(120), drive(&dipla))
+    tokio::time::timeout(Duration::from_secs(120), async { drive!(dipla) })
         .await
         .expect("the remote driver's null tasks finish");
     dipla.shutdown().await;
