@@ -57,7 +57,10 @@ mod tests {
         let Event::Result { output, error, .. } = event else {
             panic!("not a result")
         };
-        assert_eq!(output.map(|output| output.get().to_owned()), Some("null".into()));
+        assert_eq!(
+            output.map(|output| output.get().to_owned()),
+            Some("null".into())
+        );
         assert!(error.is_none());
         let event: Event = serde_json::from_str(r#"{"goal":{"stage":1,"index":2}}"#).unwrap();
         assert!(matches!(event, Event::Goal {}));

@@ -110,9 +110,13 @@ pub(crate) fn resolve(core: &Core, stage: &mut Stage, info: &TaskInfo) -> Result
         guest.info().check_memory(stage.limits.memory_mb)?;
     }
     if stage.check_types {
-        types::check_source(info, &stage.source, stage.explore.is_some(), false, &|read| {
-            upstream(core, read)
-        })?;
+        types::check_source(
+            info,
+            &stage.source,
+            stage.explore.is_some(),
+            false,
+            &|read| upstream(core, read),
+        )?;
     }
     stage.tasks = tasks;
     stage.stoppable = may_stop(info);
