@@ -30,3 +30,4 @@ mod serve;
 mod shipping;
 mod speeds;
 mod tls;
+mod worker_urls;
