@@ -161,7 +161,10 @@ fn the_servers_own_self_signed_ca_certificate_is_trusted_and_a_wrong_one_is_fina
     let (code, said) = worker_retrying(&url, &dir.join("other.pem"), &home);
     assert_eq!(code, Some(3), "{said}");
     assert!(said.contains("CA certificate as its own"), "{said}");
-    assert!(said.contains("give exactly that certificate with --ca-cert"), "{said}");
+    assert!(
+        said.contains("give exactly that certificate with --ca-cert"),
+        "{said}"
+    );
 
     // The server's own, though a CA certificate and for another name than 127.0.0.1:
     // matched exactly, like a pin, it is trusted; the job runs.

@@ -33,7 +33,8 @@ fn worker(args: &[&str], env: &[(&str, &str)]) -> (Output, String) {
 
 /// A `dipla-server run` of a small job, and its worker URL (`ws://127.0.0.1:PORT/ws`).
 fn server(job: &crate::support::JobDir) -> (Child, String) {
-    let (server, url, _) = server_process(&job.manifest, &["--listen", "127.0.0.1:0", "--no-state"]);
+    let (server, url, _) =
+        server_process(&job.manifest, &["--listen", "127.0.0.1:0", "--no-state"]);
     (server, url)
 }
 
@@ -67,7 +68,10 @@ fn another_scheme_or_none_is_refused_before_connecting() {
     let (output, said) = worker(&["--server", "ftp://host.example:7070/ws"], &[]);
     assert_eq!(output.status.code(), Some(2), "{said}");
     assert!(said.contains("cannot connect with ftp://"), "{said}");
-    assert!(said.contains("the worker URL is ws://host.example:7070/ws"), "{said}");
+    assert!(
+        said.contains("the worker URL is ws://host.example:7070/ws"),
+        "{said}"
+    );
 
     let (output, said) = worker(&["--server", "host.example:7070"], &[]);
     assert_eq!(output.status.code(), Some(2), "{said}");
@@ -89,7 +93,15 @@ fn a_web_page_or_a_missing_path_is_not_the_worker_endpoint() {
     assert!(said.contains(&format!("the worker URL is {url}")), "{said}");
     assert!(!said.contains("trying again"), "{said}");
 
-    let (output, said) = worker(&["--server", format!("{root}workers").as_str(), "--max-retries", "3"], &[]);
+    let (output, said) = worker(
+        &[
+            "--server",
+            format!("{root}workers").as_str(),
+            "--max-retries",
+            "3",
+        ],
+        &[],
+    );
     assert_eq!(output.status.code(), Some(2), "{said}");
     assert!(said.contains("HTTP 404"), "{said}");
     assert!(said.contains(&format!("the worker URL is {url}")), "{said}");
@@ -111,7 +123,10 @@ fn a_port_nothing_listens_on_is_never_connected_not_lost() {
     let (output, said) = worker(&["--server", url.as_str(), "--max-retries", "1"], &[]);
     assert_eq!(output.status.code(), Some(1), "{said}");
     assert!(said.contains("never connected"), "{said}");
-    assert!(said.contains(&format!("nothing listens on {free}")), "{said}");
+    assert!(
+        said.contains(&format!("nothing listens on {free}")),
+        "{said}"
+    );
     assert!(said.contains("tried 2 times"), "{said}");
     assert!(!said.contains("connection lost"), "{said}");
 }
@@ -122,11 +137,24 @@ fn a_connection_lost_after_joining_is_told_as_such() {
     let job = squares_job(10, "");
     let (mut server, url, _) = server_process(
         &job.manifest,
-        &["--listen", "127.0.0.1:0", "--no-state", "--min-workers", "2"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--no-state",
+            "--min-workers",
+            "2",
+        ],
     );
     let dir = tempfile::tempdir().unwrap();
     let mut worker = Command::new(bin("dipla-worker"))
-        .args(["--no-bench", "--no-disk-cache", "--cores", "1", "--max-retries", "1"])
+        .args([
+            "--no-bench",
+            "--no-disk-cache",
+            "--cores",
+            "1",
+            "--max-retries",
+            "1",
+        ])
         .args(["--server", &url])
         .arg("--identity")
         .arg(dir.path().join("identity"))

@@ -291,9 +291,8 @@ fn check_base(base: &str) -> Result<(), ClientError> {
             "`{base}` has no scheme: give {wanted}"
         )));
     }
-    let url = reqwest::Url::parse(base.trim()).map_err(|e| {
-        ClientError::BadUrl(format!("`{base}` is not a URL ({e}): give {wanted}"))
-    })?;
+    let url = reqwest::Url::parse(base.trim())
+        .map_err(|e| ClientError::BadUrl(format!("`{base}` is not a URL ({e}): give {wanted}")))?;
     // The same place without the worker endpoint: the address the API is at.
     let mut web = url.clone();
     let path = url.path().trim_end_matches('/');
@@ -356,13 +355,20 @@ mod tests {
 
     #[test]
     fn a_worker_url_is_refused_with_the_address_wanted() {
-        for good in ["http://h:7070", "https://example.org/dipla/", "http://h:7070/"] {
+        for good in [
+            "http://h:7070",
+            "https://example.org/dipla/",
+            "http://h:7070/",
+        ] {
             assert!(check_base(good).is_ok(), "{good}");
         }
         for (bad, wanted) in [
             ("ws://h:7070/ws", "here http://h:7070"),
             ("wss://example.org/ws", "here https://example.org"),
-            ("wss://example.org/dipla/ws", "here https://example.org/dipla"),
+            (
+                "wss://example.org/dipla/ws",
+                "here https://example.org/dipla",
+            ),
             ("http://h:7070/ws", "here http://h:7070"),
             ("ftp://h:7070", "http://HOST:PORT"),
             ("h:7070", "http://HOST:PORT"),

@@ -55,9 +55,7 @@ pub enum WorkerError {
         problem: String,
     },
     /// The worker never reached the server: every try, the first included, failed.
-    #[error(
-        "never connected to the server at {url} ({address}), tried {tries} times: {cause}"
-    )]
+    #[error("never connected to the server at {url} ({address}), tried {tries} times: {cause}")]
     NeverConnected {
         /// The URL tried.
         url: String,

@@ -13,12 +13,12 @@ use crate::tls::PinChanged;
 /// The worker's error for `error`, met opening a WebSocket to `url`.
 pub(crate) fn connect_failure(url: &str, error: tungstenite::Error) -> WorkerError {
     match error {
-        tungstenite::Error::Http(response) => http_answer(url, &response).unwrap_or_else(|| {
-            WorkerError::Connect {
+        tungstenite::Error::Http(response) => {
+            http_answer(url, &response).unwrap_or_else(|| WorkerError::Connect {
                 url: url.to_owned(),
                 source: tungstenite::Error::Http(response),
-            }
-        }),
+            })
+        }
         tungstenite::Error::Io(io) => match io.get_ref().and_then(|inner| inner.downcast_ref()) {
             Some(tls) => tls_failure(url, tls),
             None => WorkerError::Connect {
@@ -29,13 +29,10 @@ pub(crate) fn connect_failure(url: &str, error: tungstenite::Error) -> WorkerErr
         tungstenite::Error::Tls(tungstenite::error::TlsError::Rustls(tls)) => {
             tls_failure(url, &tls)
         }
-        tungstenite::Error::Tls(tungstenite::error::TlsError::InvalidDnsName) => {
-            WorkerError::Tls {
-                url: url.to_owned(),
-                problem: "its host is not a name a TLS certificate can be checked against"
-                    .to_owned(),
-            }
-        }
+        tungstenite::Error::Tls(tungstenite::error::TlsError::InvalidDnsName) => WorkerError::Tls {
+            url: url.to_owned(),
+            problem: "its host is not a name a TLS certificate can be checked against".to_owned(),
+        },
         tungstenite::Error::Url(problem) => {
             WorkerError::BadUrl(crate::server_url::UrlError::Malformed {
                 url: url.to_owned(),
@@ -120,6 +117,11 @@ fn certificate_problem(host: &str, error: &CertificateError) -> String {
         CertificateError::UnknownIssuer => format!(
             "the server's certificate for {host} is not signed by an authority this worker \
              trusts (--ca-cert, or else the system's roots): {fix_trust}"
+        ),
+        CertificateError::BadSignature => format!(
+            "the server's certificate for {host} is not signed by an authority this worker \
+             trusts (one it trusts has the issuer's name, but the signature does not check \
+             with its key): {fix_trust}"
         ),
         CertificateError::NotValidForNameContext { presented, .. } => {
             let names = if presented.is_empty() {
@@ -279,9 +281,16 @@ mod tests {
             );
             connect_failure("wss://localhost:7070/ws", tungstenite::Error::Io(io))
         };
-        let unknown = tls(CertificateError::UnknownIssuer);
-        assert!(!unknown.is_retryable());
-        assert!(unknown.to_string().contains("--ca-cert"), "{unknown}");
+        for unknown in [
+            CertificateError::UnknownIssuer,
+            CertificateError::BadSignature,
+        ] {
+            let unknown = tls(unknown);
+            assert!(!unknown.is_retryable());
+            let said = unknown.to_string();
+            assert!(said.contains("not signed by an authority"), "{said}");
+            assert!(said.contains("--ca-cert"), "{said}");
+        }
 
         let name = tls(CertificateError::NotValidForNameContext {
             expected: rustls_pki_types::ServerName::try_from("localhost").unwrap(),

@@ -152,7 +152,10 @@ mod tests {
             ("ws://h:7070", "ws://h:7070/ws"),
             ("WS://h:7070", "ws://h:7070/ws"),
             ("wss://example.org", "wss://example.org/ws"),
-            ("wss://example.org:443/dipla/ws", "wss://example.org/dipla/ws"),
+            (
+                "wss://example.org:443/dipla/ws",
+                "wss://example.org/dipla/ws",
+            ),
             ("http://h:7070", "ws://h:7070/ws"),
             ("http://h:7070/", "ws://h:7070/ws"),
             ("http://h:7070/ws", "ws://h:7070/ws"),
@@ -188,7 +191,10 @@ mod tests {
         assert_eq!(worker_url("   "), Err(UrlError::Empty));
         for bad in ["ws://", "ws://:7070/ws", "http://h:99999", "ws://h/ws#x"] {
             let error = worker_url(bad).unwrap_err();
-            assert!(matches!(error, UrlError::Malformed { .. }), "{bad}: {error}");
+            assert!(
+                matches!(error, UrlError::Malformed { .. }),
+                "{bad}: {error}"
+            );
             assert!(error.to_string().contains(EXAMPLE), "{error}");
         }
     }
@@ -199,15 +205,15 @@ mod tests {
             endpoint_of("ws://h:7070/").as_deref(),
             Some("ws://h:7070/ws")
         );
-        assert_eq!(
-            endpoint_of("wss://h/x?y").as_deref(),
-            Some("wss://h/ws")
-        );
+        assert_eq!(endpoint_of("wss://h/x?y").as_deref(), Some("wss://h/ws"));
         assert_eq!(address_of("wss://h/ws").as_deref(), Some("h:443"));
         assert_eq!(
             address_of("ws://127.0.0.1:9/ws").as_deref(),
             Some("127.0.0.1:9")
         );
-        assert_eq!(host_of("wss://localhost:1/ws").as_deref(), Some("localhost"));
+        assert_eq!(
+            host_of("wss://localhost:1/ws").as_deref(),
+            Some("localhost")
+        );
     }
 }
