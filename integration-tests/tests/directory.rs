@@ -69,7 +69,7 @@ impl Drop for Directory {
 fn worker(args: &[&str], secs: u64) -> Output {
     let child = Command::new(bin("dipla-worker"))
         .args(args)
-        .env_remove("DIPLA_SERVER")
+        .env_remove("DIPLA_WORKER_SERVER")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -32,3 +32,4 @@ mod serve;
 mod shipping;
 mod speeds;
 mod tls;
+mod worker_urls;

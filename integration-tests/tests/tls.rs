@@ -26,6 +26,38 @@ fn server_cert(dir: &Path, name: &str, ca: &CertifiedIssuer<'static, KeyPair>) {
     std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
 }
 
+/// A self-signed certificate for `names`, made as `openssl req -x509 -newkey rsa:2048 -nodes
+/// -subj /CN=localhost -addext subjectAltName=DNS:localhost` makes them: a CA certificate
+/// (basicConstraints CA:TRUE). Written as `dir/NAME.pem` and `NAME.key`.
+fn self_signed(dir: &Path, name: &str, names: &[&str]) {
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    let mut params = CertificateParams::new(names).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+/// A worker against `url` trusting `ca` that would try again three times if it took its
+/// failure for a passing one: it must end at once, by itself.
+fn worker_retrying(url: &str, ca: &Path, home: &Path) -> (Option<i32>, String) {
+    let output = Command::new(bin("dipla-worker"))
+        .args(["--server", url, "--no-bench", "--no-disk-cache"])
+        .args(["--max-retries", "3", "--max-retry-secs", "1"])
+        .arg("--ca-cert")
+        .arg(ca)
+        .arg("--identity")
+        .arg(home.join("identity"))
+        .env("XDG_CONFIG_HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!said.contains("trying again"), "{said}");
+    (output.status.code(), said)
+}
+
 /// `dipla-server run` on loopback with TLS from `dir/NAME.{pem,key}`; returns it, its URL and
 /// what it said about plain text.
 fn tls_server(job: &JobDir, dir: &Path, name: &str) -> (Child, String) {
@@ -84,7 +116,9 @@ fn workers_join_over_tls_and_refuse_an_unknown_ca_or_a_changed_certificate() {
     let refused = worker(&url, &dir.join("theirs-ca.pem"), &home, &[]);
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.to_lowercase().contains("certificate"), "{said}");
+    assert_eq!(refused.status.code(), Some(3), "{said}");
+    assert!(said.contains("not signed by an authority"), "{said}");
+    assert!(said.contains("--ca-cert"), "{said}");
 
     // One trusting our CA runs the job, pinning the certificate.
     let joined = worker(&url, &dir.join("ours-ca.pem"), &home, &["--pin"]);
@@ -112,4 +146,73 @@ fn workers_join_over_tls_and_refuse_an_unknown_ca_or_a_changed_certificate() {
         String::from_utf8_lossy(&unpinned.stderr)
     );
     assert!(server.wait().unwrap().success());
+}
+
+#[test]
+fn the_servers_own_self_signed_ca_certificate_is_trusted_and_a_wrong_one_is_final() {
+    let job = squares_job(20, "");
+    let dir = job.dir.path();
+    let home = dir.join("home");
+    self_signed(dir, "own", &["localhost"]);
+    self_signed(dir, "other", &["localhost"]);
+    let (mut server, url) = tls_server(&job, dir, "own");
+
+    // Another self-signed certificate: refused at once, saying what to give.
+    let (code, said) = worker_retrying(&url, &dir.join("other.pem"), &home);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("CA certificate as its own"), "{said}");
+    assert!(
+        said.contains("give exactly that certificate with --ca-cert"),
+        "{said}"
+    );
+
+    // The server's own, though a CA certificate and for another name than 127.0.0.1:
+    // matched exactly, like a pin, it is trusted; the job runs.
+    let joined = worker(&url, &dir.join("own.pem"), &home, &[]);
+    assert!(
+        joined.status.success(),
+        "{}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    assert!(server.wait().unwrap().success());
+}
+
+#[test]
+fn a_certificate_for_another_name_or_expired_says_so_plainly() {
+    let job = squares_job(5, "");
+    let dir = job.dir.path();
+    let home = dir.join("home");
+    let ours = ca(dir, "ours");
+
+    // For localhost, reached as 127.0.0.1.
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &ours).unwrap();
+    std::fs::write(dir.join("named.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("named.key"), key.serialize_pem()).unwrap();
+    let (mut server, url) = tls_server(&job, dir, "named");
+    let (code, said) = worker_retrying(&url, &dir.join("ours-ca.pem"), &home);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(
+        said.contains("certificate is for localhost, not 127.0.0.1"),
+        "{said}"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // Expired in 2020.
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let cert = params.signed_by(&key, &ours).unwrap();
+    std::fs::write(dir.join("old.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("old.key"), key.serialize_pem()).unwrap();
+    let (mut server, url) = tls_server(&job, dir, "old");
+    let (code, said) = worker_retrying(&url, &dir.join("ours-ca.pem"), &home);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("certificate for 127.0.0.1 expired"), "{said}");
+    assert!(said.contains("renew"), "{said}");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

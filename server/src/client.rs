@@ -33,6 +33,9 @@ pub enum ClientError {
     /// The answer was not what the API promises.
     #[error("unexpected answer from the server: {0}")]
     Unexpected(String),
+    /// The server URL is not the server's web address.
+    #[error("{0}")]
+    BadUrl(String),
 }
 
 /// A long-running server's API, as an admin.
@@ -47,8 +50,11 @@ impl Client {
     /// admin token `token`.
     ///
     /// # Errors
-    /// When the HTTP client cannot start (no TLS roots).
+    /// When `base` is not an http:// or https:// URL (a worker's `ws://HOST:PORT/ws` is
+    /// named as such, with the address wanted), or the HTTP client cannot start (no TLS
+    /// roots).
     pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
+        check_base(base)?;
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| ClientError::Io(format!("cannot start an HTTP client: {e}")))?;
@@ -231,6 +237,45 @@ impl Client {
     }
 }
 
+/// Whether `base` is a server's web address, `http://HOST:PORT` or `https://...`; the error
+/// says what it is instead and what the address looks like.
+fn check_base(base: &str) -> Result<(), ClientError> {
+    let wanted = "the server's web address, http://HOST:PORT (https:// behind TLS)";
+    if !base.contains("://") {
+        return Err(ClientError::BadUrl(format!(
+            "`{base}` has no scheme: give {wanted}"
+        )));
+    }
+    let url = reqwest::Url::parse(base.trim())
+        .map_err(|e| ClientError::BadUrl(format!("`{base}` is not a URL ({e}): give {wanted}")))?;
+    // The same place without the worker endpoint: the address the API is at.
+    let mut web = url.clone();
+    let path = url.path().trim_end_matches('/');
+    web.set_path(path.strip_suffix("/ws").unwrap_or(path));
+    web.set_query(None);
+    let web = web.as_str().trim_end_matches('/').to_owned();
+    match url.scheme() {
+        "http" | "https" if url.path().trim_end_matches('/').ends_with("/ws") => {
+            Err(ClientError::BadUrl(format!(
+                "`{base}` is the worker endpoint (/ws), where workers connect; API commands \
+                 want {wanted}: here {web}"
+            )))
+        }
+        "http" | "https" => Ok(()),
+        scheme @ ("ws" | "wss") => {
+            let http = if scheme == "wss" { "https" } else { "http" };
+            let web = web.replacen(scheme, http, 1);
+            Err(ClientError::BadUrl(format!(
+                "`{base}` is a worker URL (for dipla-worker); API commands want {wanted}: \
+                 here {web}"
+            )))
+        }
+        other => Err(ClientError::BadUrl(format!(
+            "`{base}`: {other}:// is not a scheme the API speaks; give {wanted}"
+        ))),
+    }
+}
+
 /// The manifest at `path` with the files it names, as a server takes it.
 ///
 /// # Errors
@@ -261,4 +306,34 @@ pub fn bundle(path: &Path) -> Result<Submission, ClientError> {
         files,
         manifest_name: Some(path.display().to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_url_is_refused_with_the_address_wanted() {
+        for good in [
+            "http://h:7070",
+            "https://example.org/dipla/",
+            "http://h:7070/",
+        ] {
+            assert!(check_base(good).is_ok(), "{good}");
+        }
+        for (bad, wanted) in [
+            ("ws://h:7070/ws", "here http://h:7070"),
+            ("wss://example.org/ws", "here https://example.org"),
+            (
+                "wss://example.org/dipla/ws",
+                "here https://example.org/dipla",
+            ),
+            ("http://h:7070/ws", "here http://h:7070"),
+            ("ftp://h:7070", "http://HOST:PORT"),
+            ("h:7070", "http://HOST:PORT"),
+        ] {
+            let said = check_base(bad).unwrap_err().to_string();
+            assert!(said.contains(wanted), "{bad}: {said}");
+        }
+    }
 }

@@ -31,16 +31,58 @@ pub enum WorkerError {
     /// The worker could not start its sandbox.
     #[error("cannot start the sandbox: {0}")]
     Sandbox(String),
+    /// The server URL cannot be used.
+    #[error(transparent)]
+    BadUrl(#[from] crate::server_url::UrlError),
+    /// Something answers at the URL, but not a Dipla worker endpoint (a web page, nothing at
+    /// that path, a redirect): a wrong URL, which trying again will not mend.
+    #[error("{url} is not a Dipla worker endpoint: {answer}; {advice}")]
+    NotAnEndpoint {
+        /// The URL tried.
+        url: String,
+        /// What answered, in plain words.
+        answer: String,
+        /// What the right URL looks like.
+        advice: String,
+    },
+    /// The server's TLS certificate is not trusted, or TLS itself failed: trying again would
+    /// meet the same certificate.
+    #[error("cannot connect to {url} securely: {problem}")]
+    Tls {
+        /// The URL tried.
+        url: String,
+        /// What is wrong and how to fix it, in plain words.
+        problem: String,
+    },
+    /// The worker never reached the server: every try, the first included, failed.
+    #[error("never connected to the server at {url} ({address}), tried {tries} times: {cause}")]
+    NeverConnected {
+        /// The URL tried.
+        url: String,
+        /// The `HOST:PORT` it names.
+        address: String,
+        /// How many times.
+        tries: u32,
+        /// The last failure and its likely causes, in plain words.
+        cause: String,
+    },
 }
 
 impl WorkerError {
     /// Whether trying again later can help: not when the server refused this worker or broke
-    /// the protocol (a server that misbehaves once is not trusted again), or the sandbox
-    /// cannot start.
+    /// the protocol (a server that misbehaves once is not trusted again), the sandbox cannot
+    /// start, the URL is wrong (not a URL, or not a worker endpoint), or the server's
+    /// certificate is not trusted.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            Self::Refused(_) | Self::Protocol(_) | Self::Sandbox(_)
+            Self::Refused(_)
+                | Self::Protocol(_)
+                | Self::Sandbox(_)
+                | Self::BadUrl(_)
+                | Self::NotAnEndpoint { .. }
+                | Self::Tls { .. }
+                | Self::NeverConnected { .. }
         )
     }
 }

@@ -11,6 +11,8 @@
 //! - [`cache`]: compiled modules by hash, in memory and on disk.
 //! - [`identity`]: the key pair the worker is known by, which signs its receipts.
 //! - [`directory`]: finding a project's server in a project directory.
+//! - [`server_url`]: the URL forms a volunteer may give, and what is wrong with one.
+//! - `failure`: what a failed connection attempt means, in plain words.
 //! - `executor`: the threads that run tasks.
 //! - `session`: one connection to a server, speaking `dipla-protocol`.
 
@@ -19,8 +21,10 @@ pub mod config;
 pub mod directory;
 mod error;
 mod executor;
+mod failure;
 pub mod identity;
 mod reconnect;
+pub mod server_url;
 mod session;
 pub mod tls;
 
@@ -28,7 +32,7 @@ pub use cache::ModuleCache;
 pub use config::{Tamper, WorkerConfig};
 pub use error::WorkerError;
 pub use identity::Identity;
-pub use reconnect::{Backoff, serve};
+pub use reconnect::{Backoff, FIRST_RETRIES, serve};
 pub use session::run;
 
 /// The largest WebSocket message a worker accepts (a module or a batch of tasks).

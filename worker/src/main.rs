@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use dipla_sandbox::{Sandbox, bench};
-use dipla_worker::{Identity, ModuleCache, WorkerConfig, cache::default_cache_dir, identity, tls};
+use dipla_worker::{
+    Identity, ModuleCache, WorkerConfig, WorkerError, cache::default_cache_dir, identity,
+    server_url, tls,
+};
 
 #[derive(Parser)]
 #[command(
@@ -16,17 +19,21 @@ use dipla_worker::{Identity, ModuleCache, WorkerConfig, cache::default_cache_dir
     after_help = "Every option can also be set by the environment variable shown. Exit codes: \
                   0 the server finished its job and said goodbye, or --directory without \
                   --project listed the projects; 1 the server refused this worker or broke \
-                  the protocol, reconnecting gave up (--max-retries), or the directory could \
-                  not be read; 2 bad arguments (a --project the directory does not list \
-                  among them), or an identity or CA file that cannot be used.",
+                  the protocol, the server was never reached (10 tries, about two minutes, \
+                  or --max-retries), reconnecting after a lost connection gave up \
+                  (--max-retries), or the directory could not be read; 2 bad arguments: a \
+                  server URL that is not one or does not lead to a worker endpoint, a \
+                  --project the directory does not list, an identity or CA file that cannot \
+                  be used; 3 the server's TLS certificate is not trusted (or TLS failed).",
     args_conflicts_with_subcommands = true,
     group = clap::ArgGroup::new("join").required(true).args(["server", "directory"])
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The server's WebSocket URL, such as ws://host:7070/ws.
-    #[arg(long, env = "DIPLA_SERVER")]
+    /// The server's worker URL, as the server prints it: ws://HOST:PORT/ws (wss:// with
+    /// TLS). Its web address, http://HOST:PORT or https://..., is understood too.
+    #[arg(long, env = "DIPLA_WORKER_SERVER")]
     server: Option<String>,
     /// Find the server in the project directory at URL (`dipla-server directory`, such as
     /// https://directory.example.org): without --project, print the projects it lists and
@@ -72,7 +79,8 @@ struct Cli {
     /// worker only by the work it does.
     #[arg(long, env = "DIPLA_NO_BENCH")]
     no_bench: bool,
-    /// Give up after this many failed reconnections in a row [default: never give up].
+    /// Give up after this many failed reconnections in a row [default: never give up once
+    /// connected; 10 (about two minutes) while the server was never reached].
     #[arg(long, env = "DIPLA_MAX_RETRIES")]
     max_retries: Option<u32>,
     /// The longest wait between reconnections, in seconds.
@@ -110,7 +118,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            let missing = error.kind() == clap::error::ErrorKind::MissingRequiredArgument;
+            if missing && std::env::var_os("DIPLA_SERVER").is_some() {
+                eprintln!(
+                    "note: DIPLA_SERVER is set, but it is the http:// address dipla-server's \
+                     API commands (submit, jobs, ...) call; the worker reads \
+                     DIPLA_WORKER_SERVER (or --server), such as ws://HOST:PORT/ws"
+                );
+            }
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,dipla_worker=info"));
     tracing_subscriber::fmt()
@@ -140,6 +162,13 @@ fn main() -> ExitCode {
     let Some(server) = server else {
         eprintln!("error: give --server URL, --directory URL, or the bench command");
         return ExitCode::from(2);
+    };
+    let server = match server_url::worker_url(&server) {
+        Ok(url) => url,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
     };
     let mut config = WorkerConfig::new(server);
     match cli.identity.or_else(identity::default_identity_path) {
@@ -226,6 +255,7 @@ fn main() -> ExitCode {
     };
     let backoff = dipla_worker::Backoff {
         retries: cli.max_retries,
+        first_retries: cli.max_retries.unwrap_or(dipla_worker::FIRST_RETRIES),
         max: Duration::from_secs(cli.max_retry_secs.max(1)),
         ..dipla_worker::Backoff::default()
     };
@@ -236,8 +266,17 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            exit_code(&error)
         }
+    }
+}
+
+/// The exit code for a session that ended with `error` (see the help's list).
+fn exit_code(error: &WorkerError) -> ExitCode {
+    match error {
+        WorkerError::BadUrl(_) | WorkerError::NotAnEndpoint { .. } => ExitCode::from(2),
+        WorkerError::Tls { .. } => ExitCode::from(3),
+        _ => ExitCode::FAILURE,
     }
 }
 

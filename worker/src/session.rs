@@ -40,8 +40,18 @@ const COALESCE: Duration = Duration::from_millis(1);
 /// When the server cannot be reached, refuses the worker, breaks the protocol, or the
 /// connection drops.
 pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, WorkerError> {
+    run_tracked(config, cache, &mut false).await
+}
+
+/// Like [`run`], setting `connected` once a WebSocket to the server opened (so that a failure
+/// afterwards is a lost connection, not a server never reached).
+pub(crate) async fn run_tracked(
+    config: &WorkerConfig,
+    cache: &ModuleCache,
+    connected: &mut bool,
+) -> Result<String, WorkerError> {
     loop {
-        let (reason, rejoin) = connect(config, cache).await?;
+        let (reason, rejoin) = connect(config, cache, connected).await?;
         if !rejoin {
             return Ok(reason);
         }
@@ -57,6 +67,7 @@ pub async fn run(config: &WorkerConfig, cache: &ModuleCache) -> Result<String, W
 async fn connect(
     config: &WorkerConfig,
     cache: &ModuleCache,
+    connected: &mut bool,
 ) -> Result<(String, bool), WorkerError> {
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
@@ -69,10 +80,8 @@ async fn connect(
         connector,
     )
     .await
-    .map_err(|source| WorkerError::Connect {
-        url: config.server.clone(),
-        source,
-    })?;
+    .map_err(|error| crate::failure::connect_failure(&config.server, error))?;
+    *connected = true;
     let (mut sink, mut stream) = socket.split();
 
     let hello = Hello {
