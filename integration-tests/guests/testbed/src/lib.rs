@@ -3,6 +3,8 @@
 
 use dipla_guest::{Explore, Flow, task};
 
+pub mod debugging;
+
 /// The tiny task of the throughput benchmarks.
 #[task]
 pub fn square(x: u64) -> u64 {
