@@ -256,7 +256,8 @@ mod tests {
     fn a_clock_panic_says_why_and_what_to_do_instead() {
         let explained = explain_panic("time not implemented on this platform");
         assert!(
-            explained.starts_with("time not implemented on this platform: a Dipla task has no clock"),
+            explained
+                .starts_with("time not implemented on this platform: a Dipla task has no clock"),
             "{explained}"
         );
         assert!(explained.contains("every worker computes the same result"));

@@ -58,7 +58,9 @@ fn try_prints_a_failure_s_kind_message_and_log_and_exits_1() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(text(&output.stdout), "");
     assert!(
-        stderr.starts_with("the task logged:\n  | about to panic on 5\nthe task failed: panic: boom on 5 (at "),
+        stderr.starts_with(
+            "the task logged:\n  | about to panic on 5\nthe task failed: panic: boom on 5 (at "
+        ),
         "{stderr}"
     );
 }
@@ -71,15 +73,26 @@ fn try_applies_the_fuel_and_memory_limits_and_keeps_the_log_of_a_task_out_of_fue
     assert_eq!(json["kind"], "out_of_fuel");
     assert_eq!(json["fuel"], 200_000);
     assert_eq!(json["fuel_limit"], 200_000);
-    assert!(json["log"].as_str().unwrap().starts_with("line 0 of 100000\nline 1 of 100000\n"));
+    assert!(
+        json["log"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 0 of 100000\nline 1 of 100000\n")
+    );
 
     let output = try_testbed(&["log_flood", "3000", "--json"]);
     assert_eq!(output.status.code(), Some(0));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let log = json["log"].as_str().unwrap();
     assert!(log.len() <= MAX_LOG_BYTES, "{}", log.len());
-    assert!(log.ends_with("(log truncated: a task keeps the first 8 KiB it logs)\n"), "{log}");
-    assert_eq!(json["output"], 3000, "logging more than is kept changes nothing else");
+    assert!(
+        log.ends_with("(log truncated: a task keeps the first 8 KiB it logs)\n"),
+        "{log}"
+    );
+    assert_eq!(
+        json["output"], 3000,
+        "logging more than is kept changes nothing else"
+    );
 
     let output = try_testbed(&["hog", "64", "--memory-mb", "16", "--json"]);
     assert_eq!(output.status.code(), Some(1));
@@ -90,9 +103,15 @@ fn try_applies_the_fuel_and_memory_limits_and_keeps_the_log_of_a_task_out_of_fue
 #[test]
 fn try_refuses_bad_usage_with_exit_code_2() {
     for (args, says) in [
-        (&["nope", "1"][..], "`nope` is not a task of this module (its tasks: "),
+        (
+            &["nope", "1"][..],
+            "`nope` is not a task of this module (its tasks: ",
+        ),
         (&["chatty", "[1,"][..], "the input is not valid JSON"),
-        (&["chatty", "1", "--memory-mb", "0"][..], "--memory-mb must be between 1 and 4096"),
+        (
+            &["chatty", "1", "--memory-mb", "0"][..],
+            "--memory-mb must be between 1 and 4096",
+        ),
     ] {
         let output = try_testbed(args);
         let stderr = text(&output.stderr);
@@ -117,12 +136,20 @@ fn a_task_that_reads_the_clock_is_told_why_there_is_none_and_what_to_use() {
         assert_eq!(json["kind"], "panic", "{json}");
         let error = json["error"].as_str().unwrap();
         assert!(
-            error.starts_with("panic: time not implemented on this platform: a Dipla task has no clock"),
+            error.starts_with(
+                "panic: time not implemented on this platform: a Dipla task has no clock"
+            ),
             "{error}"
         );
-        assert!(error.contains("every worker computes the same result"), "{error}");
+        assert!(
+            error.contains("every worker computes the same result"),
+            "{error}"
+        );
         assert!(error.contains("input") && error.contains("fuel"), "{error}");
-        assert_eq!(json["log"], format!("reading the {} clock\n", kind.trim_matches('"')));
+        assert_eq!(
+            json["log"],
+            format!("reading the {} clock\n", kind.trim_matches('"'))
+        );
     }
 }
 
@@ -177,7 +204,10 @@ fn a_failure_line_carries_the_log_and_log_tasks_shows_every_task_s() {
         .lines()
         .find(|line| line.contains("task log: checking 4"))
         .unwrap();
-    assert!(line.contains("stage=\"halves\"") || line.contains("stage=halves"), "{line}");
+    assert!(
+        line.contains("stage=\"halves\"") || line.contains("stage=halves"),
+        "{line}"
+    );
     assert!(line.contains("index=1"), "{line}");
 }
 
@@ -205,7 +235,10 @@ async fn a_hostile_log_is_bounded_made_printable_and_changes_nothing() {
     config.name = "noisy".into();
     config.cores = 1;
     config.tamper = Some(Arc::new(|result| {
-        result.log = Some(format!("\u{1b}[2J\r\nforged\u{202E}{}", "x".repeat(1 << 20)));
+        result.log = Some(format!(
+            "\u{1b}[2J\r\nforged\u{202E}{}",
+            "x".repeat(1 << 20)
+        ));
     }));
     let worker = tokio::spawn(async move {
         let cache = ModuleCache::new(dipla_sandbox::Sandbox::new().unwrap(), None).unwrap();
@@ -220,9 +253,17 @@ async fn a_hostile_log_is_bounded_made_printable_and_changes_nothing() {
     assert!(lines[1].get("log").is_none());
     assert_eq!(lines[0]["error"], "task error: 3 is odd");
     let log = lines[0]["log"].as_str().unwrap();
-    assert!(log.starts_with("\u{FFFD}[2J\nforged\u{FFFD}xxx"), "{}", &log[..40]);
+    assert!(
+        log.starts_with("\u{FFFD}[2J\nforged\u{FFFD}xxx"),
+        "{}",
+        &log[..40]
+    );
     assert_eq!(log.len(), MAX_LOG_BYTES);
     assert!(log.ends_with('…'));
     let records = records.await.unwrap();
-    assert!(records["noisy"].trusted, "a log is no lie: {:?}", records["noisy"]);
+    assert!(
+        records["noisy"].trusted,
+        "a log is no lie: {:?}",
+        records["noisy"]
+    );
 }

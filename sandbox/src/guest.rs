@@ -338,7 +338,10 @@ fn panic_message(store: &mut Store<Limiter>, instance: &Instance) -> Option<Stri
 /// What the task logged, if the guest exports `dipla_log` and logged anything in bounds.
 fn read_log(store: &mut Store<Limiter>, instance: &Instance) -> Option<String> {
     let bytes = read_text(store, instance, abi::LOG, MAX_LOG_BYTES + 1)?;
-    Some(printable_log(&String::from_utf8_lossy(&bytes), MAX_LOG_BYTES))
+    Some(printable_log(
+        &String::from_utf8_lossy(&bytes),
+        MAX_LOG_BYTES,
+    ))
 }
 
 /// Calls the guest's `export: () -> i64` and reads the `(ptr << 32) | len` bytes it points
@@ -675,7 +678,11 @@ mod tests {
         assert_eq!(run.log.as_deref(), Some("checking\n\u{FFFD}[31mred"));
         let run = logger(LOGGER).run("spin", b"0", &limits());
         assert_eq!(run.outcome.unwrap_err().kind, FailureKind::OutOfFuel);
-        assert_eq!(run.fuel, limits().fuel, "reading the log costs the task nothing");
+        assert_eq!(
+            run.fuel,
+            limits().fuel,
+            "reading the log costs the task nothing"
+        );
         assert_eq!(run.log.as_deref(), Some("checking\n\u{FFFD}[31mred"));
     }
 

@@ -45,8 +45,8 @@ mod stats;
 pub mod task_logs;
 pub mod tls;
 pub mod transport;
-pub mod trial;
 mod tree;
+pub mod trial;
 mod trust;
 mod votes;
 

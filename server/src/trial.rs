@@ -253,7 +253,10 @@ mod tests {
         assert!(trial.succeeded());
         let (out, err) = text(&trial);
         assert_eq!(out, "2\n");
-        assert!(err.starts_with(&format!("fuel: {} of 10000000000 (", trial.fuel)), "{err}");
+        assert!(
+            err.starts_with(&format!("fuel: {} of 10000000000 (", trial.fuel)),
+            "{err}"
+        );
         assert!(trial.fuel > 0);
     }
 
@@ -261,16 +264,21 @@ mod tests {
     fn a_failure_prints_its_kind_message_and_log() {
         let (_dir, path) = module();
         let sandbox = Sandbox::new().unwrap();
-        let trial = try_task(&sandbox, &path, "fail", "[1]", limits(Some(500), None).unwrap())
-            .unwrap();
-        assert_eq!(
-            trial.outcome.as_ref().unwrap_err().kind,
-            FailureKind::Guest
-        );
+        let trial = try_task(
+            &sandbox,
+            &path,
+            "fail",
+            "[1]",
+            limits(Some(500), None).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(trial.outcome.as_ref().unwrap_err().kind, FailureKind::Guest);
         let (out, err) = text(&trial);
         assert_eq!(out, "");
         assert!(
-            err.starts_with("the task logged:\n  | looking\n  | at it\nthe task failed: task error: odd\nfuel: "),
+            err.starts_with(
+                "the task logged:\n  | looking\n  | at it\nthe task failed: task error: odd\nfuel: "
+            ),
             "{err}"
         );
         assert!(err.contains(" of 500 ("), "{err}");
@@ -290,7 +298,9 @@ mod tests {
         let limits = limits(None, None).unwrap();
         let error = try_task(&sandbox, &path, "three", "0", limits).unwrap_err();
         assert!(
-            error.to_string().ends_with("`three` is not a task of this module (its tasks: fail, two)"),
+            error
+                .to_string()
+                .ends_with("`three` is not a task of this module (its tasks: fail, two)"),
             "{error}"
         );
         let error = try_task(&sandbox, &path, "two", "[1,", limits).unwrap_err();
@@ -301,7 +311,12 @@ mod tests {
         let text = dir.path().join("text.wasm");
         std::fs::write(&text, "hello").unwrap();
         let error = try_task(&sandbox, &text, "two", "0", limits).unwrap_err();
-        assert!(error.to_string().contains("is not a runnable Dipla guest: not a valid wasm module"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("is not a runnable Dipla guest: not a valid wasm module"),
+            "{error}"
+        );
         assert!(super::limits(Some(0), None).is_err());
         assert!(super::limits(None, Some(0)).is_err());
         assert!(super::limits(None, Some(5000)).is_err());
