@@ -215,13 +215,17 @@ fn a_failure_line_carries_the_log_and_log_tasks_shows_every_task_s() {
 async fn a_remote_worker_s_log_comes_back_with_its_failure() {
     let job = JobDir::new(CHATTY);
     let (server, url) = remote_server(job.job()).await;
-    let _worker = WorkerProcess::start(&url, "remote");
+    // Two identities: a failure from workers the server does not trust needs confirming.
+    let _workers: Vec<WorkerProcess> = (0..2)
+        .map(|i| WorkerProcess::start(&url, &format!("remote-{i}")))
+        .collect();
     let (summary, lines) = tokio::time::timeout(Duration::from_secs(60), finish(server))
         .await
         .expect("the job finishes");
     assert_eq!(summary.counts.failed, 1, "{summary}");
     assert_eq!(lines[0]["log"], LOG, "{}", lines[0]);
     assert_eq!(lines[0]["error"], "task error: 3 is odd");
+    assert_eq!(lines[0]["check"], "replicated:2");
     assert_eq!(lines[1]["output"], 2);
     assert!(lines[1].get("log").is_none(), "{}", lines[1]);
 }
@@ -231,23 +235,30 @@ async fn a_hostile_log_is_bounded_made_printable_and_changes_nothing() {
     let job = JobDir::new(CHATTY);
     let (server, url) = remote_server(job.job()).await;
     let records = watch(server.handle());
-    let mut config = WorkerConfig::new(&url);
-    config.name = "noisy".into();
-    config.cores = 1;
-    config.tamper = Some(Arc::new(|result| {
-        result.log = Some(format!(
-            "\u{1b}[2J\r\nforged\u{202E}{}",
-            "x".repeat(1 << 20)
-        ));
-    }));
-    let worker = tokio::spawn(async move {
-        let cache = ModuleCache::new(dipla_sandbox::Sandbox::new().unwrap(), None).unwrap();
-        let _ = dipla_worker::run(&config, &cache).await;
-    });
+    // Two identities, both noisy: a failure from workers the server does not trust needs
+    // confirming.
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            let mut config = WorkerConfig::new(&url);
+            config.name = format!("noisy-{i}");
+            config.cores = 1;
+            config.tamper = Some(Arc::new(|result| {
+                result.log = Some(format!(
+                    "\u{1b}[2J\r\nforged\u{202E}{}",
+                    "x".repeat(1 << 20)
+                ));
+            }));
+            tokio::spawn(async move {
+                let sandbox = dipla_sandbox::Sandbox::new().unwrap();
+                let cache = ModuleCache::new(sandbox, None).unwrap();
+                let _ = dipla_worker::run(&config, &cache).await;
+            })
+        })
+        .collect();
     let (summary, lines) = tokio::time::timeout(Duration::from_secs(60), finish(server))
         .await
         .expect("the job finishes");
-    worker.abort();
+    workers.iter().for_each(|worker| worker.abort());
     assert_eq!(summary.counts.failed, 1, "{summary}");
     assert_eq!(lines[1]["output"], 2, "a log cannot change an output");
     assert!(lines[1].get("log").is_none());
@@ -262,8 +273,8 @@ async fn a_hostile_log_is_bounded_made_printable_and_changes_nothing() {
     assert!(log.ends_with('…'));
     let records = records.await.unwrap();
     assert!(
-        records["noisy"].trusted,
+        records["noisy-0"].trusted && records["noisy-1"].trusted,
         "a log is no lie: {:?}",
-        records["noisy"]
+        records
     );
 }
