@@ -59,7 +59,7 @@ impl<const N: usize> Buffer<N> {
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        self.append(text[..end].as_bytes());
+        self.append(&text.as_bytes()[..end]);
         let marker = TRUNCATED.as_bytes();
         self.append(&marker[..marker.len().min(N - self.len)]);
         self.full = true;
