@@ -102,6 +102,22 @@ impl<T: Serialize> EncodeValue for &Returned<T> {
     }
 }
 
+/// What a panic's message says, with an explanation added to std's own where a guest
+/// needs one: std's "time not implemented on this platform" (`Instant::now()`,
+/// `SystemTime::now()`) becomes why tasks have no clock and what to do instead.
+pub fn explain_panic(message: &str) -> String {
+    if message.contains("time not implemented") {
+        format!(
+            "{message}: a Dipla task has no clock (Instant::now, SystemTime::now), so that \
+             every worker computes the same result from the same input. Pass the time in as \
+             part of the task's input, and measure a task's cost in fuel, which \
+             `dipla-server try` prints"
+        )
+    } else {
+        message.to_owned()
+    }
+}
+
 #[cfg(target_arch = "wasm32")]
 pub use wasm::run;
 
@@ -125,6 +141,7 @@ mod wasm {
                     .copied()
                     .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                     .unwrap_or("panic");
+                let message = super::explain_panic(message);
                 let text = match info.location() {
                     Some(at) => format!("{message} (at {}:{})", at.file(), at.line()),
                     None => message.to_owned(),
@@ -233,6 +250,19 @@ mod tests {
         let (status, message) = text(&output);
         assert_eq!(status, STATUS_ERR);
         assert!(message.contains("cannot be encoded as JSON"), "{message}");
+    }
+
+    #[test]
+    fn a_clock_panic_says_why_and_what_to_do_instead() {
+        let explained = explain_panic("time not implemented on this platform");
+        assert!(
+            explained
+                .starts_with("time not implemented on this platform: a Dipla task has no clock"),
+            "{explained}"
+        );
+        assert!(explained.contains("every worker computes the same result"));
+        assert!(explained.contains("input") && explained.contains("fuel"));
+        assert_eq!(explain_panic("index out of bounds"), "index out of bounds");
     }
 
     #[test]

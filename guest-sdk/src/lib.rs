@@ -35,6 +35,11 @@
 //!   panic (its message and location).
 //! - [`Flow`] lets a task end its stage early (a search that found its goal), and
 //!   [`Explore`] lets a task add inputs to its own stage (a search that branches).
+//! - [`log!`] writes a line to the task's log, which comes back with its result or failure
+//!   (std's `println!` output goes nowhere in a guest; `use dipla_guest::println;` sends it
+//!   to the log too): see [`mod@log`].
+//! - A task has no clock: `Instant::now()` panics, with a message saying why and what to use
+//!   instead (the time as an input; fuel to measure cost).
 //!
 //! The guest ABI this crate implements is documented in `docs/ARCHITECTURE.md`, so guests can
 //! be written in any language that compiles to wasm.
@@ -89,6 +94,7 @@ pub enum Flow<T> {
 #[doc(hidden)]
 pub mod __private;
 pub mod arena;
+pub mod log;
 
 /// Every allocation of a wasm guest: see [`arena`].
 #[cfg(all(target_arch = "wasm32", feature = "arena"))]

@@ -11,6 +11,7 @@ mod chaos;
 mod checks;
 mod cli;
 mod dashboard;
+mod debugging;
 mod deterministic;
 mod directory;
 mod driver;

@@ -32,8 +32,8 @@ pub use identity::{Nonce, PublicKey, Signature};
 pub use limits::TaskLimits;
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
 pub use worker::{
-    Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, Secret, TaskFailure,
-    TaskResult, WorkerMessage,
+    Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, MAX_LOG_BYTES, Secret,
+    TaskFailure, TaskResult, WorkerMessage,
 };
 
 /// The protocol version this crate speaks. A server refuses a `hello` with another version.

@@ -41,6 +41,42 @@ pub fn printable(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// A task's log made safe to show: at most `max_bytes` bytes (cut short at a character
+/// boundary, it ends in "…"), its line breaks kept as `\n` (`\r\n` and a lone `\r`
+/// become `\n`, so a line cannot overwrite another on a terminal), tabs kept, and every
+/// other control character, and the bidirectional controls, as U+FFFD.
+///
+/// ```
+/// use dipla_protocol::text::printable_log;
+/// assert_eq!(printable_log("a\r\nb\t\u{1b}[31m", 64), "a\nb\t\u{FFFD}[31m");
+/// assert_eq!(printable_log("abcdef", 6), "abcdef");
+/// assert_eq!(printable_log("abcdefg", 6), "abc…");
+/// ```
+pub fn printable_log(text: &str, max_bytes: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\r' if chars.peek() == Some(&'\n') => continue,
+            '\n' | '\r' | '\u{2028}' | '\u{2029}' => '\n',
+            '\t' => '\t',
+            c if unprintable(c) => REPLACEMENT,
+            c => c,
+        };
+        if out.len() + c.len_utf8() > max_bytes {
+            while out.len() + ELLIPSIS.len_utf8() > max_bytes {
+                if out.pop().is_none() {
+                    return out;
+                }
+            }
+            out.push(ELLIPSIS);
+            return out;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Control characters (C0, DEL, C1) and the invisible characters that change the order or
 /// direction in which text is shown.
 fn unprintable(c: char) -> bool {
@@ -85,6 +121,31 @@ mod tests {
         for c in ('\u{202A}'..='\u{202E}').chain('\u{2066}'..='\u{2069}') {
             assert_eq!(printable(&format!("a{c}b"), 64), "a\u{FFFD}b", "{:?}", c);
         }
+    }
+
+    #[test]
+    fn logs_keep_their_lines_and_lose_their_escapes() {
+        assert_eq!(
+            printable_log("one\ntwo\r\nthree\rfour\u{2028}five\n", 64),
+            "one\ntwo\nthree\nfour\nfive\n"
+        );
+        assert_eq!(
+            printable_log("\u{1b}[2J\u{7}x\u{202E}y\tz", 64),
+            "\u{FFFD}[2J\u{FFFD}x\u{FFFD}y\tz"
+        );
+    }
+
+    #[test]
+    fn logs_are_cut_at_a_byte_count_on_a_character_boundary() {
+        assert_eq!(printable_log("abc", 3), "abc");
+        assert_eq!(printable_log("abcd", 3), "…");
+        assert_eq!(printable_log("abcd", 2), "");
+        // "é" is 2 bytes, "…" 3: 4 + 3 fits in 8, a third "é" would not leave room.
+        assert_eq!(printable_log("éééééé", 8), "éé…");
+        let long = printable_log(&"x".repeat(1 << 20), 8192);
+        assert_eq!(long.len(), 8192);
+        assert!(long.ends_with('…'));
+        assert_eq!(printable_log("", 0), "");
     }
 
     #[test]

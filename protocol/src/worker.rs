@@ -118,7 +118,16 @@ pub struct TaskResult {
     /// The output meets the stage's goal: the task asks the server to stop the stage.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stop: bool,
+    /// What the task logged (`dipla_guest::log!`), at most [`MAX_LOG_BYTES`]: the worker's
+    /// report, shown to the user as it is. Not covered by the receipt, never compared,
+    /// journaled or part of an output, so it cannot change a result or a vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
+
+/// The longest task log a worker sends, in bytes: a worker cuts longer ones before it sends
+/// them, and a server cuts what it receives to this (see [`crate::text::printable_log`]).
+pub const MAX_LOG_BYTES: usize = 8192;
 
 impl TaskResult {
     /// A successful result.
@@ -130,6 +139,7 @@ impl TaskResult {
             output: Some(output),
             error: None,
             stop: false,
+            log: None,
         }
     }
 
@@ -142,6 +152,7 @@ impl TaskResult {
             output: None,
             error: Some(error),
             stop: false,
+            log: None,
         }
     }
 

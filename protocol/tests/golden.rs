@@ -190,6 +190,27 @@ fn a_result_that_stops_its_stage() {
 }
 
 #[test]
+fn a_result_with_the_task_s_log() {
+    let mut result = TaskResult::failure(
+        4,
+        50,
+        3,
+        TaskFailure {
+            kind: FailureKind::Guest,
+            message: "odd".into(),
+        },
+    );
+    result.log = Some("checking 3\nodd!\n".into());
+    pin(
+        &WorkerMessage::Results {
+            results: vec![result],
+            receipt: None,
+        },
+        r#"{"results":{"results":[{"id":4,"fuel":50,"micros":3,"error":{"kind":"guest","message":"odd"},"log":"checking 3\nodd!\n"}]}}"#,
+    );
+}
+
+#[test]
 fn challenge_and_proof() {
     pin(
         &ServerMessage::Challenge {

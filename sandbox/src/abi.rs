@@ -12,6 +12,10 @@
 //!   is the result's JSON, which meets the stage's goal (stop the stage);
 //! - optionally `dipla_panic_message() -> i64`: after a trap, `(ptr << 32) | len` of a UTF-8
 //!   message explaining it (a panic), or 0;
+//! - optionally `dipla_log() -> i64`: after the task returned or trapped, `(ptr << 32) | len`
+//!   of the UTF-8 text the task logged, or 0. The host reads at most
+//!   [`dipla_protocol::MAX_LOG_BYTES`] of it (cut with "…"), makes it printable, and ignores
+//!   a log out of bounds; the log never changes the task's output or failure;
 //! - a custom section named `dipla` holding one JSON object per line for each task export:
 //!   `{"abi":1,"task":"<export>"}`, optionally with `"params":[{"name":..,"type":..}]` (Rust
 //!   type strings, which let the server check the types and arity of every input and edge of
@@ -35,6 +39,8 @@ pub const MEMORY: &str = "memory";
 pub const REALLOC: &str = "cabi_realloc";
 /// The optional export that explains the last trap.
 pub const PANIC_MESSAGE: &str = "dipla_panic_message";
+/// The optional export that points at what the task logged.
+pub const LOG: &str = "dipla_log";
 /// Output status: the rest of the output is the result's JSON.
 pub const STATUS_OK: u8 = 0;
 /// Output status: the rest of the output is an error message.

@@ -106,7 +106,7 @@ impl Exports {
     }
 
     /// Checks the exports every guest needs: a 32-bit unshared `memory`, `cabi_realloc`, and
-    /// `dipla_panic_message` only with its type.
+    /// `dipla_panic_message` and `dipla_log` only with their type.
     ///
     /// # Errors
     /// [`AbiError::Export`], naming the export and the type it must have.
@@ -128,6 +128,9 @@ impl Exports {
             && !self.has_func(abi::PANIC_MESSAGE, &[], &[ValType::I64])
         {
             return Err(missing("`dipla_panic_message` only as `() -> i64`"));
+        }
+        if self.0.contains_key(abi::LOG) && !self.has_func(abi::LOG, &[], &[ValType::I64]) {
+            return Err(missing("`dipla_log` only as `() -> i64`"));
         }
         Ok(())
     }
@@ -176,6 +179,27 @@ mod tests {
             exports.check_guest().unwrap_err().to_string(),
             "the module must export `cabi_realloc: (i32, i32, i32, i32) -> i32`"
         );
+    }
+
+    #[test]
+    fn the_optional_exports_must_have_their_type() {
+        let guest = |extra: &str| {
+            exports(&format!(
+                r#"(module (memory (export "memory") 1)
+                    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)
+                    {extra})"#
+            ))
+            .check_guest()
+        };
+        assert!(guest("").is_ok());
+        assert!(guest(r#"(func (export "dipla_log") (result i64) i64.const 0)"#).is_ok());
+        assert_eq!(
+            guest(r#"(func (export "dipla_log") (result i32) i32.const 0)"#)
+                .unwrap_err()
+                .to_string(),
+            "the module must export `dipla_log` only as `() -> i64`"
+        );
+        assert!(guest(r#"(global (export "dipla_panic_message") i64 (i64.const 0))"#).is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use dipla_protocol::{FailureKind, RawJson, TaskFailure};
+use dipla_protocol::text::printable_log;
+use dipla_protocol::{FailureKind, MAX_LOG_BYTES, RawJson, TaskFailure};
 use wasmtime::{Instance, Memory, Module, Store, Trap, UpdateDeadline};
 
 use crate::abi::{self, AbiError, ModuleInfo};
@@ -14,7 +15,8 @@ use crate::limits::{LimitExceeded, Limiter, Limits};
 /// The longest error or panic message kept from a guest.
 const MAX_MESSAGE_BYTES: usize = 4096;
 
-/// Fuel granted to read a panic message after a trap (the task may have used all of its own).
+/// Fuel granted to read a panic message or the log after the task (it may have used all of
+/// its own).
 const PANIC_MESSAGE_FUEL: u64 = 1_000_000;
 
 /// A compiled guest module, ready to run tasks. Cheap to clone (two reference counts): a
@@ -54,6 +56,10 @@ pub struct Run {
     pub outcome: Result<Box<RawJson>, TaskFailure>,
     /// Whether the output meets the stage's goal (the guest asked to stop the stage).
     pub stop: bool,
+    /// What the task logged through the optional `dipla_log` export, read after it returned
+    /// or trapped: printable, at most [`MAX_LOG_BYTES`] (cut with "…"); `None` when it
+    /// logged nothing or its log was out of bounds. Never part of the outcome.
+    pub log: Option<String>,
 }
 
 /// The task was cancelled from outside while it ran.
@@ -155,8 +161,9 @@ impl Guest {
                 Ok(UpdateDeadline::Continue(1))
             }
         });
+        let mut instance = None;
         let (outcome, stop) = match store.set_fuel(limits.fuel) {
-            Ok(()) => match self.call(&mut store, export, input, limits) {
+            Ok(()) => match self.call(&mut store, &mut instance, export, input, limits) {
                 Ok((output, stop)) => (Ok(output), stop),
                 Err(failure) => (Err(failure), false),
             },
@@ -169,24 +176,31 @@ impl Guest {
             ),
         };
         let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let log = instance.and_then(|instance| read_log(&mut store, &instance));
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Run {
             fuel,
             micros,
             outcome,
             stop,
+            log,
         }
     }
 
+    /// Instantiates the module (into `instance`, for what is read afterwards) and runs the
+    /// task.
     fn call(
         &self,
         store: &mut Store<Limiter>,
+        instance: &mut Option<Instance>,
         export: &str,
         input: &[u8],
         limits: &Limits,
     ) -> Result<(Box<RawJson>, bool), TaskFailure> {
-        let instance = Instance::new(&mut *store, &self.module, &[])
-            .map_err(|e| classify(store, None, e, limits))?;
+        let instance = *instance.insert(
+            Instance::new(&mut *store, &self.module, &[])
+                .map_err(|e| classify(store, None, e, limits))?,
+        );
         let rejected = |what: String| failure(FailureKind::Rejected, what);
         let memory = instance
             .get_memory(&mut *store, abi::MEMORY)
@@ -318,13 +332,37 @@ fn describe(trap: Trap) -> String {
 
 /// The guest's explanation of its last trap, if it exports one.
 fn panic_message(store: &mut Store<Limiter>, instance: &Instance) -> Option<String> {
+    read_text(store, instance, abi::PANIC_MESSAGE, MAX_MESSAGE_BYTES + 1).map(|bytes| text(&bytes))
+}
+
+/// What the task logged, if the guest exports `dipla_log` and logged anything in bounds.
+fn read_log(store: &mut Store<Limiter>, instance: &Instance) -> Option<String> {
+    let bytes = read_text(store, instance, abi::LOG, MAX_LOG_BYTES + 1)?;
+    Some(printable_log(
+        &String::from_utf8_lossy(&bytes),
+        MAX_LOG_BYTES,
+    ))
+}
+
+/// Calls the guest's `export: () -> i64` and reads the `(ptr << 32) | len` bytes it points
+/// at, at most `max` of them: `None` when there is no such export, it fails, points at
+/// nothing (`len` 0), or out of bounds. Runs on fuel and time of its own, and leaves the
+/// task's fuel as it was.
+fn read_text(
+    store: &mut Store<Limiter>,
+    instance: &Instance,
+    export: &str,
+    max: usize,
+) -> Option<Vec<u8>> {
     let get = instance
-        .get_typed_func::<(), i64>(&mut *store, abi::PANIC_MESSAGE)
+        .get_typed_func::<(), i64>(&mut *store, export)
         .ok()?;
     let memory = instance.get_memory(&mut *store, abi::MEMORY)?;
-    // Reading the message must not count against the task: restore its fuel afterwards.
+    // Reading must not count against the task: restore its fuel afterwards. A task stopped by
+    // the wall clock has no time left: give the call until the next tick.
     let remaining = store.get_fuel().ok()?;
     store.set_fuel(PANIC_MESSAGE_FUEL).ok()?;
+    store.set_epoch_deadline(1);
     let packed = get.call(&mut *store, ());
     store.set_fuel(remaining).ok()?;
     let packed = packed.ok()? as u64;
@@ -332,10 +370,8 @@ fn panic_message(store: &mut Store<Limiter>, instance: &Instance) -> Option<Stri
     if len == 0 {
         return None;
     }
-    memory
-        .data(&*store)
-        .get(ptr..ptr.checked_add(len)?)
-        .map(text)
+    let bytes = memory.data(&*store).get(ptr..ptr.checked_add(len)?)?;
+    Some(bytes[..len.min(max)].to_vec())
 }
 
 #[cfg(test)]
@@ -583,6 +619,100 @@ mod tests {
             Err(AbiError::NotATask { .. })
         ));
         assert!(guest.check_task("spin").is_ok());
+    }
+
+    /// A guest that logs: `dipla_log` returns what the task last stored in `$log`.
+    const LOGGER: &str = r#"(module
+        (memory (export "memory") 1)
+        (global $log (mut i64) (i64.const 0))
+        (data (i32.const 16) "checking\n\1b[31mred")
+        (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+        (func (export "dipla_log") (result i64) (global.get $log))
+        (func $one (result i64)
+            (i32.store16 (i32.const 0) (i32.const 0x3100)) ;; status 0, then "1"
+            (i64.const 2))
+        (func (export "ok") (param i32 i32) (result i64)
+            (global.set $log (i64.const 68719476753)) ;; 16 << 32 | 17
+            (call $one))
+        (func (export "quiet") (param i32 i32) (result i64) (call $one))
+        (func (export "boom") (param i32 i32) (result i64)
+            (global.set $log (i64.const 68719476753))
+            (unreachable))
+        (func (export "spin") (param i32 i32) (result i64)
+            (global.set $log (i64.const 68719476753))
+            (loop $l (br $l))
+            (unreachable))
+        (func (export "wild") (param i32 i32) (result i64)
+            (global.set $log (i64.const 0xffff000000000010))
+            (call $one))
+        (func (export "past_the_end") (param i32 i32) (result i64)
+            (global.set $log (i64.const 65537)) ;; 0 << 32 | 65537: one byte past the memory
+            (call $one))
+        (func (export "whole_memory") (param i32 i32) (result i64)
+            (global.set $log (i64.const 65536))
+            (call $one))
+        (@custom "dipla" "{\"abi\":1,\"task\":\"ok\"}\n")
+    )"#;
+
+    fn logger(wat: &str) -> Guest {
+        Sandbox::new()
+            .unwrap()
+            .compile(&wat::parse_str(wat).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_log_is_read_after_the_task_returns_and_made_printable() {
+        let run = logger(LOGGER).run("ok", b"0", &limits());
+        assert_eq!(run.outcome.unwrap().get(), "1");
+        assert_eq!(run.log.as_deref(), Some("checking\n\u{FFFD}[31mred"));
+        let quiet = logger(LOGGER).run("quiet", b"0", &limits());
+        assert_eq!(quiet.log, None, "an empty log is no log");
+        assert_eq!(guest().run("echo", b"1", &limits()).log, None);
+    }
+
+    #[test]
+    fn the_log_survives_a_trap_and_running_out_of_fuel() {
+        let run = logger(LOGGER).run("boom", b"0", &limits());
+        assert_eq!(run.outcome.unwrap_err().kind, FailureKind::Trap);
+        assert_eq!(run.log.as_deref(), Some("checking\n\u{FFFD}[31mred"));
+        let run = logger(LOGGER).run("spin", b"0", &limits());
+        assert_eq!(run.outcome.unwrap_err().kind, FailureKind::OutOfFuel);
+        assert_eq!(
+            run.fuel,
+            limits().fuel,
+            "reading the log costs the task nothing"
+        );
+        assert_eq!(run.log.as_deref(), Some("checking\n\u{FFFD}[31mred"));
+    }
+
+    #[test]
+    fn a_hostile_log_pointer_is_ignored_or_bounded() {
+        for export in ["wild", "past_the_end"] {
+            let run = logger(LOGGER).run(export, b"0", &limits());
+            assert_eq!(run.outcome.unwrap().get(), "1", "{export}");
+            assert_eq!(run.log, None, "{export}");
+        }
+        let run = logger(LOGGER).run("whole_memory", b"0", &limits());
+        assert_eq!(run.outcome.unwrap().get(), "1");
+        let log = run.log.unwrap();
+        assert!(log.len() <= MAX_LOG_BYTES && log.len() > MAX_LOG_BYTES - 8);
+        assert!(log.ends_with('…'), "a log cut short says so");
+    }
+
+    #[test]
+    fn a_log_export_that_misbehaves_changes_nothing_of_the_task() {
+        let honest = logger(LOGGER).run("ok", b"0", &limits());
+        for body in ["(loop $l (br $l)) (unreachable)", "(unreachable)"] {
+            let hostile = LOGGER.replace(
+                "(func (export \"dipla_log\") (result i64) (global.get $log))",
+                &format!("(func (export \"dipla_log\") (result i64) {body})"),
+            );
+            let run = logger(&hostile).run("ok", b"0", &limits());
+            assert_eq!(run.outcome.unwrap().get(), "1");
+            assert_eq!(run.fuel, honest.fuel);
+            assert_eq!(run.log, None);
+        }
     }
 
     #[test]

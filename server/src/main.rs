@@ -106,6 +106,28 @@ enum Command {
         /// The module (.wasm).
         module: PathBuf,
     },
+    /// Run one task on this machine, in the sandbox workers use, and print its output (on
+    /// stdout), or its failure, with the fuel it burned and what it logged (on stderr).
+    /// Exit codes: 0 the task succeeded; 1 it failed; 2 it could not run (no such file or
+    /// task, input not JSON).
+    Try {
+        /// The module (.wasm).
+        module: PathBuf,
+        /// The task's name (`inspect` lists them).
+        task: String,
+        /// The task's input as JSON: `12`, or `[12, "a"]` for a task of two parameters.
+        input: String,
+        /// The fuel the task may burn [default: a manifest's, 10000000000].
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// The memory the task may use, in MiB [default: a manifest's, 256].
+        #[arg(long)]
+        memory_mb: Option<u32>,
+        /// Print one JSON object on stdout: output or error and kind, fuel, fuel_limit,
+        /// micros, log.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -149,6 +171,11 @@ struct RunArgs {
     /// When the run ends, write its summary (task counts, traffic, seconds) as JSON here.
     #[arg(long, env = "DIPLA_SUMMARY_JSON")]
     summary_json: Option<PathBuf>,
+    /// Show what every task logged (`dipla_guest::log!`, and `println!` imported from
+    /// `dipla_guest`) on stderr as workers report it, one line each; a failure's result line
+    /// carries its log as "log" either way.
+    #[arg(long, env = "DIPLA_LOG_TASKS")]
+    log_tasks: bool,
     /// When stderr is not a terminal, write a progress line every this many seconds.
     #[arg(long, env = "DIPLA_PROGRESS_SECS", default_value_t = 5.0)]
     progress_secs: f64,
@@ -344,6 +371,29 @@ fn main() -> ExitCode {
 
 async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Try {
+            module,
+            task,
+            input,
+            fuel,
+            memory_mb,
+            json,
+        } => {
+            use dipla_server::trial;
+            let limits = trial::limits(fuel, memory_mb)?;
+            let sandbox = Sandbox::new().context("cannot start the sandbox")?;
+            let trial = trial::try_task(&sandbox, &module, &task, &input, limits)?;
+            if json {
+                trial.write_json(&mut std::io::stdout().lock())?;
+            } else {
+                trial.write_text(&mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
+            }
+            Ok(if trial.succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Audit {
             results,
             state,
@@ -487,6 +537,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 no_state,
                 fresh: discard,
                 summary_json,
+                log_tasks,
                 progress_secs,
                 admission,
                 announce,
@@ -513,6 +564,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 min_workers,
                 state: state.clone(),
                 fresh,
+                log_tasks,
                 ..admitted
             };
             let server = Server::bind(job, options)

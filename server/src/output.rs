@@ -11,6 +11,8 @@
 //! <message>"`), so the failure a worker signed can be matched to it (`dipla-server audit`);
 //! its `check` says how many identities reported it (`replicated:K`), or `unchecked` for
 //! one the server decided (an upstream failure, workers lost) or took from its own worker.
+//! A failure's line also carries what the task logged, `"log"`, when the worker that reported
+//! the failure sent its log (the worker's word, never checked; see [`crate::task_logs`]).
 
 use std::io::Write;
 
@@ -31,9 +33,12 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<FailureKind>,
     check: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<&'a str>,
 }
 
-/// Writes one result line for `finished`, the task of stage `stage` with input `input`.
+/// Writes one result line for `finished`, the task of stage `stage` with input `input`; a
+/// failure's line carries what the task logged, `log`, if a worker reported it.
 ///
 /// # Errors
 /// When writing fails.
@@ -42,6 +47,7 @@ pub fn write_line(
     stage: &str,
     input: &RawJson,
     finished: &Finished,
+    log: Option<&str>,
 ) -> std::io::Result<()> {
     let line = Line {
         stage,
@@ -51,6 +57,7 @@ pub fn write_line(
         error: finished.outcome.as_ref().err().map(ToString::to_string),
         kind: finished.outcome.as_ref().err().map(|failure| failure.kind),
         check: finished.check.to_string(),
+        log: log.filter(|_| finished.outcome.is_err()),
     };
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")
@@ -78,7 +85,7 @@ mod tests {
             items: Vec::new(),
             check: Check::Replicated(2),
         };
-        write_line(&mut out, "factors", &raw("12"), &ok).unwrap();
+        write_line(&mut out, "factors", &raw("12"), &ok, Some("not shown")).unwrap();
         let failure = TaskFailure {
             kind: FailureKind::Panic,
             message: "boom (at src/lib.rs:3)".into(),
@@ -90,13 +97,16 @@ mod tests {
             items: Vec::new(),
             check: Check::Unchecked,
         };
-        write_line(&mut out, "factors", &raw("12"), &failed).unwrap();
+        write_line(&mut out, "factors", &raw("12"), &failed, None).unwrap();
+        write_line(&mut out, "factors", &raw("12"), &failed, Some("a\nb\n")).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             concat!(
                 r#"{"stage":"factors","index":3,"input":12,"output":[2,2,3],"check":"replicated:2"}"#,
                 "\n",
                 r#"{"stage":"factors","index":3,"input":12,"error":"panic: boom (at src/lib.rs:3)","kind":"panic","check":"unchecked"}"#,
+                "\n",
+                r#"{"stage":"factors","index":3,"input":12,"error":"panic: boom (at src/lib.rs:3)","kind":"panic","check":"unchecked","log":"a\nb\n"}"#,
                 "\n"
             )
         );

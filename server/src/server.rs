@@ -71,6 +71,9 @@ pub struct RunOptions {
     /// How long a connection has to send each HTTP request head, the WebSocket upgrade
     /// included ([`crate::http::HEAD_TIMEOUT`]).
     pub head_timeout: Duration,
+    /// Show what every task logged (`dipla_guest::log!`) on stderr as workers report it,
+    /// one log event per line (`run --log-tasks`).
+    pub log_tasks: bool,
 }
 
 impl RunOptions {
@@ -111,6 +114,7 @@ impl Default for RunOptions {
             tls: None,
             max_connections_per_ip: crate::door::DEFAULT_MAX_CONNECTIONS_PER_IP,
             head_timeout: crate::http::HEAD_TIMEOUT,
+            log_tasks: false,
         }
     }
 }
@@ -247,6 +251,7 @@ impl Server {
             .coordinator
             .wait_for_workers(options.min_workers);
         handle.lock().coordinator.set_max_lost(options.max_lost);
+        handle.lock().logs.show = options.log_tasks;
         let journal = opened.map(|opened| restore(&handle, opened));
         Ok(Self {
             listener,
@@ -447,10 +452,12 @@ pub(crate) async fn write_results(
             let ready = core.coordinator.take_ready();
             let mut lines = Vec::with_capacity(ready.len());
             for finished in &ready {
+                let log = core.logs.take(finished.task);
                 let stage = &core.job.stages[finished.task.stage];
                 let input = core.job.line_input(finished, &core.coordinator);
+                let log = log.as_deref().filter(|_| finished.outcome.is_err());
                 let mut line = Vec::new();
-                write_line(&mut line, &stage.name, &input, finished)?;
+                write_line(&mut line, &stage.name, &input, finished, log)?;
                 lines.push(line);
             }
             (lines, core.coordinator.is_complete())

@@ -9,6 +9,7 @@ use crate::coordinator::{Coordinator, Counts, Keep};
 use crate::fleet::WorkerRecord;
 use crate::gate::Gate;
 use crate::stats::{Stats, StatsSnapshot};
+use crate::task_logs::TaskLogs;
 use crate::{Job, Module, Source, Stage};
 
 pub use crate::gate::DEFAULT_HEARTBEAT;
@@ -52,6 +53,8 @@ pub struct Core {
     pub job: Job,
     /// Who runs what.
     pub coordinator: Coordinator,
+    /// What failed tasks logged, until their result lines are written.
+    pub logs: TaskLogs,
 }
 
 impl Core {
@@ -106,7 +109,11 @@ impl Handle {
             seed_explore(&mut coordinator, i, stage);
         }
         let shared = Shared {
-            core: Mutex::new(Core { job, coordinator }),
+            core: Mutex::new(Core {
+                job,
+                coordinator,
+                logs: TaskLogs::default(),
+            }),
             stats: Stats::default(),
             wake: watch::channel(0).0,
             done: watch::channel(false).0,

@@ -727,15 +727,19 @@ async fn on_message(
                     });
                 }
                 before = pulse(&core.coordinator);
-                for result in results {
+                for mut result in results {
                     let (attempt, fuel, micros, stop) =
                         (result.id, result.fuel, result.micros, result.stop);
                     handle.shared.gate.metrics.observe(micros);
+                    let log = result.log.take();
                     let Some(outcome) = result.into_outcome() else {
                         return Err(End::Violation(format!(
                             "result {attempt} must have exactly one of output and error"
                         )));
                     };
+                    if let Some(log) = log {
+                        report_log(&mut core, id, attempt, &log, outcome.is_err());
+                    }
                     let capped = core
                         .coordinator
                         .attempt_task(id, attempt)
@@ -798,6 +802,22 @@ async fn on_message(
             Ok(())
         }
     }
+}
+
+/// Hands the log a worker reported for `attempt` to the job's [`crate::task_logs::TaskLogs`].
+fn report_log(core: &mut crate::state::Core, worker: u64, attempt: u64, log: &str, failed: bool) {
+    let Some(task) = core.coordinator.attempt_task(worker, attempt) else {
+        return;
+    };
+    let Some(stage) = core.job.stages.get(task.stage) else {
+        return;
+    };
+    let by = crate::task_logs::Reporter {
+        worker,
+        stage: &stage.name,
+        index: task.index,
+    };
+    core.logs.report(task, by, log, failed);
 }
 
 /// What tells whether other connections should look at the coordinator again: the counters

@@ -115,6 +115,7 @@ fn run(
         Err(failure) => TaskResult::failure(item.id, run.fuel, run.micros, failure),
     };
     result.stop = run.stop;
+    result.log = run.log;
     Some(result)
 }
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use dipla_guest::{Explore, Flow, task, verifier};
 
+pub mod debugging;
+
 /// The tiny task of the throughput benchmarks.
 #[task]
 pub fn square(x: u64) -> u64 {
