@@ -314,7 +314,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("is not a runnable Dipla guest: not a valid wasm module"),
+                .contains("is not a runnable Dipla guest: not a wasm module: it is text"),
             "{error}"
         );
         assert!(super::limits(Some(0), None).is_err());
