@@ -27,12 +27,17 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// cancels the job after its driver timeout (`dipla-server serve --driver-timeout-secs`).
 pub struct Dipla {
     link: Arc<Link>,
+    /// The server run inside the program (feature `local`), stopped at shutdown.
+    #[cfg(feature = "local")]
+    local: Option<crate::local::Local>,
 }
 
 /// How to start a [`Dipla`].
 #[derive(Debug, Clone)]
 pub struct DiplaBuilder {
     remote: Option<(String, String)>,
+    #[cfg(feature = "local")]
+    local_workers: Option<usize>,
     name: String,
     limits: TaskLimits,
     max_attempts: u32,
@@ -43,6 +48,8 @@ impl Dipla {
     pub fn builder() -> DiplaBuilder {
         DiplaBuilder {
             remote: None,
+            #[cfg(feature = "local")]
+            local_workers: None,
             name: "driver".into(),
             limits: DEFAULT_LIMITS,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
@@ -106,9 +113,14 @@ impl Dipla {
     }
 
     /// Closes the job (it ends on the server as succeeded) and stops following it.
-    /// Promises still waiting then return [`DriverError::Closed`].
+    /// Promises still waiting then return [`DriverError::Closed`]. A server run inside the
+    /// program (feature `local`) stops with its workers.
     pub async fn shutdown(self) {
         self.link.close().await;
+        #[cfg(feature = "local")]
+        if let Some(local) = self.local {
+            local.shutdown().await;
+        }
     }
 }
 
@@ -120,6 +132,16 @@ impl DiplaBuilder {
     #[must_use]
     pub fn remote(mut self, url: impl Into<String>, token: impl Into<String>) -> Self {
         self.remote = Some((url.into(), token.into()));
+        self
+    }
+
+    /// Runs the server inside this program with `count` local workers (at least 1), on
+    /// loopback only, instead of a remote server (feature `local`, which compiles the whole
+    /// server). The job lives in a temporary folder, removed at [`Dipla::shutdown`].
+    #[cfg(feature = "local")]
+    #[must_use]
+    pub fn local_workers(mut self, count: usize) -> Self {
+        self.local_workers = Some(count.max(1));
         self
     }
 
@@ -150,17 +172,44 @@ impl DiplaBuilder {
     /// [`DriverError::Start`] when no server was given, or it cannot be reached or refuses
     /// the token.
     pub async fn start(self) -> Result<Dipla, DriverError> {
+        #[cfg(feature = "local")]
+        if let Some(count) = self.local_workers {
+            if self.remote.is_some() {
+                return Err(DriverError::Start(
+                    "give either .remote(..) or .local_workers(..), not both".into(),
+                ));
+            }
+            let local = crate::local::Local::start(count).await?;
+            let link = Link::open(
+                &local.url,
+                &local.token,
+                &self.name,
+                self.limits,
+                self.max_attempts,
+            )
+            .await?;
+            return Ok(Dipla {
+                link: Arc::new(link),
+                local: Some(local),
+            });
+        }
         let Some((url, token)) = &self.remote else {
-            return Err(DriverError::Start(
-                "no server: give .remote(\"http://HOST:PORT\", ADMIN_TOKEN) (to run the server inside the program, use dipla_server::Dipla)".into(),
-            ));
+            return Err(DriverError::Start(NO_SERVER.into()));
         };
         let link = Link::open(url, token, &self.name, self.limits, self.max_attempts).await?;
         Ok(Dipla {
             link: Arc::new(link),
+            #[cfg(feature = "local")]
+            local: None,
         })
     }
 }
+
+/// Why [`DiplaBuilder::start`] has no server to run on.
+#[cfg(feature = "local")]
+const NO_SERVER: &str = "no server: give .remote(\"http://HOST:PORT\", ADMIN_TOKEN), or .local_workers(n) to run one inside the program";
+#[cfg(not(feature = "local"))]
+const NO_SERVER: &str = "no server: give .remote(\"http://HOST:PORT\", ADMIN_TOKEN) (to run one inside the program with local workers, enable dipla-driver's `local` feature and use .local_workers(n))";
 
 /// A guest module loaded into a [`Dipla`].
 #[derive(Clone)]

@@ -27,14 +27,20 @@
 //!
 //! The job is closed when the [`Dipla`] and everything made from it are dropped, or at
 //! [`Dipla::shutdown`]; a driver killed before that is noticed by the server, which cancels
-//! the job once the driver's heartbeats stop. To run the server inside the program (local
-//! workers, no server to start), use `dipla_server::Dipla`.
+//! the job once the driver's heartbeats stop.
+//!
+//! To run the server inside the program instead (local workers, no server to start), enable
+//! the `local` feature and use [`DiplaBuilder::local_workers`]: the same driver then talks to
+//! a `serve` of its own on loopback. That compiles the whole server (wasmtime, SQLite);
+//! `dipla_server::Dipla` is the same API over the server's engine directly, without HTTP.
 
 mod api;
 mod dipla;
 mod error;
 mod event;
 mod link;
+#[cfg(feature = "local")]
+mod local;
 mod promise;
 mod signature;
 mod store;

@@ -346,3 +346,27 @@ async fn min_workers_holds_the_tasks_until_a_remote_worker_joins_the_local_one()
     assert_eq!(squares.get::<u64>().await.unwrap(), [9, 16, 25]);
     dipla.shutdown().await;
 }
+
+/// The light driver's `local` feature: the same program with the server inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_light_driver_runs_a_server_of_its_own_with_the_local_feature() {
+    let dipla = dipla_driver::Dipla::builder()
+        .local_workers(2)
+        .start()
+        .await
+        .unwrap();
+    let m = dipla.module(wasm("factorise")).unwrap();
+    let factors = m.task("factorise").map(1_000_000u64..1_000_200);
+    let counts = m.task("count").map(&factors);
+    let total: u64 = m.task("sum").reduce(&counts).get().await.unwrap();
+    let expected: u64 = (1_000_000u64..1_000_200)
+        .map(|n| factorise::factorise(n).len() as u64)
+        .sum();
+    assert_eq!(total, expected);
+    let wrong = m.task("sum").map(0..3u64).get::<u64>().await;
+    assert!(
+        matches!(wrong, Err(dipla_driver::DriverError::Invalid { .. })),
+        "{wrong:?}"
+    );
+    dipla.shutdown().await;
+}
