@@ -123,7 +123,7 @@ mod tests {
                 items: Vec::new(),
                 check: Check::Unchecked,
             };
-            write_line(&mut out, "s", &raw("1"), &finished).unwrap();
+            write_line(&mut out, "s", &raw("1"), &finished, None).unwrap();
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 format!(
