@@ -7,7 +7,7 @@
 
 use dipla_protocol::RawJson;
 
-use crate::coordinator::WorkerId;
+use crate::types::WorkerId;
 
 /// One worker's answer.
 #[derive(Debug, Clone)]

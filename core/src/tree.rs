@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::coordinator::Outcome;
+use crate::types::Outcome;
 
 /// A reduce tree: level 0 holds the folded stage's items, each higher level one node per group
 /// of `fan_in` consecutive nodes below, up to a single root.

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use crate::coordinator::WorkerId;
+use crate::types::WorkerId;
 
 /// A worker identity (a public key, or a connection that did not give one), interned.
 pub type IdentityId = u32;
@@ -42,6 +42,21 @@ pub struct Credibility {
 }
 
 impl Credibility {
+    /// Merges `from` into this record: the larger of each count, any untrusted mark, the
+    /// latest speed. Records only grow, so two views of one identity merge this way.
+    pub fn merge(&mut self, from: &Self) {
+        self.agreed = self.agreed.max(from.agreed);
+        self.rejected = self.rejected.max(from.rejected);
+        self.accepted = self.accepted.max(from.accepted);
+        self.strikes = self.strikes.max(from.strikes);
+        if self.untrusted.is_none() {
+            self.untrusted.clone_from(&from.untrusted);
+        }
+        if from.speed.is_some() {
+            self.speed = from.speed;
+        }
+    }
+
     /// How many tasks an identity with this record may hold at once, over all its
     /// connections: [`START_ALLOWANCE`] plus one per accepted answer (so a worker whose
     /// answers are all accepted doubles it every round trip), divided by one plus its strikes.
@@ -462,7 +477,7 @@ impl Fleet {
     /// record of it.
     pub(crate) fn adopt(&mut self, key: &str, record: &Credibility) {
         let identity = self.intern(key);
-        crate::trust::merge(self.credibility.entry(identity).or_default(), record);
+        self.credibility.entry(identity).or_default().merge(record);
     }
 
     /// Whether identity `identity` was caught lying.
