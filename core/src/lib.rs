@@ -24,6 +24,7 @@ pub mod coordinator;
 pub mod effect;
 mod fleet;
 pub mod plan;
+mod queue;
 pub mod record;
 mod tree;
 pub mod types;

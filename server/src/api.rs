@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use crate::coordinator::{Counts, StageProgress};
+use dipla_core::{Counts, StageProgress};
 use crate::gate::Gate;
 use crate::journal::Backlog;
 use crate::state::{Handle, WorkerSummary};
@@ -120,7 +120,7 @@ pub(crate) fn status_of(handle: &Handle) -> Status {
         counts: coordinator.counts(),
         workers,
         eta_secs: eta.map(|eta| eta.as_secs_f64()),
-        journal: coordinator.journal_backlog(),
+        journal: core.journal_backlog(),
     }
 }
 

@@ -35,7 +35,7 @@ use dipla_worker::WorkerConfig;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::coordinator::{Keep, Replicate};
+use dipla_core::{Keep, Replicate};
 use crate::engine::{Engine, LocalWorkers, worker_url};
 use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS};
 use crate::stage_check::resolve;

@@ -7,7 +7,7 @@ use dipla_sandbox::{LazyGuest, Sandbox};
 use dipla_protocol::RawJson;
 
 use crate::Inputs;
-use crate::coordinator::{Coordinator, Feed, Finished, Keep, Replicate, StagePlan, TaskRef};
+use dipla_core::{Coordinator, Feed, Finished, Keep, Replicate, StagePlan, TaskRef};
 
 /// A validated job, ready to run: every module checked, every stage resolved.
 pub struct Job {

@@ -2,7 +2,7 @@
 //! by content hash, and, in the order they happened, every final result, every goal met,
 //! every input an explore stage discovered and every result revoked, plus the records of the
 //! workers that served it. A server killed at any point and started again on the same file
-//! replays it ([`crate::coordinator::Coordinator::restore`]) and carries on: results
+//! replays it ([`dipla_core::Coordinator::restore`]) and carries on: results
 //! accepted before are not computed again, and the output is the same as an uninterrupted
 //! run's.
 //!
@@ -33,8 +33,8 @@ use std::thread::JoinHandle;
 use dipla_protocol::{RawJson, TaskFailure};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::coordinator::{Check, Outcome, TaskRef};
-use crate::fleet::{Credibility, WorkerRecord};
+use dipla_core::{Record, TaskRef};
+
 use crate::{Inputs, Job, Part, Source};
 
 /// The schema this server writes; a journal with another one is refused.
@@ -65,59 +65,6 @@ const TABLES: &str = "
 
 /// The most records committed in one transaction.
 const BATCH: u64 = 8192;
-
-/// Something that happened to a job, in the order it happened.
-#[derive(Debug, Clone)]
-pub enum Record {
-    /// A task's outcome became final.
-    Result {
-        /// The task.
-        task: TaskRef,
-        /// Its output or failure.
-        outcome: Outcome,
-        /// How the output was checked.
-        check: Check,
-        /// The identity that gave it (none when replicas agreed on it).
-        by: Option<String>,
-    },
-    /// An output of this task met its stage's goal.
-    Goal(TaskRef),
-    /// An explore stage discovered a new input (its next task).
-    Discovered {
-        /// The stage.
-        stage: usize,
-        /// The input.
-        input: Box<RawJson>,
-    },
-    /// A final result was withdrawn: its worker was caught lying, and the task runs again.
-    Revoked(TaskRef),
-    /// An identity's trust record changed (it agreed, was rejected, was caught, left).
-    Identity {
-        /// Its public key.
-        key: String,
-        /// Its record.
-        credibility: Credibility,
-    },
-    /// A worker's signed receipt for one results message, and the tasks its entries
-    /// answered (entry number in the receipt).
-    Receipt {
-        /// The worker's identity.
-        identity: String,
-        /// Its signature over `body`.
-        signature: String,
-        /// The signed bytes ([`dipla_protocol::identity::receipt_message`]).
-        body: Vec<u8>,
-        /// Each answered task and its entry in `body`.
-        tasks: Vec<(TaskRef, u32)>,
-    },
-    /// A worker left; what the scheduler knew of it.
-    Worker {
-        /// The name it gave.
-        name: String,
-        /// Its record.
-        record: WorkerRecord,
-    },
-}
 
 /// Why the journal cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -767,6 +714,7 @@ fn describe(job: &Job) -> String {
 
 #[cfg(test)]
 mod tests {
+    use dipla_core::Check;
     use dipla_protocol::FailureKind;
 
     use super::*;
@@ -810,7 +758,7 @@ mod tests {
             Record::Goal(task(1, 7)),
             Record::Worker {
                 name: "w".into(),
-                record: crate::fleet::WorkerRecord {
+                record: dipla_core::WorkerRecord {
                     identity: "ab".repeat(32),
                     cores: 2,
                     running: 0,
@@ -827,7 +775,7 @@ mod tests {
             Record::Revoked(task(0, 3)),
             Record::Identity {
                 key: "cd".repeat(32),
-                credibility: crate::fleet::Credibility {
+                credibility: dipla_core::Credibility {
                     agreed: 3,
                     rejected: 1,
                     untrusted: Some("lied".into()),

@@ -243,7 +243,7 @@ struct Admission {
     #[arg(long, default_value_t = 5.0, env = "DIPLA_HEARTBEAT_SECS")]
     heartbeat_secs: f64,
     /// Fail a task once this many workers were lost while running it.
-    #[arg(long, default_value_t = dipla_server::coordinator::MAX_LOST, env = "DIPLA_MAX_LOST")]
+    #[arg(long, default_value_t = dipla_core::MAX_LOST, env = "DIPLA_MAX_LOST")]
     max_lost: u32,
     /// The most workers connected at once; more are refused with a reason.
     #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_WORKERS, env = "DIPLA_MAX_WORKERS")]

@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 use dipla_sandbox::abi::TaskInfo;
 
-use crate::coordinator::Replicate;
+use dipla_core::Replicate;
 use crate::job::{check_arity, check_reducer};
 use crate::types::{self, Shape, Signature, Upstream};
 use crate::{Inputs, Job, ManifestError, Module, Part, Source, Stage};

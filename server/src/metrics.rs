@@ -73,11 +73,11 @@ pub(crate) fn render_jobs(gate: &Gate, jobs: &[(String, Handle)]) -> String {
             (
                 progress,
                 coordinator.counts(),
-                coordinator.journal_backlog(),
+                core.journal_backlog(),
             )
         };
         let sum =
-            |f: fn(&crate::coordinator::StageProgress) -> u64| progress.iter().map(f).sum::<u64>();
+            |f: fn(&dipla_core::StageProgress) -> u64| progress.iter().map(f).sum::<u64>();
         let job = || Job { job: name.clone() };
         let state = |state| JobState {
             job: name.clone(),

@@ -12,7 +12,7 @@
 use dipla_protocol::{RawJson, TaskFailure};
 use serde::{Deserialize, Serialize};
 
-use crate::journal::Record;
+use dipla_core::Record;
 
 /// What the remote coordinator decided, on the wire.
 #[derive(Debug, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::{Check, TaskRef};
+    use dipla_core::{Check, TaskRef};
 
     #[test]
     fn events_carry_what_the_journal_records() {

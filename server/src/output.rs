@@ -19,7 +19,7 @@ use std::io::Write;
 use dipla_protocol::{FailureKind, RawJson};
 use serde::Serialize;
 
-use crate::coordinator::Finished;
+use dipla_core::Finished;
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -68,7 +68,7 @@ mod tests {
     use dipla_protocol::TaskFailure;
 
     use super::*;
-    use crate::coordinator::{Check, TaskRef};
+    use dipla_core::{Check, TaskRef};
 
     fn raw(text: &str) -> Box<RawJson> {
         RawJson::from_string(text.to_owned()).unwrap()

@@ -7,7 +7,7 @@ use futures_util::Stream;
 use serde::de::DeserializeOwned;
 
 use crate::DriverError;
-use crate::coordinator::Outcome;
+use dipla_core::Outcome;
 use crate::driver::Inner;
 
 /// The outputs of a stage, one per task in input order, available as they complete. Cheap

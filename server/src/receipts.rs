@@ -11,7 +11,7 @@ use dipla_protocol::{
     MAX_FAILURE_MESSAGE_BYTES, ModuleHash, PublicKey, Signature, TaskItem, TaskResult,
 };
 
-use crate::coordinator::AttemptId;
+use dipla_core::AttemptId;
 
 /// The tasks a connection was sent and has not answered: module and input digest by attempt.
 #[derive(Default)]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::coordinator::Keep;
+use dipla_core::Keep;
 use crate::engine::{Engine, LocalWorkers};
 use crate::gate::Gate;
 use crate::health::HealthInfo;
@@ -611,7 +611,7 @@ impl Service {
             heard: Mutex::new(Instant::now()),
         });
         let (records, received) = crate::journal::Sink::channel();
-        handle.lock().coordinator.set_journal(Some(records));
+        handle.lock().set_journal(Some(records));
         let events = std::fs::File::create(entry.events())?;
         let notify = handle.clone();
         std::thread::spawn(move || write_events(&received, events, &notify));
@@ -640,7 +640,7 @@ impl Service {
             service.hub.close(&running.meta.id);
             handle.shared.done.send_replace(true);
             // The events writer ends with the journal sender.
-            handle.lock().coordinator.set_journal(None);
+            handle.lock().set_journal(None);
             let summary = summarize(&handle, Duration::ZERO, None);
             let mut ended = ended(&summary);
             if !handle.is_cancelled() {
@@ -755,7 +755,7 @@ fn write_events(records: &crate::journal::Drain, file: std::fs::File, handle: &H
                 tracing::error!("cannot write a driver job's events");
                 return;
             }
-            if let crate::journal::Record::Revoked(task) = &record
+            if let dipla_core::Record::Revoked(task) = &record
                 && let Some(told) = complete.get_mut(task.stage)
             {
                 *told = false;

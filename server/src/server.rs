@@ -11,7 +11,7 @@ use dipla_worker::WorkerConfig;
 use tokio::net::TcpListener;
 
 use crate::Job;
-use crate::coordinator::{Counts, Keep};
+use dipla_core::{Counts, Keep};
 use crate::engine::{self, Engine, LocalWorkers};
 use crate::gate::Gate;
 use crate::journal::{Fresh, Journal, Opened};
@@ -104,7 +104,7 @@ impl Default for RunOptions {
             min_workers: 0,
             worker_tokens: Vec::new(),
             heartbeat: crate::state::DEFAULT_HEARTBEAT,
-            max_lost: crate::coordinator::MAX_LOST,
+            max_lost: dipla_core::MAX_LOST,
             max_workers: DEFAULT_MAX_WORKERS,
             state: None,
             fresh: Fresh::Never,
@@ -372,7 +372,7 @@ pub(crate) fn restore(handle: &Handle, opened: Opened) -> Journal {
     for record in opened.records {
         core.coordinator.restore(record);
     }
-    core.coordinator.set_journal(Some(opened.sink));
+    core.set_journal(Some(opened.sink));
     if opened.earlier_runs > 0 {
         tracing::info!(
             state = %opened.journal.path().display(),
@@ -390,7 +390,7 @@ pub(crate) async fn close_journal(
     handle: &Handle,
     journal: Option<Journal>,
 ) -> std::io::Result<()> {
-    handle.lock().coordinator.set_journal(None);
+    handle.lock().set_journal(None);
     if let Some(journal) = journal {
         let summary = format!("{:?}", handle.counts());
         tokio::task::spawn_blocking(move || journal.close(&summary))

@@ -1,13 +1,16 @@
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
 
-use crate::coordinator::{Coordinator, Counts, Keep};
-use crate::fleet::WorkerRecord;
+use dipla_core::{AttemptId, Coordinator, Counts, Effect, Event, Keep, Record, Wake, WorkerId};
+use dipla_core::WorkerRecord;
 use crate::gate::Gate;
+use crate::journal::{Backlog, Sink};
+use crate::trust::TrustStore;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::task_logs::TaskLogs;
 use crate::{Job, Module, Source, Stage};
@@ -34,6 +37,8 @@ pub(crate) struct Shared {
     /// Signalled when a connection ends.
     pub(crate) disconnected: Notify,
     pub(crate) connections: AtomicUsize,
+    /// Whether the job's timer runs.
+    timer: AtomicBool,
     next_worker: AtomicU64,
     /// Connected workers' names, for logs and tests.
     names: Mutex<BTreeMap<u64, String>>,
@@ -55,9 +60,99 @@ pub struct Core {
     pub coordinator: Coordinator,
     /// What failed tasks logged, until their result lines are written.
     pub logs: TaskLogs,
+    /// Where the coordinator's journal records go, if the job is journaled (or mirrored to
+    /// a driver).
+    journal: Option<Sink>,
+    /// The server's trust records, shared by its jobs (`serve`): identities take theirs from
+    /// it when they join, and every change to one goes back to it.
+    pub(crate) trust: Option<Arc<TrustStore>>,
+    /// Attempts the coordinator cancelled, until each worker's connection sends them.
+    cancels: HashMap<WorkerId, Vec<AttemptId>>,
+}
+
+/// The core, locked: carries out what the coordinator asked for when it is let go.
+pub struct Locked<'a> {
+    core: MutexGuard<'a, Core>,
+    shared: &'a Shared,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if self.core.coordinator.has_effects() {
+            let effects = self.core.coordinator.take_effects();
+            self.core.apply(effects, self.shared);
+        }
+    }
 }
 
 impl Core {
+    /// Sends the coordinator's journal records to `journal` from now on (none: stops
+    /// journaling; the writer then ends with its channel).
+    pub(crate) fn set_journal(&mut self, journal: Option<Sink>) {
+        self.coordinator.set_journaling(journal.is_some());
+        self.journal = journal;
+    }
+
+    /// How far the journal's writer has got, if there is a journal.
+    pub(crate) fn journal_backlog(&self) -> Option<Backlog> {
+        self.journal.as_ref().map(Sink::backlog)
+    }
+
+    /// The attempts `worker` should stop running, to send in a `cancel` message.
+    pub(crate) fn take_cancels(&mut self, worker: WorkerId) -> Vec<AttemptId> {
+        self.cancels.remove(&worker).unwrap_or_default()
+    }
+
+    /// Carries out the coordinator's effects, in order: journal records (and trust records
+    /// to the server's store), cancellations for connections to send, wakes, the writer's
+    /// signal and log lines. Only channel sends and counters: it runs under the lock.
+    fn apply(&mut self, effects: Vec<Effect>, shared: &Shared) {
+        let mut wake = false;
+        let mut ready = false;
+        for effect in effects {
+            match effect {
+                Effect::Journal(record) => {
+                    if let (Record::Identity { key, credibility }, Some(trust)) =
+                        (&record, &self.trust)
+                    {
+                        trust.update(key, credibility);
+                    }
+                    if let Some(journal) = &self.journal {
+                        journal.send(record);
+                    }
+                }
+                Effect::Cancel { worker, attempts } => {
+                    self.cancels.entry(worker).or_default().extend(attempts);
+                }
+                // Connections share one wake signal: each woken one asks the coordinator
+                // what it has for it, which is cheap when the answer is nothing.
+                Effect::Wake(Wake::All | Wake::Worker(_)) => wake = true,
+                Effect::Ready => ready = true,
+                Effect::Event(event) => log(&event),
+            }
+        }
+        if wake {
+            shared.wake.send_modify(|generation| *generation += 1);
+        }
+        if ready {
+            shared.progress.send_modify(|generation| *generation += 1);
+        }
+    }
+
     /// Adds a module unless the job has it already (by content).
     pub fn add_module(&mut self, module: Module) {
         if self.job.module_bytes(&module.hash).is_none() {
@@ -71,6 +166,21 @@ impl Core {
         seed_explore(&mut self.coordinator, number, &stage);
         self.job.stages.push(stage);
         number
+    }
+}
+
+/// Writes what the coordinator reported to the operator's log.
+fn log(event: &Event) {
+    match event {
+        Event::Started { joined } => {
+            tracing::info!(joined, "enough workers have joined: giving out tasks");
+        }
+        Event::Overdue { attempt, task } => {
+            tracing::info!(attempt, ?task, "task overdue; giving it to another worker");
+        }
+        Event::Untrusted { identity, why } => {
+            tracing::warn!(identity, %why, "identity untrusted");
+        }
     }
 }
 
@@ -104,7 +214,7 @@ impl Handle {
             .map(|i| job.stages[i].plan(keep(i)))
             .collect();
         let job_id = crate::journal::fingerprint(&job);
-        let mut coordinator = Coordinator::new(plans);
+        let mut coordinator = Coordinator::seeded(plans, seed());
         for (i, stage) in job.stages.iter().enumerate() {
             seed_explore(&mut coordinator, i, stage);
         }
@@ -113,6 +223,9 @@ impl Handle {
                 job,
                 coordinator,
                 logs: TaskLogs::default(),
+                journal: None,
+                trust: None,
+                cancels: HashMap::new(),
             }),
             stats: Stats::default(),
             wake: watch::channel(0).0,
@@ -120,6 +233,7 @@ impl Handle {
             progress: watch::channel(0).0,
             disconnected: Notify::new(),
             connections: AtomicUsize::new(0),
+            timer: AtomicBool::new(false),
             next_worker: AtomicU64::new(1),
             names: Mutex::default(),
             started: Instant::now(),
@@ -138,20 +252,71 @@ impl Handle {
     }
 
     /// The job and its scheduling state, locked.
-    pub fn lock(&self) -> MutexGuard<'_, Core> {
+    pub fn lock(&self) -> Locked<'_> {
         // Every coordinator method leaves it consistent before it could panic.
-        self.shared
+        let core = self
+            .shared
             .core
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner);
+        Locked {
+            core,
+            shared: &self.shared,
+        }
     }
 
     /// The job and its scheduling state, locked, with the coordinator's clock set to now.
-    pub(crate) fn lock_now(&self) -> MutexGuard<'_, Core> {
-        let now = u64::try_from(self.shared.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    pub(crate) fn lock_now(&self) -> Locked<'_> {
+        let now = self.now_micros();
         let mut core = self.lock();
         core.coordinator.set_clock(now);
         core
+    }
+
+    /// Microseconds since the job started: the coordinator's clock.
+    pub(crate) fn now_micros(&self) -> u64 {
+        u64::try_from(self.shared.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Starts the job's timer ([`Handle::run_timer`]) unless it runs already: called as a
+    /// worker joins, inside the runtime that serves it.
+    pub(crate) fn start_timer(&self) {
+        if !self.shared.timer.swap(true, Ordering::Relaxed) {
+            tokio::spawn(self.clone().run_timer());
+        }
+    }
+
+    /// Ticks the coordinator whenever its [`Coordinator::poll_timeout`] comes, until the job
+    /// is done: the one timer of a job (deadlines, stragglers), instead of every connection
+    /// looking again now and then. Wakes whenever connections are woken, since what they
+    /// did may have moved the next deadline.
+    async fn run_timer(self) {
+        let mut wake = self.shared.wake.subscribe();
+        let mut done = self.shared.done.subscribe();
+        loop {
+            if *done.borrow_and_update() {
+                return;
+            }
+            let next = self.lock().coordinator.poll_timeout();
+            let sleep = async {
+                match next {
+                    Some(at) => {
+                        let at = self.shared.started + std::time::Duration::from_micros(at);
+                        tokio::time::sleep_until(at.into()).await;
+                        true
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                due = sleep => if due {
+                    let now = self.now_micros();
+                    self.lock().coordinator.tick(now);
+                },
+                changed = wake.changed() => if changed.is_err() { return },
+                changed = done.changed() => if changed.is_err() { return },
+            }
+        }
     }
 
     pub(crate) fn next_worker_id(&self) -> u64 {
@@ -219,7 +384,8 @@ impl Handle {
         *self.shared.cancelled.borrow()
     }
 
-    /// Wakes connections to look for work.
+    /// Wakes connections to look for work (for what the coordinator does not know of: a
+    /// driver's new stage, the server shutting down).
     pub(crate) fn wake_all(&self) {
         self.shared.wake.send_modify(|generation| *generation += 1);
     }
@@ -274,4 +440,11 @@ impl Handle {
     pub fn connected(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)
     }
+}
+
+/// A seed for a job's coordinator from the system's randomness, so that no worker can tell
+/// which of its answers will be checked.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0x5eed_u64)
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use dipla_protocol::MAX_LOG_BYTES;
 use dipla_protocol::text::printable_log;
 
-use crate::coordinator::TaskRef;
+use dipla_core::TaskRef;
 
 /// The most bytes of failure logs waiting for their result lines; past it, new ones are
 /// dropped (their lines carry no log) until lines are written.

@@ -24,11 +24,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::Job;
-use crate::coordinator::{Answer, Assignment, Coordinator, Departure, TaskRef};
+use dipla_core::{Answer, Assignment, Coordinator, Departure, TaskRef};
 use crate::engine::Peer;
 use crate::gate::Gate;
 use crate::hub::Hub;
-use crate::journal::Record;
+use dipla_core::Record;
 use crate::receipts::Sent;
 use crate::state::Handle;
 
@@ -43,10 +43,6 @@ const MAX_VERSION_CHARS: usize = 32;
 
 /// How long a new connection has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often an idle connection looks for work again unprompted (for speculative copies of
-/// stragglers, which no event announces).
-const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
 /// How long a worker the hub moves may take to finish its tasks before they are given to
 /// others.
@@ -350,11 +346,12 @@ async fn attend(
     tracing::info!(id, name = %hello.name, cores, "worker joined");
     handle.shared.stats.joined();
     handle.named(id, Some(hello.name.clone()));
+    handle.start_timer();
     let trusted = {
         let mut core = handle.lock();
-        if let Some(trust) = handle.shared.gate.trust() {
-            core.coordinator.share_trust(trust);
-        }
+        let trust = handle.shared.gate.trust();
+        let shared = trust.as_ref().and_then(|trust| trust.get(&key.to_string()));
+        core.trust = trust;
         core.coordinator.join(id, *cores);
         core.coordinator.place(id, &ip.to_string());
         if handle.shared.gate.is_own(key) {
@@ -362,7 +359,7 @@ async fn attend(
         }
         core.coordinator
             .count_addresses(handle.shared.gate.caps_identities_per_ip());
-        core.coordinator.identify(id, &key.to_string())
+        core.coordinator.identify(id, &key.to_string(), shared.as_ref())
     };
     if !trusted {
         // Not told: it would only come back as someone new.
@@ -521,8 +518,6 @@ async fn serve(
         job,
         sent: Sent::default(),
     };
-    let mut look_again = tokio::time::interval(LOOK_AGAIN);
-    look_again.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ping = tokio::time::interval(heartbeat);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = tokio::time::Instant::now();
@@ -539,15 +534,14 @@ async fn serve(
         {
             leaving = Some(tokio::time::Instant::now());
         }
-        let (messages, capped, idle, trusted) = {
+        let (messages, idle, trusted) = {
             let mut core = handle.lock_now();
             let trusted = core.coordinator.is_trusted(id);
-            let cancels = core.coordinator.take_cancels(id);
             let assignments = match leaving {
                 None => core.coordinator.assign(id),
                 Some(_) => Vec::new(),
             };
-            let capped = core.coordinator.take_capped();
+            let cancels = core.take_cancels(id);
             let idle = core.coordinator.running_on(id) == 0;
             let cancel =
                 (!cancels.is_empty()).then(|| encode(&ServerMessage::Cancel { ids: cancels }));
@@ -559,15 +553,11 @@ async fn serve(
                         .map(|a| batch(&core.job, &core.coordinator, a, &mut connection.sent)),
                 )
                 .collect::<Vec<String>>();
-            (messages, capped, idle, trusted)
+            (messages, idle, trusted)
         };
         if !trusted && leave.is_some() && leaving.is_none() {
             // Distrusted under `serve`: give up the seat (it will wait in the lobby).
             leaving = Some(tokio::time::Instant::now());
-        }
-        if capped {
-            // This worker got its share; the rest waits for the others.
-            handle.wake_all();
         }
         for message in messages {
             handle.shared.stats.sent(message.len());
@@ -605,10 +595,9 @@ async fn serve(
                     return reason;
                 }
             }
+            // The coordinator asked for connections to look again (new work, a
+            // cancellation, a straggler to copy: see `Handle::run_timer`).
             changed = wake.changed() => if changed.is_err() { return End::Done },
-            // Now and then, look again: a task elsewhere may have become a straggler worth
-            // copying, or one of this worker's tasks may have passed its deadline.
-            _ = look_again.tick() => {}
             _ = ping.tick() => {
                 if heard.elapsed() > heartbeat.saturating_mul(3) {
                     tracing::warn!(id, silent = ?heard.elapsed(), "no heartbeat from the worker");
@@ -706,7 +695,6 @@ async fn on_message(
                 .map_err(End::Violation)?;
             // Outputs of stages with a verifier are checked outside the lock, then answered.
             let mut checks = Vec::new();
-            let (before, mut after);
             {
                 let mut core = handle.lock_now();
                 if let (Some(receipted), Some(signature)) = (receipted, receipt) {
@@ -726,7 +714,6 @@ async fn on_message(
                         tasks,
                     });
                 }
-                before = pulse(&core.coordinator);
                 for mut result in results {
                     let (attempt, fuel, micros, stop) =
                         (result.id, result.fuel, result.micros, result.stop);
@@ -762,7 +749,6 @@ async fn on_message(
                             .map_err(|violation| End::Violation(violation.to_string()))?,
                     }
                 }
-                after = pulse(&core.coordinator);
             }
             if !checks.is_empty() {
                 let verdicts = tokio::task::spawn_blocking(move || {
@@ -787,17 +773,9 @@ async fn on_message(
                     };
                     answered.map_err(|violation| End::Violation(violation.to_string()))?;
                 }
-                after = pulse(&core.coordinator);
             }
-            // Retries, newly ready tasks and stops concern other connections: they must look
-            // for work or send cancellations.
-            let requeued = after.0.retried != before.0.retried
-                || after.0.stopped != before.0.stopped
-                || after.0.untrusted != before.0.untrusted
-                || after.1 > before.1;
-            if requeued {
-                handle.wake_all();
-            }
+            // Whom to wake for what these answers changed, the coordinator said (see
+            // `Locked`); the progress bar and the API look again.
             handle.progressed();
             Ok(())
         }
@@ -820,11 +798,6 @@ fn report_log(core: &mut crate::state::Core, worker: u64, attempt: u64, log: &st
     core.logs.report(task, by, log, failed);
 }
 
-/// What tells whether other connections should look at the coordinator again: the counters
-/// and how many tasks wait in its queues.
-fn pulse(coordinator: &Coordinator) -> (crate::coordinator::Counts, usize) {
-    (coordinator.counts(), coordinator.queued())
-}
 
 /// A verifier run to make: the stage's verifier, on the task's input and the output.
 struct Verification {

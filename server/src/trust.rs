@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, params};
 
-use crate::fleet::Credibility;
+use dipla_core::Credibility;
 
 /// Every identity's record, shared by a server's jobs and written behind them.
 pub struct TrustStore {
@@ -47,21 +47,6 @@ impl Drop for TrustStore {
 impl std::fmt::Debug for TrustStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrustStore").finish_non_exhaustive()
-    }
-}
-
-/// Merges `from` into `into`: the larger of each count, any untrusted mark, the latest
-/// speed.
-pub(crate) fn merge(into: &mut Credibility, from: &Credibility) {
-    into.agreed = into.agreed.max(from.agreed);
-    into.rejected = into.rejected.max(from.rejected);
-    into.accepted = into.accepted.max(from.accepted);
-    into.strikes = into.strikes.max(from.strikes);
-    if into.untrusted.is_none() {
-        into.untrusted.clone_from(&from.untrusted);
-    }
-    if from.speed.is_some() {
-        into.speed = from.speed;
     }
 }
 
@@ -121,7 +106,7 @@ impl TrustStore {
         let merged = {
             let mut records = self.lock();
             let entry = records.entry(key.to_owned()).or_default();
-            merge(entry, record);
+            entry.merge(record);
             entry.clone()
         };
         if let Some(writer) = &*self.writer.lock().unwrap_or_else(PoisonError::into_inner) {

@@ -29,6 +29,7 @@ use crate::effect::{Effect, Event, Wake};
 use crate::fleet::{Credibility, Fleet, IdentityId, WorkerRecord};
 #[cfg(test)]
 use crate::fleet::{MAX_PER_CORE, MIN_PER_CORE};
+use crate::queue::TaskQueue;
 use crate::plan::{ADAPTIVE_FLOOR, ADAPTIVE_HALF, Feed, Keep, Replicate, StagePlan};
 use crate::record::Record;
 use crate::tree::Tree;
@@ -284,9 +285,9 @@ struct Pending {
 pub struct Coordinator {
     stages: Vec<StageState>,
     /// Tasks whose inputs have just become available, oldest first.
-    ready: VecDeque<TaskRef>,
+    ready: TaskQueue,
     /// Tasks to run again, oldest first.
-    retries: VecDeque<TaskRef>,
+    retries: TaskQueue,
     attempts: HashMap<AttemptId, Attempt>,
     next_attempt: AttemptId,
     history: HashMap<TaskRef, History>,
@@ -356,8 +357,8 @@ impl Coordinator {
     pub fn seeded(plans: Vec<StagePlan>, seed: u64) -> Self {
         let mut coordinator = Self {
             stages: plans.into_iter().map(StageState::new).collect(),
-            ready: VecDeque::new(),
-            retries: VecDeque::new(),
+            ready: TaskQueue::default(),
+            retries: TaskQueue::default(),
             attempts: HashMap::new(),
             next_attempt: 1,
             history: HashMap::new(),
@@ -406,6 +407,7 @@ impl Coordinator {
         );
         self.stages.push(StageState::new(plan));
         self.wire(stage);
+        self.wake(Wake::All);
         // What the stages it reads already have: count the new reader, then feed it.
         for &source in &sources {
             for entry in self.stages[source].results.values_mut() {
@@ -674,13 +676,17 @@ impl Coordinator {
 
     /// Takes what the world around should do, in the order it should be done.
     pub fn take_effects(&mut self) -> Vec<Effect> {
+        if self.retries.take_grew() | self.ready.take_grew() {
+            // New work: connections look for it.
+            self.wake(Wake::All);
+        }
         self.pending = Pending::default();
         std::mem::take(&mut self.effects)
     }
 
     /// Whether effects wait to be taken.
     pub fn has_effects(&self) -> bool {
-        !self.effects.is_empty()
+        !self.effects.is_empty() || self.retries.grew() || self.ready.grew()
     }
 
     /// Makes the coordinator emit [`Effect::Journal`] records (a job with a journal, or a
@@ -1757,6 +1763,7 @@ impl Coordinator {
                 ),
             })?;
         let state = &mut self.stages[stage];
+        let mut grew = false;
         if state.stopped.is_none() {
             for input in next {
                 if !state.seen.insert(input.get().to_owned()) {
@@ -1774,7 +1781,12 @@ impl Coordinator {
                 }
                 state.discovered.push(input);
                 state.plan.tasks += 1;
+                grew = true;
             }
+        }
+        if grew {
+            // New inputs to run.
+            self.wake(Wake::All);
         }
         Ok(output)
     }
@@ -2230,7 +2242,7 @@ impl Coordinator {
         let waiting = self
             .ready
             .iter()
-            .chain(&self.retries)
+            .chain(self.retries.iter())
             .filter(|task| task.stage == stage)
             .count() as u64;
         let fresh = if state.plan.feed == Feed::Inputs && state.stopped.is_none() {
