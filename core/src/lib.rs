@@ -30,9 +30,7 @@ mod tree;
 pub mod types;
 mod votes;
 
-pub use coordinator::{
-    Coordinator, DEADLINE_GRACE, MAX_LOST, SPECULATE_FASTER, STRAGGLER,
-};
+pub use coordinator::{Coordinator, DEADLINE_GRACE, MAX_LOST, SPECULATE_FASTER, STRAGGLER};
 pub use effect::{Effect, Event, Wake};
 pub use fleet::{
     ACCEPTED_PER_STRIKE, Credibility, IdentityId, MAX_STRIKES, START_ALLOWANCE, WorkerRecord,

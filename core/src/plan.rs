@@ -81,4 +81,3 @@ pub struct StagePlan {
     /// A task's wall-clock limit on the worker, in microseconds.
     pub timeout: u64,
 }
-

@@ -60,4 +60,3 @@ pub enum Record {
         record: WorkerRecord,
     },
 }
-

@@ -174,4 +174,3 @@ pub struct Counts {
     /// Results taken from the journal of an earlier run rather than computed again.
     pub restored: u64,
 }
-

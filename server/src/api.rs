@@ -21,10 +21,10 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use dipla_core::{Counts, StageProgress};
 use crate::gate::Gate;
 use crate::journal::Backlog;
 use crate::state::{Handle, WorkerSummary};
+use dipla_core::{Counts, StageProgress};
 
 /// The API's routes, under `/api`.
 pub(crate) fn router(handle: Handle) -> axum::Router {

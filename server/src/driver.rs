@@ -35,13 +35,13 @@ use dipla_worker::WorkerConfig;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use dipla_core::{Keep, Replicate};
 use crate::engine::{Engine, LocalWorkers, worker_url};
 use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS};
 use crate::stage_check::resolve;
 use crate::state::Handle;
 use crate::transport::Venue;
 use crate::{DriverError, Inputs, Job, Module, Part, Promise, Reduced, Source, Stage};
+use dipla_core::{Keep, Replicate};
 
 /// A running Dipla server, driven from Rust. Cheap to share by reference; it stops when it,
 /// and every module, task and promise made from it, is dropped, or at [`Dipla::shutdown`].

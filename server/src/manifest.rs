@@ -35,10 +35,10 @@ use serde::Deserialize;
 
 use dipla_sandbox::abi::TaskInfo;
 
-use dipla_core::Replicate;
 use crate::job::{check_arity, check_reducer};
 use crate::types::{self, Shape, Signature, Upstream};
 use crate::{Inputs, Job, ManifestError, Module, Part, Source, Stage};
+use dipla_core::Replicate;
 
 /// Failures a task may have before it is reported as failed, unless a stage says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;

@@ -70,14 +70,9 @@ pub(crate) fn render_jobs(gate: &Gate, jobs: &[(String, Handle)]) -> String {
             let progress: Vec<_> = (0..coordinator.stage_count())
                 .map(|stage| coordinator.progress(stage))
                 .collect();
-            (
-                progress,
-                coordinator.counts(),
-                core.journal_backlog(),
-            )
+            (progress, coordinator.counts(), core.journal_backlog())
         };
-        let sum =
-            |f: fn(&dipla_core::StageProgress) -> u64| progress.iter().map(f).sum::<u64>();
+        let sum = |f: fn(&dipla_core::StageProgress) -> u64| progress.iter().map(f).sum::<u64>();
         let job = || Job { job: name.clone() };
         let state = |state| JobState {
             job: name.clone(),

@@ -7,8 +7,8 @@ use futures_util::Stream;
 use serde::de::DeserializeOwned;
 
 use crate::DriverError;
-use dipla_core::Outcome;
 use crate::driver::Inner;
+use dipla_core::Outcome;
 
 /// The outputs of a stage, one per task in input order, available as they complete. Cheap
 /// to clone; the stage's results are kept while any clone lives.

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use dipla_core::Keep;
 use crate::engine::{Engine, LocalWorkers};
 use crate::gate::Gate;
 use crate::health::HealthInfo;
@@ -29,6 +28,7 @@ use crate::server::{close_journal, open_journal, restore, summarize, write_resul
 use crate::state::Handle;
 use crate::transport::Venue;
 use crate::{Job, RunOptions, Summary, manifest};
+use dipla_core::Keep;
 
 /// The largest submission accepted (a manifest with its modules and input files).
 pub const MAX_SUBMISSION_BYTES: usize = 512 << 20;

@@ -11,7 +11,6 @@ use dipla_worker::WorkerConfig;
 use tokio::net::TcpListener;
 
 use crate::Job;
-use dipla_core::{Counts, Keep};
 use crate::engine::{self, Engine, LocalWorkers};
 use crate::gate::Gate;
 use crate::journal::{Fresh, Journal, Opened};
@@ -20,6 +19,7 @@ use crate::state::Handle;
 use crate::stats::StatsSnapshot;
 use crate::tls::TlsFiles;
 use crate::transport::Venue;
+use dipla_core::{Counts, Keep};
 
 /// The most workers a server accepts at once unless told otherwise.
 pub const DEFAULT_MAX_WORKERS: usize = 10_000;

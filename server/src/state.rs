@@ -6,14 +6,14 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
 
-use dipla_core::{AttemptId, Coordinator, Counts, Effect, Event, Keep, Record, Wake, WorkerId};
-use dipla_core::WorkerRecord;
 use crate::gate::Gate;
 use crate::journal::{Backlog, Sink};
-use crate::trust::TrustStore;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::task_logs::TaskLogs;
+use crate::trust::TrustStore;
 use crate::{Job, Module, Source, Stage};
+use dipla_core::WorkerRecord;
+use dipla_core::{AttemptId, Coordinator, Counts, Effect, Event, Keep, Record, Wake, WorkerId};
 
 pub use crate::gate::DEFAULT_HEARTBEAT;
 

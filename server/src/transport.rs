@@ -24,13 +24,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::Job;
-use dipla_core::{Answer, Assignment, Coordinator, Departure, TaskRef};
 use crate::engine::Peer;
 use crate::gate::Gate;
 use crate::hub::Hub;
-use dipla_core::Record;
 use crate::receipts::Sent;
 use crate::state::Handle;
+use dipla_core::Record;
+use dipla_core::{Answer, Assignment, Coordinator, Departure, TaskRef};
 
 /// The largest message a worker may send.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -359,7 +359,8 @@ async fn attend(
         }
         core.coordinator
             .count_addresses(handle.shared.gate.caps_identities_per_ip());
-        core.coordinator.identify(id, &key.to_string(), shared.as_ref())
+        core.coordinator
+            .identify(id, &key.to_string(), shared.as_ref())
     };
     if !trusted {
         // Not told: it would only come back as someone new.
@@ -797,7 +798,6 @@ fn report_log(core: &mut crate::state::Core, worker: u64, attempt: u64, log: &st
     };
     core.logs.report(task, by, log, failed);
 }
-
 
 /// A verifier run to make: the stage's verifier, on the task's input and the output.
 struct Verification {

@@ -29,8 +29,8 @@ use crate::effect::{Effect, Event, Wake};
 use crate::fleet::{Credibility, Fleet, IdentityId, WorkerRecord};
 #[cfg(test)]
 use crate::fleet::{MAX_PER_CORE, MIN_PER_CORE};
-use crate::queue::TaskQueue;
 use crate::plan::{ADAPTIVE_FLOOR, ADAPTIVE_HALF, Feed, Keep, Replicate, StagePlan};
+use crate::queue::TaskQueue;
 use crate::record::Record;
 use crate::tree::Tree;
 use crate::types::{
@@ -1826,7 +1826,6 @@ impl Coordinator {
             .filter(|attempt| attempt.worker == worker)
             .map(|attempt| attempt.task)
     }
-
 
     /// A task has its final outcome: record it and make ready what was waiting for it.
     fn finish(&mut self, task: TaskRef, outcome: Outcome, proof: Proof) {

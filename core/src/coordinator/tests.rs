@@ -18,7 +18,10 @@ fn cancels(c: &mut Coordinator, worker: WorkerId) -> Vec<AttemptId> {
     c.take_effects()
         .into_iter()
         .filter_map(|effect| match effect {
-            Effect::Cancel { worker: w, attempts } if w == worker => Some(attempts),
+            Effect::Cancel {
+                worker: w,
+                attempts,
+            } if w == worker => Some(attempts),
             _ => None,
         })
         .flatten()
@@ -306,8 +309,7 @@ fn an_identity_that_keeps_letting_work_down_gets_none() {
 }
 
 #[test]
-fn a_task_lost_with_distinct_identities_on_one_address_fails_only_when_addresses_do_not_count()
-{
+fn a_task_lost_with_distinct_identities_on_one_address_fails_only_when_addresses_do_not_count() {
     for count_addresses in [false, true] {
         let mut c = Coordinator::new(vec![plan(1)]);
         c.count_addresses(count_addresses);
