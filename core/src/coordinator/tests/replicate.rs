@@ -1,0 +1,147 @@
+//! Replication and verifiers: quorums, dissenters, adaptive checks, held stages.
+
+use super::*;
+
+#[test]
+fn a_replicated_answer_needs_a_quorum_and_a_dissenter_is_untrusted_and_revoked() {
+    let mut c = Coordinator::new(vec![StagePlan {
+        replicate: Replicate::Fraction(0.5),
+        ..plan(40)
+    }]);
+    c.rng = 7 | 1;
+    for worker in 1..=3 {
+        c.join(worker, 4);
+    }
+    // Worker 3 lies about every task (adds 1); 1 and 2 are honest.
+    run_all_on(&mut c, &[1, 2, 3], |worker, task| {
+        let honest = task.index * 10;
+        output(&(honest + u64::from(worker == 3)).to_string())
+    });
+    assert!(c.is_stage_complete(0));
+    let counts = c.counts();
+    assert!(counts.replicas > 0);
+    assert_eq!(counts.untrusted, 1);
+    assert!(!c.record(3).unwrap().trusted);
+    assert!(c.record(3).unwrap().note.unwrap().contains("disagreed"));
+    assert!(counts.revoked > 0, "{counts:?}");
+    let ready = c.take_ready();
+    assert_eq!(ready.len(), 40);
+    for finished in &ready {
+        let output = finished.outcome.as_ref().unwrap().get();
+        assert_eq!(
+            output,
+            (finished.task.index * 10).to_string(),
+            "{finished:?}"
+        );
+    }
+    assert!(ready.iter().any(|f| f.check == Check::Replicated(2)));
+    assert!(ready.iter().any(|f| f.check == Check::Unchecked));
+}
+
+#[test]
+fn a_replicated_stage_is_released_only_once_complete() {
+    let mut c = Coordinator::new(vec![
+        StagePlan {
+            replicate: Replicate::Fraction(1.0),
+            keep: Keep::Nothing,
+            ..plan(2)
+        },
+        fed(2, Feed::Items(vec![0])),
+    ]);
+    c.join(1, 1);
+    c.join(2, 1);
+    let first = ids(&c.assign(1));
+    c.complete(1, first[0].0, 5, output("3")).unwrap();
+    assert_eq!(c.counts().replicas, 1);
+    let next = ids(&c.assign(1));
+    assert!(
+        next.iter().all(|(_, t)| t.stage == 0),
+        "no downstream task yet"
+    );
+    c.complete(1, next[0].0, 5, output("4")).unwrap();
+    run_all_on(&mut c, &[1, 2], |_, task| {
+        output(&(task.index + 3).to_string())
+    });
+    let ready = c.take_ready();
+    assert_eq!(ready.len(), 2, "{ready:?}");
+    let inputs: Vec<&str> = ready
+        .iter()
+        .map(|f| f.items[0].as_ref().unwrap().get())
+        .collect();
+    assert_eq!(
+        inputs,
+        ["3", "4"],
+        "the replicated outputs fed the next stage"
+    );
+    assert!(c.is_complete());
+}
+
+#[test]
+fn adaptive_replication_checks_new_workers_more_than_proven_ones() {
+    let mut c = Coordinator::new(vec![StagePlan {
+        replicate: Replicate::Adaptive,
+        ..plan(2000)
+    }]);
+    c.rng = 3 | 1;
+    c.join(1, 8);
+    c.join(2, 8);
+    run_all_on(&mut c, &[1, 2], |_, task| output(&task.index.to_string()));
+    assert!(c.is_stage_complete(0));
+    let replicas = c.counts().replicas;
+    // Every first answer is checked, then fewer and fewer, never under 5%.
+    assert!(replicas >= 100, "{replicas}");
+    assert!(replicas < 600, "{replicas}");
+    assert!(c.record(1).unwrap().agreed > 20);
+}
+
+#[test]
+fn a_verifier_rejection_retries_elsewhere_and_untrusts_the_liar_once_proven() {
+    let mut c = Coordinator::new(vec![plan(1)]);
+    c.join(1, 1);
+    c.join(2, 1);
+    let (id, _) = ids(&c.assign(1))[0];
+    c.reject(1, id, 5, "the verifier returned false".into())
+        .unwrap();
+    assert!(c.record(1).unwrap().trusted, "not proven yet");
+    assert!(c.assign(1).is_empty(), "the retry goes to the other worker");
+    let (id, _) = ids(&c.assign(2))[0];
+    let answer = Answer {
+        fuel: 1,
+        micros: 5,
+        outcome: output("1"),
+        stop: false,
+        verified: true,
+        capped: false,
+    };
+    c.answer(2, id, answer).unwrap();
+    assert!(!c.record(1).unwrap().trusted);
+    let ready = c.take_ready();
+    assert_eq!(ready[0].check, Check::Verified);
+    assert_eq!(c.counts().rejected, 1);
+}
+
+#[test]
+fn a_promise_sees_a_replicated_stage_only_once_it_is_released() {
+    let mut c = Coordinator::new(vec![StagePlan {
+        replicate: Replicate::Fraction(1.0),
+        keep: Keep::All,
+        ..plan(3)
+    }]);
+    c.join(1, 1);
+    c.join(2, 1);
+    for (id, task) in ids(&c.assign(1)) {
+        c.complete(1, id, 5, output(&task.index.to_string()))
+            .unwrap();
+    }
+    for (id, task) in ids(&c.assign(2)) {
+        c.complete(2, id, 5, output(&task.index.to_string()))
+            .unwrap();
+    }
+    assert!(
+        c.log(0).is_empty(),
+        "two tasks are agreed, but the stage is not complete"
+    );
+    run_all_on(&mut c, &[1, 2], |_, task| output(&task.index.to_string()));
+    assert_eq!(c.log(0).len(), 3);
+    assert_eq!(c.results(0).count(), 3);
+}
