@@ -23,9 +23,15 @@ pub enum Keep {
     /// Nobody: a result is dropped once the stages reading it are done with it.
     Nothing,
     /// A writer takes them in input order ([`Coordinator::take_ready`]).
+    ///
+    /// [`Coordinator::take_ready`]: crate::Coordinator::take_ready
     Ordered,
-    /// A promise holds them all until [`Coordinator::release`]; they can be read in index
-    /// order ([`Coordinator::results`]) or completion order ([`Coordinator::log`]).
+    /// A promise holds them all until [`Coordinator::release_stage`]; they can be read in
+    /// index order ([`Coordinator::results`]) or completion order ([`Coordinator::log`]).
+    ///
+    /// [`Coordinator::release_stage`]: crate::Coordinator::release_stage
+    /// [`Coordinator::results`]: crate::Coordinator::results
+    /// [`Coordinator::log`]: crate::Coordinator::log
     All,
 }
 

@@ -103,6 +103,8 @@ pub struct Finished {
     pub attempts: u32,
     /// For a stage reading other stages, the outputs it read, one per stage in its
     /// [`Feed::Items`] order (`None` for one that failed).
+    ///
+    /// [`Feed::Items`]: crate::Feed::Items
     pub items: Vec<Option<Box<RawJson>>>,
     /// How its output was checked.
     pub check: Check,

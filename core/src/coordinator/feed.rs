@@ -154,7 +154,6 @@ impl Coordinator {
     }
 }
 
-/// A seed no worker can predict.
 /// The failure of a task whose input `index` of stage `source` failed.
 pub(super) fn upstream(source: &str, index: u64, failure: &TaskFailure) -> TaskFailure {
     let message = format!("its input, task {index} of stage {source:?}, failed ({failure})");

@@ -112,7 +112,6 @@ pub struct Coordinator {
     max_lost: u32,
     /// Whether those must also be on distinct addresses (`--max-identities-per-ip`).
     count_addresses: bool,
-    /// When to look for overdue attempts next.
     /// Attempts an idle worker might copy, slowest worker first, then oldest, as of the last
     /// scan (see [`Coordinator::copies_for`]).
     copyable: VecDeque<Copyable>,
@@ -220,7 +219,10 @@ impl Coordinator {
     }
 
     /// Makes the coordinator emit [`Effect::Journal`] records (a job with a journal, or a
-    /// driver's mirror of one) or stop emitting them.
+    /// driver's mirror of one) or stop emitting them: every final result, goal met, input
+    /// discovered, result revoked and trust record, in the order they happen. Replayed with
+    /// [`Coordinator::restore`], they bring a new coordinator of the same job back to this
+    /// one's results.
     pub fn set_journaling(&mut self, journaling: bool) {
         self.journaling = journaling;
     }

@@ -8,9 +8,6 @@ use crate::record::Record;
 use crate::types::{TaskRef, WorkerId};
 
 impl Coordinator {
-    /// Sends every final result, goal met, input discovered and result revoked from now on
-    /// to `journal`, in the order they happen: replayed with [`Coordinator::restore`], they
-    /// bring a new coordinator of the same job back to this one's results.
     /// Journals what the scheduler knows of `worker`, called `name`, as it leaves.
     pub fn journal_worker(&mut self, worker: WorkerId, name: &str) {
         if let Some(record) = self.fleet.record(worker) {
