@@ -65,3 +65,110 @@ fn a_task_every_holder_of_which_stalls_goes_out_again_and_again() {
     );
     assert_eq!(c.counts().expired, 2);
 }
+
+#[test]
+fn poll_timeout_is_the_soonest_deadline_and_a_tick_past_it_reissues_the_attempt() {
+    let mut c = Coordinator::new(vec![StagePlan {
+        deadline: Some(1_000_000),
+        ..plan(2)
+    }]);
+    c.set_speculation(false);
+    c.join(1, 1);
+    c.join(2, 1);
+    let early = ids(&c.assign(1));
+    c.set_clock(500_000);
+    let late = ids(&c.assign(2));
+    assert_eq!((early.len(), late.len()), (1, 1));
+    // The first instant worker 1's attempt is overdue, not worker 2's.
+    let first = 1_000_000 + DEADLINE_GRACE + 1;
+    assert_eq!(c.poll_timeout(), Some(first));
+    c.take_effects();
+    // Just before it, nothing is overdue.
+    c.tick(first - 1);
+    assert_eq!(c.counts().expired, 0);
+    assert!(!woke_all(&mut c));
+    assert_eq!(c.poll_timeout(), Some(first));
+    c.tick(first);
+    assert_eq!(c.counts().expired, 1);
+    let effects = c.take_effects();
+    assert!(
+        effects.iter().any(|effect| matches!(
+            effect,
+            Effect::Event(Event::Overdue { attempt, task })
+                if (*attempt, *task) == early[0]
+        )),
+        "{effects:?}"
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Wake(Wake::All))),
+        "{effects:?}"
+    );
+    // Next: worker 2's deadline; its task went back on the queue, for worker 2.
+    assert_eq!(c.poll_timeout(), Some(500_000 + first));
+    let again = ids(&c.assign(2));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1, early[0].1);
+}
+
+#[test]
+fn poll_timeout_is_none_when_nothing_runs_and_nothing_may_be_copied() {
+    let mut c = Coordinator::new(vec![plan(2)]);
+    assert_eq!(c.poll_timeout(), None, "nothing runs yet");
+    c.set_speculation(false);
+    c.join(1, 1);
+    let running = ids(&c.assign(1));
+    assert_eq!(running.len(), 2);
+    // No deadline in the plan: the task's wall-clock limit.
+    assert_eq!(c.poll_timeout(), Some(60_000_000 + DEADLINE_GRACE + 1));
+    for (id, _) in running {
+        c.complete(1, id, 5, output("1")).unwrap();
+    }
+    assert!(c.is_stage_complete(0));
+    assert_eq!(c.poll_timeout(), None, "nothing runs");
+}
+
+#[test]
+fn poll_timeout_says_when_a_running_task_becomes_a_straggler_and_a_tick_then_wakes_the_idle() {
+    let mut c = Coordinator::new(vec![plan(3)]);
+    c.join(1, 1);
+    c.join(2, 2);
+    let slow = ids(&c.assign(1));
+    let fast = ids(&c.assign(2));
+    assert_eq!((slow.len(), fast.len()), (1, 2));
+    c.set_clock(100_000);
+    for &(id, _) in &fast {
+        c.complete(2, id, 100_000, output("0")).unwrap();
+    }
+    // Worker 2 finds nothing to copy yet: worker 1's task runs for as long as the stage's
+    // tasks take, and straggles once it has run twice that.
+    assert!(c.assign(2).is_empty());
+    let straggles = 2 * 100_000 + 1;
+    assert_eq!(c.poll_timeout(), Some(straggles));
+    c.take_effects();
+    c.tick(straggles - 1);
+    assert!(!woke_all(&mut c));
+    c.tick(straggles);
+    assert!(woke_all(&mut c), "idle workers look for copies");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(60_000_000 + DEADLINE_GRACE + 1),
+        "only the deadline is left"
+    );
+    let copy = ids(&c.assign(2));
+    assert_eq!(copy.len(), 1);
+    assert_eq!(copy[0].1, slow[0].1);
+    // Without speculation, a task that may straggle is no reason to be called.
+    let mut c = Coordinator::new(vec![plan(3)]);
+    c.set_speculation(false);
+    c.join(1, 1);
+    c.join(2, 2);
+    ids(&c.assign(1));
+    for (id, _) in ids(&c.assign(2)) {
+        c.set_clock(100_000);
+        c.complete(2, id, 100_000, output("0")).unwrap();
+    }
+    assert!(c.assign(2).is_empty());
+    assert_eq!(c.poll_timeout(), Some(60_000_000 + DEADLINE_GRACE + 1));
+}

@@ -2,6 +2,7 @@
 
 mod assign;
 mod deadline;
+mod effects;
 mod failure;
 mod replicate;
 mod restore;
@@ -15,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use dipla_protocol::{FailureKind, RawJson, TaskFailure};
 
 use super::{Coordinator, DEADLINE_GRACE, MAX_LOST};
-use crate::effect::{Effect, Wake};
+use crate::effect::{Effect, Event, Wake};
 use crate::fleet::{MAX_PER_CORE, MIN_PER_CORE};
 use crate::plan::{Feed, Keep, Replicate, StagePlan};
 use crate::record::Record;
