@@ -34,6 +34,14 @@ impl TaskQueue {
         self.grew = true;
     }
 
+    /// Puts back at the front tasks just taken and passed over, in their order: the queue
+    /// did not grow, so nobody is woken for them.
+    pub(crate) fn put_back(&mut self, tasks: Vec<TaskRef>) {
+        for task in tasks.into_iter().rev() {
+            self.tasks.push_front(task);
+        }
+    }
+
     /// Takes the first task.
     pub(crate) fn pop_front(&mut self) -> Option<TaskRef> {
         self.tasks.pop_front()

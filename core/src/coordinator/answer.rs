@@ -167,7 +167,7 @@ impl Coordinator {
             };
             self.votes.remove(&task);
             self.finish(task, Err(failure), Proof::NONE);
-        } else if self.live.get(&task).copied().unwrap_or(0) == 0 {
+        } else if !self.running_in_time(task) {
             self.counts.retried += 1;
             self.retries.push_back(task);
         }

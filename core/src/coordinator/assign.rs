@@ -26,6 +26,7 @@ impl Coordinator {
         let mut room = self.fleet.room(worker);
         let idle = idle.min(room);
         let unassigned = self.unassigned();
+        let mut shared = false;
         if room > 0 && unassigned > 0 {
             let total_room: u64 = self.fleet.ids().map(|id| self.fleet.room(id) as u64).sum();
             if unassigned < total_room {
@@ -40,12 +41,12 @@ impl Coordinator {
                 if share < room as u64 {
                     room = share as usize;
                 }
-                if unassigned > room as u64 {
-                    // This worker takes its share; the rest waits for the others.
-                    self.wake(Wake::All);
-                }
+                // This worker takes its share; the rest waits for the others (woken below
+                // once it did take it).
+                shared = unassigned > room as u64;
             }
         }
+        let share = room;
         let mut picked: Vec<TaskRef> = Vec::new();
 
         let mut passed_over = Vec::new();
@@ -60,9 +61,7 @@ impl Coordinator {
                 passed_over.push(task);
             }
         }
-        for task in passed_over.into_iter().rev() {
-            self.retries.push_front(task);
-        }
+        self.retries.put_back(passed_over);
         while room > 0 {
             let Some(task) = self.ready.pop_front() else {
                 break;
@@ -83,6 +82,11 @@ impl Coordinator {
             }
             state.fresh += take;
             room -= take as usize;
+        }
+        if shared && picked.len() == share && self.unassigned() > 0 {
+            // It took its share and left the rest to the others. (Had it found less, what is
+            // left is nothing it may run: waking the others for it again would only spin.)
+            self.wake(Wake::All);
         }
         if picked.is_empty() && unassigned == 0 && self.speculate && idle > 0 {
             picked = self.copies_for(worker, idle);

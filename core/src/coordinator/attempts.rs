@@ -35,6 +35,24 @@ impl Coordinator {
         Some(attempt)
     }
 
+    /// Whether an attempt of `task` runs that is not overdue: one whose answer is worth
+    /// waiting for. (An overdue one may still answer, but nothing should wait on it: its
+    /// worker may never answer at all.)
+    pub(super) fn running_in_time(&self, task: TaskRef) -> bool {
+        self.in_time(task) > 0
+    }
+
+    /// How many attempts of `task` run that are not overdue.
+    pub(super) fn in_time(&self, task: TaskRef) -> usize {
+        if !self.live.contains_key(&task) {
+            return 0;
+        }
+        self.attempts
+            .values()
+            .filter(|attempt| attempt.task == task && !attempt.expired)
+            .count()
+    }
+
     /// One attempt of `task` ended: how many others are still running.
     pub(super) fn drop_live(&mut self, task: TaskRef) -> u32 {
         let Some(live) = self.live.get_mut(&task) else {

@@ -149,8 +149,8 @@ impl Coordinator {
         let failure = report.failure.clone();
         history.failures.push(report);
         let tried = history.counted(&self.fleet);
-        if copies > 0 && !self.votes.contains_key(&task) {
-            // Another attempt is still running: its answer decides.
+        if copies > 0 && !self.votes.contains_key(&task) && self.running_in_time(task) {
+            // Another attempt is still running in time: its answer decides.
             return;
         }
         if own && confirmed_by.len() == 1 {
@@ -171,8 +171,28 @@ impl Coordinator {
             };
             self.finish(task, Err(failure), proof);
         } else if tried >= max {
+            // No failure was confirmed by enough identities: the one most of them reported
+            // stands (the first of those on a tie), not merely the last, which a hostile
+            // identity may have made up.
+            let history = &self.history[&task];
+            let most = history
+                .failures
+                .iter()
+                .enumerate()
+                .max_by_key(|&(order, candidate)| {
+                    let confirming = history
+                        .failures
+                        .iter()
+                        .filter(|other| other.confirms(candidate))
+                        .map(|other| other.identity)
+                        .collect::<std::collections::HashSet<_>>()
+                        .len();
+                    // The first on a tie: max_by_key keeps the last maximum.
+                    (confirming, std::cmp::Reverse(order))
+                })
+                .map_or(failure, |(_, most)| most.failure.clone());
             self.votes.remove(&task);
-            self.finish(task, Err(failure), Proof::NONE);
+            self.finish(task, Err(most), Proof::NONE);
         } else {
             self.counts.retried += 1;
             self.retries.push_back(task);

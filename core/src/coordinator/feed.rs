@@ -88,6 +88,8 @@ impl Coordinator {
     /// writer, as they would have one by one.
     fn release_held(&mut self, stage: usize) {
         self.stages[stage].released = true;
+        // Its results are the writer's now.
+        self.ready();
         let keep = self.stages[stage].plan.keep;
         let dependents = self.stages[stage].dependents.clone();
         let indexes: Vec<u64> = self.stages[stage].results.keys().copied().collect();

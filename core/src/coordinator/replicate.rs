@@ -90,9 +90,9 @@ impl Coordinator {
         }
     }
 
-    /// Attempts of `task` running or waiting in the queues.
+    /// Attempts of `task` running in time (an overdue one may never answer: nothing waits
+    /// on it) or waiting in the queues.
     fn outstanding(&self, task: TaskRef) -> usize {
-        let live = self.live.get(&task).copied().unwrap_or(0) as usize;
-        live + self.retries.iter().filter(|&&t| t == task).count()
+        self.in_time(task) + self.retries.iter().filter(|&&t| t == task).count()
     }
 }

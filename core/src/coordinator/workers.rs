@@ -104,8 +104,11 @@ impl Coordinator {
         let held = !lost.is_empty();
         for (id, task) in lost {
             self.forget_attempt(id);
-            if self.drop_live(task) > 0 && !self.votes.contains_key(&task) {
-                // A copy runs elsewhere: it carries on.
+            if self.drop_live(task) > 0
+                && !self.votes.contains_key(&task)
+                && self.running_in_time(task)
+            {
+                // A copy runs elsewhere in time: it carries on.
                 continue;
             }
             let history = self.history.entry(task).or_default();
