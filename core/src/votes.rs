@@ -15,6 +15,9 @@ pub(crate) struct Vote {
     pub(crate) worker: WorkerId,
     pub(crate) fuel: u64,
     pub(crate) output: Box<RawJson>,
+    /// Whether it says the output meets the stage's goal (part of the answer: honest
+    /// workers agree on it too).
+    pub(crate) stop: bool,
 }
 
 /// The answers to one replicated task so far, and every worker it was given to.
@@ -31,6 +34,8 @@ pub(crate) enum Decision {
     /// `agree` gave the canonical output; `disagree` gave something else.
     Agreed {
         output: Box<RawJson>,
+        /// Whether the agreed answer meets the stage's goal.
+        stop: bool,
         agree: Vec<WorkerId>,
         disagree: Vec<WorkerId>,
     },
@@ -46,7 +51,9 @@ impl Votes {
         let mut groups: Vec<Vec<&Vote>> = Vec::new();
         for vote in &self.answers {
             match groups.iter_mut().find(|group| {
-                group[0].fuel == vote.fuel && group[0].output.get() == vote.output.get()
+                group[0].fuel == vote.fuel
+                    && group[0].stop == vote.stop
+                    && group[0].output.get() == vote.output.get()
             }) {
                 Some(group) => group.push(vote),
                 None => groups.push(vec![vote]),
@@ -60,6 +67,7 @@ impl Votes {
             let agree: Vec<WorkerId> = best.iter().map(|vote| vote.worker).collect();
             return Decision::Agreed {
                 output: best[0].output.clone(),
+                stop: best[0].stop,
                 disagree: self
                     .answers
                     .iter()
@@ -93,6 +101,7 @@ mod tests {
                     worker,
                     fuel: 10,
                     output: RawJson::from_string(text.to_owned()).unwrap(),
+                    stop: false,
                 })
                 .collect(),
             asked: answers.iter().map(|&(worker, _)| worker).collect(),
@@ -131,6 +140,16 @@ mod tests {
                 answers: 3,
                 groups: 3
             }
+        ));
+    }
+
+    #[test]
+    fn the_same_output_claiming_the_goal_is_a_different_answer() {
+        let mut votes = votes(&[(1, "7"), (2, "7")]);
+        votes.answers[1].stop = true;
+        assert!(matches!(
+            votes.decide(2, 5),
+            Decision::Undecided { missing: 1 }
         ));
     }
 

@@ -276,7 +276,20 @@ impl World {
         while !self.done {
             let Some(((when, _), event)) = self.queue.pop_first() else {
                 let progress: Vec<_> = (0..self.job.stages.len())
-                    .map(|stage| self.core.progress(stage))
+                    .map(|stage| {
+                        let written = self
+                            .written
+                            .keys()
+                            .filter(|task| task.stage == stage)
+                            .count();
+                        (
+                            self.core.is_stage_complete(stage),
+                            written,
+                            self.job.stages[stage].kind.clone(),
+                            self.job.stages[stage].plan.keep,
+                            self.core.progress(stage),
+                        )
+                    })
                     .collect();
                 return self.fail(&format!(
                     "the job hangs: nothing left to happen and it is not complete; {} connected, {} running, {} queued; stages {progress:?}",
@@ -669,6 +682,9 @@ impl World {
             for effect in self.core.take_effects() {
                 match effect {
                     Effect::Journal(record) => {
+                        if self.trace {
+                            eprintln!("{:>12}   journal {record:?}", self.now);
+                        }
                         self.ledger
                             .read(&self.job, &record, &self.liars, &self.caught)?;
                         self.journal.push(record);
@@ -763,6 +779,9 @@ impl World {
                 && last.index >= task.index
             {
                 return Err(format!("the writer took {task:?} after {last:?}"));
+            }
+            if self.trace {
+                eprintln!("{:>12}   write {task:?} {value:?}", self.now);
             }
             self.written.insert(task, value);
         }

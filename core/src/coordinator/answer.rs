@@ -88,6 +88,7 @@ impl Coordinator {
                     worker,
                     fuel: answer.fuel,
                     output,
+                    stop: answer.stop,
                 };
                 if self.votes.contains_key(&task) {
                     self.votes
@@ -121,17 +122,24 @@ impl Coordinator {
                         Check::Unchecked
                     };
                     self.accept(task, vote.output, Some(worker), check);
-                }
-                let state = &mut self.stages[task.stage];
-                if answer.stop && state.plan.stoppable && state.stopped.is_none() {
-                    self.journal(|| Record::Goal(task));
-                    self.goal(task);
+                    self.met_goal(task, answer.stop);
                 }
             }
             Err(failure) => self.failed(task, worker, failure, answer.fuel, answer.capped, copies),
         }
         self.settle();
         Ok(())
+    }
+
+    /// The accepted output of `task` says whether it meets the stage's goal (`stop`): count
+    /// it. Only an accepted output counts: a replicated answer's claim waits for the quorum,
+    /// so no single worker can end a stage early by saying so.
+    pub(super) fn met_goal(&mut self, task: TaskRef, stop: bool) {
+        let state = &self.stages[task.stage];
+        if stop && state.plan.stoppable && state.stopped.is_none() {
+            self.journal(|| Record::Goal(task));
+            self.goal(task);
+        }
     }
 
     /// The stage's verifier rejected `worker`'s output for attempt `id`: the task runs again

@@ -13,6 +13,16 @@ use crate::types::TaskRef;
 impl Coordinator {
     /// Item `index` of one of `stage`'s sources exists: run task `index` once all do.
     pub(super) fn feed_item(&mut self, stage: usize, sources: &[usize], index: u64) {
+        if sources.len() > 1 {
+            // One call per source's item: the task is fed at the last, once.
+            let arrivals = &mut self.stages[stage].arrivals;
+            let arrived = arrivals.entry(index).or_insert(0);
+            *arrived += 1;
+            if *arrived < sources.len() {
+                return;
+            }
+            arrivals.remove(&index);
+        }
         let mut failures = Vec::new();
         for &source in sources {
             match self.stages[source].results.get(&index).map(|e| &e.outcome) {

@@ -42,6 +42,7 @@ impl Coordinator {
         match decision {
             Decision::Agreed {
                 output,
+                stop,
                 agree,
                 disagree,
             } => {
@@ -67,6 +68,7 @@ impl Coordinator {
                 }
                 let check = Check::Replicated(agree.len() as u32);
                 self.accept(task, output, None, check);
+                self.met_goal(task, stop);
             }
             Decision::Undecided { missing } => {
                 let outstanding = self.outstanding(task);

@@ -2,7 +2,7 @@
 //! stages it reads (also when one is added while the job runs), and when a stage is dense or
 //! complete.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use dipla_protocol::RawJson;
 
@@ -51,6 +51,9 @@ pub(super) struct StageState {
     /// reading them and the writer (once it is complete, so that a worker caught lying in
     /// it has its unchecked results re-run first).
     pub(super) released: bool,
+    /// For a stage reading several stages: how many of them have item `index` so far (its
+    /// task is fed once, when the last arrives, however the sources depend on each other).
+    pub(super) arrivals: HashMap<u64, usize>,
 }
 
 impl StageState {
@@ -73,6 +76,7 @@ impl StageState {
             task_micros: None,
             progress: StageProgress::default(),
             released: false,
+            arrivals: HashMap::new(),
         }
     }
 
@@ -113,8 +117,17 @@ impl Coordinator {
         }
         match self.stages[stage].plan.feed.clone() {
             Feed::Items(sources) => {
-                let indexes: Vec<u64> = self.stages[sources[0]].results.keys().copied().collect();
-                for index in indexes {
+                // How many of the sources have each item already.
+                let mut present: BTreeMap<u64, usize> = BTreeMap::new();
+                for &source in &sources {
+                    for &index in self.stages[source].results.keys() {
+                        *present.entry(index).or_default() += 1;
+                    }
+                }
+                for (index, count) in present {
+                    if sources.len() > 1 {
+                        self.stages[stage].arrivals.insert(index, count - 1);
+                    }
                     self.feed_item(stage, &sources, index);
                 }
             }
@@ -149,7 +162,9 @@ impl Coordinator {
                 fan_in,
             } => {
                 self.stages[source].dependents.push(stage);
-                if self.is_dense(source) {
+                // A dense source's tree is known now (an empty one's waits, and fails for
+                // want of outputs, in `settle`).
+                if self.is_dense(source) && self.stages[stage].plan.tasks > 0 {
                     let items = self.stages[stage].plan.tasks;
                     self.stages[stage].tree = Some(Tree::new(items, fan_in.max(2)));
                 }

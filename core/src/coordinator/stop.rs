@@ -51,6 +51,9 @@ impl Coordinator {
                 dropped.push(task);
             }
         }
+        // Replicated tasks waiting for more answers will get none.
+        self.votes.retain(|task, _| task.stage != stage);
+        self.reissued.retain(|task| task.stage != stage);
         dropped.sort_unstable();
         dropped.dedup();
         for task in dropped {
