@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::fleet::IdentityId;
 use crate::types::Outcome;
 
 /// A reduce tree: level 0 holds the folded stage's items, each higher level one node per group
@@ -19,6 +20,9 @@ pub(crate) struct Tree {
     indexes: Option<Vec<u64>>,
     /// Known values, by (level, position).
     pub(crate) values: HashMap<(usize, u64), Outcome>,
+    /// The identity each value accepted unchecked came from (it is revoked, with every value
+    /// folded from it, if the identity is caught lying before the reduce completes).
+    pub(crate) by: HashMap<(usize, u64), IdentityId>,
 }
 
 impl Tree {
@@ -39,6 +43,7 @@ impl Tree {
             offsets,
             indexes: None,
             values: HashMap::new(),
+            by: HashMap::new(),
         }
     }
 
@@ -69,6 +74,11 @@ impl Tree {
     pub(crate) fn children(&self, level: usize, position: u64) -> std::ops::Range<u64> {
         let start = position * self.fan_in;
         start..(start + self.fan_in).min(self.sizes[level - 1])
+    }
+
+    /// The task index of node (level, position), `level` at least 1.
+    pub(crate) fn task_index(&self, level: usize, position: u64) -> u64 {
+        self.offsets[level] + position
     }
 
     /// The root's level.

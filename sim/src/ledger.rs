@@ -86,8 +86,19 @@ impl Ledger {
                         self.lies_accepted.insert(*task);
                     }
                 }
+                // A reduce's groups are not checked one by one here: one a liar gave
+                // unchecked may be a lie that stands (the model lets unchecked lies through
+                // at the sampling rate), so the written sum is not compared.
+                if matches!(job.stages[task.stage].kind, Kind::Reduce(_))
+                    && *check == Check::Unchecked
+                    && by.as_ref().is_some_and(|by| liars.contains(by))
+                    && !job.stages[task.stage].fully_checked()
+                {
+                    self.lies_accepted.insert(*task);
+                }
                 if let Some(by) = by
                     && caught.contains(by)
+                    && *check == Check::Unchecked
                     && job.stages[task.stage].replicated()
                 {
                     return Err(format!(
@@ -104,7 +115,10 @@ impl Ledger {
                 );
             }
             Record::Revoked(task) => {
-                if self.finals.remove(task).is_none() {
+                // A reduce's group folded from a revoked one goes with it, whether it was
+                // run or passed up.
+                let reduce = matches!(job.stages[task.stage].kind, Kind::Reduce(_));
+                if self.finals.remove(task).is_none() && !reduce {
                     return Err(format!("task {task:?} revoked but not final"));
                 }
                 self.lies_accepted.remove(task);

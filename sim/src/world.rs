@@ -114,7 +114,7 @@ pub struct World {
     vols: Vec<Volunteer>,
     /// The volunteer's live connection, if any.
     conn_of: Vec<Option<WorkerId>>,
-    conns: HashMap<WorkerId, Conn>,
+    conns: BTreeMap<WorkerId, Conn>,
     next_conn: WorkerId,
     attempt_task: HashMap<AttemptId, TaskRef>,
     journal: Vec<Record>,
@@ -198,7 +198,7 @@ impl World {
             tick_at: None,
             conn_of: vec![None; vols.len()],
             vols,
-            conns: HashMap::new(),
+            conns: BTreeMap::new(),
             next_conn: 1,
             attempt_task: HashMap::new(),
             journal: Vec::new(),
@@ -714,12 +714,14 @@ impl World {
                 }
             }
         }
-        // Nothing a liar caught now gave may stand in a stage that can still take it back
+        // Nothing a liar caught now gave unchecked may stand in a stage that can still take
+        // it back
         // (checked once the effects of its catching, revocations included, are read).
         for identity in std::mem::take(&mut self.newly_caught) {
             for (task, result) in &self.ledger.finals {
                 let stage = &self.job.stages[task.stage];
                 if result.by.as_deref() == Some(&identity)
+                    && result.check == dipla_core::Check::Unchecked
                     && stage.replicated()
                     && !self.core.is_stage_complete(task.stage)
                 {

@@ -59,6 +59,12 @@ impl Coordinator {
             .map(|tree| tree.node(task.index));
         match node {
             Some((level, position)) => {
+                if let (Some(by), Check::Unchecked) = (proof.by, proof.check)
+                    && let Some(tree) = self.stages[task.stage].tree.as_mut()
+                    && level < tree.top()
+                {
+                    tree.by.insert((level, position), by);
+                }
                 self.tree_value(task.stage, level, position, outcome, attempts, proof);
             }
             None => self.result(task, outcome, attempts, proof),

@@ -69,7 +69,7 @@ impl Coordinator {
             let Some((task, others)) = self.cancel_attempt(id) else {
                 continue;
             };
-            if others == 0 || self.votes.contains_key(&task) {
+            if others == 0 || !self.running_in_time(task) || self.votes.contains_key(&task) {
                 self.retries.push_front(task);
             }
         }
@@ -77,7 +77,7 @@ impl Coordinator {
             if !revoke || !self.stages[stage].held() {
                 continue;
             }
-            let revoked: Vec<u64> = self.stages[stage]
+            let mut revoked: Vec<u64> = self.stages[stage]
                 .results
                 .iter()
                 .filter(|(_, entry)| {
@@ -85,6 +85,17 @@ impl Coordinator {
                 })
                 .map(|(&index, _)| index)
                 .collect();
+            // And a reduce's groups it folded.
+            if let Some(tree) = &self.stages[stage].tree {
+                let mut nodes: Vec<u64> = tree
+                    .by
+                    .iter()
+                    .filter(|&(_, &by)| by == identity)
+                    .map(|(&(level, position), _)| tree.task_index(level, position))
+                    .collect();
+                nodes.sort_unstable();
+                revoked.extend(nodes);
+            }
             for index in revoked {
                 let task = TaskRef { stage, index };
                 self.journal(|| Record::Revoked(task));
@@ -97,7 +108,7 @@ impl Coordinator {
             }
         }
         // Its answers to tasks still being voted on no longer count.
-        let pending: Vec<TaskRef> = self
+        let mut pending: Vec<TaskRef> = self
             .votes
             .iter()
             .filter(|(_, votes)| {
@@ -108,6 +119,7 @@ impl Coordinator {
             })
             .map(|(&task, _)| task)
             .collect();
+        pending.sort_unstable();
         for task in pending {
             let fleet = &self.fleet;
             if let Some(votes) = self.votes.get_mut(&task) {
@@ -121,6 +133,13 @@ impl Coordinator {
 
     /// `task`'s accepted result is withdrawn (its worker was caught lying): it runs again.
     pub(super) fn revoke(&mut self, task: TaskRef) {
+        if let Some(tree) = &self.stages[task.stage].tree {
+            let (level, position) = tree.node(task.index);
+            if level < tree.top() {
+                self.revoke_group(task, level, position);
+                return;
+            }
+        }
         let state = &mut self.stages[task.stage];
         if state.results.remove(&task.index).is_none() {
             return;
@@ -128,6 +147,47 @@ impl Coordinator {
         state.done -= 1;
         state.progress.unchecked = state.progress.unchecked.saturating_sub(1);
         self.counts.succeeded -= 1;
+        self.counts.revoked += 1;
+        self.retries.push_back(task);
+    }
+
+    /// A reduce's group value `task`, at (level, position), is withdrawn: it runs again, and
+    /// every value folded from it (its ancestors) is dropped, their tasks unqueued or
+    /// cancelled, to be folded again once it is known.
+    fn revoke_group(&mut self, task: TaskRef, level: usize, position: u64) {
+        let stage = task.stage;
+        let tree = self.stages[stage].tree.as_mut().expect("a reduce stage");
+        tree.by.remove(&(level, position));
+        if tree.values.remove(&(level, position)).is_none() {
+            // Already withdrawn with a group it was folded from.
+            return;
+        }
+        let mut stale: Vec<(TaskRef, bool)> = Vec::new();
+        let (mut at, mut node) = (level, position);
+        while at < tree.top() {
+            node /= tree.fan_in;
+            at += 1;
+            tree.by.remove(&(at, node));
+            let had = tree.values.remove(&(at, node)).is_some();
+            stale.push((
+                TaskRef {
+                    stage,
+                    index: tree.task_index(at, node),
+                },
+                had,
+            ));
+        }
+        for (ancestor, had) in stale {
+            self.retries.retain(|&t| t != ancestor);
+            self.ready.retain(|&t| t != ancestor);
+            self.votes.remove(&ancestor);
+            self.reissued.remove(&ancestor);
+            self.history.remove(&ancestor);
+            self.cancel_copies(ancestor);
+            if had {
+                self.journal(|| Record::Revoked(ancestor));
+            }
+        }
         self.counts.revoked += 1;
         self.retries.push_back(task);
     }
