@@ -680,6 +680,9 @@ impl World {
     fn effects(&mut self) -> Result<(), String> {
         while self.core.has_effects() {
             for effect in self.core.take_effects() {
+                if self.trace && !matches!(effect, Effect::Journal(_) | Effect::Wake(_)) {
+                    eprintln!("{:>12}   effect {effect:?}", self.now);
+                }
                 match effect {
                     Effect::Journal(record) => {
                         if self.trace {

@@ -183,6 +183,8 @@ impl Coordinator {
         for stage in 0..coordinator.stages.len() {
             coordinator.wire(stage);
         }
+        // What needs no worker at all is final now (a reduce of a stage with no tasks).
+        coordinator.settle();
         coordinator
     }
 

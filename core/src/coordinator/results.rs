@@ -74,6 +74,8 @@ impl Coordinator {
     /// A stage's result `task` is final: count it, keep it for those who read it, and feed
     /// the stages reading it.
     pub(super) fn result(&mut self, task: TaskRef, outcome: Outcome, attempts: u32, proof: Proof) {
+        // However it became final (run, failed upstream, folded): the writer may take it.
+        self.ready();
         match outcome {
             Ok(_) => self.counts.succeeded += 1,
             Err(_) => self.counts.failed += 1,
