@@ -95,6 +95,7 @@ impl Coordinator {
             .map(|attempt| attempt.task)
             .collect();
         let mut queued: HashSet<TaskRef> = self.retries.iter().copied().collect();
+        let mut judged = false;
         for (attempt, task) in overdue {
             if timely.contains(&task) || !queued.insert(task) {
                 continue;
@@ -102,8 +103,24 @@ impl Coordinator {
             self.event(Event::Overdue { attempt, task });
             self.counts.expired += 1;
             self.reissued.insert(task);
-            self.retries.push_front(task);
+            if !self.votes.contains_key(&task)
+                && self
+                    .history
+                    .get(&task)
+                    .is_some_and(|history| !history.failures.is_empty())
+            {
+                // Failures reported while this attempt ran waited for its answer: they
+                // decide now.
+                self.judge_failures(task);
+                judged = true;
+            } else {
+                self.retries.push_front(task);
+            }
             self.wake(Wake::All);
+        }
+        if judged {
+            // Results became final: what they complete follows.
+            self.settle();
         }
     }
 }

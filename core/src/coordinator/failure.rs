@@ -131,8 +131,6 @@ impl Coordinator {
             failure,
             fuel,
         };
-        let quorum = self.failure_quorum(task.stage);
-        let max = self.stages[task.stage].plan.max_attempts;
         let own = self.fleet.is_own(identity) && report.final_on_own();
         let history = self.history.entry(task).or_default();
         history.tries += 1;
@@ -148,7 +146,6 @@ impl Coordinator {
         }
         let failure = report.failure.clone();
         history.failures.push(report);
-        let tried = history.counted(&self.fleet);
         if copies > 0 && !self.votes.contains_key(&task) && self.running_in_time(task) {
             // Another attempt is still running in time: its answer decides.
             return;
@@ -160,7 +157,42 @@ impl Coordinator {
                 check: Check::Unchecked,
             };
             self.finish(task, Err(failure), proof);
-        } else if confirmed_by.len() >= quorum {
+        } else {
+            self.judge_failures(task);
+        }
+    }
+
+    /// Decides `task` from the failures reported so far (no attempt of it runs in time):
+    /// final when enough distinct identities confirm one failure, or when `max_attempts`
+    /// identities failed it (the failure most of them reported stands, the first of those on
+    /// a tie, never merely the last, which a hostile identity may have made up); otherwise
+    /// it runs again on another identity.
+    pub(super) fn judge_failures(&mut self, task: TaskRef) {
+        let quorum = self.failure_quorum(task.stage);
+        let max = self.stages[task.stage].plan.max_attempts;
+        let Some(history) = self.history.get(&task) else {
+            return;
+        };
+        let tried = history.counted(&self.fleet);
+        let mut best: Option<(Vec<IdentityId>, TaskFailure)> = None;
+        for candidate in &history.failures {
+            let mut confirming: Vec<IdentityId> = Vec::new();
+            for other in &history.failures {
+                if other.confirms(candidate) && !confirming.contains(&other.identity) {
+                    confirming.push(other.identity);
+                }
+            }
+            if best
+                .as_ref()
+                .is_none_or(|(most, _)| confirming.len() > most.len())
+            {
+                best = Some((confirming, candidate.failure.clone()));
+            }
+        }
+        let Some((confirmed_by, failure)) = best else {
+            return;
+        };
+        if confirmed_by.len() >= quorum {
             for &confirmer in &confirmed_by {
                 self.fleet.accepted(confirmer);
             }
@@ -171,28 +203,8 @@ impl Coordinator {
             };
             self.finish(task, Err(failure), proof);
         } else if tried >= max {
-            // No failure was confirmed by enough identities: the one most of them reported
-            // stands (the first of those on a tie), not merely the last, which a hostile
-            // identity may have made up.
-            let history = &self.history[&task];
-            let most = history
-                .failures
-                .iter()
-                .enumerate()
-                .max_by_key(|&(order, candidate)| {
-                    let confirming = history
-                        .failures
-                        .iter()
-                        .filter(|other| other.confirms(candidate))
-                        .map(|other| other.identity)
-                        .collect::<std::collections::HashSet<_>>()
-                        .len();
-                    // The first on a tie: max_by_key keeps the last maximum.
-                    (confirming, std::cmp::Reverse(order))
-                })
-                .map_or(failure, |(_, most)| most.failure.clone());
             self.votes.remove(&task);
-            self.finish(task, Err(most), Proof::NONE);
+            self.finish(task, Err(failure), Proof::NONE);
         } else {
             self.counts.retried += 1;
             self.retries.push_back(task);
