@@ -1,7 +1,8 @@
 //! A queue of tasks waiting for a worker that remembers whether it grew, so that the
-//! coordinator wakes the connections exactly when there is new work to look at.
+//! coordinator wakes the connections exactly when there is new work to look at, and knows
+//! at once whether a task is in it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Deref;
 
 use crate::types::TaskRef;
@@ -10,6 +11,9 @@ use crate::types::TaskRef;
 #[derive(Debug, Default)]
 pub(crate) struct TaskQueue {
     tasks: VecDeque<TaskRef>,
+    /// How many times each task is in the queue (a replicated task may be, once per replica
+    /// asked for).
+    counts: HashMap<TaskRef, usize>,
     grew: bool,
 }
 
@@ -25,12 +29,14 @@ impl TaskQueue {
     /// Adds `task` at the back.
     pub(crate) fn push_back(&mut self, task: TaskRef) {
         self.tasks.push_back(task);
+        *self.counts.entry(task).or_default() += 1;
         self.grew = true;
     }
 
     /// Adds `task` at the front (it goes first).
     pub(crate) fn push_front(&mut self, task: TaskRef) {
         self.tasks.push_front(task);
+        *self.counts.entry(task).or_default() += 1;
         self.grew = true;
     }
 
@@ -39,22 +45,58 @@ impl TaskQueue {
     pub(crate) fn put_back(&mut self, tasks: Vec<TaskRef>) {
         for task in tasks.into_iter().rev() {
             self.tasks.push_front(task);
+            *self.counts.entry(task).or_default() += 1;
         }
     }
 
     /// Takes the first task.
     pub(crate) fn pop_front(&mut self) -> Option<TaskRef> {
-        self.tasks.pop_front()
+        let task = self.tasks.pop_front()?;
+        self.uncount(task);
+        Some(task)
+    }
+
+    /// Whether `task` is in the queue.
+    pub(crate) fn holds(&self, task: TaskRef) -> bool {
+        self.counts.contains_key(&task)
+    }
+
+    /// Removes every entry of `task`.
+    pub(crate) fn discard(&mut self, task: TaskRef) {
+        if self.counts.remove(&task).is_some() {
+            self.tasks.retain(|&t| t != task);
+        }
     }
 
     /// Keeps the tasks `keep` says to.
-    pub(crate) fn retain(&mut self, keep: impl FnMut(&TaskRef) -> bool) {
-        self.tasks.retain(keep);
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&TaskRef) -> bool) {
+        let counts = &mut self.counts;
+        self.tasks.retain(|task| {
+            let kept = keep(task);
+            if !kept && let Some(count) = counts.get_mut(task) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(task);
+                }
+            }
+            kept
+        });
     }
 
     /// Removes the task at `at`.
     pub(crate) fn remove(&mut self, at: usize) -> Option<TaskRef> {
-        self.tasks.remove(at)
+        let task = self.tasks.remove(at)?;
+        self.uncount(task);
+        Some(task)
+    }
+
+    fn uncount(&mut self, task: TaskRef) {
+        if let Some(count) = self.counts.get_mut(&task) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&task);
+            }
+        }
     }
 
     /// Whether a task was added since the last call.

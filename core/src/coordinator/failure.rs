@@ -205,7 +205,7 @@ impl Coordinator {
         } else if tried >= max {
             self.votes.remove(&task);
             self.finish(task, Err(failure), Proof::NONE);
-        } else {
+        } else if !self.retries.holds(task) {
             self.counts.retried += 1;
             self.retries.push_back(task);
         }

@@ -47,8 +47,12 @@ impl Coordinator {
             });
         }
         self.ready();
-        if self.reissued.remove(&task) {
-            self.retries.retain(|&t| t != task);
+        // Final once: no copy of it waits in a queue (a retry asked for twice, a replica
+        // or an overdue reissue) or runs on.
+        self.reissued.remove(&task);
+        self.retries.discard(task);
+        self.ready.discard(task);
+        if self.live.contains_key(&task) {
             self.cancel_copies(task);
         }
         let history = self.history.remove(&task).unwrap_or_default();
