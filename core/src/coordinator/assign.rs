@@ -161,7 +161,7 @@ impl Coordinator {
 
     /// A task may go to `worker` unless it failed there and some other connected worker has
     /// not tried it yet.
-    fn eligible(&self, task: TaskRef, worker: WorkerId) -> bool {
+    pub(super) fn eligible(&self, task: TaskRef, worker: WorkerId) -> bool {
         if self.live.contains_key(&task)
             && self
                 .attempts

@@ -50,7 +50,6 @@ impl Coordinator {
             self.scan_for_copies();
         }
         let mine = self.fleet.speed(worker);
-        let identity = self.fleet.identity(worker);
         // Candidates no longer running alone (copied, finished) are gone for good.
         while let Some(front) = self.copyable.front() {
             if self.copyable_now(front) {
@@ -70,12 +69,12 @@ impl Coordinator {
             };
             let slower = candidate.speed * SPECULATE_FASTER <= mine;
             let late = candidate.speed <= mine && candidate.straggling;
+            // Never to a worker the task may not go to: one it failed on, or, for a replica,
+            // one of an identity already asked (it would agree with itself).
             if attempt.worker != worker
                 && (slower || late)
                 && self.copyable_now(candidate)
-                && self.history.get(&candidate.task).is_none_or(|history| {
-                    identity.is_none_or(|identity| !history.failed_on.contains(&identity))
-                })
+                && self.eligible(candidate.task, worker)
             {
                 picked.push(candidate.task);
             }
