@@ -257,6 +257,22 @@ impl World {
     /// # Errors
     /// The first invariant broken.
     pub fn run(mut self) -> Result<Report, Failure> {
+        if self.trace {
+            for (number, stage) in self.job.stages.iter().enumerate() {
+                eprintln!(
+                    "stage {number}: {:?}, {} tasks, keep {:?}, replicate {:?} quorum {}, verifier {}, stoppable {} after {}, explore {:?}",
+                    stage.kind,
+                    stage.plan.tasks,
+                    stage.plan.keep,
+                    stage.plan.replicate,
+                    stage.plan.quorum,
+                    stage.verifier,
+                    stage.plan.stoppable,
+                    stage.plan.stop_after,
+                    stage.plan.explore
+                );
+            }
+        }
         for n in 0..self.vols.len() {
             let joins = self.vols[n].joins;
             self.at(joins, Ev::Join(n));

@@ -174,7 +174,10 @@ impl Coordinator {
             return;
         };
         let tried = history.counted(&self.fleet);
-        let mut best: Option<(Vec<IdentityId>, TaskFailure)> = None;
+        // The failure most identities reported; on a tie, the one whose reporters have the
+        // most accepted answers between them (a new identity's word weighs least), then the
+        // first.
+        let mut best: Option<((usize, u64), Vec<IdentityId>, TaskFailure)> = None;
         for candidate in &history.failures {
             let mut confirming: Vec<IdentityId> = Vec::new();
             for other in &history.failures {
@@ -182,14 +185,16 @@ impl Coordinator {
                     confirming.push(other.identity);
                 }
             }
-            if best
-                .as_ref()
-                .is_none_or(|(most, _)| confirming.len() > most.len())
-            {
-                best = Some((confirming, candidate.failure.clone()));
+            let weight = confirming
+                .iter()
+                .map(|&identity| self.fleet.credibility(identity).accepted)
+                .sum::<u64>();
+            let rank = (confirming.len(), weight);
+            if best.as_ref().is_none_or(|(most, _, _)| rank > *most) {
+                best = Some((rank, confirming, candidate.failure.clone()));
             }
         }
-        let Some((confirmed_by, failure)) = best else {
+        let Some((_, confirmed_by, failure)) = best else {
             return;
         };
         if confirmed_by.len() >= quorum {

@@ -11,8 +11,13 @@ use crate::tree::Tree;
 use crate::types::TaskRef;
 
 impl Coordinator {
-    /// Item `index` of one of `stage`'s sources exists: run task `index` once all do.
-    pub(super) fn feed_item(&mut self, stage: usize, sources: &[usize], index: u64) {
+    /// Item `index` of `stage`'s source `from` exists: run task `index` once every source's
+    /// does. An item another source will never have (it stopped early) is let go at once.
+    pub(super) fn feed_item(&mut self, stage: usize, sources: &[usize], index: u64, from: usize) {
+        if self.never_fed(stage, index) {
+            self.release(from, index);
+            return;
+        }
         if sources.len() > 1 {
             // One call per source's item: the task is fed at the last, once.
             let arrivals = &mut self.stages[stage].arrivals;
@@ -43,6 +48,52 @@ impl Coordinator {
             Some((source, failure)) => {
                 let failure = upstream(&self.stages[source].plan.name, index, &failure);
                 self.result(task, Err(failure), 0, Proof::NONE);
+            }
+        }
+    }
+
+    /// Whether some stage `stage` reads will never have item `index` (it, or a stage it
+    /// reads, stopped early without it), so its task `index` will never run.
+    fn never_fed(&self, stage: usize, index: u64) -> bool {
+        match &self.stages[stage].plan.feed {
+            Feed::Items(sources) => sources
+                .iter()
+                .any(|&source| self.never_produces(source, index)),
+            _ => false,
+        }
+    }
+
+    /// Whether `stage` will never have result `index`.
+    fn never_produces(&self, stage: usize, index: u64) -> bool {
+        let state = &self.stages[stage];
+        if state.results.contains_key(&index) {
+            return false;
+        }
+        state.stopped.is_some() || self.never_fed(stage, index)
+    }
+
+    /// A stage stopped early: the items other sources hold for tasks that now never run
+    /// are let go.
+    pub(super) fn let_go_unfed(&mut self) {
+        for stage in 0..self.stages.len() {
+            let Feed::Items(sources) = self.stages[stage].plan.feed.clone() else {
+                continue;
+            };
+            let mut unfed: Vec<u64> = self.stages[stage]
+                .arrivals
+                .keys()
+                .copied()
+                .filter(|&index| self.never_fed(stage, index))
+                .collect();
+            unfed.sort_unstable();
+            for index in unfed {
+                self.stages[stage].arrivals.remove(&index);
+                for &source in &sources {
+                    // A held source's item has not arrived: it is let go when it does.
+                    if !self.stages[source].held() {
+                        self.release(source, index);
+                    }
+                }
             }
         }
     }
@@ -118,7 +169,7 @@ impl Coordinator {
             }
             for &dependent in &dependents {
                 if let Feed::Items(sources) = self.stages[dependent].plan.feed.clone() {
-                    self.feed_item(dependent, &sources, index);
+                    self.feed_item(dependent, &sources, index, stage);
                 }
             }
             if keep != Keep::Ordered {

@@ -125,7 +125,7 @@ impl Coordinator {
         }
         for dependent in dependents {
             if let Feed::Items(sources) = self.stages[dependent].plan.feed.clone() {
-                self.feed_item(dependent, &sources, task.index);
+                self.feed_item(dependent, &sources, task.index, task.stage);
             }
         }
         if keep != Keep::Ordered {

@@ -117,18 +117,12 @@ impl Coordinator {
         }
         match self.stages[stage].plan.feed.clone() {
             Feed::Items(sources) => {
-                // How many of the sources have each item already.
-                let mut present: BTreeMap<u64, usize> = BTreeMap::new();
+                // Each source's items arrive, as they would have one by one.
                 for &source in &sources {
-                    for &index in self.stages[source].results.keys() {
-                        *present.entry(index).or_default() += 1;
+                    let indexes: Vec<u64> = self.stages[source].results.keys().copied().collect();
+                    for index in indexes {
+                        self.feed_item(stage, &sources, index, source);
                     }
-                }
-                for (index, count) in present {
-                    if sources.len() > 1 {
-                        self.stages[stage].arrivals.insert(index, count - 1);
-                    }
-                    self.feed_item(stage, &sources, index);
                 }
             }
             Feed::Reduce { stage: source, .. } if self.stages[stage].tree.is_some() => {

@@ -62,6 +62,7 @@ impl Coordinator {
             never_run += 1;
         }
         self.counts.stopped += never_run;
+        self.let_go_unfed();
     }
 
     /// Why `stage` stopped early, if it did.
