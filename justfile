@@ -12,6 +12,10 @@ demo:
 test *ARGS:
     cargo xtask test {{ARGS}}
 
+# The deterministic simulator of the scheduling core (--seeds N, --seed S to replay one).
+sim *ARGS:
+    cargo xtask sim {{ARGS}}
+
 # Build every guest crate for wasm32-unknown-unknown.
 build-guests:
     cargo xtask build-guests

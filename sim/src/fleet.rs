@@ -53,6 +53,8 @@ pub struct Volunteer {
     pub claimed: f64,
     /// Cores it runs tasks on.
     pub cores: usize,
+    /// Cores it says it has (a hostile one may claim the most the server believes).
+    pub claimed_cores: usize,
     /// How it behaves.
     pub behaviour: Behaviour,
     /// When it first joins (virtual µs).
@@ -157,12 +159,19 @@ pub fn random(
         } else {
             format!("10.1.{}.{}", n / 250, n % 250 + 2)
         };
+        let cores = rng.range(1, 4) as usize;
+        let claimed_cores = if behaviour.hostile() && rng.chance(0.5) {
+            256
+        } else {
+            cores
+        };
         fleet.push(Volunteer {
             key: format!("key{n:04}"),
             address,
             speed,
             claimed,
-            cores: rng.range(1, 4) as usize,
+            cores,
+            claimed_cores,
             behaviour,
             joins: if n == 0 { 0 } else { rng.below(horizon / 4) },
             crashy: !anchor && rng.chance(0.15),

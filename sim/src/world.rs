@@ -24,8 +24,12 @@ const MAX_EVENTS: u64 = 3_000_000;
 const HEARTBEAT: u64 = 30_000_000;
 
 /// What a run did, for the summary.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
+    /// Events it took (two runs of one seed take the same).
+    pub events: u64,
+    /// Journal records the core emitted.
+    pub records: u64,
     /// Result lines the job had.
     pub tasks: u64,
     /// Volunteers in the fleet.
@@ -331,6 +335,8 @@ impl World {
         }
         self.report.virtual_micros = self.now;
         self.report.tasks = self.core.total_lines();
+        self.report.events = self.events;
+        self.report.records = self.journal.len() as u64;
         Ok(self.report)
     }
 
@@ -407,7 +413,7 @@ impl World {
         );
         // The server's side of the hello.
         let v = &self.vols[vol];
-        self.core.join(id, v.cores);
+        self.core.join(id, v.claimed_cores);
         self.core.place(id, &v.address);
         self.core.identify(id, &v.key, None);
         self.core.claim(id, v.claimed);

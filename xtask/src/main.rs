@@ -1,4 +1,4 @@
-//! Project chores that need nothing but cargo: `cargo xtask <demo|test|build-guests|lint|bench|bench-peers|bench-scale>`.
+//! Project chores that need nothing but cargo: `cargo xtask <demo|test|sim|build-guests|lint|bench|bench-peers|bench-scale>`.
 //!
 //! Each installs what it needs (the wasm target) and builds what it uses, in the one release
 //! profile the whole project shares, so a fresh machine with only the Rust toolchain can run
@@ -12,6 +12,8 @@ const USAGE: &str = "usage: cargo xtask <command> [args]
 commands:
   demo           build everything and run the factorise example on 2 local workers
   test           build the guests and run every test in the workspace
+  sim            the deterministic simulator of the scheduling core: --seeds N (default
+                 2000), --start S, or --seed S to replay one seed
   build-guests   build every guest crate (cdylib) for wasm32-unknown-unknown
   lint           cargo fmt --check and clippy with -D warnings
   bench          build and run the benchmarks (arguments are passed on)
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("sim") => sim(&args[1..]),
         Some("build-guests") => build_guests(),
         Some("lint") => lint(),
         Some("bench") => bench(&args[1..]),
@@ -190,6 +193,13 @@ fn test(extra: &[String]) -> Result {
     build_binaries()?;
     run(cargo()
         .args(["test", "--release", "--workspace"])
+        .args(extra))
+}
+
+/// Runs seeds of the simulator (`dipla-sim`): it needs no guest and no network.
+fn sim(extra: &[String]) -> Result {
+    run(cargo()
+        .args(["run", "--release", "--quiet", "--package", "dipla-sim", "--"])
         .args(extra))
 }
 

@@ -57,18 +57,20 @@ impl Coordinator {
                         self.journal_identity(identity);
                     }
                 }
+                // Accepted first: untrusting a dissenter may revoke what this result was
+                // folded from (a reduce's group), which must then withdraw it too.
+                let check = Check::Replicated(agree.len() as u32);
+                let agreed = agree.len();
+                self.accept(task, output, None, check);
+                self.met_goal(task, stop);
                 let name = self.stages[task.stage].plan.name.clone();
                 for worker in disagree {
                     let why = format!(
-                        "its result for task {} of stage {name:?} disagreed with {} other workers",
+                        "its result for task {} of stage {name:?} disagreed with {agreed} other workers",
                         task.index,
-                        agree.len()
                     );
                     self.untrust(worker, why);
                 }
-                let check = Check::Replicated(agree.len() as u32);
-                self.accept(task, output, None, check);
-                self.met_goal(task, stop);
             }
             Decision::Undecided { missing } => {
                 let outstanding = self.outstanding(task);

@@ -133,22 +133,42 @@ impl Coordinator {
 
     /// `task`'s accepted result is withdrawn (its worker was caught lying): it runs again.
     pub(super) fn revoke(&mut self, task: TaskRef) {
+        let mut index = task.index;
         if let Some(tree) = &self.stages[task.stage].tree {
             let (level, position) = tree.node(task.index);
             if level < tree.top() {
                 self.revoke_group(task, level, position);
                 return;
             }
+            // A reduce's root: its result is the stage's one, number 0.
+            index = 0;
         }
-        let state = &mut self.stages[task.stage];
-        if state.results.remove(&task.index).is_none() {
-            return;
+        if self.withdraw(task.stage, index) {
+            self.counts.revoked += 1;
+            self.retries.push_back(task);
         }
+    }
+
+    /// Takes back final result `index` of `stage`, with what it counted. Returns whether
+    /// there was one.
+    fn withdraw(&mut self, stage: usize, index: u64) -> bool {
+        let state = &mut self.stages[stage];
+        let Some(entry) = state.results.remove(&index) else {
+            return false;
+        };
         state.done -= 1;
-        state.progress.unchecked = state.progress.unchecked.saturating_sub(1);
-        self.counts.succeeded -= 1;
-        self.counts.revoked += 1;
-        self.retries.push_back(task);
+        let counter = match (&entry.outcome, entry.proof.check) {
+            (Err(_), _) => &mut state.progress.failed,
+            (Ok(_), Check::Unchecked) => &mut state.progress.unchecked,
+            (Ok(_), Check::Verified) => &mut state.progress.verified,
+            (Ok(_), Check::Replicated(_)) => &mut state.progress.replicated,
+        };
+        *counter = counter.saturating_sub(1);
+        match entry.outcome {
+            Ok(_) => self.counts.succeeded -= 1,
+            Err(_) => self.counts.failed -= 1,
+        }
+        true
     }
 
     /// A reduce's group value `task`, at (level, position), is withdrawn: it runs again, and
@@ -156,7 +176,9 @@ impl Coordinator {
     /// cancelled, to be folded again once it is known.
     fn revoke_group(&mut self, task: TaskRef, level: usize, position: u64) {
         let stage = task.stage;
-        let tree = self.stages[stage].tree.as_mut().expect("a reduce stage");
+        let state = &mut self.stages[stage];
+        let has_root = state.results.contains_key(&0);
+        let tree = state.tree.as_mut().expect("a reduce stage");
         tree.by.remove(&(level, position));
         if tree.values.remove(&(level, position)).is_none() {
             // Already withdrawn with a group it was folded from.
@@ -164,11 +186,19 @@ impl Coordinator {
         }
         let mut stale: Vec<(TaskRef, bool)> = Vec::new();
         let (mut at, mut node) = (level, position);
-        while at < tree.top() {
+        let top = tree.top();
+        let mut root_final = false;
+        while at < top {
             node /= tree.fan_in;
             at += 1;
             tree.by.remove(&(at, node));
-            let had = tree.values.remove(&(at, node)).is_some();
+            let had = if at == top {
+                // The root's value is the stage's result.
+                root_final = has_root;
+                root_final
+            } else {
+                tree.values.remove(&(at, node)).is_some()
+            };
             stale.push((
                 TaskRef {
                     stage,
@@ -187,6 +217,9 @@ impl Coordinator {
             if had {
                 self.journal(|| Record::Revoked(ancestor));
             }
+        }
+        if root_final {
+            self.withdraw(stage, 0);
         }
         self.counts.revoked += 1;
         self.retries.push_back(task);
