@@ -43,6 +43,7 @@ impl Coordinator {
             return;
         }
         self.stages[stage].plan.tasks = self.stages[stage].plan.tasks.max(index + 1);
+        self.stages[stage].fed += 1;
         match failures.into_iter().next() {
             None => self.ready.push_back(task),
             Some((source, failure)) => {

@@ -29,6 +29,15 @@ impl Coordinator {
             .as_mut()
             .expect("a reduce stage has a tree");
         if level == tree.top() {
+            // A tree of one item: the item is the result, and its failure fails the reduce
+            // as any failed item does.
+            let outcome = match outcome {
+                Err(failure) if level == 0 => {
+                    let index = tree.item_index(position);
+                    Err(upstream(&self.stages[source].plan.name, index, &failure))
+                }
+                outcome => outcome,
+            };
             self.result(TaskRef { stage, index: 0 }, outcome, attempts, proof);
             return;
         }

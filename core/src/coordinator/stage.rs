@@ -54,6 +54,9 @@ pub(super) struct StageState {
     /// For a stage reading several stages: how many of them have item `index` so far (its
     /// task is fed once, when the last arrives, however the sources depend on each other).
     pub(super) arrivals: HashMap<u64, usize>,
+    /// For a stage reading others: how many of its tasks were fed (ran, or failed for an
+    /// input that failed).
+    pub(super) fed: u64,
 }
 
 impl StageState {
@@ -77,6 +80,7 @@ impl StageState {
             progress: StageProgress::default(),
             released: false,
             arrivals: HashMap::new(),
+            fed: 0,
         }
     }
 
@@ -193,9 +197,11 @@ impl Coordinator {
             Feed::Inputs => state.done == state.plan.tasks,
             Feed::Reduce { .. } => state.done == 1,
             Feed::Items(_) if self.is_dense(stage) => state.done == state.plan.tasks,
+            // Every source is complete, so every task that will ever be fed was, and each
+            // has its result.
             Feed::Items(sources) => {
                 sources.iter().all(|&source| self.is_stage_complete(source))
-                    && state.done == self.stages[sources[0]].done
+                    && state.done == state.fed
             }
         }
     }

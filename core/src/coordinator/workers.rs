@@ -144,7 +144,19 @@ impl Coordinator {
                 if departure != Departure::Released {
                     self.counts.requeued += 1;
                 }
-                self.retries.push_front(task);
+                if !self.votes.contains_key(&task)
+                    && !self.running_in_time(task)
+                    && self
+                        .history
+                        .get(&task)
+                        .is_some_and(|history| !history.failures.is_empty())
+                {
+                    // Failures reported while this attempt ran waited for its answer, which
+                    // will not come: they decide now.
+                    self.judge_failures(task);
+                } else {
+                    self.retries.push_front(task);
+                }
             }
         }
         if let Some(identity) = identity {
