@@ -30,10 +30,12 @@ pub fn results(
             continue;
         }
         let lines: Vec<(&TaskRef, &Line)> = written
-            .range(TaskRef { stage, index: 0 }..TaskRef {
-                stage: stage + 1,
-                index: 0,
-            })
+            .range(
+                TaskRef { stage, index: 0 }..TaskRef {
+                    stage: stage + 1,
+                    index: 0,
+                },
+            )
             .collect();
         if lines.len() as u64 != core.done(stage) {
             return Err(format!(
@@ -119,7 +121,11 @@ fn reference(job: &Job, ledger: &Ledger, task: TaskRef) -> Line {
                     Some(Err(_)) => return Err(FailureKind::Upstream),
                 }
             }
-            if any { Ok(sum) } else { Err(FailureKind::Upstream) }
+            if any {
+                Ok(sum)
+            } else {
+                Err(FailureKind::Upstream)
+            }
         }
     }
 }

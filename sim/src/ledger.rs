@@ -171,10 +171,12 @@ impl Ledger {
     pub fn done(&self, job: &Job, stage: usize) -> u64 {
         let count = self
             .finals
-            .range(TaskRef { stage, index: 0 }..TaskRef {
-                stage: stage + 1,
-                index: 0,
-            })
+            .range(
+                TaskRef { stage, index: 0 }..TaskRef {
+                    stage: stage + 1,
+                    index: 0,
+                },
+            )
             .count() as u64;
         match job.stages[stage].kind {
             Kind::Reduce(_) => 0,

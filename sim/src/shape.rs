@@ -172,7 +172,7 @@ impl Job {
                 let value = hash(&[stage as u64, *x]) % MODULUS;
                 let next = (0..2)
                     .map(|k| hash(&[stage as u64, *x, k, 7]) % space)
-                    .filter(|_| value % 5 != 0)
+                    .filter(|_| !value.is_multiple_of(5))
                     .collect();
                 (value, next)
             }
@@ -189,7 +189,7 @@ impl Job {
         let fuel = spec.cost + hash(&[value, 3]) % spec.cost.max(1);
         let fails = spec.fail_one_in > 0
             && !matches!(spec.kind, Kind::Reduce(_))
-            && hash(&[value, 99]) % spec.fail_one_in == 0;
+            && hash(&[value, 99]).is_multiple_of(spec.fail_one_in);
         if fails {
             return Computed {
                 value: Err(TaskFailure {
