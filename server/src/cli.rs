@@ -503,6 +503,75 @@ mod tests {
             .map(|flags| flags.announce.into())
     }
 
+    fn parse(line: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("dipla-server").chain(line.iter().copied()))
+            .unwrap()
+            .command
+    }
+
+    fn run(line: &[&str]) -> RunCommand {
+        let Command::Run(args) = parse(&[&["run", "job.toml"], line].concat()) else {
+            panic!("not run")
+        };
+        args.command().unwrap()
+    }
+
+    fn serve(line: &[&str]) -> anyhow::Result<(ServeOptions, AnnounceOptions)> {
+        let Command::Serve(args) = parse(&[&["serve", "--listen", "127.0.0.1:0"], line].concat())
+        else {
+            panic!("not serve")
+        };
+        args.options()
+    }
+
+    #[test]
+    fn the_run_flags_make_the_run_command() {
+        let plain = run(&[]);
+        assert_eq!(plain.manifest, PathBuf::from("job.toml"));
+        assert_eq!(plain.journal, Journal::BesideManifest);
+        assert!(!plain.fresh && plain.options.speculate);
+        assert_eq!(
+            plain.options.local_workers,
+            RunOptions::default().local_workers
+        );
+        assert_eq!(plain.progress_every, Duration::from_secs(5));
+        assert_eq!(run(&["--listen", "127.0.0.1:0"]).options.local_workers, 0);
+        assert_eq!(run(&["--no-state"]).journal, Journal::Off);
+        let given = run(&[
+            "--state",
+            "s.state",
+            "--fresh",
+            "--no-speculation",
+            "--progress-secs=-1",
+            "--heartbeat-secs",
+            "2",
+        ]);
+        assert_eq!(given.journal, Journal::At("s.state".into()));
+        assert!(given.fresh && !given.options.speculate);
+        assert_eq!(given.progress_every, dipla_server::progress::PLAIN_EVERY);
+        assert_eq!(given.options.heartbeat, Duration::from_secs(2));
+        let Command::Run(args) = parse(&["run", "job.toml", "--heartbeat-secs", "0"]) else {
+            panic!("not run")
+        };
+        let error = args.command().unwrap_err().to_string();
+        assert_eq!(error, "--heartbeat-secs must be at least 0.05");
+    }
+
+    #[test]
+    fn serve_needs_an_admin_token_and_names_itself() {
+        let error = serve(&[]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "serve needs --admin-token: jobs are submitted through the API"
+        );
+        let (options, announce) = serve(&["--admin-token", "t"]).unwrap();
+        assert_eq!(options.name, "dipla");
+        assert_eq!(options.run.admin_tokens, ["t"]);
+        assert!(announce.announce.is_none());
+        let (options, _) = serve(&["--admin-token", "t", "--name", "squares"]).unwrap();
+        assert_eq!(options.name, "squares");
+    }
+
     #[test]
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;

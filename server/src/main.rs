@@ -14,6 +14,7 @@ use dipla_sandbox::Sandbox;
 use dipla_server::JobState;
 use dipla_server::commands::run::RunEnd;
 use dipla_server::commands::{self, remote};
+use dipla_server::directory::DirectoryArgs;
 
 use cli::{
     AuditArgs, Cli, Command, InspectArgs, JobArgs, JobsArgs, LogFormat, ResultsArgs, RunArgs,
@@ -43,10 +44,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run(*args).await,
         Command::Audit(args) => audit(args),
-        Command::Directory(args) => {
-            dipla_server::directory::run(args).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Directory(args) => directory(args).await,
         Command::Serve(args) => serve(*args).await,
         Command::Submit(args) => submit(args).await,
         Command::Results(args) => results(args).await,
@@ -74,6 +72,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (options, announce) = args.options()?;
     commands::serve::serve(options, announce, tokio::signal::ctrl_c()).await?;
     Ok(ExitCode::from(130))
+}
+
+/// `directory`: until Ctrl-C.
+async fn directory(args: DirectoryArgs) -> anyhow::Result<ExitCode> {
+    dipla_server::directory::run(args).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `audit`: 1 if anything failed.

@@ -114,32 +114,58 @@ pub async fn run(
     command: RunCommand,
     interrupt: impl Future<Output = std::io::Result<()>>,
 ) -> Result<RunEnd, RunError> {
-    let RunCommand {
-        manifest: path,
-        out,
-        journal,
-        fresh: discard,
-        options,
-        announce,
-        progress_every,
-        summary_json,
-    } = command;
     let sandbox = Sandbox::new().map_err(RunError::Sandbox)?;
-    let job = manifest::load(&path, &sandbox)?;
-    let (state, fresh) = match journal {
-        Journal::Off => (None, Fresh::Never),
-        Journal::At(state) => (Some(state), Fresh::Never),
-        Journal::BesideManifest => (Some(default_state(&path)?), Fresh::IfAnotherJob),
-    };
-    let fresh = if discard { Fresh::Always } else { fresh };
-    let (listen, min_workers) = (options.listen, options.min_workers);
+    let job = manifest::load(&command.manifest, &sandbox)?;
+    let (state, fresh) = journal(&command)?;
+    let (listen, min_workers) = (command.options.listen, command.options.min_workers);
     let options = RunOptions {
         state: state.clone(),
         fresh,
-        ..options
+        ..command.options
     };
     let server = Server::bind(job, options).await.map_err(RunError::Start)?;
-    match &state {
+    let url = say_started(&server, state.as_deref(), listen.is_some(), min_workers)?;
+    announce(&server, &command.announce, &url, listen.is_some())?;
+    let writer = results_writer(command.out.as_deref())?;
+    let progress = tokio::spawn(crate::progress::report(
+        server.handle(),
+        command.progress_every,
+    ));
+    let summary = tokio::select! {
+        summary = server.run(writer) => summary.map_err(RunError::Run)?,
+        _ = interrupt => {
+            eprintln!("dipla-server: interrupted; results written so far are kept");
+            return Ok(RunEnd::Interrupted);
+        }
+    };
+    progress.abort();
+    eprintln!("dipla-server: {summary}");
+    if let Some(path) = command.summary_json {
+        std::fs::write(&path, format!("{:#}\n", summary.to_json()))
+            .map_err(|source| RunError::Summary { path, source })?;
+    }
+    Ok(RunEnd::Finished(summary))
+}
+
+/// Where the run is journaled, and when what the journal holds is discarded.
+fn journal(command: &RunCommand) -> Result<(Option<PathBuf>, Fresh), RunError> {
+    let (state, fresh) = match &command.journal {
+        Journal::Off => (None, Fresh::Never),
+        Journal::At(state) => (Some(state.clone()), Fresh::Never),
+        Journal::BesideManifest => (Some(default_state(&command.manifest)?), Fresh::IfAnotherJob),
+    };
+    Ok((state, if command.fresh { Fresh::Always } else { fresh }))
+}
+
+/// Says on stderr where the run is journaled, what it waits for, what it resumes and where
+/// workers connect, which it returns.
+fn say_started(
+    server: &Server,
+    state: Option<&Path>,
+    listens: bool,
+    min_workers: usize,
+) -> Result<String, RunError> {
+    match state {
         Some(state) => eprintln!("dipla-server: journaling the job in {}", state.display()),
         None => eprintln!("dipla-server: not journaling the job (--no-state)"),
     }
@@ -154,40 +180,36 @@ pub async fn run(
         );
     }
     let url = server.worker_url().map_err(RunError::Address)?;
-    if listen.is_some() && url.starts_with("ws://") {
+    if listens && url.starts_with("ws://") {
         eprintln!(
             "dipla-server: serving plain text (no --tls-cert): put a TLS reverse proxy \
              in front before exposing it beyond a trusted network"
         );
     }
     eprintln!("dipla-server: workers connect to {url}");
+    Ok(url)
+}
+
+/// Starts announcing the project, if `announce` says so, with `url` for its workers (which
+/// must be remote: the server `listens`).
+fn announce(
+    server: &Server,
+    announce: &AnnounceOptions,
+    url: &str,
+    listens: bool,
+) -> Result<(), RunError> {
     let job_name = server.handle().lock().job.name.clone();
     let announcer = announce
-        .announcer(&job_name, &url)
+        .announcer(&job_name, url)
         .map_err(|error| RunError::Announce(error.into()))?;
     if let Some(announcer) = announcer {
-        if listen.is_none() {
+        if !listens {
             return Err(RunError::AnnounceNeedsListen);
         }
         let handle = server.handle();
         crate::announce::spawn(announcer, Arc::new(move || handle.connected()));
     }
-    let writer = results_writer(out.as_deref())?;
-    let progress = tokio::spawn(crate::progress::report(server.handle(), progress_every));
-    let summary = tokio::select! {
-        summary = server.run(writer) => summary.map_err(RunError::Run)?,
-        _ = interrupt => {
-            eprintln!("dipla-server: interrupted; results written so far are kept");
-            return Ok(RunEnd::Interrupted);
-        }
-    };
-    progress.abort();
-    eprintln!("dipla-server: {summary}");
-    if let Some(path) = summary_json {
-        std::fs::write(&path, format!("{:#}\n", summary.to_json()))
-            .map_err(|source| RunError::Summary { path, source })?;
-    }
-    Ok(RunEnd::Finished(summary))
+    Ok(())
 }
 
 /// `.dipla/STEM.state` beside the manifest (the folder is made if need be).
@@ -204,4 +226,107 @@ pub fn default_state(manifest: &Path) -> Result<PathBuf, RunError> {
         .file_stem()
         .map_or("job".into(), |stem| stem.to_string_lossy());
     Ok(dir.join(format!("{stem}.state")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guest whose one task, `id`, answers nothing (each task fails, quickly).
+    const GUEST: &str = r#"(module
+        (memory (export "memory") 1)
+        (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 64))
+        (func (export "id") (param i32 i32) (result i64) (i64.const 0))
+        (@custom "dipla" "{\"abi\":1,\"task\":\"id\"}\n"))"#;
+
+    /// A folder with the guest and a manifest of three tasks, `job.toml`.
+    fn folder() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.wasm"), wat::parse_str(GUEST).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join("job.toml"),
+            "name = \"j\"\n[modules]\nm = \"m.wasm\"\n[[stages]]\nname = \"s\"\n\
+             task = \"m.id\"\ninputs = { values = [1, 2, 3] }\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn command(dir: &Path, journal: Journal) -> RunCommand {
+        RunCommand {
+            manifest: dir.join("job.toml"),
+            out: Some(dir.join("out.jsonl")),
+            journal,
+            fresh: false,
+            options: RunOptions {
+                local_workers: 1,
+                ..RunOptions::default()
+            },
+            announce: AnnounceOptions::default(),
+            progress_every: crate::progress::PLAIN_EVERY,
+            summary_json: Some(dir.join("summary.json")),
+        }
+    }
+
+    #[test]
+    fn the_default_journal_sits_beside_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = default_state(&dir.path().join("squares.toml")).unwrap();
+        assert_eq!(state, dir.path().join(".dipla").join("squares.state"));
+        assert!(dir.path().join(".dipla").is_dir());
+
+        let mut run = command(dir.path(), Journal::BesideManifest);
+        assert_eq!(
+            journal(&run).unwrap(),
+            (
+                Some(dir.path().join(".dipla").join("job.state")),
+                Fresh::IfAnotherJob
+            )
+        );
+        run.fresh = true;
+        assert_eq!(journal(&run).unwrap().1, Fresh::Always);
+        run.journal = Journal::Off;
+        run.fresh = false;
+        assert_eq!(journal(&run).unwrap(), (None, Fresh::Never));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_run_writes_its_results_and_summary_and_resumes() {
+        let dir = folder();
+        let run = command(dir.path(), Journal::BesideManifest);
+        let end = super::run(run.clone(), std::future::pending())
+            .await
+            .unwrap();
+        let RunEnd::Finished(summary) = end else {
+            panic!("{end:?}")
+        };
+        assert_eq!((summary.tasks, summary.counts.failed), (3, 3));
+        let results = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+        assert_eq!(results.lines().count(), 3);
+        let json = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
+        assert!(json.contains("\"failed\": 3"), "{json}");
+
+        let RunEnd::Finished(again) = super::run(run, std::future::pending()).await.unwrap() else {
+            panic!("not finished")
+        };
+        assert_eq!(again.counts.restored, 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_announced_run_needs_to_listen() {
+        let dir = folder();
+        let mut run = command(dir.path(), Journal::Off);
+        run.announce.announce = Some("http://127.0.0.1:9".parse().unwrap());
+        let error = super::run(run, std::future::pending()).await.unwrap_err();
+        assert!(matches!(error, RunError::AnnounceNeedsListen), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_missing_manifest_is_a_manifest_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = super::run(command(dir.path(), Journal::Off), std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RunError::Manifest(_)), "{error}");
+    }
 }

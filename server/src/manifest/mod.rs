@@ -25,14 +25,13 @@
 //! the modules record their tasks' types, every input value and every edge between stages is
 //! type-checked ([`crate::types`]); `check_types = false` on a stage turns that off. Errors
 //! name the key, file and line at fault.
-
 //!
 //! The checks run in this order, one file each, and the first fault found is the one
-//! reported: the `[limits]` ([`limits`](self::limits)), the `[modules]` ([`modules`]), how
-//! the stages read each other ([`graph`]), what each stage's inputs resolve to ([`sources`],
-//! [`inputs`]), then each stage's own settings ([`stage`]: retries, [`explore`] and early
-//! stops, replication and verifiers in [`checks`], deadlines). The TOML as written is
-//! [`schema`].
+//! reported: the `[limits]` (`limits.rs`), the `[modules]` (`modules.rs`), how the stages
+//! read each other (`graph.rs`), what each stage's inputs resolve to (`sources.rs`,
+//! `inputs.rs`), then each stage's own settings (`stage.rs`: retries, explore and early stops
+//! in `explore.rs`, replication and verifiers in `checks.rs`, deadlines). The TOML as written
+//! is `schema.rs`.
 
 mod checks;
 mod explore;
