@@ -25,61 +25,42 @@ const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of a directory's refusal read (its start is logged).
 const MAX_ANSWER_BYTES: usize = 4 << 10;
 
-/// The flags of a server that announces itself to a project directory.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AnnounceArgs {
-    /// Announce this project to the project directory at URL (`dipla-server directory`,
-    /// such as `https://directory.example.org`) now and every --announce-secs, so volunteers
-    /// can find it with `dipla-worker --directory URL`.
-    #[arg(long, value_name = "URL", env = "DIPLA_ANNOUNCE", value_parser = http_url)]
+/// How often a server announces itself unless told otherwise, in seconds.
+pub const DEFAULT_ANNOUNCE_SECS: f64 = 30.0;
+
+/// How a server announces itself to a project directory (`--announce` and the flags
+/// beside it).
+#[derive(Debug, Clone)]
+pub struct AnnounceOptions {
+    /// The directory to announce the project to (`None`: none).
     pub announce: Option<Url>,
-    /// With --announce: the project's name in the directory, 1 to 64 characters of
-    /// A-Z a-z 0-9 . _ - [default: the job's name].
-    #[arg(long = "name", value_name = "NAME", env = "DIPLA_PROJECT_NAME")]
+    /// The project's name in the directory, 1 to 64 characters of A-Z a-z 0-9 . _ -
+    /// (`None`: the job's name).
     pub project_name: Option<String>,
-    /// With --announce: what the project computes, for volunteers (at most 500
-    /// characters).
-    #[arg(long, value_name = "TEXT", env = "DIPLA_PROJECT_DESCRIPTION")]
+    /// What the project computes, for volunteers (at most 500 characters).
     pub description: Option<String>,
-    /// With --announce: how many workers the project wants (0: as many as come).
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 0,
-        env = "DIPLA_WANTS_WORKERS"
-    )]
+    /// How many workers the project wants (0: as many as come).
     pub wants_workers: u32,
-    /// With --announce: announce again this often, in seconds (a directory forgets a
-    /// project that stops announcing itself).
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 30.0,
-        env = "DIPLA_ANNOUNCE_SECS"
-    )]
+    /// How often to announce it again, in seconds (a directory forgets a project that
+    /// stops announcing itself).
     pub announce_secs: f64,
-    /// The ws:// or wss:// URL workers should connect to, as announced to the directory:
-    /// needed when listening on 0.0.0.0 or behind a reverse proxy [default: the one derived
-    /// from the listening address]. The health check announced is its /health beside /ws.
-    #[arg(long, value_name = "URL", env = "DIPLA_PUBLIC_URL", value_parser = ws_url)]
+    /// The ws:// or wss:// URL workers should connect to, as announced (`None`: the one
+    /// derived from the listening address). The health check announced is its /health
+    /// beside /ws.
     pub public_url: Option<Url>,
 }
 
-/// Parses an `http://` or `https://` URL.
-fn http_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|error| error.to_string())?;
-    match url.scheme() {
-        "http" | "https" if url.has_host() => Ok(url),
-        _ => Err("expected an http:// or https:// URL".into()),
-    }
-}
-
-/// Parses a `ws://` or `wss://` URL.
-fn ws_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|error| error.to_string())?;
-    match url.scheme() {
-        "ws" | "wss" if url.has_host() => Ok(url),
-        _ => Err("expected a ws:// or wss:// URL".into()),
+impl Default for AnnounceOptions {
+    /// No announcement.
+    fn default() -> Self {
+        Self {
+            announce: None,
+            project_name: None,
+            description: None,
+            wants_workers: 0,
+            announce_secs: DEFAULT_ANNOUNCE_SECS,
+            public_url: None,
+        }
     }
 }
 
@@ -116,8 +97,8 @@ pub struct Announcer {
     every: Duration,
 }
 
-impl AnnounceArgs {
-    /// The announcer these flags describe, or `None` without `--announce`: for a project
+impl AnnounceOptions {
+    /// The announcer these options describe, or `None` without `--announce`: for a project
     /// named `default_name` unless `--name` says otherwise, whose workers connect to
     /// `worker_url` unless `--public-url` says otherwise. Fails on a name, description or
     /// URL the directory would refuse.
@@ -272,18 +253,13 @@ pub fn spawn(mut announcer: Announcer, workers: WorkerCount) -> tokio::task::Joi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        announce: AnnounceArgs,
-    }
-
-    fn args(line: &[&str]) -> AnnounceArgs {
-        Cli::try_parse_from(std::iter::once("test").chain(line.iter().copied()))
-            .unwrap()
-            .announce
+    /// Announcing to `directory`.
+    fn to(directory: &str) -> AnnounceOptions {
+        AnnounceOptions {
+            announce: Some(Url::parse(directory).unwrap()),
+            ..AnnounceOptions::default()
+        }
     }
 
     #[test]
@@ -302,23 +278,19 @@ mod tests {
     }
 
     #[test]
-    fn the_flags_make_an_announcement() {
+    fn the_options_make_an_announcement() {
         assert!(
-            args(&[])
+            AnnounceOptions::default()
                 .announcer("job", "ws://127.0.0.1:1/ws")
                 .unwrap()
                 .is_none()
         );
-        let announcer = args(&[
-            "--announce",
-            "http://127.0.0.1:9/prefix",
-            "--description",
-            "Squares",
-            "--wants-workers",
-            "8",
-            "--public-url",
-            "wss://example.org/ws",
-        ])
+        let announcer = AnnounceOptions {
+            description: Some("Squares".into()),
+            wants_workers: 8,
+            public_url: Some(Url::parse("wss://example.org/ws").unwrap()),
+            ..to("http://127.0.0.1:9/prefix")
+        }
         .announcer("squares", "ws://0.0.0.0:7070/ws")
         .unwrap()
         .unwrap();
@@ -333,20 +305,18 @@ mod tests {
         assert_eq!(a.health, "https://example.org/health");
         assert_eq!(a.wants_workers, 8);
 
-        let error = args(&["--announce", "http://d"])
+        let error = to("http://d")
             .announcer("my job", "ws://127.0.0.1:1/ws")
             .unwrap_err()
             .to_string();
         assert!(error.contains("give --name"), "{error}");
-        let error = args(&["--announce", "http://d", "--name", "a/b"])
-            .announcer("job", "ws://127.0.0.1:1/ws")
-            .unwrap_err()
-            .to_string();
+        let error = AnnounceOptions {
+            project_name: Some("a/b".into()),
+            ..to("http://d")
+        }
+        .announcer("job", "ws://127.0.0.1:1/ws")
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("--name"), "{error}");
-        assert!(
-            Cli::try_parse_from(["test", "--announce", "ws://d"]).is_err(),
-            "the directory is reached over http(s)"
-        );
-        assert!(Cli::try_parse_from(["test", "--public-url", "http://d"]).is_err());
     }
 }

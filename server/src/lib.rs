@@ -14,6 +14,7 @@ mod api;
 pub mod audit;
 mod auth;
 pub mod client;
+pub mod commands;
 mod dashboard;
 pub mod directory;
 mod door;

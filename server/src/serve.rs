@@ -373,7 +373,9 @@ impl Service {
             files
                 .get(&path.to_string_lossy().into_owned())
                 .cloned()
-                .ok_or_else(|| format!("{} was not sent with the manifest", path.display()))
+                .ok_or_else(|| manifest::ReadError::NotSent {
+                    path: path.to_owned(),
+                })
         };
         manifest::parse_with(text, Path::new(name), &self.sandbox, &read)
             .map_err(|e| SubmitError::Invalid(e.to_string()))
