@@ -199,7 +199,14 @@ fn test(extra: &[String]) -> Result {
 /// Runs seeds of the simulator (`dipla-sim`): it needs no guest and no network.
 fn sim(extra: &[String]) -> Result {
     run(cargo()
-        .args(["run", "--release", "--quiet", "--package", "dipla-sim", "--"])
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "dipla-sim",
+            "--",
+        ])
         .args(extra))
 }
 
