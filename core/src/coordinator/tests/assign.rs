@@ -121,3 +121,40 @@ fn answers_from_the_wrong_worker_are_violations() {
         Err(Violation::UnknownAttempt(id))
     );
 }
+
+#[test]
+fn retries_passed_over_wake_nobody() {
+    // Found by the simulator: a worker passing over a retry it may not run put it back as if
+    // it were new work, woke every connection, and that one looked again, forever.
+    let mut c = Coordinator::new(vec![plan(1)]);
+    c.join(1, 1);
+    c.join(2, 1);
+    let (id, failed) = ids(&c.assign(1))[0];
+    c.complete(1, id, 5, panic()).unwrap();
+    assert!(woke_all(&mut c), "the retry is new work");
+    assert!(c.assign(1).is_empty(), "it failed on worker 1");
+    assert!(!woke_all(&mut c), "the retry was put back: nothing new");
+    assert_eq!(tasks(&c.assign(2)), [failed], "it waits for worker 2");
+}
+
+#[test]
+fn a_worker_that_finds_less_than_its_share_wakes_nobody() {
+    // Found by the simulator: a worker whose share left work over woke the others for it even
+    // when it took none (nothing there was for it), and they woke it again, forever.
+    let mut c = Coordinator::new(vec![plan(3)]);
+    c.join(1, 2);
+    for (id, _) in ids(&c.assign(1)) {
+        c.complete(1, id, 5, panic()).unwrap();
+    }
+    c.join(2, 1);
+    c.take_effects();
+    // Three retries, room for six: worker 1's share is two, but it may run none of them.
+    assert!(c.assign(1).is_empty());
+    assert!(
+        !woke_all(&mut c),
+        "it took nothing: nothing is left for the others"
+    );
+    // Worker 2 takes its share, and leaves the rest to the others.
+    assert_eq!(ids(&c.assign(2)).len(), 1);
+    assert!(woke_all(&mut c));
+}

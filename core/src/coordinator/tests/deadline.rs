@@ -172,3 +172,75 @@ fn poll_timeout_says_when_a_running_task_becomes_a_straggler_and_a_tick_then_wak
     assert!(c.assign(2).is_empty());
     assert_eq!(c.poll_timeout(), Some(60_000_000 + DEADLINE_GRACE + 1));
 }
+
+/// When an attempt given out at 0 under a 1 s deadline is first overdue.
+const OVERDUE: u64 = 1_000_000 + DEADLINE_GRACE + 1;
+
+/// How worker 2's attempt ends.
+type End = fn(&mut Coordinator, AttemptId);
+
+#[test]
+fn nothing_waits_on_an_overdue_attempt() {
+    // Found by the simulator: a task whose other attempt was overdue waited for its answer
+    // (which a silent worker never gives) when the attempt running in time failed, was
+    // rejected or left with its worker.
+    let ends: [(&str, End); 3] = [
+        ("fails it", |c, id| c.complete(2, id, 5, panic()).unwrap()),
+        ("is rejected", |c, id| {
+            c.reject(2, id, 5, "the verifier returned false".into())
+                .unwrap();
+        }),
+        ("leaves", |c, _| c.leave(2)),
+    ];
+    for (how, end) in ends {
+        let mut c = Coordinator::new(vec![StagePlan {
+            deadline: Some(1_000_000),
+            ..plan(1)
+        }]);
+        c.set_speculation(false);
+        for worker in 1..=3 {
+            c.join(worker, 1);
+        }
+        // Worker 1 goes silent with the task; once it is overdue, worker 2 runs it too.
+        let (_, silent) = ids(&c.assign(1))[0];
+        c.tick(OVERDUE);
+        let (again, task) = ids(&c.assign(2))[0];
+        assert_eq!(task, silent);
+        end(&mut c, again);
+        assert_eq!(
+            tasks(&c.assign(3)),
+            [task],
+            "worker 2 {how}: the task goes to worker 3"
+        );
+    }
+}
+
+#[test]
+fn a_replica_on_a_silent_worker_does_not_hold_up_the_vote() {
+    // Found by the simulator: the vote counted an overdue replica as one still to come.
+    let mut c = Coordinator::new(vec![StagePlan {
+        deadline: Some(1_000_000),
+        replicate: Replicate::Fraction(1.0),
+        ..plan(1)
+    }]);
+    c.set_speculation(false);
+    for worker in 1..=4 {
+        c.join(worker, 1);
+    }
+    let (first, task) = ids(&c.assign(1))[0];
+    c.complete(1, first, 5, output("7")).unwrap();
+    // Worker 2 takes the replica and goes silent; once it is overdue, worker 3 runs it and
+    // disagrees with worker 1.
+    assert_eq!(tasks(&c.assign(2)), [task]);
+    c.tick(OVERDUE);
+    let (third, _) = ids(&c.assign(3))[0];
+    c.complete(3, third, 5, output("8")).unwrap();
+    // One more answer is needed, and worker 2's may never come: worker 4 is asked.
+    let (fourth, again) = ids(&c.assign(4))[0];
+    assert_eq!(again, task);
+    c.complete(4, fourth, 5, output("7")).unwrap();
+    let ready = c.take_ready();
+    assert_eq!(ready[0].outcome.as_ref().unwrap().get(), "7");
+    assert_eq!(ready[0].check, Check::Replicated(2));
+    assert!(!c.record(3).unwrap().trusted);
+}

@@ -187,3 +187,136 @@ fn a_failure_under_replication_needs_the_quorum_and_a_capped_one_says_nothing() 
         FailureKind::OutOfFuel
     );
 }
+
+#[test]
+fn out_of_attempts_the_failure_most_identities_reported_stands_not_the_last() {
+    // Found by the simulator: the last failure stood, which a hostile identity may make up.
+    let mut c = Coordinator::new(vec![StagePlan {
+        replicate: Replicate::Fraction(1.0),
+        quorum: 3,
+        ..plan(1)
+    }]);
+    for worker in 1..=3 {
+        c.join(worker, 1);
+    }
+    // Two identities of the three it takes agree; a quorum is three.
+    let reports = [
+        (1, panic()),
+        (2, panic()),
+        (3, failure(FailureKind::Guest, "made up")),
+    ];
+    for (worker, report) in reports {
+        let (id, _) = ids(&c.assign(worker))[0];
+        c.complete(worker, id, 1, report).unwrap();
+    }
+    let ready = c.take_ready();
+    assert_eq!(ready.len(), 1);
+    let failed = ready[0].outcome.as_ref().unwrap_err();
+    assert_eq!(
+        (failed.kind, failed.message.as_str()),
+        (FailureKind::Panic, "boom")
+    );
+    assert_eq!(ready[0].check, Check::Unchecked, "no quorum confirmed it");
+}
+
+#[test]
+fn a_tie_between_failures_goes_to_the_reporters_with_more_accepted_answers() {
+    let mut c = Coordinator::new(vec![plan(1)]);
+    let proven = crate::Credibility {
+        accepted: 50,
+        ..Default::default()
+    };
+    for (worker, key) in [(1, "new"), (2, "proven"), (3, "newer")] {
+        c.join(worker, 1);
+        c.identify(worker, key, (key == "proven").then_some(&proven));
+    }
+    // Three identities, three different failures: the proven identity's stands, neither the
+    // first nor the last.
+    for (worker, message) in [(1, "first"), (2, "proven"), (3, "last")] {
+        let (id, _) = ids(&c.assign(worker))[0];
+        c.complete(worker, id, 1, failure(FailureKind::Panic, message))
+            .unwrap();
+    }
+    let ready = c.take_ready();
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].outcome.as_ref().unwrap_err().message, "proven");
+}
+
+#[test]
+fn failures_reported_while_a_copy_ran_are_judged_when_it_goes_overdue_or_its_worker_leaves() {
+    // Found by the simulator: failures reported while another attempt ran in time waited for
+    // its answer; once it was overdue, or its worker gone, the task went back to the queue,
+    // where no connected identity that had not failed it was left to take it.
+    for leaves in [false, true] {
+        let mut c = Coordinator::new(vec![StagePlan {
+            deadline: Some(1_000_000),
+            ..plan(1)
+        }]);
+        c.join(1, 1);
+        c.claim(1, 1000.0);
+        let (_, task) = ids(&c.assign(1))[0];
+        // Two faster workers copy it in turn, and both fail it the same way: confirmed.
+        for copier in [2, 3] {
+            c.join(copier, 1);
+            c.claim(copier, 4000.0);
+            let (copy, copied) = ids(&c.assign(copier))[0];
+            assert_eq!(copied, task);
+            c.complete(copier, copy, 5, panic()).unwrap();
+        }
+        assert!(
+            c.take_ready().is_empty(),
+            "worker 1 runs it in time: its answer decides"
+        );
+        if leaves {
+            c.leave(1);
+        } else {
+            c.tick(1_000_000 + DEADLINE_GRACE + 1);
+        }
+        let ready = c.take_ready();
+        assert_eq!(ready.len(), 1, "leaves: {leaves}");
+        assert_eq!(ready[0].outcome.as_ref().unwrap_err().message, "boom");
+        assert_eq!(ready[0].check, Check::Replicated(2));
+        assert!(c.is_complete());
+    }
+}
+
+#[test]
+fn a_task_retried_twice_does_not_run_again_once_final() {
+    // Found by the simulator: a failure retried twice was queued twice; once final, it ran
+    // again from the second entry.
+    let mut c = Coordinator::new(vec![StagePlan {
+        deadline: Some(1_000_000),
+        ..plan(2)
+    }]);
+    c.join(1, 1);
+    c.join(2, 1);
+    c.claim(1, 1000.0);
+    c.claim(2, 4000.0);
+    let (original, task) = ids(&c.assign(1))[0];
+    let (other, _) = ids(&c.assign(2))[0];
+    // At 2 s, worker 2 is idle and copies worker 1's task; at 3 s, worker 1's attempt is
+    // overdue (the copy runs in time: the task is not given out again).
+    c.set_clock(2_000_000);
+    c.complete(2, other, 5, output("1")).unwrap();
+    let (copy, copied) = ids(&c.assign(2))[0];
+    assert_eq!(copied, task);
+    c.tick(1_000_000 + DEADLINE_GRACE + 1);
+    assert_eq!(c.counts().expired, 0);
+    // The copy fails: retried. The late original fails otherwise: retried, not queued again.
+    c.complete(2, copy, 5, panic()).unwrap();
+    let timeout = failure(FailureKind::Timeout, "slow");
+    c.complete(1, original, 5, timeout).unwrap();
+    assert_eq!(c.queued(), 1);
+    // Worker 3 confirms worker 2's failure: final.
+    c.join(3, 1);
+    let (id, _) = ids(&c.assign(3))[0];
+    c.complete(3, id, 5, panic()).unwrap();
+    let ready = c.take_ready();
+    let failed = ready.iter().find(|f| f.task == task).unwrap();
+    assert_eq!(failed.check, Check::Replicated(2));
+    c.join(4, 1);
+    assert!(c.assign(4).is_empty(), "the final task is in no queue");
+    assert_eq!(c.queued(), 0);
+    assert_eq!(c.counts().failed, 1);
+    assert!(c.is_complete());
+}

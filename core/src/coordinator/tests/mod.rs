@@ -63,10 +63,28 @@ fn output(text: &str) -> Result<Box<RawJson>, TaskFailure> {
 }
 
 fn panic() -> Result<Box<RawJson>, TaskFailure> {
+    failure(FailureKind::Panic, "boom")
+}
+
+fn failure(kind: FailureKind, message: &str) -> Result<Box<RawJson>, TaskFailure> {
     Err(TaskFailure {
-        kind: FailureKind::Panic,
-        message: "boom".into(),
+        kind,
+        message: message.into(),
     })
+}
+
+fn task(stage: usize, index: u64) -> TaskRef {
+    TaskRef { stage, index }
+}
+
+/// The tasks of `assignments`, in order.
+fn tasks(assignments: &[Assignment]) -> Vec<TaskRef> {
+    tasks_of(&ids(assignments))
+}
+
+/// The tasks of these attempts, in order.
+fn tasks_of(attempts: &[(AttemptId, TaskRef)]) -> Vec<TaskRef> {
+    attempts.iter().map(|&(_, task)| task).collect()
 }
 
 fn plan(tasks: u64) -> StagePlan {
@@ -143,12 +161,22 @@ fn run_all_on(
     workers: &[WorkerId],
     answer: impl Fn(WorkerId, TaskRef) -> Outcome,
 ) {
+    run_all_reading(c, workers, |worker, task, _| answer(worker, task));
+}
+
+/// Like [`run_all_on`], with `answer(worker, task, c)` free to read the coordinator (a
+/// reduce task's group, a mapped task's item).
+fn run_all_reading(
+    c: &mut Coordinator,
+    workers: &[WorkerId],
+    answer: impl Fn(WorkerId, TaskRef, &Coordinator) -> Outcome,
+) {
     loop {
         let mut any = false;
         for &worker in workers {
             for (id, task) in ids(&c.assign(worker)) {
                 any = true;
-                let outcome = answer(worker, task);
+                let outcome = answer(worker, task, c);
                 let answer = Answer {
                     fuel: 0,
                     micros: 5,

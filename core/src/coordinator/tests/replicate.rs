@@ -145,3 +145,86 @@ fn a_promise_sees_a_replicated_stage_only_once_it_is_released() {
     assert_eq!(c.log(0).len(), 3);
     assert_eq!(c.results(0).count(), 3);
 }
+
+#[test]
+fn a_claimed_goal_counts_only_once_the_quorum_agrees_on_it_claim_included() {
+    // Found by the simulator: one worker's claim ended a replicated stage before anyone
+    // checked it (a liar could stop any stage), and workers agreeing on an output agreed on
+    // the claim too, whatever each said.
+    let mut c = Coordinator::new(vec![StagePlan {
+        replicate: Replicate::Fraction(1.0),
+        stoppable: true,
+        ..plan(3)
+    }]);
+    for worker in 1..=3 {
+        c.join(worker, 1);
+    }
+    let answer = |c: &mut Coordinator, worker: WorkerId, text: &str, stop: bool| {
+        let (id, task) = ids(&c.assign(worker))[0];
+        c.complete_with(worker, id, 0, 5, output(text), stop)
+            .unwrap();
+        task
+    };
+    // Worker 1 claims task 0 meets the goal; workers 2 and 3 give its output without the claim.
+    assert_eq!(answer(&mut c, 1, "7", true), task(0, 0));
+    assert!(c.stopped(0).is_none(), "one worker's word");
+    assert_eq!(answer(&mut c, 2, "7", false), task(0, 0));
+    assert!(
+        c.take_ready().is_empty(),
+        "the same output, another claim: no quorum"
+    );
+    assert_eq!(answer(&mut c, 3, "7", false), task(0, 0));
+    assert!(c.stopped(0).is_none());
+    assert!(!c.record(1).unwrap().trusted, "{:?}", c.record(1));
+    // Workers 2 and 3 both find task 1 meets the goal: it does.
+    assert_eq!(answer(&mut c, 2, "\"goal\"", true), task(0, 1));
+    assert!(c.stopped(0).is_none());
+    assert_eq!(answer(&mut c, 3, "\"goal\"", true), task(0, 1));
+    assert!(c.stopped(0).unwrap().contains("task 1"));
+    let ready = c.take_ready();
+    assert_eq!(ready.len(), 2);
+    assert!(ready.iter().all(|f| f.check == Check::Replicated(2)));
+    assert!(c.is_complete());
+}
+
+#[test]
+fn a_stopped_stage_drops_its_pending_votes() {
+    // Found by the simulator: votes still open when a replicated stage stopped stayed; once a
+    // liar among their answers was caught, they were decided again and a task of the stopped
+    // stage ran once more.
+    let mut c = Coordinator::new(vec![StagePlan {
+        replicate: Replicate::Fraction(1.0),
+        stoppable: true,
+        ..plan(2)
+    }]);
+    c.join(1, 1);
+    let first = ids(&c.assign(1));
+    assert_eq!(first.len(), 2);
+    // Worker 1 answers both; task 0 meets the goal.
+    for &(id, task) in first.iter().rev() {
+        let goal = task.index == 0;
+        let text = if goal { "\"goal\"" } else { "1" };
+        c.complete_with(1, id, 0, 5, output(text), goal).unwrap();
+    }
+    // Worker 3 lies about both: task 0's replica goes first, then task 1's.
+    c.join(3, 2);
+    let lies = ids(&c.assign(3));
+    assert_eq!(tasks_of(&lies), [task(0, 1), task(0, 0)]);
+    for &(id, _) in lies.iter().rev() {
+        c.complete(3, id, 5, output("666")).unwrap();
+    }
+    // Worker 2 agrees with worker 1 on task 0: the goal is met, the stage stops, and worker 3
+    // is caught. Task 1's vote, with its answer, is dropped, not decided again.
+    c.join(2, 1);
+    let (id, goal) = ids(&c.assign(2))[0];
+    assert_eq!(goal, task(0, 0));
+    c.complete_with(2, id, 0, 5, output("\"goal\""), true)
+        .unwrap();
+    assert!(c.stopped(0).is_some());
+    assert!(!c.record(3).unwrap().trusted);
+    assert_eq!(c.queued(), 0);
+    assert!(c.assign(2).is_empty());
+    assert_eq!(c.done(0), 1);
+    assert_eq!(c.take_ready().len(), 1);
+    assert!(c.is_complete());
+}

@@ -98,3 +98,39 @@ fn no_copies_between_workers_of_a_speed_or_when_turned_off() {
         assert!(c.assign(2).is_empty());
     }
 }
+
+#[test]
+fn a_copy_of_a_replica_never_goes_to_an_identity_already_asked() {
+    // Found by the simulator: an idle fast worker copied the replica checking its own answer,
+    // agreed with itself, and its lie was accepted as replicated.
+    let mut c = Coordinator::new(vec![StagePlan {
+        replicate: Replicate::Fraction(1.0),
+        ..plan(1)
+    }]);
+    // Workers 1 and 3 are one fast identity, worker 2 a slow one.
+    for (worker, key, score) in [
+        (1, "fast", 4000.0),
+        (2, "slow", 1000.0),
+        (3, "fast", 4000.0),
+    ] {
+        c.join(worker, 1);
+        c.identify(worker, key, None);
+        c.claim(worker, score);
+    }
+    let (first, task) = ids(&c.assign(1))[0];
+    c.complete(1, first, 5, output("7")).unwrap();
+    assert_eq!(
+        tasks(&c.assign(2)),
+        [task],
+        "the replica, on the slow worker"
+    );
+    // Idle and faster, the identity that gave the answer may not copy its check.
+    assert!(c.assign(1).is_empty());
+    assert!(c.assign(3).is_empty());
+    // Another fast identity may.
+    c.join(4, 1);
+    c.identify(4, "other", None);
+    c.claim(4, 4000.0);
+    assert_eq!(tasks(&c.assign(4)), [task]);
+    assert_eq!(c.counts().speculated, 1);
+}

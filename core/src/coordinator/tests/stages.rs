@@ -328,3 +328,179 @@ fn a_reduce_of_a_stopped_stage_folds_what_it_found() {
     assert_eq!(c.counts().stopped, 98);
     assert!(c.is_complete());
 }
+
+#[test]
+fn a_zip_of_stages_that_read_each_other_is_fed_each_item_once() {
+    // Found by the simulator: stage 2 zips stage 0 and stage 1, which maps stage 0; item 1
+    // of stage 0 failing reached stage 2 twice (from stage 0, and through stage 1), and its
+    // task failed twice.
+    let mut c = Coordinator::new(vec![
+        StagePlan {
+            max_attempts: 1,
+            ..plan(2)
+        },
+        fed(2, Feed::Items(vec![0])),
+        fed(2, Feed::Items(vec![0, 1])),
+    ]);
+    c.join(1, 2);
+    run_all(&mut c, |task, _| {
+        if task == (TaskRef { stage: 0, index: 1 }) {
+            panic()
+        } else {
+            output("1")
+        }
+    });
+    assert_eq!((c.done(2), c.tasks(2)), (2, 2));
+    let lines: Vec<(usize, u64, bool)> = c
+        .take_ready()
+        .iter()
+        .map(|f| (f.task.stage, f.task.index, f.outcome.is_ok()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (0, 0, true),
+            (0, 1, false),
+            (1, 0, true),
+            (1, 1, false),
+            (2, 0, true),
+            (2, 1, false)
+        ]
+    );
+    assert_eq!(c.counts().failed, 3);
+    assert!(c.is_complete());
+}
+
+#[test]
+fn a_reduce_of_a_stage_without_tasks_fails_at_once_for_want_of_outputs() {
+    // Found by the simulator: it waited forever for a tree of no items.
+    let mut c = Coordinator::new(vec![
+        plan(0),
+        fed(
+            0,
+            Feed::Reduce {
+                stage: 0,
+                fan_in: 2,
+            },
+        ),
+    ]);
+    assert!(c.is_stage_complete(1), "without any worker");
+    let ready = c.take_ready();
+    assert_eq!(ready.len(), 1);
+    let failed = ready[0].outcome.as_ref().unwrap_err();
+    assert_eq!(failed.kind, FailureKind::Upstream);
+    assert!(
+        failed.message.contains("no outputs to fold"),
+        "{}",
+        failed.message
+    );
+    assert!(c.is_complete());
+}
+
+#[test]
+fn a_reduce_of_one_failed_item_fails_as_upstream() {
+    // Found by the simulator: the item's failure was passed on as the reduce's own, unlike
+    // a failed item of any larger tree.
+    let mut c = Coordinator::new(vec![
+        StagePlan {
+            max_attempts: 1,
+            ..plan(1)
+        },
+        fed(
+            1,
+            Feed::Reduce {
+                stage: 0,
+                fan_in: 2,
+            },
+        ),
+    ]);
+    c.join(1, 1);
+    run_all(&mut c, |_, _| panic());
+    let ready = c.take_ready();
+    let failed = ready[1].outcome.as_ref().unwrap_err();
+    assert_eq!(failed.kind, FailureKind::Upstream);
+    assert!(
+        failed.message.contains("task 0 of stage \"s\""),
+        "{}",
+        failed.message
+    );
+    assert!(c.is_complete());
+}
+
+#[test]
+fn items_a_zip_holds_for_tasks_that_never_run_are_let_go() {
+    // Found by the simulator: stage 2 zips stages 0 and 1, and stage 1 stops at its first
+    // output; stage 0's other items, which no task will read, stayed in memory to the end.
+    // They are let go when the stage stops, or as they arrive after.
+    for goal_first in [false, true] {
+        let mut c = Coordinator::new(vec![
+            StagePlan {
+                keep: Keep::Nothing,
+                ..plan(4)
+            },
+            StagePlan {
+                keep: Keep::Nothing,
+                stoppable: true,
+                ..plan(4)
+            },
+            fed(4, Feed::Items(vec![0, 1])),
+        ]);
+        c.join(1, 4);
+        let running = ids(&c.assign(1));
+        assert_eq!(running.len(), 8);
+        let (goal, _) = running
+            .iter()
+            .find(|&&(_, task)| task == (TaskRef { stage: 1, index: 0 }))
+            .copied()
+            .unwrap();
+        let meet_goal = |c: &mut Coordinator| {
+            c.complete_with(1, goal, 0, 5, output("0"), true).unwrap();
+        };
+        if goal_first {
+            meet_goal(&mut c);
+        }
+        for &(id, item) in running.iter().filter(|(_, task)| task.stage == 0) {
+            c.complete(1, id, 5, output(&item.index.to_string()))
+                .unwrap();
+        }
+        if !goal_first {
+            meet_goal(&mut c);
+        }
+        assert!(c.stopped(1).is_some());
+        run_all(&mut c, |_, _| output("0"));
+        assert_eq!(c.take_ready().len(), 1, "goal first: {goal_first}");
+        assert!(c.is_complete());
+        assert_eq!(c.kept(), 0, "goal first: {goal_first}");
+    }
+}
+
+#[test]
+fn a_zip_whose_later_source_stops_early_completes_once_its_fed_tasks_are_done() {
+    // Found by the simulator: a zip counted its results against its first source's, and
+    // when a later source stopped early, it never completed.
+    let mut c = Coordinator::new(vec![
+        plan(3),
+        StagePlan {
+            stoppable: true,
+            ..plan(3)
+        },
+        fed(3, Feed::Items(vec![0, 1])),
+    ]);
+    c.join(1, 4);
+    // Stage 0 finishes; stage 1's task 1 meets the goal (task 2 is cancelled).
+    for (id, task) in ids(&c.assign(1)) {
+        let stop = task == (TaskRef { stage: 1, index: 1 });
+        if task != (TaskRef { stage: 1, index: 2 }) {
+            c.complete_with(1, id, 0, 5, output("1"), stop).unwrap();
+        }
+    }
+    assert!(c.stopped(1).is_some());
+    let zipped = ids(&c.assign(1));
+    assert_eq!(tasks_of(&zipped), [task(2, 0), task(2, 1)]);
+    c.complete(1, zipped[0].0, 5, output("2")).unwrap();
+    assert!(!c.is_stage_complete(2), "task 1 runs");
+    c.complete(1, zipped[1].0, 5, output("2")).unwrap();
+    assert!(c.is_stage_complete(2));
+    assert_eq!(c.take_ready().len(), 3 + 2 + 2);
+    assert!(c.is_complete());
+}
