@@ -242,42 +242,56 @@ fn a_tie_between_failures_goes_to_the_reporters_with_more_accepted_answers() {
     assert_eq!(ready[0].outcome.as_ref().unwrap_err().message, "proven");
 }
 
-#[test]
-fn failures_reported_while_a_copy_ran_are_judged_when_it_goes_overdue_or_its_worker_leaves() {
-    // Found by the simulator: failures reported while another attempt ran in time waited for
-    // its answer; once it was overdue, or its worker gone, the task went back to the queue,
-    // where no connected identity that had not failed it was left to take it.
-    for leaves in [false, true] {
-        let mut c = Coordinator::new(vec![StagePlan {
-            deadline: Some(1_000_000),
-            ..plan(1)
-        }]);
-        c.join(1, 1);
-        c.claim(1, 1000.0);
-        let (_, task) = ids(&c.assign(1))[0];
-        // Two faster workers copy it in turn, and both fail it the same way: confirmed.
-        for copier in [2, 3] {
-            c.join(copier, 1);
-            c.claim(copier, 4000.0);
-            let (copy, copied) = ids(&c.assign(copier))[0];
-            assert_eq!(copied, task);
-            c.complete(copier, copy, 5, panic()).unwrap();
-        }
-        assert!(
-            c.take_ready().is_empty(),
-            "worker 1 runs it in time: its answer decides"
-        );
-        if leaves {
-            c.leave(1);
-        } else {
-            c.tick(1_000_000 + DEADLINE_GRACE + 1);
-        }
-        let ready = c.take_ready();
-        assert_eq!(ready.len(), 1, "leaves: {leaves}");
-        assert_eq!(ready[0].outcome.as_ref().unwrap_err().message, "boom");
-        assert_eq!(ready[0].check, Check::Replicated(2));
-        assert!(c.is_complete());
+/// A one-task stage with a 1 s deadline: worker 1, slow, runs the task in time, and two
+/// faster workers copy it in turn and fail it the same way. Their failures wait for worker 1's
+/// answer.
+fn failed_twice_while_worker_1_runs_it() -> Coordinator {
+    let mut c = Coordinator::new(vec![StagePlan {
+        deadline: Some(1_000_000),
+        ..plan(1)
+    }]);
+    c.join(1, 1);
+    c.claim(1, 1000.0);
+    let (_, task) = ids(&c.assign(1))[0];
+    for copier in [2, 3] {
+        c.join(copier, 1);
+        c.claim(copier, 4000.0);
+        let (copy, copied) = ids(&c.assign(copier))[0];
+        assert_eq!(copied, task);
+        c.complete(copier, copy, 5, panic()).unwrap();
     }
+    assert!(
+        c.take_ready().is_empty(),
+        "worker 1 runs it in time: its answer decides"
+    );
+    c
+}
+
+/// The failure workers 2 and 3 confirmed is final.
+fn confirmed(c: &mut Coordinator) {
+    let ready = c.take_ready();
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].outcome.as_ref().unwrap_err().message, "boom");
+    assert_eq!(ready[0].check, Check::Replicated(2));
+    assert!(c.is_complete());
+}
+
+#[test]
+fn failures_reported_while_a_copy_ran_are_judged_when_it_goes_overdue() {
+    // Found by the simulator: once the attempt they waited for was overdue, the task went
+    // back to the queue, where no connected identity that had not failed it could take it.
+    let mut c = failed_twice_while_worker_1_runs_it();
+    c.tick(1_000_000 + DEADLINE_GRACE + 1);
+    confirmed(&mut c);
+}
+
+#[test]
+fn failures_reported_while_a_copy_ran_are_judged_when_its_worker_leaves() {
+    // Found by the simulator: the same, when the worker running the attempt they waited for
+    // left.
+    let mut c = failed_twice_while_worker_1_runs_it();
+    c.leave(1);
+    confirmed(&mut c);
 }
 
 #[test]

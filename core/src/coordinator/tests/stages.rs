@@ -429,18 +429,18 @@ fn a_reduce_of_one_failed_item_fails_as_upstream() {
 
 #[test]
 fn items_a_zip_holds_for_tasks_that_never_run_are_let_go() {
-    // Found by the simulator: stage 2 zips stages 0 and 1, and stage 1 stops at its first
-    // output; stage 0's other items, which no task will read, stayed in memory to the end.
+    // Found by the simulator: stage 2 zips stages 0 and 1, and stage 0 stops at its first
+    // output; stage 1's other items, which no task will read, stayed in memory to the end.
     // They are let go when the stage stops, or as they arrive after.
     for goal_first in [false, true] {
         let mut c = Coordinator::new(vec![
             StagePlan {
                 keep: Keep::Nothing,
+                stoppable: true,
                 ..plan(4)
             },
             StagePlan {
                 keep: Keep::Nothing,
-                stoppable: true,
                 ..plan(4)
             },
             fed(4, Feed::Items(vec![0, 1])),
@@ -450,7 +450,7 @@ fn items_a_zip_holds_for_tasks_that_never_run_are_let_go() {
         assert_eq!(running.len(), 8);
         let (goal, _) = running
             .iter()
-            .find(|&&(_, task)| task == (TaskRef { stage: 1, index: 0 }))
+            .find(|&&(_, task)| task == (TaskRef { stage: 0, index: 0 }))
             .copied()
             .unwrap();
         let meet_goal = |c: &mut Coordinator| {
@@ -459,18 +459,18 @@ fn items_a_zip_holds_for_tasks_that_never_run_are_let_go() {
         if goal_first {
             meet_goal(&mut c);
         }
-        for &(id, item) in running.iter().filter(|(_, task)| task.stage == 0) {
+        for &(id, item) in running.iter().filter(|(_, task)| task.stage == 1) {
             c.complete(1, id, 5, output(&item.index.to_string()))
                 .unwrap();
         }
         if !goal_first {
             meet_goal(&mut c);
         }
-        assert!(c.stopped(1).is_some());
+        assert!(c.stopped(0).is_some());
         run_all(&mut c, |_, _| output("0"));
         assert_eq!(c.take_ready().len(), 1, "goal first: {goal_first}");
-        assert!(c.is_complete());
         assert_eq!(c.kept(), 0, "goal first: {goal_first}");
+        assert!(c.is_complete());
     }
 }
 
