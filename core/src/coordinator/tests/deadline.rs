@@ -173,9 +173,6 @@ fn poll_timeout_says_when_a_running_task_becomes_a_straggler_and_a_tick_then_wak
     assert_eq!(c.poll_timeout(), Some(60_000_000 + DEADLINE_GRACE + 1));
 }
 
-/// When an attempt given out at 0 under a 1 s deadline is first overdue.
-const OVERDUE: u64 = 1_000_000 + DEADLINE_GRACE + 1;
-
 /// How worker 2's attempt ends.
 type End = fn(&mut Coordinator, AttemptId);
 

@@ -168,9 +168,10 @@ fn readies(effects: &[Effect]) -> bool {
 
 #[test]
 fn a_held_stage_released_tells_the_writer() {
-    // A replicated stage is held until complete; one without tasks is complete, and released,
-    // as soon as the job is made. Its release alone (no result became final) must tell the
-    // writer, whom the stages after it wait behind.
+    // Found by the simulator: a held stage's release left the writer unwoken. A replicated
+    // stage is held until complete; one without tasks is complete, and released, as soon as
+    // the job is made. Its release alone (no result became final) tells the writer, whom the
+    // stages after it wait behind.
     let mut c = Coordinator::new(vec![
         StagePlan {
             replicate: Replicate::Fraction(1.0),
@@ -189,8 +190,8 @@ fn a_held_stage_released_tells_the_writer() {
 
 #[test]
 fn a_result_made_without_a_worker_tells_the_writer() {
-    // A reduce of a stage without tasks fails at once, with no worker: the writer must still
-    // learn of it, or the job never completes.
+    // Found by the simulator: a reduce of a stage without tasks fails at once, with no
+    // worker, and the writer did not learn of it: the job never completed.
     let mut c = Coordinator::new(vec![
         plan(0),
         fed(

@@ -199,7 +199,8 @@ fn out_of_attempts_the_failure_most_identities_reported_stands_not_the_last() {
     for worker in 1..=3 {
         c.join(worker, 1);
     }
-    // Two identities of the three it takes agree; a quorum is three.
+    // It fails after three identities; a failure is final on its own once three agree. Two
+    // agree, and a third makes one up.
     let reports = [
         (1, panic()),
         (2, panic()),
@@ -221,6 +222,7 @@ fn out_of_attempts_the_failure_most_identities_reported_stands_not_the_last() {
 
 #[test]
 fn a_tie_between_failures_goes_to_the_reporters_with_more_accepted_answers() {
+    // Found by the simulator: on a tie, the first failure reported stood, whoever made it up.
     let mut c = Coordinator::new(vec![plan(1)]);
     let proven = crate::Credibility {
         accepted: 50,
@@ -281,7 +283,7 @@ fn failures_reported_while_a_copy_ran_are_judged_when_it_goes_overdue() {
     // Found by the simulator: once the attempt they waited for was overdue, the task went
     // back to the queue, where no connected identity that had not failed it could take it.
     let mut c = failed_twice_while_worker_1_runs_it();
-    c.tick(1_000_000 + DEADLINE_GRACE + 1);
+    c.tick(OVERDUE);
     confirmed(&mut c);
 }
 
@@ -314,7 +316,7 @@ fn a_task_retried_twice_does_not_run_again_once_final() {
     c.complete(2, other, 5, output("1")).unwrap();
     let (copy, copied) = ids(&c.assign(2))[0];
     assert_eq!(copied, task);
-    c.tick(1_000_000 + DEADLINE_GRACE + 1);
+    c.tick(OVERDUE);
     assert_eq!(c.counts().expired, 0);
     // The copy fails: retried. The late original fails otherwise: retried, not queued again.
     c.complete(2, copy, 5, panic()).unwrap();

@@ -87,6 +87,9 @@ fn tasks_of(attempts: &[(AttemptId, TaskRef)]) -> Vec<TaskRef> {
     attempts.iter().map(|&(_, task)| task).collect()
 }
 
+/// When an attempt given out at 0 under a 1 s deadline is first overdue.
+const OVERDUE: u64 = 1_000_000 + DEADLINE_GRACE + 1;
+
 fn plan(tasks: u64) -> StagePlan {
     StagePlan {
         name: "s".into(),
