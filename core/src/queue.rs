@@ -109,3 +109,47 @@ impl TaskQueue {
         self.grew
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(index: u64) -> TaskRef {
+        TaskRef { stage: 0, index }
+    }
+
+    #[test]
+    fn tasks_put_back_are_not_new_work() {
+        let mut queue = TaskQueue::default();
+        queue.push_back(task(0));
+        queue.push_back(task(1));
+        assert!(queue.take_grew());
+        let taken = vec![queue.pop_front().unwrap(), queue.pop_front().unwrap()];
+        queue.put_back(taken);
+        assert!(!queue.grew(), "nobody needs waking for them");
+        assert_eq!(
+            queue.iter().copied().collect::<Vec<_>>(),
+            [task(0), task(1)]
+        );
+        assert!(queue.holds(task(0)) && queue.holds(task(1)));
+    }
+
+    #[test]
+    fn it_knows_what_it_holds_however_tasks_leave() {
+        let mut queue = TaskQueue::default();
+        // A replicated task may be queued once per replica asked for.
+        for index in [0, 0, 1, 2, 3] {
+            queue.push_back(task(index));
+        }
+        assert_eq!(queue.pop_front(), Some(task(0)));
+        assert!(queue.holds(task(0)), "one entry of two left");
+        queue.discard(task(0));
+        assert!(!queue.holds(task(0)));
+        queue.retain(|&t| t != task(1));
+        assert!(!queue.holds(task(1)));
+        assert_eq!(queue.remove(0), Some(task(2)));
+        assert!(!queue.holds(task(2)));
+        assert!(queue.holds(task(3)));
+        assert_eq!(queue.len(), 1);
+    }
+}
