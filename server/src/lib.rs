@@ -46,6 +46,8 @@ pub mod transport;
 pub mod trial;
 mod trust;
 pub mod types;
+mod verification;
+mod violation;
 
 pub use auth::Tokens;
 pub use dipla_core::{Check, Replicate, WorkerRecord};
@@ -60,3 +62,4 @@ pub use serve::{JobBrief, JobState, Serve, ServeOptions, Submission};
 pub use server::{DEFAULT_MAX_WORKERS, RunOptions, Server, Summary};
 pub use state::{Handle, WorkerSummary};
 pub use stats::{Stats, StatsSnapshot};
+pub use violation::Violation;

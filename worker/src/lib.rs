@@ -34,6 +34,3 @@ pub use error::WorkerError;
 pub use identity::Identity;
 pub use reconnect::{Backoff, FIRST_RETRIES, serve};
 pub use session::run;
-
-/// The largest WebSocket message a worker accepts (a module or a batch of tasks).
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
