@@ -29,7 +29,9 @@ mod session;
 pub mod tls;
 
 pub use cache::ModuleCache;
-pub use config::{Tamper, WorkerConfig};
+#[cfg(feature = "test-hooks")]
+pub use config::Tamper;
+pub use config::WorkerConfig;
 pub use error::WorkerError;
 pub use identity::Identity;
 pub use reconnect::{Backoff, FIRST_RETRIES, serve};

@@ -128,7 +128,7 @@ async fn connect(
         control_rx,
         results_rx,
         signer.clone(),
-        config.tamper.clone(),
+        config.rewrite(),
     ));
     let executor = Executor::start(config.cores, config.throttle, results.clone())
         .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
@@ -453,7 +453,7 @@ async fn write_loop(
     mut control: mpsc::Receiver<WorkerMessage>,
     mut results: mpsc::UnboundedReceiver<TaskResult>,
     signer: Signer,
-    tamper: Option<crate::Tamper>,
+    tamper: Option<crate::config::Rewrite>,
 ) -> Result<(), WorkerError> {
     let mut last_results = tokio::time::Instant::now();
     loop {
