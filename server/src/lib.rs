@@ -38,6 +38,7 @@ mod receipts;
 pub mod serve;
 mod server;
 mod stage_check;
+mod stage_error;
 mod state;
 mod stats;
 pub mod task_logs;

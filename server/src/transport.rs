@@ -786,20 +786,22 @@ async fn judge_benchmark(
     // The first check in a process runs each kernel once (a fraction of a second).
     let checked =
         tokio::task::spawn_blocking(move || dipla_sandbox::bench::check(&sandbox, &benchmark))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
-    let mut core = handle.lock();
-    match checked {
-        Ok(score) => {
+            .await;
+    let why = match checked {
+        Ok(Ok(score)) => {
             tracing::info!(id, %name, score = format!("{score:.0}"), "benchmark checked");
-            core.coordinator.claim(id, score);
+            handle.lock().coordinator.claim(id, score);
+            return;
         }
-        Err(why) => {
-            tracing::warn!(id, %name, %why, "benchmark does not check out");
-            core.coordinator
-                .note(id, format!("its benchmark does not check out: {why}"));
-        }
-    }
+        Ok(Err(mismatch)) => mismatch.to_string(),
+        // The check panicked.
+        Err(error) => error.to_string(),
+    };
+    tracing::warn!(id, %name, %why, "benchmark does not check out");
+    handle
+        .lock()
+        .coordinator
+        .note(id, format!("its benchmark does not check out: {why}"));
 }
 
 /// The `tasks` message for an assignment, noted in `sent`.
