@@ -5,10 +5,10 @@
 //! module reads those strings into a small model of the JSON each type accepts or produces
 //! ([`Shape`]), and checks what a stage feeds its task against it: the values, range or file of
 //! its inputs, and every edge of the graph (a map over a stage, a zip, a reduce, a scatter, an
-//! explore's `next` inputs). Manifests, `serve` submissions and the driver all call
-//! [`check_feed`] (and the manifest [`check_value`] for each input value), so a mistake is
-//! refused before any worker runs a task, naming the stage, the edge and both types: a
-//! [`TypeError`].
+//! explore's `next` inputs). Manifests (through [`check_source`]), `serve` submissions and the
+//! driver all call [`check_feed`] (and the manifest [`check_value`] for each input value), so a
+//! mistake is refused before any worker runs a task, naming the stage, the edge and both types:
+//! a [`TypeError`].
 //!
 //! The check is conservative: it refuses only what cannot work. A type it does not know (a
 //! user's struct or enum, a type alias, a generic) is [`Shape::Named`], which matches anything
