@@ -29,6 +29,19 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// Why a client of a server cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    /// The address is not an http:// or https:// URL.
+    #[error(
+        "{0:?} is not the server's API URL: give http://HOST:PORT (or https://), the address `dipla-server serve` prints for its API"
+    )]
+    NotApi(String),
+    /// The HTTP client cannot start.
+    #[error("{0}")]
+    Http(reqwest::Error),
+}
+
 /// The answer to opening a driver's job.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Opened {
@@ -52,17 +65,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Api {
     /// A client of the server at `base` (`http://HOST:PORT` or `https://...`).
-    pub(crate) fn new(base: &str, token: &str) -> Result<Self, String> {
+    ///
+    /// # Errors
+    /// [`ClientError::NotApi`] when `base` is not an http:// or https:// URL.
+    pub(crate) fn new(base: &str, token: &str) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(format!(
-                "{base:?} is not the server's API URL: give http://HOST:PORT (or https://), the address `dipla-server serve` prints for its API"
-            ));
+            return Err(ClientError::NotApi(base.to_owned()));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(ClientError::Http)?;
         Ok(Self {
             http,
             base: base.to_owned(),

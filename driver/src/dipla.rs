@@ -94,9 +94,9 @@ impl Dipla {
     }
 
     fn admit(&self, name: String, bytes: Vec<u8>, path: &Path) -> Result<ModuleRef, DriverError> {
-        let tasks = tasks_of(&bytes).map_err(|message| DriverError::Module {
+        let tasks = tasks_of(&bytes).map_err(|error| DriverError::Module {
             path: path.to_owned(),
-            message,
+            message: error.to_string(),
         })?;
         let hash = ModuleHash::of(&bytes);
         self.link.send(Up::Module {

@@ -3,6 +3,18 @@
 
 use dipla_protocol::{RawJson, TaskFailure};
 use serde::Deserialize;
+use thiserror::Error;
+
+/// An event this driver cannot read: the server and the driver disagree on the protocol.
+#[derive(Debug, Error)]
+pub(crate) enum BadEvent {
+    /// The line is not an event.
+    #[error("{0}")]
+    NotJson(serde_json::Error),
+    /// A result with both an output and an error, or neither.
+    #[error("a result needs exactly one of output and error")]
+    NotOneOutcome,
+}
 
 /// One event of a driver's job.
 #[derive(Debug, Deserialize)]

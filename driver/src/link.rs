@@ -13,10 +13,10 @@ use reqwest::StatusCode;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::api::{Api, CallError};
-use crate::event::Event;
+use crate::api::{Api, CallError, ClientError};
+use crate::event::{BadEvent, Event};
 use crate::store::{Made, Store};
-use crate::task::Draft;
+use crate::task::{Draft, Unmade};
 use crate::{DriverError, TaskLimits};
 
 /// How often to say the driver is alive when the server does not say.
@@ -71,7 +71,7 @@ impl Link {
         limits: TaskLimits,
         max_attempts: u32,
     ) -> Result<Self, DriverError> {
-        let api = Api::new(base, token).map_err(DriverError::Start)?;
+        let api = Api::new(base, token).map_err(|e| DriverError::Start(e.to_string()))?;
         let opened = api.open(name).await.map_err(|e| {
             DriverError::Start(format!("cannot open a job on the server at {base}: {e}"))
         })?;
@@ -156,24 +156,44 @@ impl Drop for Link {
         // with a client of its own, and wait for it a bounded time.
         let (base, token, id) = (self.base.clone(), self.token.clone(), self.id.clone());
         let closing = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let closed = runtime.map_err(|e| e.to_string()).and_then(|runtime| {
-                runtime.block_on(async {
-                    let api = Api::new(&base, &token)?;
-                    match tokio::time::timeout(CLOSE_TIMEOUT, api.close(&id)).await {
-                        Ok(closed) => closed.map_err(|e| e.to_string()),
-                        Err(_) => Err("the server did not answer in time".into()),
-                    }
-                })
-            });
-            if let Err(error) = closed {
+            if let Err(error) = close(&base, &token, &id) {
                 tracing::warn!(job = %id, %error, "cannot close the job; the server ends it once the driver's heartbeats stop");
             }
         });
         let _ = closing.join();
     }
+}
+
+/// Why a job could not be closed as its driver ended.
+#[derive(Debug, thiserror::Error)]
+enum CloseError {
+    /// No runtime to make the call on.
+    #[error("{0}")]
+    Runtime(std::io::Error),
+    /// No client to make it with.
+    #[error("{0}")]
+    Client(ClientError),
+    /// The call failed.
+    #[error("{0}")]
+    Call(CallError),
+    /// The server did not answer within [`CLOSE_TIMEOUT`].
+    #[error("the server did not answer in time")]
+    Timeout,
+}
+
+/// Closes job `id` on the server at `base`, on a runtime of its own.
+fn close(base: &str, token: &str, id: &str) -> Result<(), CloseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CloseError::Runtime)?;
+    runtime.block_on(async {
+        let api = Api::new(base, token).map_err(CloseError::Client)?;
+        match tokio::time::timeout(CLOSE_TIMEOUT, api.close(id)).await {
+            Ok(closed) => closed.map_err(CloseError::Call),
+            Err(_) => Err(CloseError::Timeout),
+        }
+    })
 }
 
 /// Sends what the driver makes, in order, noting what became of each stage. Stages read
@@ -211,13 +231,13 @@ async fn send(api: Api, id: String, mut up: mpsc::UnboundedReceiver<Up>, store: 
                 }
                 let json = draft.to_json(|read| match store.lock().made(read) {
                     Made::Stage(stage) => Ok(stage),
-                    Made::Failed(error) => Err(error.to_string()),
-                    Made::Pending => Err("it was not made".into()),
+                    Made::Failed(error) => Err(Unmade::Failed(error)),
+                    Made::Pending => Err(Unmade::Pending),
                 });
                 let json = match json {
                     Ok(json) => json,
-                    Err(message) => {
-                        store.settle(promise, invalid(message));
+                    Err(error) => {
+                        store.settle(promise, invalid(error.to_string()));
                         continue;
                     }
                 };
@@ -269,7 +289,7 @@ async fn follow(mut events: reqwest::Response, id: String, store: Arc<Store>) {
             .filter(|line| !line.is_empty())
         {
             let applied = serde_json::from_slice::<Event>(line)
-                .map_err(|e| e.to_string())
+                .map_err(BadEvent::NotJson)
                 .and_then(|event| store.apply(event));
             if let Err(error) = applied {
                 tracing::error!(job = %id, %error, "the server sent an event this driver cannot read");

@@ -2,7 +2,8 @@
 //! line (see the guest ABI in `docs/ARCHITECTURE.md`), read without compiling the module.
 
 use serde::{Deserialize, Serialize};
-use wasmparser::{Encoding, Parser, Payload};
+use thiserror::Error;
+use wasmparser::{BinaryReaderError, Encoding, Parser, Payload};
 
 /// The custom section listing a module's tasks.
 const SECTION: &str = "dipla";
@@ -72,19 +73,49 @@ struct Record {
     task: TaskInfo,
 }
 
+/// Why bytes are not a Dipla guest.
+#[derive(Debug, Error)]
+pub(crate) enum NotAGuest {
+    /// Not wasm, or not valid wasm.
+    #[error("not a WebAssembly module: {}", .0.message())]
+    NotWasm(BinaryReaderError),
+    /// A component, not a core module.
+    #[error("this is a component; Dipla runs core modules")]
+    Component,
+    /// No `dipla` custom section.
+    #[error(
+        "the module has no `dipla` custom section listing its tasks (was it built with the Dipla guest SDK?)"
+    )]
+    NoSection,
+    /// The `dipla` section is not text.
+    #[error("the `dipla` custom section is not UTF-8: {0}")]
+    NotUtf8(std::str::Utf8Error),
+    /// A line of the `dipla` section is not a task record.
+    #[error("the `dipla` custom section is malformed at line {line}: {error}")]
+    Malformed {
+        /// The 1-based line.
+        line: usize,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// The module was built for another guest ABI.
+    #[error("the module speaks guest ABI version {0}; this driver speaks {ABI_VERSION}")]
+    Version(u32),
+}
+
 /// The tasks listed in a module's `dipla` section.
 ///
 /// # Errors
-/// A message saying why the bytes are not a Dipla guest: not wasm, a component, no `dipla`
-/// section, or a malformed one.
-pub(crate) fn tasks_of(bytes: &[u8]) -> Result<Vec<TaskInfo>, String> {
+/// [`NotAGuest`], saying why the bytes are not a Dipla guest: not wasm, a component, no
+/// `dipla` section, or a malformed one.
+pub(crate) fn tasks_of(bytes: &[u8]) -> Result<Vec<TaskInfo>, NotAGuest> {
     let mut section = None::<Vec<u8>>;
     for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(|e| format!("not a WebAssembly module: {}", e.message()))? {
+        match payload.map_err(NotAGuest::NotWasm)? {
             Payload::Version {
                 encoding: Encoding::Component,
                 ..
-            } => return Err("this is a component; Dipla runs core modules".into()),
+            } => return Err(NotAGuest::Component),
             Payload::CustomSection(reader) if reader.name() == SECTION => {
                 section
                     .get_or_insert_default()
@@ -93,27 +124,17 @@ pub(crate) fn tasks_of(bytes: &[u8]) -> Result<Vec<TaskInfo>, String> {
             _ => {}
         }
     }
-    let section = section.ok_or(
-        "the module has no `dipla` custom section listing its tasks (was it built with the Dipla guest SDK?)",
-    )?;
-    let text = std::str::from_utf8(&section)
-        .map_err(|e| format!("the `dipla` custom section is not UTF-8: {e}"))?;
+    let section = section.ok_or(NotAGuest::NoSection)?;
+    let text = std::str::from_utf8(&section).map_err(NotAGuest::NotUtf8)?;
     let mut tasks: Vec<TaskInfo> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(line).map_err(|e| {
-            format!(
-                "the `dipla` custom section is malformed at line {}: {e}",
-                i + 1
-            )
-        })?;
+        let record: Record = serde_json::from_str(line)
+            .map_err(|error| NotAGuest::Malformed { line: i + 1, error })?;
         if record.abi != ABI_VERSION {
-            return Err(format!(
-                "the module speaks guest ABI version {}; this driver speaks {ABI_VERSION}",
-                record.abi
-            ));
+            return Err(NotAGuest::Version(record.abi));
         }
         if !tasks.iter().any(|task| task.name == record.task.name) {
             tasks.push(record.task);
@@ -142,16 +163,17 @@ mod tests {
 
     #[test]
     fn says_why_bytes_are_not_a_guest() {
-        let error = tasks_of(b"not wasm at all").unwrap_err();
+        let error = tasks_of(b"not wasm at all").unwrap_err().to_string();
         assert!(error.starts_with("not a WebAssembly module"), "{error}");
         let bare = wat::parse_str("(module)").unwrap();
         assert!(
             tasks_of(&bare)
                 .unwrap_err()
+                .to_string()
                 .contains("no `dipla` custom section")
         );
         let v2 =
             wat::parse_str(r#"(module (@custom "dipla" "{\"abi\":2,\"task\":\"a\"}"))"#).unwrap();
-        assert!(tasks_of(&v2).unwrap_err().contains("version 2"));
+        assert!(tasks_of(&v2).unwrap_err().to_string().contains("version 2"));
     }
 }

@@ -9,7 +9,7 @@ use dipla_protocol::{RawJson, TaskFailure};
 use tokio::sync::watch;
 
 use crate::DriverError;
-use crate::event::Event;
+use crate::event::{BadEvent, Event};
 
 /// A task's final outcome.
 pub(crate) type Outcome = Result<Box<RawJson>, TaskFailure>;
@@ -125,7 +125,10 @@ impl Store {
     }
 
     /// Applies one event of the job.
-    pub(crate) fn apply(&self, event: Event) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// [`BadEvent::NotOneOutcome`] for a result with both an output and an error, or neither.
+    pub(crate) fn apply(&self, event: Event) -> Result<(), BadEvent> {
         let mut state = self.lock();
         match event {
             Event::Result {
@@ -137,7 +140,7 @@ impl Store {
                 let outcome = match (output, error) {
                     (Some(output), None) => Ok(output),
                     (None, Some(error)) => Err(error),
-                    _ => return Err("a result needs exactly one of output and error".into()),
+                    _ => return Err(BadEvent::NotOneOutcome),
                 };
                 let results = state.stages.entry(stage).or_default();
                 if !results.forgotten {

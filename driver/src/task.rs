@@ -7,6 +7,7 @@ use std::time::Duration;
 use dipla_protocol::{ModuleHash, RawJson, TaskLimits};
 use serde::Serialize;
 use serde_json::json;
+use thiserror::Error;
 
 use crate::link::{Link, Up};
 use crate::{ModuleRef, Promise, Reduced};
@@ -49,7 +50,7 @@ pub struct Task {
 pub struct Input(InputKind);
 
 enum InputKind {
-    List(Result<Inputs, String>),
+    List(Result<Inputs, DraftError>),
     Stage(Promise),
 }
 
@@ -71,22 +72,23 @@ impl Inputs {
 impl Input {
     /// One task per value, each value serialised to JSON.
     pub fn values<T: Serialize>(values: impl IntoIterator<Item = T>) -> Self {
-        let values: Result<Vec<Box<RawJson>>, String> = values
+        let values: Result<Vec<Box<RawJson>>, DraftError> = values
             .into_iter()
             .enumerate()
-            .map(|(i, value)| {
+            .map(|(index, value)| {
                 serde_json::value::to_raw_value(&value)
-                    .map_err(|e| format!("input {i} cannot be JSON: {e}"))
+                    .map_err(|error| DraftError::InputNotJson { index, error })
             })
             .collect();
         Self(InputKind::List(values.map(Inputs::Values)))
     }
 
-    fn part(self, what: &str) -> Result<DraftPart, String> {
+    fn part(self, application: Application) -> Result<DraftPart, DraftError> {
         match self.0 {
-            InputKind::List(list) => list
-                .map(DraftPart::List)
-                .map_err(|e| format!("{what}: {e}")),
+            InputKind::List(list) => list.map(DraftPart::List).map_err(|error| DraftError::In {
+                application,
+                error: Box::new(error),
+            }),
             InputKind::Stage(promise) => Ok(DraftPart::Stage(promise.read())),
         }
     }
@@ -106,9 +108,7 @@ impl From<RangeInclusive<u64>> for Input {
         let (start, end) = range.into_inner();
         match end.checked_add(1) {
             Some(end) => (start..end).into(),
-            None => Self(InputKind::List(Err(
-                "a range cannot end at u64::MAX inclusive".into(),
-            ))),
+            None => Self(InputKind::List(Err(DraftError::RangeToMax))),
         }
     }
 }
@@ -227,17 +227,17 @@ impl Task {
     /// One task per input, in order: values, a range, or the outputs of a promise (a task
     /// then starts as soon as its input exists).
     pub fn map(self, inputs: impl Into<Input>) -> Promise {
-        let source = inputs.into().part("map").map(DraftSource::One);
+        let source = inputs.into().part(Application::Map).map(DraftSource::One);
         self.make(None, source)
     }
 
     /// One task per index, its arguments taken from each part at that index (a task of
     /// several parameters); the parts must have the same length.
     pub fn zip(self, parts: impl IntoIterator<Item = Input>) -> Promise {
-        let parts: Result<Vec<DraftPart>, String> = parts
+        let parts: Result<Vec<DraftPart>, DraftError> = parts
             .into_iter()
             .enumerate()
-            .map(|(j, part)| part.part(&format!("zip[{j}]")))
+            .map(|(j, part)| part.part(Application::Zip(j)))
             .collect();
         self.make(None, parts.map(DraftSource::Zip))
     }
@@ -246,7 +246,7 @@ impl Task {
     pub fn scatter(self, value: impl Serialize, count: u64) -> Promise {
         let source = serde_json::value::to_raw_value(&value)
             .map(|value| DraftSource::Scatter { value, count })
-            .map_err(|e| format!("the scattered value cannot be JSON: {e}"));
+            .map_err(DraftError::ScatterNotJson);
         self.make(None, source)
     }
 
@@ -259,7 +259,10 @@ impl Task {
         } else {
             max_tasks
         };
-        let source = inputs.into().part("explore").map(DraftSource::One);
+        let source = inputs
+            .into()
+            .part(Application::Explore)
+            .map(DraftSource::One);
         self.make(Some(max), source)
     }
 
@@ -274,13 +277,13 @@ impl Task {
     }
 
     /// Makes the promise and queues its stage; the server checks it and says what is wrong.
-    fn make(self, explore: Option<u64>, source: Result<DraftSource, String>) -> Promise {
+    fn make(self, explore: Option<u64>, source: Result<DraftSource, DraftError>) -> Promise {
         let name = self
             .link
             .stage_name(self.name.as_deref().unwrap_or(&self.export));
         let promise = Promise::new(self.link.clone(), name.clone());
         match source {
-            Err(message) => promise.fail(message),
+            Err(error) => promise.fail(error.to_string()),
             Ok(source) => {
                 let draft = Draft {
                     name,
@@ -304,6 +307,74 @@ impl Task {
             }
         }
         promise
+    }
+}
+
+/// Why a stage cannot be sent to the server: what the driver was given, or a stage it reads
+/// that could not be made. The promise fails with it as [`crate::DriverError::Invalid`].
+#[derive(Debug, Error)]
+pub(crate) enum DraftError {
+    /// An input value cannot be serialised to JSON.
+    #[error("input {index} cannot be JSON: {error}")]
+    InputNotJson {
+        /// Its position.
+        index: usize,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// `start..=u64::MAX`, which has one value too many to be a range.
+    #[error("a range cannot end at u64::MAX inclusive")]
+    RangeToMax,
+    /// A scatter's value cannot be serialised to JSON.
+    #[error("the scattered value cannot be JSON: {0}")]
+    ScatterNotJson(serde_json::Error),
+    /// What is wrong with the inputs of an application.
+    #[error("{application}: {error}")]
+    In {
+        /// The application.
+        application: Application,
+        /// What is wrong.
+        error: Box<DraftError>,
+    },
+    /// The stage reads a promise that has no stage.
+    #[error("it reads stage {stage:?}, which could not be made: {error}")]
+    Unread {
+        /// The stage read.
+        stage: String,
+        /// Why it has none.
+        error: Unmade,
+    },
+}
+
+/// Why a promise a stage reads has no stage on the server.
+#[derive(Debug, Error)]
+pub(crate) enum Unmade {
+    /// It failed.
+    #[error(transparent)]
+    Failed(crate::DriverError),
+    /// It was never sent.
+    #[error("it was not made")]
+    Pending,
+}
+
+/// How a task is applied to inputs, in messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Application {
+    /// `map`.
+    Map,
+    /// `explore`.
+    Explore,
+    /// Part `j` of a zip: `zip[j]`.
+    Zip(usize),
+}
+
+impl std::fmt::Display for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Map => f.write_str("map"),
+            Self::Explore => f.write_str("explore"),
+            Self::Zip(j) => write!(f, "zip[{j}]"),
+        }
     }
 }
 
@@ -351,19 +422,20 @@ impl Draft {
 
     /// The stage as the server takes it, with `number` giving the server's number of each
     /// promise read (or why it has none).
+    ///
+    /// # Errors
+    /// [`DraftError::Unread`] when a promise it reads has no stage.
     pub(crate) fn to_json(
         &self,
-        number: impl Fn(usize) -> Result<usize, String>,
-    ) -> Result<serde_json::Value, String> {
+        number: impl Fn(usize) -> Result<usize, Unmade>,
+    ) -> Result<serde_json::Value, DraftError> {
         let stage = |read: &Read| {
-            number(read.promise).map_err(|e| {
-                format!(
-                    "it reads stage {:?}, which could not be made: {e}",
-                    read.name
-                )
+            number(read.promise).map_err(|error| DraftError::Unread {
+                stage: read.name.clone(),
+                error,
             })
         };
-        let part = |part: &DraftPart| -> Result<serde_json::Value, String> {
+        let part = |part: &DraftPart| -> Result<serde_json::Value, DraftError> {
             Ok(match part {
                 DraftPart::List(inputs) => json!({ "list": inputs.to_json() }),
                 DraftPart::Stage(read) => json!({ "stage": stage(read)? }),
@@ -372,7 +444,7 @@ impl Draft {
         let source = match &self.source {
             DraftSource::One(one) => part(one)?,
             DraftSource::Zip(parts) => {
-                let parts: Result<Vec<_>, String> = parts.iter().map(part).collect();
+                let parts: Result<Vec<_>, DraftError> = parts.iter().map(part).collect();
                 json!({ "zip": parts? })
             }
             DraftSource::Scatter { value, count } => {

@@ -16,12 +16,16 @@
 //! the module, and the worker recognises them by their sha256 ([`ModuleHash`]), which it must
 //! have asked for. Nothing else is ever sent as binary.
 //!
+//! Each side reads messages up to a size ([`MAX_WORKER_MESSAGE_BYTES`] from a worker,
+//! [`MAX_SERVER_MESSAGE_BYTES`] from a server) and ends the connection on a larger one.
+//!
 //! The crate is serde-only so both sides (and tests, and third-party workers) share one
 //! definition; `tests/golden.rs` pins the JSON of every message.
 
 mod hash;
 pub mod identity;
 mod limits;
+mod message_size;
 pub mod present;
 mod server;
 pub mod text;
@@ -30,6 +34,7 @@ mod worker;
 pub use hash::{ModuleHash, ParseHashError};
 pub use identity::{Nonce, PublicKey, Signature};
 pub use limits::TaskLimits;
+pub use message_size::{MAX_SERVER_MESSAGE_BYTES, MAX_WORKER_MESSAGE_BYTES};
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
 pub use worker::{
     Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, MAX_LOG_BYTES, Secret,

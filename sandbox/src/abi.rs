@@ -64,6 +64,27 @@ pub struct ModuleInfo {
     pub debug_info: u64,
 }
 
+/// A task memory limit too small for a module: it leaves no room beyond the memory the
+/// module starts with for a task's input and output.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[error(
+    "memory_mb = {memory_mb} is not enough: the module itself starts with {:.2} MiB of memory ({} pages of 64 KiB) and each task needs room beyond it for its input; give at least {} MiB",
+    mib(.initial_memory),
+    .initial_memory >> 16,
+    (.initial_memory >> 20) + 1
+)]
+pub struct MemoryTooSmall {
+    /// The limit, in MiB.
+    pub memory_mb: u32,
+    /// The module's initial memory, in bytes.
+    pub initial_memory: u64,
+}
+
+/// `bytes` in MiB.
+fn mib(bytes: &u64) -> f64 {
+    *bytes as f64 / f64::from(1u32 << 20)
+}
+
 /// Why a module is not a runnable Dipla guest.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum AbiError {
@@ -327,19 +348,16 @@ impl ModuleInfo {
     /// and output beyond the memory the module starts with.
     ///
     /// # Errors
-    /// A message naming both figures and the least limit that works.
-    pub fn check_memory(&self, memory_mb: u32) -> Result<(), String> {
+    /// [`MemoryTooSmall`], whose message names both figures and the least limit that works.
+    pub fn check_memory(&self, memory_mb: u32) -> Result<(), MemoryTooSmall> {
         let limit = u64::from(memory_mb) << 20;
         if limit > self.initial_memory {
             return Ok(());
         }
-        let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
-        Err(format!(
-            "memory_mb = {memory_mb} is not enough: the module itself starts with {:.2} MiB of memory ({} pages of 64 KiB) and each task needs room beyond it for its input; give at least {} MiB",
-            mib(self.initial_memory),
-            self.initial_memory >> 16,
-            (self.initial_memory >> 20) + 1
-        ))
+        Err(MemoryTooSmall {
+            memory_mb,
+            initial_memory: self.initial_memory,
+        })
     }
 }
 
@@ -450,7 +468,7 @@ mod tests {
         assert_eq!(info.debug_warning(), None);
         assert!(info.check_memory(2).is_ok());
         assert_eq!(
-            info.check_memory(1).unwrap_err(),
+            info.check_memory(1).unwrap_err().to_string(),
             "memory_mb = 1 is not enough: the module itself starts with 1.06 MiB of memory (17 pages of 64 KiB) and each task needs room beyond it for its input; give at least 2 MiB"
         );
         let debug = inspect(&module(

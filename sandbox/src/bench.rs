@@ -79,7 +79,7 @@ const ROUNDS: usize = 6;
 const FUEL: u64 = 1 << 40;
 
 /// The benchmark cannot run.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("benchmark kernel {kernel}: {message}")]
 pub struct BenchError {
     kernel: &'static str,
@@ -217,17 +217,16 @@ pub fn score(kernels: &[KernelRun]) -> f64 {
 /// What every honest run of each kernel reports: (fuel, checksum), computed once per process.
 ///
 /// # Errors
-/// When the kernels cannot run here.
-pub fn expected(sandbox: &Sandbox) -> Result<&'static [(u64, String)], String> {
-    static EXPECTED: OnceLock<Result<Vec<(u64, String)>, String>> = OnceLock::new();
+/// A [`BenchError`] when the kernels cannot run here.
+pub fn expected(sandbox: &Sandbox) -> Result<&'static [(u64, String)], BenchError> {
+    static EXPECTED: OnceLock<Result<Vec<(u64, String)>, BenchError>> = OnceLock::new();
     EXPECTED
         .get_or_init(|| {
             KERNELS
                 .iter()
                 .map(|kernel| {
-                    let mut loaded = kernel.load(sandbox).map_err(|e| e.to_string())?;
-                    let (fuel, _, checksum) =
-                        kernel.trial(&mut loaded).map_err(|e| e.to_string())?;
+                    let mut loaded = kernel.load(sandbox)?;
+                    let (fuel, _, checksum) = kernel.trial(&mut loaded)?;
                     Ok((fuel, format!("{checksum:016x}")))
                 })
                 .collect()
@@ -237,43 +236,91 @@ pub fn expected(sandbox: &Sandbox) -> Result<&'static [(u64, String)], String> {
         .map_err(Clone::clone)
 }
 
+/// Why a worker's benchmark does not check out.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Mismatch {
+    /// The kernels cannot run here, so nothing can be checked.
+    #[error(transparent)]
+    Kernels(#[from] BenchError),
+    /// Another number of kernels than the suite has.
+    #[error("{reported} kernels reported, the suite has {suite}")]
+    Count {
+        /// How many were reported.
+        reported: usize,
+        /// How many the suite has.
+        suite: usize,
+    },
+    /// A kernel missing, or reported more than once.
+    #[error("kernel {0} must be reported once")]
+    NotOnce(&'static str),
+    /// A kernel's fuel or checksum is not what running it gives: it was not run.
+    #[error(
+        "kernel {kernel} reports fuel {fuel} and checksum {checksum}, but running it gives {expected_fuel} and {expected_checksum}"
+    )]
+    Figures {
+        /// The kernel.
+        kernel: &'static str,
+        /// The fuel reported.
+        fuel: u64,
+        /// The checksum reported.
+        checksum: String,
+        /// The fuel every run burns.
+        expected_fuel: u64,
+        /// The checksum every run gives.
+        expected_checksum: String,
+    },
+    /// A kernel reported as taking no time.
+    #[error("kernel {0} reports no time")]
+    NoTime(&'static str),
+    /// The score is not the one the kernels' figures give.
+    #[error("the score {claimed} does not follow from the kernels ({score:.1})")]
+    Score {
+        /// The score reported.
+        claimed: f64,
+        /// The score the figures give.
+        score: f64,
+    },
+}
+
 /// Checks a worker's benchmark against the kernels' known fuel and checksums and returns its
 /// score, recomputed from the kernel figures.
 ///
 /// # Errors
-/// What does not add up: a kernel missing, repeated or unknown, a wrong fuel count or
-/// checksum (the kernel was not run), an impossible time, or a score that does not follow
-/// from the figures.
-pub fn check(sandbox: &Sandbox, benchmark: &Benchmark) -> Result<f64, String> {
+/// A [`Mismatch`]: what does not add up: a kernel missing, repeated or unknown, a wrong fuel
+/// count or checksum (the kernel was not run), an impossible time, or a score that does not
+/// follow from the figures.
+pub fn check(sandbox: &Sandbox, benchmark: &Benchmark) -> Result<f64, Mismatch> {
     let expected = expected(sandbox)?;
     if benchmark.kernels.len() != KERNELS.len() {
-        return Err(format!(
-            "{} kernels reported, the suite has {}",
-            benchmark.kernels.len(),
-            KERNELS.len()
-        ));
+        return Err(Mismatch::Count {
+            reported: benchmark.kernels.len(),
+            suite: KERNELS.len(),
+        });
     }
     for (kernel, (fuel, checksum)) in KERNELS.iter().zip(expected) {
         let mut runs = benchmark.kernels.iter().filter(|r| r.name == kernel.name);
         let (Some(run), None) = (runs.next(), runs.next()) else {
-            return Err(format!("kernel {} must be reported once", kernel.name));
+            return Err(Mismatch::NotOnce(kernel.name));
         };
         if run.fuel != *fuel || run.checksum != *checksum {
-            return Err(format!(
-                "kernel {} reports fuel {} and checksum {}, but running it gives {fuel} and {checksum}",
-                kernel.name, run.fuel, run.checksum
-            ));
+            return Err(Mismatch::Figures {
+                kernel: kernel.name,
+                fuel: run.fuel,
+                checksum: run.checksum.clone(),
+                expected_fuel: *fuel,
+                expected_checksum: checksum.clone(),
+            });
         }
         if run.micros == 0 {
-            return Err(format!("kernel {} reports no time", kernel.name));
+            return Err(Mismatch::NoTime(kernel.name));
         }
     }
     let score = score(&benchmark.kernels);
     if !benchmark.score.is_finite() || (benchmark.score - score).abs() > score * 0.01 {
-        return Err(format!(
-            "the score {} does not follow from the kernels ({score:.1})",
-            benchmark.score
-        ));
+        return Err(Mismatch::Score {
+            claimed: benchmark.score,
+            score,
+        });
     }
     Ok(score)
 }
@@ -326,13 +373,19 @@ mod tests {
 
         let mut forged = honest.clone();
         forged.kernels[2].checksum = "0000000000000000".into();
-        assert!(check(&sandbox, &forged).unwrap_err().contains("seq_memory"));
+        assert!(
+            check(&sandbox, &forged)
+                .unwrap_err()
+                .to_string()
+                .contains("seq_memory")
+        );
 
         let mut inflated = honest.clone();
         inflated.score *= 10.0;
         assert!(
             check(&sandbox, &inflated)
                 .unwrap_err()
+                .to_string()
                 .contains("does not follow")
         );
 
@@ -342,7 +395,12 @@ mod tests {
 
         let mut twice = honest;
         twice.kernels[1] = twice.kernels[0].clone();
-        assert!(check(&sandbox, &twice).unwrap_err().contains("once"));
+        assert!(
+            check(&sandbox, &twice)
+                .unwrap_err()
+                .to_string()
+                .contains("once")
+        );
     }
 
     #[test]

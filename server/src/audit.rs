@@ -21,6 +21,7 @@ use dipla_protocol::identity::ReceiptEntry;
 use dipla_protocol::{
     FailureKind, ModuleHash, PublicKey, RawJson, Signature, TaskFailure, TaskLimits,
 };
+use dipla_sandbox::abi::AbiError;
 use dipla_sandbox::{Limits, Sandbox};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -46,12 +47,12 @@ pub struct StageRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The journal cannot be read.
-    #[error("cannot read the state file {path}: {message}")]
+    #[error("cannot read the state file {path}: {problem}")]
     State {
         /// The file.
         path: PathBuf,
-        /// Why.
-        message: String,
+        /// What in it cannot be read.
+        problem: JournalProblem,
     },
     /// The results file cannot be read.
     #[error("cannot read the results file {path}: {source}")]
@@ -60,6 +61,44 @@ pub enum AuditError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+}
+
+/// What in a journal an audit cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalProblem {
+    /// The database cannot be opened or queried.
+    #[error("{0}")]
+    Database(rusqlite::Error),
+    /// A key the journal's `meta` table always has is missing.
+    #[error("it has no {0} (not a Dipla journal?)")]
+    NoMeta(&'static str),
+    /// The stages it records are not readable.
+    #[error("stages: {0}")]
+    Stages(serde_json::Error),
+    /// A receipt cannot be read.
+    #[error("receipt {id}: {error}")]
+    Receipt {
+        /// The receipt's row.
+        id: i64,
+        /// Why.
+        error: rusqlite::Error,
+    },
+    /// A module's bytes cannot be read.
+    #[error("module {module}: {error}")]
+    Module {
+        /// The module.
+        module: ModuleHash,
+        /// Why.
+        error: rusqlite::Error,
+    },
+    /// A module cannot be compiled to run again.
+    #[error("module {module}: {error}")]
+    Compile {
+        /// The module.
+        module: ModuleHash,
+        /// Why.
+        error: AbiError,
     },
 }
 
@@ -145,23 +184,23 @@ pub fn audit(
     sample: usize,
     sandbox: &Sandbox,
 ) -> Result<AuditReport, AuditError> {
-    let fail = |message: String| AuditError::State {
+    let fail = |problem: JournalProblem| AuditError::State {
         path: state.to_owned(),
-        message,
+        problem,
     };
     let db = Connection::open_with_flags(state, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| fail(e.to_string()))?;
-    let meta = |key: &str| -> Result<String, AuditError> {
+        .map_err(|e| fail(JournalProblem::Database(e)))?;
+    let meta = |key: &'static str| -> Result<String, AuditError> {
         db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
             row.get(0)
         })
         .optional()
-        .map_err(|e| fail(e.to_string()))?
-        .ok_or_else(|| fail(format!("it has no {key} (not a Dipla journal?)")))
+        .map_err(|e| fail(JournalProblem::Database(e)))?
+        .ok_or_else(|| fail(JournalProblem::NoMeta(key)))
     };
     let job = meta("fingerprint")?;
     let stages: Vec<StageRecord> =
-        serde_json::from_str(&meta("stages")?).map_err(|e| fail(format!("stages: {e}")))?;
+        serde_json::from_str(&meta("stages")?).map_err(|e| fail(JournalProblem::Stages(e)))?;
     let mut checker = Checker {
         db: &db,
         job,
@@ -268,10 +307,18 @@ pub fn audit(
                         [record.module.to_string()],
                         |row| row.get(0),
                     )
-                    .map_err(|e| fail(format!("module {}: {e}", record.module)))?;
-                let guest = sandbox
-                    .compile(&bytes)
-                    .map_err(|e| fail(format!("module {}: {e}", record.module)))?;
+                    .map_err(|error| {
+                        fail(JournalProblem::Module {
+                            module: record.module,
+                            error,
+                        })
+                    })?;
+                let guest = sandbox.compile(&bytes).map_err(|error| {
+                    fail(JournalProblem::Compile {
+                        module: record.module,
+                        error,
+                    })
+                })?;
                 guests.entry(record.module).or_insert(guest)
             }
         };
@@ -325,7 +372,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     /// The entries of receipt `id`, if its signature checks.
-    fn entries(&mut self, id: i64) -> Result<Option<&Vec<ReceiptEntry>>, String> {
+    fn entries(&mut self, id: i64) -> Result<Option<&Vec<ReceiptEntry>>, JournalProblem> {
         if !self.receipts.contains_key(&id) {
             let (identity, signature, body): (String, String, Vec<u8>) = self
                 .db
@@ -334,7 +381,7 @@ impl Checker<'_> {
                     [id],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
-                .map_err(|e| format!("receipt {id}: {e}"))?;
+                .map_err(|error| JournalProblem::Receipt { id, error })?;
             let valid = match (
                 identity.parse::<PublicKey>(),
                 signature.parse::<Signature>(),
@@ -359,7 +406,7 @@ impl Checker<'_> {
         module: ModuleHash,
         input: &RawJson,
         output: [u8; 32],
-    ) -> Result<bool, String> {
+    ) -> Result<bool, JournalProblem> {
         let input = ReceiptEntry::digest(input.get());
         let rows = self.rows(
             "SELECT receipt, entry FROM receipted WHERE stage = ?1 AND idx = ?2",
@@ -380,7 +427,7 @@ impl Checker<'_> {
     }
 
     /// Whether a valid receipt of one of `stage`'s tasks gave `output`.
-    fn reduce_receipted(&mut self, stage: usize, output: &RawJson) -> Result<bool, String> {
+    fn reduce_receipted(&mut self, stage: usize, output: &RawJson) -> Result<bool, JournalProblem> {
         let output = ReceiptEntry::digest(output.get());
         let rows = self.rows(
             "SELECT receipt, entry FROM receipted WHERE stage = ?1",
@@ -402,8 +449,11 @@ impl Checker<'_> {
         query: &str,
         stage: usize,
         index: Option<u64>,
-    ) -> Result<Vec<(i64, usize)>, String> {
-        let mut statement = self.db.prepare_cached(query).map_err(|e| e.to_string())?;
+    ) -> Result<Vec<(i64, usize)>, JournalProblem> {
+        let mut statement = self
+            .db
+            .prepare_cached(query)
+            .map_err(JournalProblem::Database)?;
         let map = |row: &rusqlite::Row<'_>| {
             Ok((
                 row.get::<_, i64>(0)?,
@@ -417,8 +467,9 @@ impl Checker<'_> {
             ),
             None => statement.query_map(params![stage], map),
         }
-        .map_err(|e| e.to_string())?;
-        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        .map_err(JournalProblem::Database)?;
+        rows.collect::<Result<_, _>>()
+            .map_err(JournalProblem::Database)
     }
 }
 

@@ -27,9 +27,12 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
-    /// A file the job names could not be read, or results not written.
+    /// A file the job names could not be read.
     #[error("{0}")]
     Io(String),
+    /// The results could not be written.
+    #[error("cannot write the results: {0}")]
+    Write(std::io::Error),
     /// The answer was not what the API promises.
     #[error("unexpected answer from the server: {0}")]
     Unexpected(String),
@@ -197,7 +200,7 @@ impl Client {
         self.follow(&path, |lines| {
             out.write_all(lines)
                 .and_then(|()| out.flush())
-                .map_err(|e| format!("cannot write the results: {e}"))
+                .map_err(ClientError::Write)
         })
         .await?;
         self.brief(id).await
@@ -207,11 +210,11 @@ impl Client {
     /// server ends them.
     ///
     /// # Errors
-    /// When the call fails, or `each` does.
+    /// When the call fails, or `each` does (its error is returned as it is).
     pub async fn follow(
         &self,
         path: &str,
-        mut each: impl FnMut(&[u8]) -> Result<(), String>,
+        mut each: impl FnMut(&[u8]) -> Result<(), ClientError>,
     ) -> Result<(), ClientError> {
         let mut response = self
             .call(reqwest::Method::GET, path, |request| request)
@@ -229,7 +232,7 @@ impl Client {
             partial.extend_from_slice(&chunk);
             if let Some(at) = partial.iter().rposition(|&b| b == b'\n') {
                 let rest = partial.split_off(at + 1);
-                each(&partial).map_err(ClientError::Io)?;
+                each(&partial)?;
                 partial = rest;
             }
         }

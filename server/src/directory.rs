@@ -96,51 +96,78 @@ pub struct Announcement {
 }
 
 /// Why an announcement was refused as malformed: the field and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
 pub struct Invalid {
     /// The JSON field at fault.
     pub field: &'static str,
     /// What is wrong with it.
-    pub message: String,
+    pub message: Fault,
 }
 
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
+/// What is wrong with a field of an announcement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// The name is empty or too long.
+    #[error("must be 1 to {MAX_NAME_CHARS} characters long")]
+    NameLength,
+    /// The name holds other characters than letters, digits and `. _ -`.
+    #[error("may hold only letters A-Z a-z, digits and . _ -")]
+    NameCharacters,
+    /// The description is too long.
+    #[error("must be at most {MAX_DESCRIPTION_CHARS} characters long")]
+    DescriptionLength,
+    /// The field holds control characters.
+    #[error("must not hold control characters")]
+    Control,
+    /// The URL is too long.
+    #[error("must be at most {MAX_URL_CHARS} characters long")]
+    UrlLength,
+    /// The URL holds characters that are not printable.
+    #[error("must hold only printable characters")]
+    Unprintable,
+    /// The text is not a URL.
+    #[error("not a URL: {0}")]
+    NotUrl(url::ParseError),
+    /// The URL has another scheme than those allowed.
+    #[error("must be a {} URL, not {scheme}", .wanted.join(" or "))]
+    Scheme {
+        /// The schemes allowed.
+        wanted: &'static [&'static str],
+        /// The URL's.
+        scheme: String,
+    },
+    /// The URL names no host.
+    #[error("must name a host")]
+    NoHost,
+    /// The URL holds a user name or a password.
+    #[error("must not hold credentials")]
+    Credentials,
+    /// The health URL is on another host than the worker URL.
+    #[error("must be on the same host as url")]
+    OtherHost,
 }
-
-impl std::error::Error for Invalid {}
 
 impl Announcement {
     /// Checks every field; the first fault found names its field.
     pub fn validate(&self) -> Result<(), Invalid> {
-        let invalid = |field, message: String| Err(Invalid { field, message });
+        let invalid = |field, message: Fault| Err(Invalid { field, message });
         let name_chars = self.name.chars().count();
         if name_chars == 0 || name_chars > MAX_NAME_CHARS {
-            return invalid(
-                "name",
-                format!("must be 1 to {MAX_NAME_CHARS} characters long"),
-            );
+            return invalid("name", Fault::NameLength);
         }
         if !self
             .name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
-            return invalid(
-                "name",
-                "may hold only letters A-Z a-z, digits and . _ -".into(),
-            );
+            return invalid("name", Fault::NameCharacters);
         }
         if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return invalid(
-                "description",
-                format!("must be at most {MAX_DESCRIPTION_CHARS} characters long"),
-            );
+            return invalid("description", Fault::DescriptionLength);
         }
         if self.description.chars().any(char::is_control) {
-            return invalid("description", "must not hold control characters".into());
+            return invalid("description", Fault::Control);
         }
         let url = match parse_url(&self.url, &["ws", "wss"]) {
             Ok(url) => url,
@@ -155,32 +182,34 @@ impl Announcement {
             .zip(health.host_str())
             .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
         {
-            return invalid("health", "must be on the same host as url".into());
+            return invalid("health", Fault::OtherHost);
         }
         Ok(())
     }
 }
 
 /// `text` as a URL with one of `schemes` and a host.
-fn parse_url(text: &str, schemes: &[&str]) -> Result<reqwest::Url, String> {
-    let wanted = schemes.join(" or ");
+fn parse_url(text: &str, schemes: &'static [&'static str]) -> Result<reqwest::Url, Fault> {
     if text.chars().count() > MAX_URL_CHARS {
-        return Err(format!("must be at most {MAX_URL_CHARS} characters long"));
+        return Err(Fault::UrlLength);
     }
     // The URL parser drops tabs and line breaks, but the text as sent is what is kept,
     // listed and logged.
     if printable(text, MAX_URL_CHARS) != text {
-        return Err("must hold only printable characters".into());
+        return Err(Fault::Unprintable);
     }
-    let url = reqwest::Url::parse(text).map_err(|error| format!("not a URL: {error}"))?;
+    let url = reqwest::Url::parse(text).map_err(Fault::NotUrl)?;
     if !schemes.contains(&url.scheme()) {
-        return Err(format!("must be a {wanted} URL, not {}", url.scheme()));
+        return Err(Fault::Scheme {
+            wanted: schemes,
+            scheme: url.scheme().to_owned(),
+        });
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err("must name a host".into());
+        return Err(Fault::NoHost);
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not hold credentials".into());
+        return Err(Fault::Credentials);
     }
     Ok(url)
 }
@@ -619,15 +648,43 @@ pub struct DirectoryArgs {
     pub max_projects: usize,
 }
 
+/// Why `dipla-server directory` cannot run, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// A period given in seconds is too short (or not a number).
+    #[error("{flag} must be at least 0.05")]
+    TooShort {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// The address cannot be listened on.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listener's own address cannot be read.
+    #[error(transparent)]
+    Address(std::io::Error),
+    /// Serving failed.
+    #[error("the directory stopped")]
+    Stopped(#[source] std::io::Error),
+}
+
 impl DirectoryArgs {
     /// The options these flags describe.
-    pub fn options(&self) -> anyhow::Result<DirectoryOptions> {
-        let secs = |value: f64, flag: &str| {
-            anyhow::ensure!(
-                value.is_finite() && value >= 0.05,
-                "{flag} must be at least 0.05"
-            );
-            Ok(Duration::from_secs_f64(value))
+    ///
+    /// # Errors
+    /// [`DirectoryError::TooShort`] for a period under 0.05 s.
+    pub fn options(&self) -> Result<DirectoryOptions, DirectoryError> {
+        let secs = |value: f64, flag: &'static str| {
+            if value.is_finite() && value >= 0.05 {
+                Ok(Duration::from_secs_f64(value))
+            } else {
+                Err(DirectoryError::TooShort { flag })
+            }
         };
         Ok(DirectoryOptions {
             check_every: secs(self.check_secs, "--check-secs")?,
@@ -640,16 +697,23 @@ impl DirectoryArgs {
 
 /// `dipla-server directory`: binds, prints `dipla-server: directory listening on
 /// http://ADDR` on stderr and serves until Ctrl-C.
-pub async fn run(args: DirectoryArgs) -> anyhow::Result<()> {
-    use anyhow::Context;
+///
+/// # Errors
+/// A [`DirectoryError`] when the flags are wrong, the address cannot be listened on, or
+/// serving fails.
+pub async fn run(args: DirectoryArgs) -> Result<(), DirectoryError> {
     let options = args.options()?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    let listener =
+        TcpListener::bind(args.listen)
+            .await
+            .map_err(|source| DirectoryError::Listen {
+                address: args.listen,
+                source,
+            })?;
+    let addr = listener.local_addr().map_err(DirectoryError::Address)?;
     eprintln!("dipla-server: directory listening on http://{addr}");
     tokio::select! {
-        served = serve(listener, options) => served.context("the directory stopped")?,
+        served = serve(listener, options) => served.map_err(DirectoryError::Stopped)?,
         _ = tokio::signal::ctrl_c() => eprintln!("dipla-server: directory interrupted"),
     }
     Ok(())

@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use crate::engine::{Engine, LocalWorkers, worker_url};
 use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS};
 use crate::stage_check::resolve;
+use crate::stage_error::{Application, StageError};
 use crate::state::Handle;
 use crate::transport::Venue;
 use crate::{DriverError, Inputs, Job, Module, Part, Promise, Reduced, Source, Stage};
@@ -356,7 +357,10 @@ impl ModuleRef {
             .guest
             .check_task(name)
             .cloned()
-            .map_err(|e| format!("module {}: {e}", self.name));
+            .map_err(|error| StageError::Task {
+                module: self.name.clone(),
+                error,
+            });
         Task {
             inner: self.inner.clone(),
             module: self.hash,
@@ -382,7 +386,7 @@ pub struct Task {
     inner: Arc<Inner>,
     module: ModuleHash,
     export: String,
-    info: Result<TaskInfo, String>,
+    info: Result<TaskInfo, StageError>,
     name: Option<String>,
     limits: TaskLimits,
     max_attempts: u32,
@@ -399,19 +403,19 @@ pub struct Task {
 pub struct Input(InputKind);
 
 enum InputKind {
-    List(Result<Inputs, String>),
+    List(Result<Inputs, StageError>),
     Stage(Promise),
 }
 
 impl Input {
     /// One task per value, each value serialised to JSON.
     pub fn values<T: Serialize>(values: impl IntoIterator<Item = T>) -> Self {
-        let values: Result<Vec<Box<RawJson>>, String> = values
+        let values: Result<Vec<Box<RawJson>>, StageError> = values
             .into_iter()
             .enumerate()
-            .map(|(i, value)| {
+            .map(|(index, value)| {
                 serde_json::value::to_raw_value(&value)
-                    .map_err(|e| format!("input {i} cannot be JSON: {e}"))
+                    .map_err(|error| StageError::InputNotJson { index, error })
             })
             .collect();
         Self(InputKind::List(values.map(Inputs::Values)))
@@ -432,9 +436,7 @@ impl From<RangeInclusive<u64>> for Input {
         let (start, end) = range.into_inner();
         match end.checked_add(1) {
             Some(end) => (start..end).into(),
-            None => Self(InputKind::List(Err(
-                "a range cannot end at u64::MAX inclusive".into(),
-            ))),
+            None => Self(InputKind::List(Err(StageError::RangeToMax))),
         }
     }
 }
@@ -517,9 +519,16 @@ impl Task {
         match module.guest.check_task(name) {
             Ok(info) if info.verifier => self.verify = Some((module.hash, name.to_owned())),
             Ok(info) => {
-                self.info = Err(format!("verify: {info} is not a #[verifier]"));
+                self.info = Err(StageError::NotVerifier {
+                    task: info.to_string(),
+                });
             }
-            Err(e) => self.info = Err(format!("verify: module {}: {e}", module.name)),
+            Err(error) => {
+                self.info = Err(StageError::Verifier {
+                    module: module.name.clone(),
+                    error,
+                });
+            }
         }
         self
     }
@@ -542,7 +551,7 @@ impl Task {
     /// then starts as soon as its input exists).
     pub fn map(self, inputs: impl Into<Input>) -> Promise {
         let mut inputs = inputs.into();
-        self.make(None, || source_of(&mut inputs, "map"))
+        self.make(None, || source_of(&mut inputs, Application::Map))
     }
 
     /// One task per index, its arguments taken from each part at that index (a task of
@@ -554,7 +563,7 @@ impl Task {
             for (j, part) in parts.iter_mut().enumerate() {
                 resolved.push(match &mut part.0 {
                     InputKind::List(list) => {
-                        Part::List(take(list).map_err(|e| format!("zip[{j}]: {e}"))?)
+                        Part::List(take(list).map_err(|e| e.of(Application::Zip(j)))?)
                     }
                     InputKind::Stage(promise) => Part::Stage(promise.stage_for_reading()?),
                 });
@@ -565,9 +574,9 @@ impl Task {
 
     /// `count` tasks over one value, task `i` given `(value, i, count)`.
     pub fn scatter(self, value: impl Serialize, count: u64) -> Promise {
-        let value = serde_json::value::to_raw_value(&value).map_err(|e| e.to_string());
+        let value = serde_json::value::to_raw_value(&value);
         self.make(None, move || {
-            let value = value.map_err(|e| format!("the scattered value cannot be JSON: {e}"))?;
+            let value = value.map_err(StageError::ScatterNotJson)?;
             Ok(Source::Scatter { value, count })
         })
     }
@@ -581,7 +590,7 @@ impl Task {
         } else {
             max_tasks
         };
-        self.make(Some(max), || source_of(&mut inputs, "explore"))
+        self.make(Some(max), || source_of(&mut inputs, Application::Explore))
     }
 
     /// Folds every output of `of` into one, as a tree of tasks of fixed shape (the result
@@ -602,7 +611,7 @@ impl Task {
     fn make(
         self,
         explore: Option<u64>,
-        source: impl FnOnce() -> Result<Source, String>,
+        source: impl FnOnce() -> Result<Source, StageError>,
     ) -> Promise {
         let name = self.stage_name();
         let inner = self.inner.clone();
@@ -630,9 +639,9 @@ impl Task {
             resolve(&core, &mut stage, &info)?;
             Ok(core.add_stage(stage, Keep::All))
         })()
-        .map_err(|message| DriverError::Invalid {
+        .map_err(|error: StageError| DriverError::Invalid {
             stage: name.clone(),
-            message,
+            message: error.to_string(),
         });
         if stage.is_ok() {
             inner.handle.wake_all();
@@ -655,16 +664,14 @@ impl Task {
 }
 
 /// The source of a one-argument application.
-fn source_of(input: &mut Input, what: &str) -> Result<Source, String> {
+fn source_of(input: &mut Input, application: Application) -> Result<Source, StageError> {
     match &mut input.0 {
-        InputKind::List(list) => Ok(Source::List(
-            take(list).map_err(|e| format!("{what}: {e}"))?,
-        )),
+        InputKind::List(list) => Ok(Source::List(take(list).map_err(|e| e.of(application))?)),
         InputKind::Stage(promise) => Ok(Source::Stage(promise.stage_for_reading()?)),
     }
 }
 
 /// Moves a list out of an input (each input is used once).
-fn take(list: &mut Result<Inputs, String>) -> Result<Inputs, String> {
-    std::mem::replace(list, Err("the inputs were used already".into()))
+fn take(list: &mut Result<Inputs, StageError>) -> Result<Inputs, StageError> {
+    std::mem::replace(list, Err(StageError::InputsUsed))
 }

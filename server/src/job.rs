@@ -288,35 +288,24 @@ impl Job {
     }
 }
 
-/// Checks that `task` takes `given` arguments (`what` names who gives them, for the message).
+/// [`crate::stage_check::check_arity`] with its error as text, as the manifest parser takes
+/// it.
 ///
 /// # Errors
-/// A message naming both counts and the task's signature.
+/// The [`crate::stage_error::StageError`]'s message, naming both counts and the task's
+/// signature.
 pub fn check_arity(task: &TaskInfo, given: usize, what: &str) -> Result<(), String> {
-    match task.arity() {
-        Some(takes) if takes != given => Err(format!(
-            "{what} gives {given} argument(s) but {task} takes {takes}"
-        )),
-        _ => Ok(()),
-    }
+    crate::stage_check::check_arity(task, given, what).map_err(|e| e.to_string())
 }
 
-/// Checks that `task` can fold groups of `fan_in` values: it takes two values of its result's
-/// type (a `#[task]` the macro marks as able to reduce), or its module does not say.
+/// [`crate::stage_check::check_reducer`] with its error as text, as the manifest parser
+/// takes it.
 ///
 /// # Errors
-/// A message naming the task's signature and what a reducer looks like.
+/// The [`crate::stage_error::StageError`]'s message, naming the task's signature and what a
+/// reducer looks like.
 pub fn check_reducer(task: &TaskInfo, fan_in: u64) -> Result<(), String> {
-    if fan_in < 2 {
-        return Err("a reduce needs a fan-in of at least 2".into());
-    }
-    if task.fold || (task.arity() == Some(2) && fan_in == 2) || task.arity().is_none() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{task} cannot reduce: a reducer takes two parameters of its result's type, such as add(a: u64, b: u64) -> u64"
-        ))
-    }
+    crate::stage_check::check_reducer(task, fan_in).map_err(|e| e.to_string())
 }
 
 /// `[a,b,...]` from JSON texts.

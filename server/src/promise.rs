@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::DriverError;
 use crate::driver::Inner;
+use crate::stage_error::StageError;
 use dipla_core::Outcome;
 
 /// The outputs of a stage, one per task in input order, available as they complete. Cheap
@@ -53,13 +54,14 @@ impl Promise {
 
     /// The stage, for a stage about to read it; a promise that could not be made makes the
     /// reader fail too, saying why.
-    pub(crate) fn stage_for_reading(&self) -> Result<usize, String> {
-        self.shared.stage.clone().map_err(|e| {
-            format!(
-                "it reads stage {:?}, which could not be made: {e}",
-                self.shared.name
-            )
-        })
+    pub(crate) fn stage_for_reading(&self) -> Result<usize, StageError> {
+        self.shared
+            .stage
+            .clone()
+            .map_err(|error| StageError::Unmade {
+                stage: self.shared.name.clone(),
+                error,
+            })
     }
 
     fn stage(&self) -> Result<usize, DriverError> {

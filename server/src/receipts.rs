@@ -13,6 +13,8 @@ use dipla_protocol::{
 
 use dipla_core::AttemptId;
 
+use crate::violation::Violation;
+
 /// The tasks a connection was sent and has not answered: module and input digest by attempt.
 #[derive(Default)]
 pub(crate) struct Sent {
@@ -46,33 +48,24 @@ impl Sent {
         job: &str,
         results: &[TaskResult],
         receipt: Option<&Signature>,
-    ) -> Result<Option<Receipted>, String> {
+    ) -> Result<Option<Receipted>, Violation> {
         let mut entries = Vec::with_capacity(results.len());
         for result in results {
             let Some((module, input)) = self.tasks.remove(&result.id) else {
-                return Err(format!(
-                    "result for task {}, which this worker was not given or already answered",
-                    result.id
-                ));
+                return Err(Violation::NotGiven(result.id));
             };
             let Some(outcome) = result.outcome() else {
-                return Err(format!(
-                    "result {} must have exactly one of output and error",
-                    result.id
-                ));
+                return Err(Violation::NotOneOutcome(result.id));
             };
             if let Err(failure) = outcome {
                 if failure.kind.is_server_only() {
-                    return Err(format!(
-                        "result {} claims a {:?} failure, which only a server reports",
-                        result.id, failure.kind
-                    ));
+                    return Err(Violation::ServerOnlyFailure {
+                        attempt: result.id,
+                        kind: failure.kind,
+                    });
                 }
                 if failure.message.len() > MAX_FAILURE_MESSAGE_BYTES {
-                    return Err(format!(
-                        "result {}'s failure message is over {MAX_FAILURE_MESSAGE_BYTES} bytes",
-                        result.id
-                    ));
+                    return Err(Violation::FailureTooLong(result.id));
                 }
             }
             entries.push(ReceiptEntry {
@@ -87,15 +80,11 @@ impl Sent {
             return Ok(None);
         }
         let Some(signature) = receipt else {
-            return Err("results without a receipt".into());
+            return Err(Violation::NoReceipt);
         };
         let body = receipt_message(job, &entries);
         if !identity.verifies(&body, signature) {
-            return Err(
-                "the results' receipt does not check: it is not this identity's \
-                        signature over these tasks and their outcomes"
-                    .into(),
-            );
+            return Err(Violation::BadReceipt);
         }
         Ok(Some(Receipted {
             body,

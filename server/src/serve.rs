@@ -713,7 +713,8 @@ impl Service {
                     Err(e) => return Err(invalid(e.to_string())),
                 }
             }
-            crate::stage_check::resolve(&core, &mut stage, &info).map_err(invalid)?;
+            crate::stage_check::resolve(&core, &mut stage, &info)
+                .map_err(|e| invalid(e.to_string()))?;
             core.add_stage(stage, Keep::All)
         };
         handle.wake_all();

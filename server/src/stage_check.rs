@@ -4,76 +4,107 @@
 
 use dipla_sandbox::abi::TaskInfo;
 
-use crate::job::{Part, Source, Stage, check_arity, check_reducer};
+use crate::job::{Part, Source, Stage};
 use crate::manifest::may_stop;
+use crate::stage_error::{Application, StageError};
 use crate::state::Core;
 use crate::types::{self, Signature, Upstream};
+
+/// Checks that `task` takes `given` arguments (`by` names who gives them, for the message).
+///
+/// # Errors
+/// [`StageError::Arity`], naming both counts and the task's signature.
+pub(crate) fn check_arity(task: &TaskInfo, given: usize, by: &str) -> Result<(), StageError> {
+    match task.arity() {
+        Some(takes) if takes != given => Err(StageError::Arity {
+            by: by.to_owned(),
+            given,
+            task: task.to_string(),
+            takes,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that `task` can fold groups of `fan_in` values: it takes two values of its result's
+/// type (a `#[task]` the macro marks as able to reduce), or its module does not say.
+///
+/// # Errors
+/// [`StageError::FanIn`] or [`StageError::NotReducer`].
+pub(crate) fn check_reducer(task: &TaskInfo, fan_in: u64) -> Result<(), StageError> {
+    if fan_in < 2 {
+        return Err(StageError::FanIn);
+    }
+    if task.fold || (task.arity() == Some(2) && fan_in == 2) || task.arity().is_none() {
+        Ok(())
+    } else {
+        Err(StageError::NotReducer {
+            task: task.to_string(),
+        })
+    }
+}
 
 /// Checks `stage`, about to be added to `core`'s job, whose task is `info`; sets its task
 /// count and whether it may stop early.
 ///
 /// # Errors
-/// A message saying what is wrong (the caller names the stage).
-pub(crate) fn resolve(core: &Core, stage: &mut Stage, info: &TaskInfo) -> Result<(), String> {
+/// A [`StageError`] saying what is wrong (the caller names the stage).
+pub(crate) fn resolve(core: &Core, stage: &mut Stage, info: &TaskInfo) -> Result<(), StageError> {
     let stages = core.coordinator.stage_count();
     let name = |read: usize| core.job.stages[read].name.clone();
     let exists = |read: usize| {
         if read < stages {
             Ok(read)
         } else {
-            Err(format!("it reads stage {read}, which does not exist"))
+            Err(StageError::NoStage(read))
         }
     };
     let what = if stage.explore.is_some() {
-        "explore"
+        Application::Explore
     } else {
-        "map"
+        Application::Map
     };
     let tasks = match &stage.source {
         Source::List(inputs) => {
             if inputs.is_empty() {
-                return Err(format!("{what}: there are no inputs"));
+                return Err(StageError::NoInputs(what));
             }
             inputs.len()
         }
         Source::Stage(read) => core.coordinator.lines(exists(*read)?),
         Source::Zip(parts) => {
             if parts.is_empty() {
-                return Err("a zip needs at least one part".into());
+                return Err(StageError::EmptyZip);
             }
             check_arity(info, parts.len(), "the zip")?;
             let mut lengths = Vec::new();
             for (j, part) in parts.iter().enumerate() {
                 lengths.push(match part {
                     Part::List(inputs) if inputs.is_empty() => {
-                        return Err(format!("zip[{j}]: there are no inputs"));
+                        return Err(StageError::NoInputs(Application::Zip(j)));
                     }
                     Part::List(inputs) => inputs.len(),
                     Part::Stage(read) => {
                         let read = exists(*read)?;
                         if !core.coordinator.is_dense(read) {
-                            return Err(format!(
-                                "zip[{j}]: stage {:?} can stop early or explores, so a zip cannot match it by index",
-                                name(read)
-                            ));
+                            return Err(StageError::Sparse {
+                                part: j,
+                                stage: name(read),
+                            });
                         }
                         core.coordinator.lines(read)
                     }
                 });
             }
             if lengths.iter().any(|&length| length != lengths[0]) {
-                let lengths: Vec<String> = lengths.iter().map(u64::to_string).collect();
-                return Err(format!(
-                    "the zip's parts differ in length ({})",
-                    lengths.join(", ")
-                ));
+                return Err(StageError::Lengths(lengths));
             }
             lengths[0]
         }
         Source::Scatter { count, .. } => {
             check_arity(info, 3, "scatter")?;
             if *count == 0 {
-                return Err("scatter needs a count of at least 1".into());
+                return Err(StageError::NoCount);
             }
             *count
         }
@@ -87,30 +118,21 @@ pub(crate) fn resolve(core: &Core, stage: &mut Stage, info: &TaskInfo) -> Result
     };
     if let Some(max) = stage.explore {
         if !matches!(stage.source, Source::List(_)) {
-            return Err("an explore stage starts from values or a range".into());
+            return Err(StageError::ExploreSource);
         }
         if tasks > max {
-            return Err(format!(
-                "max_tasks {max} is less than the {tasks} inputs it starts with"
-            ));
+            return Err(StageError::MaxTasks { max, tasks });
         }
     }
     if tasks == 0 {
-        let read = stage.stages_read();
-        let read: Vec<String> = read
-            .into_iter()
-            .map(|read| format!("{:?}", name(read)))
-            .collect();
-        return Err(format!(
-            "it reads {}, which ended with no outputs",
-            read.join(" and ")
-        ));
+        let read = stage.stages_read().into_iter().map(name).collect();
+        return Err(StageError::NoOutputs(read));
     }
     if let Some(guest) = core.job.guest(&stage.module) {
         guest.info().check_memory(stage.limits.memory_mb)?;
     }
     if stage.check_types {
-        types::check_source(
+        types::check_feed(
             info,
             &stage.source,
             stage.explore.is_some(),

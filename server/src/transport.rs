@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use dipla_protocol::identity::join_message;
 use dipla_protocol::text::printable;
 use dipla_protocol::{
-    Nonce, PROTOCOL_VERSION, PublicKey, ServerMessage, TaskBatch, TaskItem, Welcome, WorkerMessage,
+    MAX_WORKER_MESSAGE_BYTES, Nonce, PROTOCOL_VERSION, PublicKey, ServerMessage, TaskBatch,
+    TaskItem, Welcome, WorkerMessage,
 };
 use futures_util::{SinkExt, StreamExt};
 
@@ -29,11 +30,10 @@ use crate::gate::Gate;
 use crate::hub::Hub;
 use crate::receipts::Sent;
 use crate::state::Handle;
+use crate::verification::verification;
+use crate::violation::Violation;
 use dipla_core::Record;
 use dipla_core::{Answer, Assignment, Coordinator, Departure, TaskRef};
-
-/// The largest message a worker may send.
-pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// The most characters of a worker's name kept (it is logged, journaled and shown).
 const MAX_NAME_CHARS: usize = 64;
@@ -120,8 +120,8 @@ async fn upgrade(
         let busy = axum::http::StatusCode::SERVICE_UNAVAILABLE;
         return (busy, "too many connections; try again later").into_response();
     }
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+    ws.max_message_size(MAX_WORKER_MESSAGE_BYTES)
+        .max_frame_size(MAX_WORKER_MESSAGE_BYTES)
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_upgrade(move |socket| connection(socket, venue, peer.ip()))
@@ -136,11 +136,8 @@ enum End {
     Done,
     /// The worker went away.
     Gone,
-    /// The worker broke the protocol; close with this reason.
-    Violation(String),
-    /// The worker sent a message over [`MAX_MESSAGE_BYTES`]: a violation, closed with code
-    /// 1009 (message too big).
-    TooBig,
+    /// The worker broke the protocol; close saying how.
+    Violation(Violation),
     /// The hub wants the worker in another job, and it has finished its tasks here.
     Moved,
     /// Come back at once (to be seated in a job), for this reason.
@@ -213,14 +210,14 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
             (close_code::NORMAL, reason.to_owned())
         }
         End::Gone => (close_code::NORMAL, String::new()),
-        End::Violation(reason) => {
-            tracing::warn!(%reason, "closing a worker connection");
-            (close_code::POLICY, reason)
-        }
-        End::TooBig => {
-            let reason = format!("message over {} MiB", MAX_MESSAGE_BYTES >> 20);
-            tracing::warn!(%reason, "closing a worker connection");
-            (close_code::SIZE, reason)
+        End::Violation(violation) => {
+            tracing::warn!(reason = %violation, "closing a worker connection");
+            let code = if violation.is_too_big() {
+                close_code::SIZE
+            } else {
+                close_code::POLICY
+            };
+            (code, violation.to_string())
         }
     };
     let frame = CloseFrame {
@@ -263,59 +260,40 @@ async fn admit(
     let mut hello = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str(&text) {
             Ok(WorkerMessage::Hello(hello)) => hello,
-            Ok(_) => return Err(End::Violation("the first message must be hello".into())),
-            Err(error) => return Err(End::Violation(format!("bad hello: {error}"))),
+            Ok(_) => return Err(End::Violation(Violation::NotHello)),
+            Err(error) => return Err(End::Violation(Violation::BadHello(error))),
         },
-        Ok(_) => {
-            return Err(End::Violation(
-                "the first message must be a hello text frame".into(),
-            ));
-        }
-        Err(_) => return Err(End::Violation(format!("no hello within {HELLO_TIMEOUT:?}"))),
+        Ok(_) => return Err(End::Violation(Violation::HelloNotText)),
+        Err(_) => return Err(End::Violation(Violation::NoHello(HELLO_TIMEOUT))),
     };
     // What the worker calls itself is logged, journaled and shown: bounded and printable
     // from here on.
     hello.name = printable(&hello.name, MAX_NAME_CHARS);
     hello.version = printable(&hello.version, MAX_VERSION_CHARS);
     if hello.protocol != PROTOCOL_VERSION {
-        return Err(End::Violation(format!(
-            "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
-            hello.protocol
-        )));
+        return Err(End::Violation(Violation::Version(hello.protocol)));
     }
     if !gate.admits(hello.token.as_ref().map(|t| t.0.as_str())) {
         tracing::warn!(name = %hello.name, "refused a worker without a valid token");
-        return Err(End::Violation(
-            "this server admits only workers with a valid token (--token)".into(),
-        ));
+        return Err(End::Violation(Violation::Token));
     }
     let Some(key) = hello.identity else {
-        return Err(End::Violation(
-            "this server requires an identity (protocol 2)".into(),
-        ));
+        return Err(End::Violation(Violation::NoIdentity));
     };
     if gate.joined() >= gate.max_workers() {
         tracing::warn!(name = %hello.name, "refused a worker: the server is full");
-        return Err(End::Violation(format!(
-            "this server is full ({} workers); try again later",
-            gate.max_workers()
-        )));
+        return Err(End::Violation(Violation::Full(gate.max_workers())));
     }
     if !gate.admits_identity(ip, key) {
         tracing::warn!(name = %hello.name, %ip, "refused a worker: too many identities from its address");
-        return Err(End::Violation(
-            "too many identities from this address".into(),
-        ));
+        return Err(End::Violation(Violation::TooManyIdentities));
     }
     if let Err(why) = challenge(sink, stream, &key).await {
         tracing::warn!(name = %hello.name, identity = %key, %why, "refused a worker");
         return Err(End::Violation(why));
     }
     if !gate.enter() {
-        return Err(End::Violation(format!(
-            "this server is full ({} workers); try again later",
-            gate.max_workers()
-        )));
+        return Err(End::Violation(Violation::Full(gate.max_workers())));
     }
     let cores = (hello.cores as usize).clamp(1, gate.max_cores());
     Ok(Joined {
@@ -378,7 +356,7 @@ async fn attend(
         let mut core = handle.lock_now();
         core.coordinator.journal_worker(id, &hello.name);
         let departure = match end {
-            End::Violation(_) | End::TooBig => Departure::Expelled,
+            End::Violation(_) => Departure::Expelled,
             End::Gone => Departure::Lost,
             End::Done | End::Moved | End::Rejoin(_) => Departure::Released,
         };
@@ -434,7 +412,7 @@ async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream, rejoin: bool) ->
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return End::Gone,
                     Some(Ok(_)) => {
-                        return End::Violation("a worker without a job has nothing to send".into());
+                        return End::Violation(Violation::Lobby);
                     }
                 }
             }
@@ -461,7 +439,10 @@ type Stream = futures_util::stream::SplitStream<WebSocket>;
 
 /// Sends a fresh nonce and checks the worker's signature over it: the worker holds `key`'s
 /// secret, and the proof is good for this connection only.
-async fn challenge(sink: &mut Sink, stream: &mut Stream, key: &PublicKey) -> Result<(), String> {
+///
+/// # Errors
+/// The [`Violation`] of a worker that does not prove it holds the key, or cannot.
+async fn challenge(sink: &mut Sink, stream: &mut Stream, key: &PublicKey) -> Result<(), Violation> {
     let mut nonce = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
     let challenge = ServerMessage::Challenge {
@@ -469,23 +450,20 @@ async fn challenge(sink: &mut Sink, stream: &mut Stream, key: &PublicKey) -> Res
     };
     sink.send(Message::text(encode(&challenge)))
         .await
-        .map_err(|_| "the connection ended".to_owned())?;
+        .map_err(|_| Violation::Unchallenged)?;
     let signature = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
         Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str(&text) {
             Ok(WorkerMessage::Proof { signature }) => signature,
-            Ok(_) => return Err("the answer to a challenge must be a proof".into()),
-            Err(error) => return Err(format!("bad proof: {error}")),
+            Ok(_) => return Err(Violation::NotProof),
+            Err(error) => return Err(Violation::BadProof(error)),
         },
-        Ok(_) => return Err("the answer to a challenge must be a proof text frame".into()),
-        Err(_) => return Err(format!("no proof within {HELLO_TIMEOUT:?}")),
+        Ok(_) => return Err(Violation::ProofNotText),
+        Err(_) => return Err(Violation::NoProof(HELLO_TIMEOUT)),
     };
     if key.verifies(&join_message(&nonce, key), &signature) {
         Ok(())
     } else {
-        Err(
-            "the identity proof does not check: this worker does not hold that identity's key"
-                .into(),
-        )
+        Err(Violation::Forged)
     }
 }
 
@@ -577,11 +555,11 @@ async fn serve(
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
-                        return End::Violation("workers may not send binary frames".into());
+                        return End::Violation(Violation::Binary);
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_))) | None => return End::Gone,
-                    Some(Err(error)) if too_big(&error) => return End::TooBig,
+                    Some(Err(error)) if too_big(&error) => return End::Violation(Violation::TooBig),
                     Some(Err(error)) => {
                         tracing::debug!(id, %error, "connection error");
                         return End::Gone;
@@ -590,7 +568,7 @@ async fn serve(
                 handle.shared.stats.received(text.len());
                 let message = match serde_json::from_str::<WorkerMessage>(&text) {
                     Ok(message) => message,
-                    Err(error) => return End::Violation(format!("bad message: {error}")),
+                    Err(error) => return End::Violation(Violation::BadMessage(error)),
                 };
                 if let Err(reason) = on_message(&mut connection, message, sink, handle, &mut modules_sent).await {
                     return reason;
@@ -614,7 +592,7 @@ async fn serve(
     }
 }
 
-/// Whether a read failed because the worker's message was over [`MAX_MESSAGE_BYTES`].
+/// Whether a read failed because the worker's message was over [`MAX_WORKER_MESSAGE_BYTES`].
 fn too_big(error: &axum::Error) -> bool {
     std::error::Error::source(error)
         .and_then(|source| source.downcast_ref::<tungstenite::Error>())
@@ -668,18 +646,16 @@ async fn on_message(
 ) -> Result<(), End> {
     let id = connection.id;
     match message {
-        WorkerMessage::Hello(_) => Err(End::Violation("hello sent twice".into())),
-        WorkerMessage::Proof { .. } => Err(End::Violation("proof sent twice".into())),
+        WorkerMessage::Hello(_) => Err(End::Violation(Violation::HelloTwice)),
+        WorkerMessage::Proof { .. } => Err(End::Violation(Violation::ProofTwice)),
         WorkerMessage::FetchModule { hashes } => {
             for hash in hashes {
                 let bytes = handle.lock().job.module_bytes(&hash).cloned();
                 let Some(bytes) = bytes else {
-                    return Err(End::Violation(format!(
-                        "asked for module {hash}, which this job does not have"
-                    )));
+                    return Err(End::Violation(Violation::UnknownModule(hash)));
                 };
                 if !modules_sent.insert(hash) {
-                    return Err(End::Violation(format!("asked for module {hash} twice")));
+                    return Err(End::Violation(Violation::ModuleTwice(hash)));
                 }
                 tracing::debug!(id, %hash, bytes = bytes.len(), "sending module");
                 handle.shared.stats.module_sent(bytes.len());
@@ -721,9 +697,7 @@ async fn on_message(
                     handle.shared.gate.metrics.observe(micros);
                     let log = result.log.take();
                     let Some(outcome) = result.into_outcome() else {
-                        return Err(End::Violation(format!(
-                            "result {attempt} must have exactly one of output and error"
-                        )));
+                        return Err(End::Violation(Violation::NotOneOutcome(attempt)));
                     };
                     if let Some(log) = log {
                         report_log(&mut core, id, attempt, &log, outcome.is_err());
@@ -747,7 +721,7 @@ async fn on_message(
                         None => core
                             .coordinator
                             .answer(id, attempt, answer)
-                            .map_err(|violation| End::Violation(violation.to_string()))?,
+                            .map_err(|violation| End::Violation(violation.into()))?,
                     }
                 }
             }
@@ -769,10 +743,11 @@ async fn on_message(
                         }
                         Err(why) => {
                             tracing::info!(id, attempt, %why, "output rejected");
-                            core.coordinator.reject(id, attempt, answer.micros, why)
+                            core.coordinator
+                                .reject(id, attempt, answer.micros, why.to_string())
                         }
                     };
-                    answered.map_err(|violation| End::Violation(violation.to_string()))?;
+                    answered.map_err(|violation| End::Violation(violation.into()))?;
                 }
             }
             // Whom to wake for what these answers changed, the coordinator said (see
@@ -799,57 +774,6 @@ fn report_log(core: &mut crate::state::Core, worker: u64, attempt: u64, log: &st
     core.logs.report(task, by, log, failed);
 }
 
-/// A verifier run to make: the stage's verifier, on the task's input and the output.
-struct Verification {
-    guest: dipla_sandbox::LazyGuest,
-    export: String,
-    limits: dipla_sandbox::Limits,
-    input: String,
-}
-
-impl Verification {
-    /// Runs the verifier: `Ok` when it accepts the output, else why not.
-    fn run(self) -> Result<(), String> {
-        // The first verification compiles the module, outside the server's lock.
-        let guest = self
-            .guest
-            .compiled()
-            .map_err(|e| format!("the verifier {} cannot be compiled: {e}", self.export))?;
-        let run = guest.run(&self.export, self.input.as_bytes(), &self.limits);
-        match run.outcome {
-            Ok(verdict) if verdict.get() == "true" => Ok(()),
-            Ok(verdict) => Err(format!(
-                "the verifier {} returned {}",
-                self.export,
-                verdict.get()
-            )),
-            Err(failure) => Err(format!("the verifier {} failed: {failure}", self.export)),
-        }
-    }
-}
-
-/// The check `answer` to `attempt` of worker `id` needs before it counts, if its stage has a
-/// verifier and it is an output.
-fn verification(
-    core: &crate::state::Core,
-    id: u64,
-    attempt: u64,
-    answer: &Answer,
-) -> Option<Verification> {
-    let output = answer.outcome.as_ref().ok()?;
-    let task = core.coordinator.attempt_task(id, attempt)?;
-    let stage = &core.job.stages[task.stage];
-    let (module, export) = stage.verify.as_ref()?;
-    let guest = core.job.guest(module)?.clone();
-    let input = core.job.input(task, &core.coordinator);
-    Some(Verification {
-        guest,
-        export: export.clone(),
-        limits: dipla_sandbox::Limits::from_task(&stage.limits),
-        input: format!("[{},{}]", input.get(), output.get()),
-    })
-}
-
 /// Checks a worker's benchmark (the kernels' fuel and checksums, and the score they give) and
 /// ranks the worker by its score, or notes why not.
 async fn judge_benchmark(
@@ -862,20 +786,22 @@ async fn judge_benchmark(
     // The first check in a process runs each kernel once (a fraction of a second).
     let checked =
         tokio::task::spawn_blocking(move || dipla_sandbox::bench::check(&sandbox, &benchmark))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
-    let mut core = handle.lock();
-    match checked {
-        Ok(score) => {
+            .await;
+    let why = match checked {
+        Ok(Ok(score)) => {
             tracing::info!(id, %name, score = format!("{score:.0}"), "benchmark checked");
-            core.coordinator.claim(id, score);
+            handle.lock().coordinator.claim(id, score);
+            return;
         }
-        Err(why) => {
-            tracing::warn!(id, %name, %why, "benchmark does not check out");
-            core.coordinator
-                .note(id, format!("its benchmark does not check out: {why}"));
-        }
-    }
+        Ok(Err(mismatch)) => mismatch.to_string(),
+        // The check panicked.
+        Err(error) => error.to_string(),
+    };
+    tracing::warn!(id, %name, %why, "benchmark does not check out");
+    handle
+        .lock()
+        .coordinator
+        .note(id, format!("its benchmark does not check out: {why}"));
 }
 
 /// The `tasks` message for an assignment, noted in `sent`.

@@ -5,9 +5,10 @@
 //! module reads those strings into a small model of the JSON each type accepts or produces
 //! ([`Shape`]), and checks what a stage feeds its task against it: the values, range or file of
 //! its inputs, and every edge of the graph (a map over a stage, a zip, a reduce, a scatter, an
-//! explore's `next` inputs). Manifests, `serve` submissions and the driver all call
-//! [`check_source`] (and the manifest [`Shape::check`] for each input value), so a mistake is
-//! refused before any worker runs a task, naming the stage, the edge and both types.
+//! explore's `next` inputs). Manifests (through [`check_source`]), `serve` submissions and the
+//! driver all call [`check_feed`] (and the manifest [`check_value`] for each input value), so a
+//! mistake is refused before any worker runs a task, naming the stage, the edge and both types:
+//! a [`TypeError`].
 //!
 //! The check is conservative: it refuses only what cannot work. A type it does not know (a
 //! user's struct or enum, a type alias, a generic) is [`Shape::Named`], which matches anything
@@ -21,6 +22,7 @@ use std::fmt;
 
 use dipla_sandbox::abi::TaskInfo;
 use serde_json::Value;
+use thiserror::Error;
 
 use crate::{Inputs, Part, Source};
 
@@ -121,8 +123,13 @@ impl Shape {
     ///
     /// # Errors
     /// What does not fit, and where inside the value (`element 1: "x" is not a u64`).
-    pub fn check(&self, value: &Value) -> Result<(), String> {
-        let not = |what: &str| Err(format!("{} is not {what}", brief(value)));
+    pub fn check(&self, value: &Value) -> Result<(), TypeError> {
+        let not = |what: &str| {
+            Err(TypeError::Not {
+                value: brief(value),
+                wanted: what.to_owned(),
+            })
+        };
         match (self, value) {
             (Self::Any | Self::Named(_), _) => Ok(()),
             (Self::Int { name, min, max }, Value::Number(number)) => {
@@ -132,7 +139,10 @@ impl Shape {
                     .or_else(|| number.as_u64().map(i128::from));
                 match int {
                     Some(int) if (*min..=*max).contains(&int) => Ok(()),
-                    Some(_) => Err(format!("{number} is out of the range of {name}")),
+                    Some(_) => Err(TypeError::OutOfRange {
+                        number: number.to_string(),
+                        name: name.clone(),
+                    }),
                     // Beyond u64 serde_json reads a float: only a 128-bit type may take it.
                     None if *max > i128::from(u64::MAX)
                         && number.as_f64().is_some_and(|f| f.fract() == 0.0) =>
@@ -155,33 +165,34 @@ impl Shape {
             (Self::Seq(element), Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .try_for_each(|(i, item)| element.check(item).map_err(|e| at(i, &e))),
+                .try_for_each(|(i, item)| element.check(item).map_err(|e| e.at(Place::Element(i)))),
             (Self::Array(element, n), Value::Array(items)) if items.len() == *n => items
                 .iter()
                 .enumerate()
-                .try_for_each(|(i, item)| element.check(item).map_err(|e| at(i, &e))),
+                .try_for_each(|(i, item)| element.check(item).map_err(|e| e.at(Place::Element(i)))),
             (Self::Tuple(elements), Value::Array(items)) if items.len() == elements.len() => {
                 elements
                     .iter()
                     .zip(items)
                     .enumerate()
-                    .try_for_each(|(i, (element, item))| element.check(item).map_err(|e| at(i, &e)))
+                    .try_for_each(|(i, (element, item))| {
+                        element.check(item).map_err(|e| e.at(Place::Element(i)))
+                    })
             }
-            (Self::Array(_, n), Value::Array(items)) => Err(format!(
-                "{} has {} elements, not {n}",
-                brief(value),
-                items.len()
-            )),
-            (Self::Tuple(elements), Value::Array(items)) => Err(format!(
-                "{} has {} elements, not {}",
-                brief(value),
-                items.len(),
-                elements.len()
-            )),
+            (Self::Array(_, n), Value::Array(items)) => Err(TypeError::Length {
+                value: brief(value),
+                found: items.len(),
+                wanted: *n,
+            }),
+            (Self::Tuple(elements), Value::Array(items)) => Err(TypeError::Length {
+                value: brief(value),
+                found: items.len(),
+                wanted: elements.len(),
+            }),
             (Self::Seq(_) | Self::Array(..) | Self::Tuple(_), _) => not("an array"),
             (Self::Map(element), Value::Object(entries)) => entries
                 .iter()
-                .try_for_each(|(k, v)| element.check(v).map_err(|e| format!("key {k:?}: {e}"))),
+                .try_for_each(|(k, v)| element.check(v).map_err(|e| e.at(Place::Key(k.clone())))),
             (Self::Map(_), _) => not("an object"),
             (Self::Explore(..), Value::Object(_)) => Ok(()),
             (Self::Explore(..), _) => not("an object"),
@@ -300,11 +311,6 @@ impl fmt::Display for Shape {
     }
 }
 
-/// `element i: why`.
-fn at(i: usize, why: &str) -> String {
-    format!("element {i}: {why}")
-}
-
 /// A JSON value for a message, cut short when long.
 fn brief(value: &Value) -> String {
     let text = value.to_string();
@@ -313,6 +319,253 @@ fn brief(value: &Value) -> String {
     } else {
         let cut: String = text.chars().take(57).collect();
         format!("{cut}...")
+    }
+}
+
+/// Why a value, or what a stage feeds its task, does not fit the task's types: each names
+/// the value or the edge, the expected and the found type.
+#[derive(Debug, Error)]
+pub enum TypeError {
+    /// A value is not of the shape wanted: `"x" is not an integer (u64)`.
+    #[error("{value} is not {wanted}")]
+    Not {
+        /// The value, cut short when long.
+        value: String,
+        /// What it should be.
+        wanted: String,
+    },
+    /// An integer out of its type's range.
+    #[error("{number} is out of the range of {name}")]
+    OutOfRange {
+        /// The number.
+        number: String,
+        /// Its type, or the range of values.
+        name: String,
+    },
+    /// An array of another length than a fixed-size array or a tuple has.
+    #[error("{value} has {found} elements, not {wanted}")]
+    Length {
+        /// The array, cut short when long.
+        value: String,
+        /// Its length.
+        found: usize,
+        /// The length wanted.
+        wanted: usize,
+    },
+    /// Text that is not JSON (a value as it is stored).
+    #[error("{0}")]
+    NotJson(serde_json::Error),
+    /// The input of a task of several parameters is an array of another length.
+    #[error("{value} gives {given} argument(s) but {task} takes {arity}")]
+    Arguments {
+        /// The input, cut short when long.
+        value: String,
+        /// Its length.
+        given: usize,
+        /// The task's signature.
+        task: String,
+        /// How many parameters it takes.
+        arity: usize,
+    },
+    /// The input of a task of several parameters is not an array.
+    #[error("{value} is one value but {task} takes {arity} arguments (give an array of {arity})")]
+    OneValue {
+        /// The input, cut short when long.
+        value: String,
+        /// The task's signature.
+        task: String,
+        /// How many parameters it takes.
+        arity: usize,
+    },
+    /// A range's integers do not fit the task's input.
+    #[error("the range {start}..{end} gives integers but {task} takes {input}")]
+    Range {
+        /// The range's first value.
+        start: u64,
+        /// The end of the range (exclusive).
+        end: u64,
+        /// The task's signature.
+        task: String,
+        /// What it takes.
+        input: Box<Shape>,
+    },
+    /// A range feeds a task of several parameters.
+    #[error(
+        "a range gives each task one integer but {task} takes {arity} arguments (give values of arrays of {arity}, or a zip)"
+    )]
+    RangeArity {
+        /// The task's signature.
+        task: String,
+        /// How many parameters it takes.
+        arity: usize,
+    },
+    /// A map over a stage whose outputs are not what the task takes.
+    #[error("map over {stage:?}: {task} takes {input} but {stage:?} outputs {output}")]
+    Map {
+        /// The stage read.
+        stage: String,
+        /// The task's signature.
+        task: String,
+        /// What it takes.
+        input: Box<Shape>,
+        /// What the stage outputs.
+        output: Box<Shape>,
+    },
+    /// A map over a stage of single values, for a task of several parameters.
+    #[error(
+        "map over {stage:?}: each of {stage:?}'s outputs is one {output} but {task} takes {arity} arguments (an array of {arity})"
+    )]
+    MapScalar {
+        /// The stage read.
+        stage: String,
+        /// What it outputs.
+        output: Box<Shape>,
+        /// The task's signature.
+        task: String,
+        /// How many parameters it takes.
+        arity: usize,
+    },
+    /// A zip of another number of parts than the task has parameters.
+    #[error("the zip gives {parts} argument(s) but {task} takes {arity}")]
+    ZipArity {
+        /// The zip's parts.
+        parts: usize,
+        /// The task's signature.
+        task: String,
+        /// How many parameters it takes.
+        arity: usize,
+    },
+    /// A zip's part, a stage, whose outputs do not fit the parameter they are given as.
+    #[error(
+        "zip[{part}] over {stage:?}: parameter {part} of {task} is {param} but {stage:?} outputs {output}"
+    )]
+    ZipPart {
+        /// The part.
+        part: usize,
+        /// The stage it reads.
+        stage: String,
+        /// The task's signature.
+        task: String,
+        /// The parameter.
+        param: Box<Shape>,
+        /// What the stage outputs.
+        output: Box<Shape>,
+    },
+    /// A scatter feeds a task that does not take three parameters.
+    #[error("scatter gives 3 argument(s) (value, index, count) but {task} takes {arity}")]
+    ScatterArity {
+        /// The task's signature.
+        task: String,
+        /// How many parameters it takes.
+        arity: usize,
+    },
+    /// A scatter's index or count does not fit its parameter.
+    #[error("scatter gives its {what} ({given}) but parameter {index} of {task} is {param}")]
+    ScatterParam {
+        /// `index` or `count`.
+        what: &'static str,
+        /// Their values.
+        given: Box<Shape>,
+        /// The parameter.
+        index: usize,
+        /// The task's signature.
+        task: String,
+        /// Its type.
+        param: Box<Shape>,
+    },
+    /// A reduce over a stage whose outputs the reducer does not take.
+    #[error("reduce over {stage:?}: the reducer takes {want} but {stage:?} outputs {output}")]
+    Reduce {
+        /// The stage folded.
+        stage: String,
+        /// What the reducer takes.
+        want: Box<Shape>,
+        /// What the stage outputs.
+        output: Box<Shape>,
+    },
+    /// An explore stage's task takes other inputs than the next inputs it gives.
+    #[error("explore: {task} takes {input} but its Explore gives next inputs of type {next}")]
+    ExploreNext {
+        /// The task's signature.
+        task: String,
+        /// What it takes.
+        input: Box<Shape>,
+        /// The next inputs it gives.
+        next: Box<Shape>,
+    },
+    /// An explore stage's task does not return `Explore`.
+    #[error(
+        "an explore stage's task returns dipla_guest::Explore {{ output, next }}, but {task} returns {returns}"
+    )]
+    NotExplore {
+        /// The task's signature.
+        task: String,
+        /// What it returns.
+        returns: Box<Shape>,
+    },
+    /// A value that does not fit, for a task: `..., for f(x: u64) -> u64`.
+    #[error("{error}, for {task}")]
+    For {
+        /// What does not fit.
+        error: Box<TypeError>,
+        /// The task's signature.
+        task: String,
+    },
+    /// What does not fit, and where.
+    #[error("{place}: {error}")]
+    At {
+        /// Where.
+        place: Place,
+        /// What does not fit there.
+        error: Box<TypeError>,
+    },
+}
+
+impl TypeError {
+    /// This error, found at `place`.
+    fn at(self, place: Place) -> Self {
+        Self::At {
+            place,
+            error: Box::new(self),
+        }
+    }
+
+    /// This error of a value given to `task`.
+    fn of(self, task: &str) -> Self {
+        Self::For {
+            error: Box::new(self),
+            task: task.to_owned(),
+        }
+    }
+}
+
+/// Where a [`TypeError`] is, in a value or among a stage's inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// Element `i` of an array: `element 1`.
+    Element(usize),
+    /// The value of a key of an object: `key "a"`.
+    Key(String),
+    /// Value `i` of a list: `values[3]`.
+    Value(usize),
+    /// Part `j` of a zip: `zip[1]`.
+    Part(usize),
+    /// A stage's list of inputs: `the inputs`.
+    Inputs,
+    /// A scatter's value: `the scattered value`.
+    Scattered,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Element(i) => write!(f, "element {i}"),
+            Self::Key(key) => write!(f, "key {key:?}"),
+            Self::Value(i) => write!(f, "values[{i}]"),
+            Self::Part(j) => write!(f, "zip[{j}]"),
+            Self::Inputs => f.write_str("the inputs"),
+            Self::Scattered => f.write_str("the scattered value"),
+        }
     }
 }
 
@@ -388,15 +641,15 @@ pub struct Upstream {
 /// `upstream` describes stage `i`. A task whose module records no types passes.
 ///
 /// # Errors
-/// A message naming the edge, the expected and the found type, such as
+/// A [`TypeError`] naming the edge, the expected and the found type, such as
 /// `reduce over "factors": the reducer takes u64 but "factors" outputs Vec<u64>`.
-pub fn check_source(
+pub fn check_feed(
     task: &TaskInfo,
     source: &Source,
     explore: bool,
     values_checked: bool,
     upstream: &dyn Fn(usize) -> Upstream,
-) -> Result<(), String> {
+) -> Result<(), TypeError> {
     let sig = Signature::of(task);
     let Some(input) = sig.input() else {
         return Ok(());
@@ -406,40 +659,32 @@ pub fn check_source(
         match &sig.returns {
             Shape::Explore(_, next) => {
                 if !next.feeds(&input) {
-                    return Err(format!(
-                        "explore: {} takes {input} but its Explore gives next inputs of type {next}",
-                        sig.display
-                    ));
+                    return Err(TypeError::ExploreNext {
+                        task: sig.display,
+                        input: Box::new(input),
+                        next: next.clone(),
+                    });
                 }
             }
             Shape::Any | Shape::Named(_) => {}
             other => {
-                return Err(format!(
-                    "an explore stage's task returns dipla_guest::Explore {{ output, next }}, but {} returns {other}",
-                    sig.display
-                ));
+                return Err(TypeError::NotExplore {
+                    task: sig.display.clone(),
+                    returns: Box::new(other.clone()),
+                });
             }
         }
     }
     match source {
-        Source::List(inputs) => check_inputs(inputs, &input, &sig, values_checked, "the inputs"),
-        Source::Stage(stage) => {
-            let from = upstream(*stage);
-            feed(
-                &from,
-                &input,
-                &sig,
-                arity,
-                &format!("map over {:?}", from.name),
-            )
-        }
+        Source::List(inputs) => check_inputs(inputs, &input, &sig, values_checked, Place::Inputs),
+        Source::Stage(stage) => feed(upstream(*stage), input, sig, arity),
         Source::Zip(parts) => {
             if parts.len() != arity.max(1) {
-                return Err(format!(
-                    "the zip gives {} argument(s) but {} takes {arity}",
-                    parts.len(),
-                    sig.display
-                ));
+                return Err(TypeError::ZipArity {
+                    parts: parts.len(),
+                    task: sig.display,
+                    arity,
+                });
             }
             for (j, part) in parts.iter().enumerate() {
                 let param = if arity == 1 {
@@ -454,10 +699,13 @@ pub fn check_source(
                     Part::Stage(stage) => {
                         let from = upstream(*stage);
                         if !from.output.feeds(&param) {
-                            return Err(format!(
-                                "zip[{j}] over {:?}: parameter {j} of {} is {param} but {:?} outputs {}",
-                                from.name, sig.display, from.name, from.output
-                            ));
+                            return Err(TypeError::ZipPart {
+                                part: j,
+                                stage: from.name,
+                                task: sig.display,
+                                param: Box::new(param),
+                                output: Box::new(from.output),
+                            });
                         }
                     }
                 }
@@ -466,16 +714,16 @@ pub fn check_source(
         }
         Source::Scatter { value, count } => {
             if arity != 3 {
-                return Err(format!(
-                    "scatter gives 3 argument(s) (value, index, count) but {} takes {arity}",
-                    sig.display
-                ));
+                return Err(TypeError::ScatterArity {
+                    task: sig.display,
+                    arity,
+                });
             }
             let value: Value = serde_json::from_str(value.get())
-                .map_err(|e| format!("the scattered value: {e}"))?;
+                .map_err(|e| TypeError::NotJson(e).at(Place::Scattered))?;
             sig.param(0)
                 .check(&value)
-                .map_err(|e| format!("the scattered value: {e}, for {}", sig.display))?;
+                .map_err(|e| e.of(&sig.display).at(Place::Scattered))?;
             let last = count.saturating_sub(1);
             for (i, (what, given)) in [
                 ("index", Shape::range(0, last)),
@@ -486,11 +734,13 @@ pub fn check_source(
             {
                 let param = sig.param(i + 1);
                 if !given.feeds(&param) {
-                    return Err(format!(
-                        "scatter gives its {what} ({given}) but parameter {} of {} is {param}",
-                        i + 1,
-                        sig.display
-                    ));
+                    return Err(TypeError::ScatterParam {
+                        what,
+                        given: Box::new(given),
+                        index: i + 1,
+                        task: sig.display,
+                        param: Box::new(param),
+                    });
                 }
             }
             Ok(())
@@ -506,10 +756,11 @@ pub fn check_source(
             };
             for want in wants {
                 if !from.output.feeds(&want) {
-                    return Err(format!(
-                        "reduce over {:?}: the reducer takes {want} but {:?} outputs {}",
-                        from.name, from.name, from.output
-                    ));
+                    return Err(TypeError::Reduce {
+                        stage: from.name,
+                        want: Box::new(want),
+                        output: Box::new(from.output),
+                    });
                 }
             }
             Ok(())
@@ -517,27 +768,40 @@ pub fn check_source(
     }
 }
 
-/// Checks that stage `from`'s outputs feed `input`, the input of `sig` of `arity` parameters.
-fn feed(
-    from: &Upstream,
-    input: &Shape,
-    sig: &Signature,
-    arity: usize,
-    edge: &str,
+/// [`check_feed`] with its error as text, as the manifest parser takes it.
+///
+/// # Errors
+/// The [`TypeError`]'s message.
+pub fn check_source(
+    task: &TaskInfo,
+    source: &Source,
+    explore: bool,
+    values_checked: bool,
+    upstream: &dyn Fn(usize) -> Upstream,
 ) -> Result<(), String> {
-    if from.output.feeds(input) {
+    check_feed(task, source, explore, values_checked, upstream).map_err(|e| e.to_string())
+}
+
+/// Checks that stage `from`'s outputs feed `input`, the input of `sig` of `arity` parameters
+/// (a map over `from`).
+fn feed(from: Upstream, input: Shape, sig: Signature, arity: usize) -> Result<(), TypeError> {
+    if from.output.feeds(&input) {
         return Ok(());
     }
     if arity >= 2 && from.output.is_scalar() {
-        return Err(format!(
-            "{edge}: each of {:?}'s outputs is one {} but {} takes {arity} arguments (an array of {arity})",
-            from.name, from.output, sig.display
-        ));
+        return Err(TypeError::MapScalar {
+            stage: from.name,
+            output: Box::new(from.output),
+            task: sig.display,
+            arity,
+        });
     }
-    Err(format!(
-        "{edge}: {} takes {input} but {:?} outputs {}",
-        sig.display, from.name, from.output
-    ))
+    Err(TypeError::Map {
+        stage: from.name,
+        task: sig.display,
+        input: Box::new(input),
+        output: Box::new(from.output),
+    })
 }
 
 /// Checks a list of inputs against the whole input of `sig`.
@@ -546,33 +810,36 @@ fn check_inputs(
     input: &Shape,
     sig: &Signature,
     values_checked: bool,
-    what: &str,
-) -> Result<(), String> {
+    what: Place,
+) -> Result<(), TypeError> {
     let arity = sig.params.as_ref().map_or(0, Vec::len);
     match inputs {
         Inputs::Range { start, end } => {
             let given = Shape::range(*start, end.saturating_sub(1));
             if arity >= 2 {
-                return Err(format!(
-                    "a range gives each task one integer but {} takes {arity} arguments (give values of arrays of {arity}, or a zip)",
-                    sig.display
-                ));
+                return Err(TypeError::RangeArity {
+                    task: sig.display.clone(),
+                    arity,
+                });
             }
             if given.feeds(input) {
                 Ok(())
             } else {
-                Err(format!(
-                    "{what}: the range {start}..{end} gives integers but {} takes {input}",
-                    sig.display
-                ))
+                Err(TypeError::Range {
+                    start: *start,
+                    end: *end,
+                    task: sig.display.clone(),
+                    input: Box::new(input.clone()),
+                }
+                .at(what))
             }
         }
         Inputs::Values(_) if values_checked => Ok(()),
         Inputs::Values(values) => {
             for (i, value) in values.iter().enumerate() {
-                let value: Value =
-                    serde_json::from_str(value.get()).map_err(|e| format!("values[{i}]: {e}"))?;
-                check_value(&value, input, sig).map_err(|e| format!("values[{i}]: {e}"))?;
+                let value: Value = serde_json::from_str(value.get())
+                    .map_err(|e| TypeError::NotJson(e).at(Place::Value(i)))?;
+                check_value(&value, input, sig).map_err(|e| e.at(Place::Value(i)))?;
             }
             Ok(())
         }
@@ -586,18 +853,18 @@ fn check_one(
     sig: &Signature,
     j: usize,
     values_checked: bool,
-) -> Result<(), String> {
+) -> Result<(), TypeError> {
     let one = Signature {
         display: sig.display.clone(),
         params: Some(vec![param.clone()]),
         returns: Shape::Any,
     };
-    check_inputs(inputs, param, &one, values_checked, &format!("zip[{j}]")).map_err(|e| {
-        if e.starts_with("zip[") {
-            e
-        } else {
-            format!("zip[{j}]: {e}")
-        }
+    check_inputs(inputs, param, &one, values_checked, Place::Part(j)).map_err(|e| match e {
+        TypeError::At {
+            place: Place::Part(_),
+            ..
+        } => e,
+        e => e.at(Place::Part(j)),
     })
 }
 
@@ -606,31 +873,29 @@ fn check_one(
 ///
 /// # Errors
 /// What does not fit, naming the task.
-pub fn check_value(value: &Value, input: &Shape, sig: &Signature) -> Result<(), String> {
+pub fn check_value(value: &Value, input: &Shape, sig: &Signature) -> Result<(), TypeError> {
     let arity = sig.params.as_ref().map_or(0, Vec::len);
     if arity >= 2 {
         match value {
             Value::Array(items) if items.len() != arity => {
-                return Err(format!(
-                    "{} gives {} argument(s) but {} takes {arity}",
-                    brief(value),
-                    items.len(),
-                    sig.display
-                ));
+                return Err(TypeError::Arguments {
+                    value: brief(value),
+                    given: items.len(),
+                    task: sig.display.clone(),
+                    arity,
+                });
             }
             Value::Array(_) => {}
             _ => {
-                return Err(format!(
-                    "{} is one value but {} takes {arity} arguments (give an array of {arity})",
-                    brief(value),
-                    sig.display
-                ));
+                return Err(TypeError::OneValue {
+                    value: brief(value),
+                    task: sig.display.clone(),
+                    arity,
+                });
             }
         }
     }
-    input
-        .check(value)
-        .map_err(|e| format!("{e}, for {}", sig.display))
+    input.check(value).map_err(|e| e.of(&sig.display))
 }
 
 /// A type string's tokens: words (paths joined), punctuation, numbers.
@@ -927,7 +1192,7 @@ mod tests {
 
     #[test]
     fn json_values_fit_their_types() {
-        let fits = |ty: &str, v: Value| shape(ty).check(&v);
+        let fits = |ty: &str, v: Value| shape(ty).check(&v).map_err(|e| e.to_string());
         assert!(fits("u64", json!(18_446_744_073_709_551_615u64)).is_ok());
         assert_eq!(
             fits("u64", json!(-1)).unwrap_err(),
@@ -1035,7 +1300,7 @@ mod tests {
         assert_eq!(shape("Option<u64>").coerce(json!("7")), json!(7));
         let coerced = shape("u8").coerce(json!("300"));
         assert_eq!(
-            shape("u8").check(&coerced).unwrap_err(),
+            shape("u8").check(&coerced).unwrap_err().to_string(),
             "300 is out of the range of u8"
         );
     }

@@ -25,13 +25,21 @@ pub struct WorkerConfig {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Who the worker is: its key pair (see [`crate::identity`]).
     pub identity: std::sync::Arc<crate::Identity>,
-    /// For tests of the server's checks only: rewrites each result before it is sent, to
-    /// play a lying worker. The `dipla-worker` program never sets it.
+    /// For tests of the server's checks only (the `test-hooks` feature): rewrites each
+    /// result before it is sent, to play a lying worker. The `dipla-worker` program never
+    /// sets it.
+    #[cfg(feature = "test-hooks")]
     pub tamper: Option<Tamper>,
 }
 
-/// Rewrites a result before it is sent (see [`WorkerConfig::tamper`]).
+/// Rewrites a result before it is sent (see [`WorkerConfig::tamper`]; the `test-hooks`
+/// feature).
+#[cfg(feature = "test-hooks")]
 pub type Tamper = std::sync::Arc<dyn Fn(&mut dipla_protocol::TaskResult) + Send + Sync>;
+
+/// What rewrites a result before it is sent: a test's [`WorkerConfig::tamper`], never set
+/// without the `test-hooks` feature.
+pub(crate) type Rewrite = std::sync::Arc<dyn Fn(&mut dipla_protocol::TaskResult) + Send + Sync>;
 
 impl WorkerConfig {
     /// A worker for `server` with every core, the default caps and a new identity (kept in
@@ -52,8 +60,18 @@ impl WorkerConfig {
             token: None,
             tls: None,
             identity: std::sync::Arc::new(crate::Identity::generate()),
+            #[cfg(feature = "test-hooks")]
             tamper: None,
         }
+    }
+
+    /// What rewrites each result before it is sent: a test's tamper, and never anything
+    /// without the `test-hooks` feature.
+    pub(crate) fn rewrite(&self) -> Option<Rewrite> {
+        #[cfg(feature = "test-hooks")]
+        return self.tamper.clone();
+        #[cfg(not(feature = "test-hooks"))]
+        return None;
     }
 }
 
@@ -70,14 +88,16 @@ fn default_name() -> String {
 
 impl std::fmt::Debug for WorkerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerConfig")
+        let mut debug = f.debug_struct("WorkerConfig");
+        debug
             .field("server", &self.server)
             .field("name", &self.name)
             .field("cores", &self.cores)
             .field("caps", &self.caps)
             .field("throttle", &self.throttle)
-            .field("identity", &self.identity)
-            .field("tamper", &self.tamper.is_some())
-            .finish_non_exhaustive()
+            .field("identity", &self.identity);
+        #[cfg(feature = "test-hooks")]
+        debug.field("tamper", &self.tamper.is_some());
+        debug.finish_non_exhaustive()
     }
 }

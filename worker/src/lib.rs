@@ -29,11 +29,10 @@ mod session;
 pub mod tls;
 
 pub use cache::ModuleCache;
-pub use config::{Tamper, WorkerConfig};
+#[cfg(feature = "test-hooks")]
+pub use config::Tamper;
+pub use config::WorkerConfig;
 pub use error::WorkerError;
 pub use identity::Identity;
 pub use reconnect::{Backoff, FIRST_RETRIES, serve};
 pub use session::run;
-
-/// The largest WebSocket message a worker accepts (a module or a batch of tasks).
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use dipla_protocol::identity::{ReceiptEntry, join_message, receipt_message};
 use dipla_protocol::{
-    FailureKind, Hello, ModuleHash, PROTOCOL_VERSION, ServerMessage, TaskBatch, TaskFailure,
-    TaskResult, WorkerMessage,
+    FailureKind, Hello, MAX_SERVER_MESSAGE_BYTES, ModuleHash, PROTOCOL_VERSION, ServerMessage,
+    TaskBatch, TaskFailure, TaskResult, WorkerMessage,
 };
 use dipla_sandbox::abi::AbiError;
 use dipla_sandbox::{Guest, Limits};
@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::executor::{Executor, Work};
-use crate::{MAX_MESSAGE_BYTES, ModuleCache, WorkerConfig, WorkerError};
+use crate::{ModuleCache, WorkerConfig, WorkerError};
 
 /// How long the server has to answer `hello`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,8 +70,8 @@ async fn connect(
     connected: &mut bool,
 ) -> Result<(String, bool), WorkerError> {
     let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        .max_message_size(Some(MAX_SERVER_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_SERVER_MESSAGE_BYTES));
     let connector = config.tls.clone().map(tokio_tungstenite::Connector::Rustls);
     let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
         &config.server,
@@ -128,7 +128,7 @@ async fn connect(
         control_rx,
         results_rx,
         signer.clone(),
-        config.tamper.clone(),
+        config.rewrite(),
     ));
     let executor = Executor::start(config.cores, config.throttle, results.clone())
         .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
@@ -453,7 +453,7 @@ async fn write_loop(
     mut control: mpsc::Receiver<WorkerMessage>,
     mut results: mpsc::UnboundedReceiver<TaskResult>,
     signer: Signer,
-    tamper: Option<crate::Tamper>,
+    tamper: Option<crate::config::Rewrite>,
 ) -> Result<(), WorkerError> {
     let mut last_results = tokio::time::Instant::now();
     loop {

@@ -43,8 +43,8 @@ use clap::Parser;
 use dipla_bench::machine;
 use dipla_protocol::identity::{ReceiptEntry, join_message, receipt_message};
 use dipla_protocol::{
-    Benchmark, Hello, PROTOCOL_VERSION, PublicKey, RawJson, ServerMessage, Signature, TaskBatch,
-    TaskResult, WorkerMessage,
+    Benchmark, Hello, MAX_SERVER_MESSAGE_BYTES, PROTOCOL_VERSION, PublicKey, RawJson,
+    ServerMessage, Signature, TaskBatch, TaskResult, WorkerMessage,
 };
 use ed25519_dalek::{Signer, SigningKey};
 use futures_util::{SinkExt, StreamExt};
@@ -114,8 +114,6 @@ const SILENCE: Duration = Duration::from_secs(120);
 /// A session that lasted this long was a success: the next failure starts the backoff over
 /// (as `dipla-worker`'s reconnect loop).
 const STEADY: Duration = Duration::from_secs(10);
-/// Largest message accepted from the server (as `dipla-worker`).
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -555,8 +553,8 @@ async fn serve(
     let permit = fleet.permits.acquire().await?;
     let started = Instant::now();
     let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        .max_message_size(Some(MAX_SERVER_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_SERVER_MESSAGE_BYTES))
         .read_buffer_size(fleet.read_buffer);
     let (mut ws, _) =
         tokio_tungstenite::connect_async_with_config(fleet.url.as_str(), Some(config), true)
