@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use dipla_protocol::{ModuleHash, TaskLimits};
-use dipla_sandbox::abi::TaskInfo;
 use dipla_sandbox::{LazyGuest, Sandbox};
 
 use dipla_protocol::RawJson;
@@ -286,26 +285,6 @@ impl Job {
             .find(|module| module.hash == *hash)
             .map(|module| &module.bytes)
     }
-}
-
-/// [`crate::stage_check::check_arity`] with its error as text, as the manifest parser takes
-/// it.
-///
-/// # Errors
-/// The [`crate::stage_error::StageError`]'s message, naming both counts and the task's
-/// signature.
-pub fn check_arity(task: &TaskInfo, given: usize, what: &str) -> Result<(), String> {
-    crate::stage_check::check_arity(task, given, what).map_err(|e| e.to_string())
-}
-
-/// [`crate::stage_check::check_reducer`] with its error as text, as the manifest parser
-/// takes it.
-///
-/// # Errors
-/// The [`crate::stage_error::StageError`]'s message, naming the task's signature and what a
-/// reducer looks like.
-pub fn check_reducer(task: &TaskInfo, fan_in: u64) -> Result<(), String> {
-    crate::stage_check::check_reducer(task, fan_in).map_err(|e| e.to_string())
 }
 
 /// `[a,b,...]` from JSON texts.

@@ -5,7 +5,7 @@
 //! module reads those strings into a small model of the JSON each type accepts or produces
 //! ([`Shape`]), and checks what a stage feeds its task against it: the values, range or file of
 //! its inputs, and every edge of the graph (a map over a stage, a zip, a reduce, a scatter, an
-//! explore's `next` inputs). Manifests (through [`check_source`]), `serve` submissions and the
+//! explore's `next` inputs). Manifests, `serve` submissions and the
 //! driver all call [`check_feed`] (and the manifest [`check_value`] for each input value), so a
 //! mistake is refused before any worker runs a task, naming the stage, the edge and both types:
 //! a [`TypeError`].
@@ -768,20 +768,6 @@ pub fn check_feed(
     }
 }
 
-/// [`check_feed`] with its error as text, as the manifest parser takes it.
-///
-/// # Errors
-/// The [`TypeError`]'s message.
-pub fn check_source(
-    task: &TaskInfo,
-    source: &Source,
-    explore: bool,
-    values_checked: bool,
-    upstream: &dyn Fn(usize) -> Upstream,
-) -> Result<(), String> {
-    check_feed(task, source, explore, values_checked, upstream).map_err(|e| e.to_string())
-}
-
 /// Checks that stage `from`'s outputs feed `input`, the input of `sig` of `arity` parameters
 /// (a map over `from`).
 fn feed(from: Upstream, input: Shape, sig: Signature, arity: usize) -> Result<(), TypeError> {
@@ -1309,11 +1295,13 @@ mod tests {
     fn ranges_and_values_are_checked_for_arity_and_shape() {
         let add = task(&["u64", "u64"], "u64", true);
         let range = Source::List(Inputs::Range { start: 0, end: 10 });
-        let e = check_source(&add, &range, false, false, &up("u64")).unwrap_err();
+        let e = check_feed(&add, &range, false, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a range gives each task one integer but t(p0: u64, p1: u64) -> u64 [can reduce] takes 2 arguments"), "{e}");
         let square = task(&["u8"], "u8", false);
         assert!(
-            check_source(
+            check_feed(
                 &square,
                 &Source::List(Inputs::Range { start: 0, end: 256 }),
                 false,
@@ -1323,26 +1311,34 @@ mod tests {
             .is_ok()
         );
         let text = task(&["String"], "u8", false);
-        let e = check_source(&text, &range, false, false, &up("u64")).unwrap_err();
+        let e = check_feed(&text, &range, false, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("the range 0..10 gives integers but t(p0: String) -> u8 takes String"),
             "{e}"
         );
         let three = Source::List(values(&[json!([1, 2]), json!([100, 200, 300])]));
-        let e = check_source(&add, &three, false, false, &up("u64")).unwrap_err();
+        let e = check_feed(&add, &three, false, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "values[1]: [100,200,300] gives 3 argument(s) but t(p0: u64, p1: u64) -> u64 [can reduce] takes 2"
         );
         let one = Source::List(values(&[json!(5)]));
-        let e = check_source(&add, &one, false, false, &up("u64")).unwrap_err();
+        let e = check_feed(&add, &one, false, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("5 is one value but"), "{e}");
         assert!(
-            check_source(&add, &one, false, true, &up("u64")).is_ok(),
+            check_feed(&add, &one, false, true, &up("u64")).is_ok(),
             "already checked"
         );
         let wrong = Source::List(values(&[json!([1, "two"])]));
-        let e = check_source(&add, &wrong, false, false, &up("u64")).unwrap_err();
+        let e = check_feed(&add, &wrong, false, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "values[0]: element 1: \"two\" is not an integer (u64), for t(p0: u64, p1: u64) -> u64 [can reduce]"
@@ -1352,15 +1348,19 @@ mod tests {
     #[test]
     fn edges_are_checked() {
         let count = task(&["u64"], "u64", false);
-        let e = check_source(&count, &Source::Stage(0), false, false, &up("Vec<u64>")).unwrap_err();
+        let e = check_feed(&count, &Source::Stage(0), false, false, &up("Vec<u64>"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "map over \"up\": t(p0: u64) -> u64 takes u64 but \"up\" outputs Vec<u64>"
         );
-        let e = check_source(&count, &Source::Stage(0), false, false, &up("Find")).unwrap_err();
+        let e = check_feed(&count, &Source::Stage(0), false, false, &up("Find"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("outputs Find"), "{e}");
         assert!(
-            check_source(
+            check_feed(
                 &count,
                 &Source::Stage(0),
                 false,
@@ -1370,32 +1370,40 @@ mod tests {
             .is_ok()
         );
         let add = task(&["u64", "u64"], "u64", true);
-        let e = check_source(&add, &Source::Stage(0), false, false, &up("u64")).unwrap_err();
+        let e = check_feed(&add, &Source::Stage(0), false, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("each of \"up\"'s outputs is one u64 but"), "{e}");
-        assert!(check_source(&add, &Source::Stage(0), false, false, &up("(u64, u64)")).is_ok());
+        assert!(check_feed(&add, &Source::Stage(0), false, false, &up("(u64, u64)")).is_ok());
         let reduce = Source::Reduce {
             stage: 0,
             fan_in: 2,
         };
-        let e = check_source(&add, &reduce, false, false, &up("Vec<u64>")).unwrap_err();
+        let e = check_feed(&add, &reduce, false, false, &up("Vec<u64>"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "reduce over \"up\": the reducer takes u64 but \"up\" outputs Vec<u64>"
         );
-        assert!(check_source(&add, &reduce, false, false, &up("u64")).is_ok());
+        assert!(check_feed(&add, &reduce, false, false, &up("u64")).is_ok());
         let zip = Source::Zip(vec![
             Part::Stage(0),
             Part::List(Inputs::Range { start: 0, end: 3 }),
         ]);
         let describe = task(&["String", "u32"], "String", false);
-        assert!(check_source(&describe, &zip, false, false, &up("String")).is_ok());
-        let e = check_source(&describe, &zip, false, false, &up("u64")).unwrap_err();
+        assert!(check_feed(&describe, &zip, false, false, &up("String")).is_ok());
+        let e = check_feed(&describe, &zip, false, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "zip[0] over \"up\": parameter 0 of t(p0: String, p1: u32) -> String is String but \"up\" outputs u64"
         );
         let zip = Source::Zip(vec![Part::Stage(0), Part::List(values(&[json!("x")]))]);
-        let e = check_source(&describe, &zip, false, false, &up("String")).unwrap_err();
+        let e = check_feed(&describe, &zip, false, false, &up("String"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("zip[1]: values[0]: \"x\" is not an integer (u32)"),
             "{e}"
@@ -1405,15 +1413,18 @@ mod tests {
             value: RawJson::from_string(value.to_string()).unwrap(),
             count,
         };
-        assert!(check_source(&part, &scatter(json!("v"), 8), false, false, &up("u64")).is_ok());
-        let e = check_source(&part, &scatter(json!(5), 8), false, false, &up("u64")).unwrap_err();
+        assert!(check_feed(&part, &scatter(json!("v"), 8), false, false, &up("u64")).is_ok());
+        let e = check_feed(&part, &scatter(json!(5), 8), false, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("the scattered value: 5 is not a string"),
             "{e}"
         );
         let small = task(&["String", "u8", "u8"], "String", false);
-        let e =
-            check_source(&small, &scatter(json!("v"), 1000), false, false, &up("u64")).unwrap_err();
+        let e = check_feed(&small, &scatter(json!("v"), 1000), false, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("scatter gives its count (1000)"), "{e}");
     }
 
@@ -1421,15 +1432,19 @@ mod tests {
     fn explore_stages_need_explore_and_take_their_next_inputs() {
         let list = Source::List(values(&[json!(1)]));
         let reach = task(&["u64"], "Explore<u64, u64>", false);
-        assert!(check_source(&reach, &list, true, false, &up("u64")).is_ok());
+        assert!(check_feed(&reach, &list, true, false, &up("u64")).is_ok());
         let wrong = task(&["u64"], "Explore<u64, String>", false);
-        let e = check_source(&wrong, &list, true, false, &up("u64")).unwrap_err();
+        let e = check_feed(&wrong, &list, true, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("takes u64 but its Explore gives next inputs of type String"),
             "{e}"
         );
         let plain = task(&["u64"], "u64", false);
-        let e = check_source(&plain, &list, true, false, &up("u64")).unwrap_err();
+        let e = check_feed(&plain, &list, true, false, &up("u64"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("returns u64"), "{e}");
     }
 
@@ -1443,8 +1458,8 @@ mod tests {
             verifier: false,
         };
         let range = Source::List(Inputs::Range { start: 0, end: 10 });
-        assert!(check_source(&untyped, &range, false, false, &up("u64")).is_ok());
-        assert!(check_source(&untyped, &Source::Stage(0), true, false, &up("Find")).is_ok());
+        assert!(check_feed(&untyped, &range, false, false, &up("u64")).is_ok());
+        assert!(check_feed(&untyped, &Source::Stage(0), true, false, &up("Find")).is_ok());
         assert!(Signature::of(&untyped).input().is_none());
     }
 }

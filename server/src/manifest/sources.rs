@@ -6,7 +6,7 @@ use super::inputs;
 use super::schema::StageFile;
 use super::{Fault, ReadFile};
 use crate::Source;
-use crate::job::check_reducer;
+use crate::stage_check::check_reducer;
 use crate::types::{self, Signature, Upstream};
 
 /// Each stage's source and number of tasks, in manifest order.
@@ -38,9 +38,9 @@ pub(super) fn resolve(
         let (source, count) = match (&stage.inputs, &stage.reduce) {
             (_, Some(reduce)) => {
                 let fan_in = reduce.fan_in.unwrap_or(2);
-                check_reducer(info, fan_in).map_err(|message| {
+                check_reducer(info, fan_in).map_err(|error| {
                     let field = if fan_in < 2 { "reduce.fan_in" } else { "task" };
-                    Fault::new(key(field), message)
+                    Fault::new(key(field), error.to_string())
                 })?;
                 let folded = graph.find(&reduce.stage).expect("checked");
                 (
@@ -59,10 +59,12 @@ pub(super) fn resolve(
             (None, None) => unreachable!("checked by the graph"),
         };
         if check {
-            types::check_source(info, &source, stage.explore.is_some(), true, &|stage| {
+            types::check_feed(info, &source, stage.explore.is_some(), true, &|stage| {
                 outputs[stage].clone()
             })
-            .map_err(|message| Fault::new(format!("stages[{i}] {:?}", stage.name), message))?;
+            .map_err(|error| {
+                Fault::new(format!("stages[{i}] {:?}", stage.name), error.to_string())
+            })?;
         }
         resolved[i] = Some((source, count));
     }
