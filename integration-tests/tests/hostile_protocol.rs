@@ -335,10 +335,12 @@ async fn hostile_protocol_a_frame_over_16_mib_is_refused_as_too_big() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_protocol_a_staller_answering_pings_loses_its_tasks_past_their_deadline() {
     let options = RunOptions {
-        // Only the deadline can take its tasks back: no copies for idle workers, and a short
-        // heartbeat that would drop it if it did not answer pings.
+        // Only the deadline can take its tasks back: no copies for idle workers, and a
+        // heartbeat that would drop it within the job if it did not answer pings (short, yet
+        // three beats long enough for a loaded machine to answer: at 200 ms a busy 2-core
+        // host missed them and the staller was dropped as silent).
         speculate: false,
-        heartbeat: Duration::from_millis(200),
+        heartbeat: Duration::from_millis(1_000),
         ..RunOptions::default()
     };
     let mut run = Run::start(squares_job(200, "deadline_secs = 1"), options).await;
