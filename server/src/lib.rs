@@ -48,6 +48,7 @@ pub mod transport;
 pub mod trial;
 mod trust;
 pub mod types;
+mod task_fit;
 mod verification;
 mod violation;
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::Job;
-use crate::engine::Peer;
+use crate::http::Peer;
 use crate::gate::Gate;
 use crate::hub::Hub;
 use crate::receipts::Sent;

@@ -9,7 +9,7 @@ use dipla_sandbox::abi::TaskInfo;
 
 use super::schema::InputsFile;
 use super::{ReadError, ReadFile};
-use crate::stage_check::check_arity;
+use crate::task_fit::check_arity;
 use crate::types::{self, Shape, Signature};
 use crate::{Inputs, Part, Source};
 

@@ -6,7 +6,7 @@ use super::inputs;
 use super::schema::StageFile;
 use super::{Fault, ReadFile};
 use crate::Source;
-use crate::stage_check::check_reducer;
+use crate::task_fit::check_reducer;
 use crate::types::{self, Signature, Upstream};
 
 /// Each stage's source and number of tasks, in manifest order.
