@@ -1,5 +1,5 @@
 //! `dipla-server serve`: a long-running server that takes jobs over its HTTP API and runs
-//! them side by side on one pool of workers ([`crate::hub`]).
+//! them side by side on one pool of workers ([`crate::net::hub`]).
 //!
 //! A submitted job is a manifest with the files it names (modules, input files), kept in
 //! the data folder under `jobs/ID/`: `manifest.toml`, `files/SHA256` with `files.json`
@@ -19,14 +19,14 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::engine::{Engine, LocalWorkers};
-use crate::gate::Gate;
-use crate::health::HealthInfo;
-use crate::hub::Hub;
-use crate::journal::Fresh;
-use crate::server::{close_journal, open_journal, restore, summarize, write_results};
-use crate::state::Handle;
-use crate::transport::Venue;
+use crate::net::gate::Gate;
+use crate::net::hub::Hub;
+use crate::net::state::Handle;
+use crate::net::transport::Venue;
+use crate::run::engine::{Engine, LocalWorkers};
+use crate::run::server::{close_journal, open_journal, restore, summarize, write_results};
+use crate::store::journal::Fresh;
+use crate::web::health::HealthInfo;
 use crate::{Job, RunOptions, Summary, manifest};
 use dipla_core::Keep;
 
@@ -98,7 +98,7 @@ struct Meta {
     /// Nanoseconds since the Unix epoch, to list jobs in the order they came.
     #[serde(default)]
     submitted_nanos: u128,
-    /// A job a remote driver builds as it runs ([`crate::mirror`]).
+    /// A job a remote driver builds as it runs ([`crate::web::mirror`]).
     #[serde(default)]
     driver: bool,
 }
@@ -118,7 +118,7 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// Where a driver's job writes what its coordinator decides ([`crate::mirror::Event`]s).
+    /// Where a driver's job writes what its coordinator decides ([`crate::web::mirror::Event`]s).
     pub(crate) fn events(&self) -> PathBuf {
         self.dir.join("events.jsonl")
     }
@@ -437,7 +437,7 @@ impl Service {
         let handle = self.handle(job, Keep::Ordered);
         handle.set_job_id(format!(
             "{}/{}",
-            crate::journal::fingerprint(&handle.lock().job),
+            crate::store::journal::fingerprint(&handle.lock().job),
             meta.id
         ));
         let journal = opened.map(|opened| restore(&handle, opened));
@@ -478,7 +478,7 @@ impl Service {
         &self,
         entry: &Entry,
         handle: &Handle,
-        journal: Option<crate::journal::Journal>,
+        journal: Option<crate::store::journal::Journal>,
     ) -> std::io::Result<Ended> {
         let started = Instant::now();
         let mut first_result = None;
@@ -612,7 +612,7 @@ impl Service {
             closed: watch::channel(false).0,
             heard: Mutex::new(Instant::now()),
         });
-        let (records, received) = crate::journal::Sink::channel();
+        let (records, received) = crate::store::journal::Sink::channel();
         handle.lock().set_journal(Some(records));
         let events = std::fs::File::create(entry.events())?;
         let notify = handle.clone();
@@ -713,7 +713,7 @@ impl Service {
                     Err(e) => return Err(invalid(e.to_string())),
                 }
             }
-            crate::stage_check::resolve(&core, &mut stage, &info)
+            crate::run::stage_check::resolve(&core, &mut stage, &info)
                 .map_err(|e| invalid(e.to_string()))?;
             core.add_stage(stage, Keep::All)
         };
@@ -736,10 +736,10 @@ fn driver_handle(entry: &Entry) -> Result<&Handle, SubmitError> {
 
 /// Writes each record a driver needs as an event line, then the stages that became complete
 /// with them, flushing whenever none waits, and tells followers.
-fn write_events(records: &crate::journal::Drain, file: std::fs::File, handle: &Handle) {
+fn write_events(records: &crate::store::journal::Drain, file: std::fs::File, handle: &Handle) {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(file);
-    let write = |out: &mut std::io::BufWriter<std::fs::File>, event: &crate::mirror::Event| {
+    let write = |out: &mut std::io::BufWriter<std::fs::File>, event: &crate::web::mirror::Event| {
         let mut line = serde_json::to_vec(event).unwrap_or_default();
         line.push(b'\n');
         out.write_all(&line)
@@ -751,7 +751,7 @@ fn write_events(records: &crate::journal::Drain, file: std::fs::File, handle: &H
     while next.is_some() {
         while let Some(record) = next {
             written += 1;
-            let event = crate::mirror::Event::of(&record);
+            let event = crate::web::mirror::Event::of(&record);
             if let Some(event) = &event
                 && write(&mut out, event).is_err()
             {
@@ -777,7 +777,7 @@ fn write_events(records: &crate::journal::Drain, file: std::fs::File, handle: &H
                 for (stage, told) in complete.iter_mut().enumerate() {
                     if !*told && core.coordinator.is_stage_complete(stage) {
                         *told = true;
-                        finished.push(crate::mirror::Event::Complete {
+                        finished.push(crate::web::mirror::Event::Complete {
                             stage,
                             stopped: core.coordinator.stopped(stage).map(str::to_owned),
                         });
@@ -896,12 +896,13 @@ impl Serve {
         let sandbox = Sandbox::new().map_err(std::io::Error::other)?;
         let gate = Arc::new(run.gate());
         std::fs::create_dir_all(&data_dir)?;
-        let trust = crate::trust::TrustStore::open(&data_dir.join("trust.state")).map_err(|e| {
-            std::io::Error::other(format!(
-                "cannot open the trust records {}: {e}",
-                data_dir.join("trust.state").display()
-            ))
-        })?;
+        let trust =
+            crate::store::trust::TrustStore::open(&data_dir.join("trust.state")).map_err(|e| {
+                std::io::Error::other(format!(
+                    "cannot open the trust records {}: {e}",
+                    data_dir.join("trust.state").display()
+                ))
+            })?;
         gate.share_trust(trust);
         let hub = Hub::start(gate.clone());
         let service = Arc::new(Service {
@@ -917,10 +918,10 @@ impl Serve {
             let gate = gate.clone();
             HealthInfo::new(name, Arc::new(move || gate.joined()))
         };
-        let app = crate::transport::router(Venue::Hub(hub.clone()))
-            .merge(crate::jobs_api::router(service.clone()))
-            .merge(crate::dashboard::service_router(service.clone()))
-            .merge(crate::health::router(health));
+        let app = crate::net::transport::router(Venue::Hub(hub.clone()))
+            .merge(crate::run::jobs_api::router(service.clone()))
+            .merge(crate::run::dashboard::service_router(service.clone()))
+            .merge(crate::web::health::router(health));
         let local = LocalWorkers {
             count: run.local_workers,
             cache_dir: run.cache_dir.clone(),
@@ -945,11 +946,11 @@ impl Serve {
 
     /// The URL workers connect to.
     pub fn worker_url(&self) -> String {
-        crate::engine::worker_url(self.addr, self.tls)
+        crate::run::engine::worker_url(self.addr, self.tls)
     }
 
     /// How many workers are connected now, as a function to call later.
-    pub fn worker_count(&self) -> crate::announce::WorkerCount {
+    pub fn worker_count(&self) -> crate::directory::announce::WorkerCount {
         let gate = self.service.gate().clone();
         Arc::new(move || gate.joined())
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::state::Handle;
+use crate::net::state::Handle;
 
 /// How often a plain line is written by default when stderr is not a terminal.
 pub const PLAIN_EVERY: Duration = Duration::from_secs(5);

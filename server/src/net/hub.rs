@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::gate::Gate;
-use crate::state::Handle;
+use crate::net::gate::Gate;
+use crate::net::state::Handle;
 
 /// How often shares are recomputed (demands change as jobs progress).
 const REBALANCE_EVERY: Duration = Duration::from_millis(500);

@@ -1,5 +1,5 @@
 //! Why a stage a driver makes cannot be added to its job: what the driver gave, or what the
-//! checks of [`crate::stage_check`] found. The driver API reports it as
+//! checks of [`crate::run::stage_check`] found. The driver API reports it as
 //! [`crate::DriverError::Invalid`], a remote driver's `POST /api/jobs/ID/stages` as a `400`.
 
 use std::fmt;
@@ -8,7 +8,7 @@ use dipla_sandbox::abi::{AbiError, MemoryTooSmall};
 use thiserror::Error;
 
 use crate::DriverError;
-use crate::types::TypeError;
+use crate::manifest::types::TypeError;
 
 /// Why a stage cannot be made.
 #[derive(Debug, Error)]

@@ -6,16 +6,16 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
 
-use crate::gate::Gate;
-use crate::journal::{Backlog, Sink};
-use crate::stats::{Stats, StatsSnapshot};
-use crate::task_logs::TaskLogs;
-use crate::trust::TrustStore;
+use crate::net::gate::Gate;
+use crate::net::stats::{Stats, StatsSnapshot};
+use crate::store::journal::{Backlog, Sink};
+use crate::store::task_logs::TaskLogs;
+use crate::store::trust::TrustStore;
 use crate::{Job, Module, Source, Stage};
 use dipla_core::WorkerRecord;
 use dipla_core::{AttemptId, Coordinator, Counts, Effect, Event, Keep, Record, Wake, WorkerId};
 
-pub use crate::gate::DEFAULT_HEARTBEAT;
+pub use crate::net::gate::DEFAULT_HEARTBEAT;
 
 /// Everything the connections, the result writer and the driver share. Cheap to clone.
 #[derive(Clone)]
@@ -213,7 +213,7 @@ impl Handle {
         let plans = (0..job.stages.len())
             .map(|i| job.stages[i].plan(keep(i)))
             .collect();
-        let job_id = crate::journal::fingerprint(&job);
+        let job_id = crate::store::journal::fingerprint(&job);
         let mut coordinator = Coordinator::seeded(plans, seed());
         for (i, stage) in job.stages.iter().enumerate() {
             seed_explore(&mut coordinator, i, stage);

@@ -12,12 +12,12 @@ use dipla_worker::{ModuleCache, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::health::{self, HealthInfo};
-use crate::http::{self, Listener, PlainListener};
-use crate::state::Handle;
-use crate::tls::TlsListener;
-use crate::transport::{self, Venue};
-use crate::{Module, api, dashboard};
+use crate::net::http::{self, Listener, PlainListener};
+use crate::net::state::Handle;
+use crate::net::tls::TlsListener;
+use crate::net::transport::{self, Venue};
+use crate::web::health::{self, HealthInfo};
+use crate::{Module, run::dashboard, web::api};
 
 /// How long connections get to close once the server shuts down.
 const FAREWELL: Duration = Duration::from_secs(5);
@@ -45,8 +45,6 @@ pub(crate) struct Engine {
     /// The local workers' module cache, seeded with every module the server admits.
     cache: Option<ModuleCache>,
 }
-
-pub(crate) use crate::http::Peer;
 
 /// One socket being served.
 struct Served {

@@ -12,7 +12,7 @@
 //! its `check` says how many identities reported it (`replicated:K`), or `unchecked` for
 //! one the server decided (an upstream failure, workers lost) or took from its own worker.
 //! A failure's line also carries what the task logged, `"log"`, when the worker that reported
-//! the failure sent its log (the worker's word, never checked; see [`crate::task_logs`]).
+//! the failure sent its log (the worker's word, never checked; see [`crate::store::task_logs`]).
 
 use std::io::Write;
 

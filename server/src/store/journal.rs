@@ -648,10 +648,10 @@ pub fn fingerprint(job: &Job) -> String {
 
 /// What an audit needs of each stage, as JSON.
 fn stage_records(job: &Job) -> String {
-    let records: Vec<crate::audit::StageRecord> = job
+    let records: Vec<crate::store::audit::StageRecord> = job
         .stages
         .iter()
-        .map(|stage| crate::audit::StageRecord {
+        .map(|stage| crate::store::audit::StageRecord {
             name: stage.name.clone(),
             module: stage.module,
             export: stage.export.clone(),

@@ -1,7 +1,7 @@
 //! The project directory (`dipla-server directory`): where servers announce their projects
 //! and volunteers find one to join (`dipla-worker --directory URL [--project NAME]`).
 //!
-//! A server started with `--announce URL` ([`crate::announce`]) posts an [`Announcement`]
+//! A server started with `--announce URL` ([`crate::directory::announce`]) posts an [`Announcement`]
 //! to `POST /api/projects` when it starts and then every `--announce-secs`. The directory
 //! keeps the announcements by name, and checks each project's `health` URL (the server's
 //! `GET /health`) every `--check-secs`; `GET /api/projects` (JSON, [`Listing`]) and `GET /`
@@ -22,6 +22,8 @@
 //! - To keep anonymous callers from pointing the checker anywhere, the health URL must be on
 //!   the same host as the worker URL; checks follow no redirects, wait at most
 //!   [`DirectoryOptions::check_timeout`] and read only the status code.
+
+pub mod announce;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -616,12 +618,12 @@ pub async fn serve(listener: TcpListener, options: DirectoryOptions) -> std::io:
         }
     }
     let _checks = AbortOnDrop(checks);
-    let door = Arc::new(crate::door::Door::default());
-    let listener = crate::http::PlainListener::new(listener, door);
-    crate::http::serve(
+    let door = Arc::new(crate::net::door::Door::default());
+    let listener = crate::net::http::PlainListener::new(listener, door);
+    crate::net::http::serve(
         listener,
         router(directory),
-        crate::http::HEAD_TIMEOUT,
+        crate::net::http::HEAD_TIMEOUT,
         std::future::pending(),
     )
     .await;

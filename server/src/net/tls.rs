@@ -3,7 +3,7 @@
 //!
 //! [`TlsListener`] accepts TCP connections (counted by the server's door) and runs each TLS
 //! handshake in its own task (with a deadline), so a slow or hostile client cannot hold up the
-//! others; [`crate::http::serve`] serves what comes out of it exactly as it serves plain TCP.
+//! others; [`crate::net::http::serve`] serves what comes out of it exactly as it serves plain TCP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::door::{self, Counted, Door};
-use crate::http::Listener;
+use crate::net::door::{self, Counted, Door};
+use crate::net::http::Listener;
 
 /// How long a client has to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

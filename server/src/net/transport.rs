@@ -25,13 +25,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::Job;
-use crate::http::Peer;
-use crate::gate::Gate;
-use crate::hub::Hub;
-use crate::receipts::Sent;
-use crate::state::Handle;
-use crate::verification::verification;
-use crate::violation::Violation;
+use crate::net::gate::Gate;
+use crate::net::http::Peer;
+use crate::net::hub::Hub;
+use crate::net::receipts::Sent;
+use crate::net::state::Handle;
+use crate::net::verification::verification;
+use crate::net::violation::Violation;
 use dipla_core::Record;
 use dipla_core::{Answer, Assignment, Coordinator, Departure, TaskRef};
 
@@ -758,15 +758,21 @@ async fn on_message(
     }
 }
 
-/// Hands the log a worker reported for `attempt` to the job's [`crate::task_logs::TaskLogs`].
-fn report_log(core: &mut crate::state::Core, worker: u64, attempt: u64, log: &str, failed: bool) {
+/// Hands the log a worker reported for `attempt` to the job's [`crate::store::task_logs::TaskLogs`].
+fn report_log(
+    core: &mut crate::net::state::Core,
+    worker: u64,
+    attempt: u64,
+    log: &str,
+    failed: bool,
+) {
     let Some(task) = core.coordinator.attempt_task(worker, attempt) else {
         return;
     };
     let Some(stage) = core.job.stages.get(task.stage) else {
         return;
     };
-    let by = crate::task_logs::Reporter {
+    let by = crate::store::task_logs::Reporter {
         worker,
         stage: &stage.name,
         index: task.index,

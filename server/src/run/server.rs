@@ -11,14 +11,14 @@ use dipla_worker::WorkerConfig;
 use tokio::net::TcpListener;
 
 use crate::Job;
-use crate::engine::{self, Engine, LocalWorkers};
-use crate::gate::Gate;
-use crate::journal::{Fresh, Journal, Opened};
-use crate::output::write_line;
-use crate::state::Handle;
-use crate::stats::StatsSnapshot;
-use crate::tls::TlsFiles;
-use crate::transport::Venue;
+use crate::net::gate::Gate;
+use crate::net::state::Handle;
+use crate::net::stats::StatsSnapshot;
+use crate::net::tls::TlsFiles;
+use crate::net::transport::Venue;
+use crate::run::engine::{self, Engine, LocalWorkers};
+use crate::store::journal::{Fresh, Journal, Opened};
+use crate::store::output::write_line;
 use dipla_core::{Counts, Keep};
 
 /// The most workers a server accepts at once unless told otherwise.
@@ -69,7 +69,7 @@ pub struct RunOptions {
     /// workers are allowed on top); more are closed as soon as they are accepted.
     pub max_connections_per_ip: usize,
     /// How long a connection has to send each HTTP request head, the WebSocket upgrade
-    /// included ([`crate::http::HEAD_TIMEOUT`]).
+    /// included ([`crate::net::http::HEAD_TIMEOUT`]).
     pub head_timeout: Duration,
     /// Show what every task logged (`dipla_guest::log!`) on stderr as workers report it,
     /// one log event per line (`run --log-tasks`).
@@ -103,17 +103,17 @@ impl Default for RunOptions {
             speculate: true,
             min_workers: 0,
             worker_tokens: Vec::new(),
-            heartbeat: crate::state::DEFAULT_HEARTBEAT,
+            heartbeat: crate::net::state::DEFAULT_HEARTBEAT,
             max_lost: dipla_core::MAX_LOST,
             max_workers: DEFAULT_MAX_WORKERS,
             state: None,
             fresh: Fresh::Never,
             admin_tokens: Vec::new(),
             max_identities_per_ip: None,
-            max_cores_per_worker: crate::gate::DEFAULT_MAX_CORES,
+            max_cores_per_worker: crate::net::gate::DEFAULT_MAX_CORES,
             tls: None,
-            max_connections_per_ip: crate::door::DEFAULT_MAX_CONNECTIONS_PER_IP,
-            head_timeout: crate::http::HEAD_TIMEOUT,
+            max_connections_per_ip: crate::net::door::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            head_timeout: crate::net::http::HEAD_TIMEOUT,
             log_tasks: false,
         }
     }

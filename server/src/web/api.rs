@@ -21,9 +21,9 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use crate::gate::Gate;
-use crate::journal::Backlog;
-use crate::state::{Handle, WorkerSummary};
+use crate::net::gate::Gate;
+use crate::net::state::{Handle, WorkerSummary};
+use crate::store::journal::Backlog;
 use dipla_core::{Counts, StageProgress};
 
 /// The API's routes, under `/api`.

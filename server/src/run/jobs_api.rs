@@ -1,6 +1,6 @@
 //! The HTTP API of a long-running server (`dipla-server serve`), under `/api/jobs`. Every
 //! call needs `Authorization: Bearer TOKEN` with one of the server's admin tokens, as for
-//! [`crate::api`].
+//! [`crate::web::api`].
 //!
 //! - `POST /api/jobs` with a [`Submission`] (JSON: the manifest's text and its files,
 //!   base64): `201` with the job's [`JobBrief`]; `400` naming what is wrong.
@@ -11,7 +11,7 @@
 //!   until the job ends (`?follow=false`: what is written now).
 //! - `POST /api/jobs/ID/cancel`: cancels it; results so far are kept.
 //!
-//! A remote driver ([`crate::mirror`]) builds its job as it runs:
+//! A remote driver ([`crate::web::mirror`]) builds its job as it runs:
 //!
 //! - `POST /api/drivers` with `{"name": NAME}`: `201` with the new, empty job's brief and
 //!   `"heartbeat_ms"`, how often the driver must say it is alive.
@@ -34,8 +34,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::api::{authorise, status_of};
-use crate::serve::{Entry, MAX_SUBMISSION_BYTES, Service, Submission, SubmitError};
+use crate::run::serve::{Entry, MAX_SUBMISSION_BYTES, Service, Submission, SubmitError};
+use crate::web::api::{authorise, status_of};
 
 /// The routes, under `/api/jobs`.
 pub(crate) fn router(service: Arc<Service>) -> axum::Router {

@@ -5,7 +5,7 @@ use dipla_sandbox::abi::AbiError;
 use dipla_sandbox::{LazyGuest, Limits};
 use thiserror::Error;
 
-use crate::state::Core;
+use crate::net::state::Core;
 use dipla_core::{Answer, AttemptId, WorkerId};
 
 /// A verifier run to make: the stage's verifier, on the task's input and the output.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 
-use crate::serve::{JobBrief, Submission};
+use crate::run::serve::{JobBrief, Submission};
 
 /// Why a call to a server failed.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use dipla_protocol::{
 
 use dipla_core::AttemptId;
 
-use crate::violation::Violation;
+use crate::net::violation::Violation;
 
 /// The tasks a connection was sent and has not answered: module and input digest by attempt.
 #[derive(Default)]

@@ -1,4 +1,4 @@
-//! The live dashboard at `/` and the Prometheus metrics at `/metrics` ([`crate::metrics`]).
+//! The live dashboard at `/` and the Prometheus metrics at `/metrics` ([`crate::net::metrics`]).
 //!
 //! The dashboard is one page (HTML, CSS and JS embedded in the binary, no build
 //! step) fed by server-sent events at `/events`, the job's status twice a second — the same
@@ -15,9 +15,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
 use futures_util::Stream;
 
-use crate::api::status_of;
-use crate::serve::Service;
-use crate::state::Handle;
+use crate::net::state::Handle;
+use crate::run::serve::Service;
+use crate::web::api::status_of;
 
 /// How often the page is sent the status.
 const EVERY: Duration = Duration::from_millis(500);
@@ -37,7 +37,7 @@ async fn page() -> impl IntoResponse {
 
 async fn metrics(State(handle): State<Handle>) -> impl IntoResponse {
     let job = handle.lock().job.name.clone();
-    let text = crate::metrics::render_jobs(handle.gate(), &[(job, handle.clone())]);
+    let text = crate::net::metrics::render_jobs(handle.gate(), &[(job, handle.clone())]);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -142,7 +142,7 @@ async fn service_metrics(State(service): State<Arc<Service>>) -> impl IntoRespon
         .into_iter()
         .filter_map(|entry| Some((entry.id().to_owned(), entry.handle()?.clone())))
         .collect();
-    let text = crate::metrics::render_jobs(service.gate(), &jobs);
+    let text = crate::net::metrics::render_jobs(service.gate(), &jobs);
     (
         [(
             axum::http::header::CONTENT_TYPE,

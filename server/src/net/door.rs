@@ -98,7 +98,7 @@ impl Door {
             limit,
             per_ip: AtomicUsize::new(DEFAULT_MAX_CONNECTIONS_PER_IP),
             local: AtomicUsize::new(0),
-            head_timeout: Mutex::new(crate::http::HEAD_TIMEOUT),
+            head_timeout: Mutex::new(crate::net::http::HEAD_TIMEOUT),
             open: Mutex::default(),
             refusals: Throttle::default(),
             failures: Throttle::default(),

@@ -12,8 +12,8 @@ use std::time::Duration;
 use dipla_protocol::PublicKey;
 
 use crate::Tokens;
-use crate::door::Door;
-use crate::trust::TrustStore;
+use crate::net::door::Door;
+use crate::store::trust::TrustStore;
 
 /// How often connections are pinged unless the server is told otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -43,7 +43,7 @@ pub(crate) struct Gate {
     /// The most identities accepted from one IP address (`None`: no cap), and those seen.
     identities_per_ip: Mutex<(Option<usize>, IdentitiesByIp)>,
     /// What `/metrics` measures as it happens.
-    pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) metrics: crate::net::metrics::Metrics,
     /// The connections open, by address, and their caps.
     pub(crate) door: Arc<Door>,
 }
@@ -63,7 +63,7 @@ impl Default for Gate {
             own: Mutex::default(),
             trust: Mutex::default(),
             identities_per_ip: Mutex::default(),
-            metrics: crate::metrics::Metrics::default(),
+            metrics: crate::net::metrics::Metrics::default(),
             door: Arc::default(),
         }
     }

@@ -4,7 +4,7 @@
 
 use dipla_sandbox::abi::TaskInfo;
 
-use crate::stage_error::StageError;
+use crate::manifest::stage_error::StageError;
 
 /// Checks that `task` takes `given` arguments (`by` names who gives them, for the message).
 ///

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 
-use crate::announce::WorkerCount;
-use crate::state::Handle;
+use crate::directory::announce::WorkerCount;
+use crate::net::state::Handle;
 
 /// What the health check reports: cheap to clone.
 #[derive(Clone)]

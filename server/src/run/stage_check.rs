@@ -4,12 +4,12 @@
 
 use dipla_sandbox::abi::TaskInfo;
 
-use crate::job::{Part, Source, Stage};
+use crate::manifest::job::{Part, Source, Stage};
 use crate::manifest::may_stop;
-use crate::stage_error::{Application, StageError};
-use crate::state::Core;
-use crate::task_fit::{check_arity, check_reducer};
-use crate::types::{self, Signature, Upstream};
+use crate::manifest::stage_error::{Application, StageError};
+use crate::manifest::task_fit::{check_arity, check_reducer};
+use crate::manifest::types::{self, Signature, Upstream};
+use crate::net::state::Core;
 
 /// Checks `stage`, about to be added to `core`'s job, whose task is `info`; sets its task
 /// count and whether it may stop early.

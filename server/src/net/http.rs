@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower_layer::Layer;
 
-use crate::door::{self, Counted, Door};
+use crate::net::door::{self, Counted, Door};
 
 /// How long a connection has to send a request head, the WebSocket upgrade included.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);

@@ -9,8 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::gate::Gate;
-use crate::state::Handle;
+use crate::net::gate::Gate;
+use crate::net::state::Handle;
 
 /// What is measured as it happens (the rest is read when scraped).
 pub(crate) struct Metrics {

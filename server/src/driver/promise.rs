@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::DriverError;
 use crate::driver::Inner;
-use crate::stage_error::StageError;
+use crate::manifest::stage_error::StageError;
 use dipla_core::Outcome;
 
 /// The outputs of a stage, one per task in input order, available as they complete. Cheap

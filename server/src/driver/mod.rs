@@ -22,6 +22,9 @@
 //! instead, use the light `dipla-driver` crate, which offers the same API without compiling
 //! the server.
 
+pub mod client;
+pub(crate) mod promise;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
@@ -35,12 +38,12 @@ use dipla_worker::WorkerConfig;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::engine::{Engine, LocalWorkers, worker_url};
+use crate::manifest::stage_error::{Application, StageError};
 use crate::manifest::{DEFAULT_LIMITS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_EXPLORE_TASKS};
-use crate::stage_check::resolve;
-use crate::stage_error::{Application, StageError};
-use crate::state::Handle;
-use crate::transport::Venue;
+use crate::net::state::Handle;
+use crate::net::transport::Venue;
+use crate::run::engine::{Engine, LocalWorkers, worker_url};
+use crate::run::stage_check::resolve;
 use crate::{DriverError, Inputs, Job, Module, Part, Promise, Reduced, Source, Stage};
 use dipla_core::{Keep, Replicate};
 
@@ -280,7 +283,7 @@ impl DiplaBuilder {
             stages: Vec::new(),
             sandbox: sandbox.clone(),
         };
-        let gate = crate::gate::Gate::default();
+        let gate = crate::net::gate::Gate::default();
         gate.require_tokens(crate::Tokens::new(&self.tokens));
         let handle = Handle::new(job, |_| Keep::All, Arc::new(gate));
         // A driver's job grows as it runs: its receipts name this run.
@@ -300,7 +303,7 @@ impl DiplaBuilder {
             listener,
             None,
             Venue::Job(handle.clone()),
-            crate::engine::job_routes(&handle),
+            crate::run::engine::job_routes(&handle),
             &[],
             &sandbox,
             &local,
