@@ -30,7 +30,7 @@
 //! 7. `driver/`: the driver API ([`Dipla`]), its `promise`s and the remote `client`.
 //! 8. `commands/`: the subcommands of the binary, over everything.
 //!
-//! The binary (`main.rs`, `cli.rs`) may use every layer.
+//! The binary (`bin/dipla-server/`: `main.rs`, `cli.rs`) may use every layer.
 
 pub mod commands;
 pub mod directory;

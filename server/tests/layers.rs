@@ -19,8 +19,8 @@ const ORDER: &[&str] = &[
     "commands",
 ];
 
-/// The files of the binary, which may use everything, and the crate root.
-const ABOVE_ALL: &[&str] = &["lib", "main", "cli"];
+/// The crate root and the binary (`src/bin/`), which may use everything.
+const ABOVE_ALL: &[&str] = &["lib", "bin"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
