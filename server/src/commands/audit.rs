@@ -1,11 +1,11 @@
 //! `dipla-server audit`: a job's results checked against its workers' signed receipts, a
-//! sample of its tasks run again here ([`crate::audit`]).
+//! sample of its tasks run again here ([`crate::store::audit`]).
 
 use std::path::Path;
 
 use dipla_sandbox::{Sandbox, SandboxError};
 
-use crate::audit::{AuditError, AuditReport};
+use crate::store::audit::{AuditError, AuditReport};
 
 /// The most problems listed one per line; the rest are counted.
 const LISTED: usize = 20;
@@ -33,7 +33,7 @@ pub fn audit(
     sample: usize,
 ) -> Result<AuditReport, AuditCommandError> {
     let sandbox = Sandbox::new().map_err(AuditCommandError::Sandbox)?;
-    let report = crate::audit::audit(results, state, sample, &sandbox)?;
+    let report = crate::store::audit::audit(results, state, sample, &sandbox)?;
     for problem in report.problems.iter().take(LISTED) {
         eprintln!("dipla-server audit: {problem}");
     }

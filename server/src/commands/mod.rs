@@ -2,7 +2,7 @@
 //! each: [`run`] a job from its manifest to its summary, [`serve`] jobs submitted over the
 //! API until interrupted, [`remote`] calls to such a server (submit, results, jobs, status,
 //! cancel), [`inspect`] a module, [`audit`] a job's results. (`directory` is
-//! [`crate::directory::run`], `try` is [`crate::trial`].)
+//! [`crate::directory::run`], `try` is [`crate::run::trial`].)
 //!
 //! They write what an operator reads: results on stdout or in a file, progress and how the
 //! job ended on stderr, as lines starting `dipla-server:`. They return what the binary turns

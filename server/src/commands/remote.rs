@@ -1,11 +1,11 @@
-//! The commands that call a server started with `serve` ([`crate::client`]): `submit`,
+//! The commands that call a server started with `serve` ([`crate::driver::client`]): `submit`,
 //! `results`, `jobs`, `status` and `cancel`.
 
 use std::path::Path;
 
 use super::{CreateError, results_writer};
 use crate::JobBrief;
-use crate::client::{Client, ClientError};
+use crate::driver::client::{Client, ClientError};
 
 /// Why a call to a server, or writing what it answered, failed.
 #[derive(Debug, thiserror::Error)]

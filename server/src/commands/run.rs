@@ -9,8 +9,8 @@ use std::time::Duration;
 use dipla_sandbox::{Sandbox, SandboxError};
 
 use super::{CreateError, results_writer};
-use crate::announce::AnnounceOptions;
-use crate::journal::Fresh;
+use crate::directory::announce::AnnounceOptions;
+use crate::store::journal::Fresh;
 use crate::{ManifestError, RunOptions, Server, Summary, manifest};
 
 /// A job to run, as the flags of `run` describe it.
@@ -127,7 +127,7 @@ pub async fn run(
     let url = say_started(&server, state.as_deref(), listen.is_some(), min_workers)?;
     announce(&server, &command.announce, &url, listen.is_some())?;
     let writer = results_writer(command.out.as_deref())?;
-    let progress = tokio::spawn(crate::progress::report(
+    let progress = tokio::spawn(crate::web::progress::report(
         server.handle(),
         command.progress_every,
     ));
@@ -207,7 +207,7 @@ fn announce(
             return Err(RunError::AnnounceNeedsListen);
         }
         let handle = server.handle();
-        crate::announce::spawn(announcer, Arc::new(move || handle.connected()));
+        crate::directory::announce::spawn(announcer, Arc::new(move || handle.connected()));
     }
     Ok(())
 }
@@ -263,7 +263,7 @@ mod tests {
                 ..RunOptions::default()
             },
             announce: AnnounceOptions::default(),
-            progress_every: crate::progress::PLAIN_EVERY,
+            progress_every: crate::web::progress::PLAIN_EVERY,
             summary_json: Some(dir.join("summary.json")),
         }
     }

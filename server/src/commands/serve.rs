@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::announce::AnnounceOptions;
+use crate::directory::announce::AnnounceOptions;
 use crate::{Serve, ServeOptions};
 
 /// Why a server stopped short.
@@ -44,7 +44,7 @@ pub async fn serve(
         .announcer(&name, &url)
         .map_err(|error| ServeError::Announce(error.into()))?;
     if let Some(announcer) = announcer {
-        crate::announce::spawn(announcer, server.worker_count());
+        crate::directory::announce::spawn(announcer, server.worker_count());
     }
     interrupt.await.map_err(ServeError::Interrupt)?;
     eprintln!("dipla-server: stopping; running jobs resume when the server starts again");

@@ -9,8 +9,8 @@ use dipla_sandbox::abi::TaskInfo;
 
 use super::schema::InputsFile;
 use super::{ReadError, ReadFile};
-use crate::stage_check::check_arity;
-use crate::types::{self, Shape, Signature};
+use crate::manifest::task_fit::check_arity;
+use crate::manifest::types::{self, Shape, Signature};
 use crate::{Inputs, Part, Source};
 
 /// Why a stage's `inputs` cannot be used (reported under the stage's `inputs` key).

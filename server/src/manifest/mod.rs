@@ -23,7 +23,7 @@
 //! validated against the guest ABI (compiled only if the server runs it), each stage's task
 //! must be a task export of its module, and each input file must be valid JSON Lines. Where
 //! the modules record their tasks' types, every input value and every edge between stages is
-//! type-checked ([`crate::types`]); `check_types = false` on a stage turns that off. Errors
+//! type-checked ([`crate::manifest::types`]); `check_types = false` on a stage turns that off. Errors
 //! name the key, file and line at fault.
 //!
 //! The checks run in this order, one file each, and the first fault found is the one
@@ -34,14 +34,20 @@
 //! is `schema.rs`.
 
 mod checks;
+pub(crate) mod error;
 mod explore;
 mod graph;
 mod inputs;
+pub(crate) mod job;
+pub(crate) mod job_inputs;
 mod limits;
 mod modules;
 mod schema;
 mod sources;
 mod stage;
+pub(crate) mod stage_error;
+pub(crate) mod task_fit;
+pub mod types;
 
 use std::path::{Path, PathBuf};
 
@@ -157,7 +163,7 @@ pub fn parse(text: &str, path: &Path, sandbox: &Sandbox) -> Result<Job, Manifest
 }
 
 /// Like [`parse`], with the files the manifest names read by `read` (for a job submitted
-/// with its files, [`crate::serve`]); `path` names the manifest in messages.
+/// with its files, [`crate::run::serve`]); `path` names the manifest in messages.
 ///
 /// # Errors
 /// [`ManifestError`], naming the key, file and line at fault.

@@ -6,8 +6,8 @@ use super::inputs;
 use super::schema::StageFile;
 use super::{Fault, ReadFile};
 use crate::Source;
-use crate::stage_check::check_reducer;
-use crate::types::{self, Signature, Upstream};
+use crate::manifest::task_fit::check_reducer;
+use crate::manifest::types::{self, Signature, Upstream};
 
 /// Each stage's source and number of tasks, in manifest order.
 pub(super) fn resolve(
