@@ -8,7 +8,7 @@ use super::failure::Evidence;
 use super::results::Proof;
 use crate::fleet::IdentityId;
 use crate::record::Record;
-use crate::types::{Answer, AttemptId, Check, Outcome, TaskRef, Violation, WorkerId};
+use crate::types::{Answer, AttemptId, Check, TaskRef, Violation, WorkerId};
 use crate::votes::{Vote, Votes};
 
 impl Coordinator {
@@ -16,12 +16,13 @@ impl Coordinator {
     ///
     /// # Errors
     /// When the worker was not running that attempt.
-    pub fn complete(
+    #[cfg(test)]
+    pub(crate) fn complete(
         &mut self,
         worker: WorkerId,
         id: AttemptId,
         micros: u64,
-        outcome: Outcome,
+        outcome: crate::types::Outcome,
     ) -> Result<(), Violation> {
         self.complete_with(worker, id, 0, micros, outcome, false)
     }
@@ -32,13 +33,14 @@ impl Coordinator {
     ///
     /// # Errors
     /// When the worker was not running that attempt.
-    pub fn complete_with(
+    #[cfg(test)]
+    pub(crate) fn complete_with(
         &mut self,
         worker: WorkerId,
         id: AttemptId,
         fuel: u64,
         micros: u64,
-        outcome: Outcome,
+        outcome: crate::types::Outcome,
         stop: bool,
     ) -> Result<(), Violation> {
         let answer = Answer {

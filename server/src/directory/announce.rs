@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use dipla_protocol::text::printable;
 use reqwest::Url;
 
@@ -64,18 +63,90 @@ impl Default for AnnounceOptions {
     }
 }
 
+/// Why a project cannot be announced, or an announcement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnounceError {
+    /// The worker URL is not a WebSocket URL.
+    #[error("{url}: expected a ws:// or wss:// URL, not {scheme}://")]
+    NotWebSocket {
+        /// The URL.
+        url: Url,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// The health check's URL cannot be made from the worker URL.
+    #[error("cannot make an {scheme} URL of {url}")]
+    NoHealthUrl {
+        /// The scheme wanted.
+        scheme: &'static str,
+        /// The worker URL.
+        url: Url,
+    },
+    /// `--announce-secs` is too small (or not a number).
+    #[error("--announce-secs must be at least 0.05")]
+    Period,
+    /// The worker URL does not parse.
+    #[error("the worker URL {url} is not a URL")]
+    NotAUrl {
+        /// What was given.
+        url: String,
+        /// Why it does not parse.
+        #[source]
+        error: url::ParseError,
+    },
+    /// The directory would refuse the announcement.
+    #[error("cannot announce the project: {flag}: {fault}")]
+    Refused {
+        /// The flag to change.
+        flag: &'static str,
+        /// What is wrong with it.
+        fault: String,
+    },
+    /// The directory's API URL cannot be made from its URL.
+    #[error("cannot make the directory's URL of {directory}")]
+    Endpoint {
+        /// The directory's URL.
+        directory: Url,
+        /// Why.
+        #[source]
+        error: url::ParseError,
+    },
+    /// The directory could not be reached.
+    #[error("cannot reach the directory")]
+    Unreachable(#[source] reqwest::Error),
+    /// The directory refused the announcement.
+    #[error("the directory answered {status}: {body}")]
+    Answered {
+        /// Its status.
+        status: reqwest::StatusCode,
+        /// The start of its answer, printable.
+        body: String,
+    },
+}
+
 /// The health check URL beside a worker URL: `ws://host/ws` → `http://host/health`,
 /// `wss://host/prefix/ws` → `https://host/prefix/health`.
-pub fn health_url(worker_url: &Url) -> anyhow::Result<Url> {
+///
+/// # Errors
+/// When the URL is not a `ws://` or `wss://` one.
+pub fn health_url(worker_url: &Url) -> Result<Url, AnnounceError> {
     let scheme = match worker_url.scheme() {
         "ws" => "http",
         "wss" => "https",
-        other => anyhow::bail!("{worker_url}: expected a ws:// or wss:// URL, not {other}://"),
+        other => {
+            return Err(AnnounceError::NotWebSocket {
+                url: worker_url.clone(),
+                scheme: other.to_owned(),
+            });
+        }
     };
     let mut health = worker_url.clone();
     health
         .set_scheme(scheme)
-        .map_err(|()| anyhow::anyhow!("cannot make an {scheme} URL of {worker_url}"))?;
+        .map_err(|()| AnnounceError::NoHealthUrl {
+            scheme,
+            url: worker_url.clone(),
+        })?;
     let path = worker_url.path();
     let base = path
         .strip_suffix("/ws")
@@ -106,19 +177,20 @@ impl AnnounceOptions {
         &self,
         default_name: &str,
         worker_url: &str,
-    ) -> anyhow::Result<Option<Announcer>> {
+    ) -> Result<Option<Announcer>, AnnounceError> {
         let Some(directory) = &self.announce else {
             return Ok(None);
         };
-        anyhow::ensure!(
-            self.announce_secs.is_finite() && self.announce_secs >= 0.05,
-            "--announce-secs must be at least 0.05"
-        );
+        if !(self.announce_secs.is_finite() && self.announce_secs >= 0.05) {
+            return Err(AnnounceError::Period);
+        }
         let url = match &self.public_url {
             Some(url) => url.clone(),
             None => {
-                let url = Url::parse(worker_url)
-                    .with_context(|| format!("the worker URL {worker_url} is not a URL"))?;
+                let url = Url::parse(worker_url).map_err(|error| AnnounceError::NotAUrl {
+                    url: worker_url.to_owned(),
+                    error,
+                })?;
                 if url.host_str().is_some_and(|host| {
                     host == "127.0.0.1" || host == "[::1]" || host == "localhost"
                 }) {
@@ -150,7 +222,10 @@ impl AnnounceOptions {
                 "description" => "--description",
                 _ => "--public-url",
             };
-            anyhow::bail!("cannot announce the project: {flag}: {}", invalid.message);
+            return Err(AnnounceError::Refused {
+                flag,
+                fault: invalid.message.to_string(),
+            });
         }
         let mut endpoint = directory.clone();
         if !endpoint.path().ends_with('/') {
@@ -158,7 +233,10 @@ impl AnnounceOptions {
         }
         let endpoint = endpoint
             .join("api/projects")
-            .with_context(|| format!("cannot make the directory's URL of {directory}"))?;
+            .map_err(|error| AnnounceError::Endpoint {
+                directory: directory.clone(),
+                error,
+            })?;
         Ok(Some(Announcer {
             endpoint,
             announcement,
@@ -179,14 +257,18 @@ impl Announcer {
     }
 
     /// Posts the announcement once, with `workers` connected.
-    async fn post(&mut self, client: &reqwest::Client, workers: usize) -> anyhow::Result<()> {
+    async fn post(
+        &mut self,
+        client: &reqwest::Client,
+        workers: usize,
+    ) -> Result<(), AnnounceError> {
         self.announcement.workers = u32::try_from(workers).unwrap_or(u32::MAX);
         let response = client
             .post(self.endpoint.clone())
             .json(&self.announcement)
             .send()
             .await
-            .context("cannot reach the directory")?;
+            .map_err(AnnounceError::Unreachable)?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -202,8 +284,20 @@ impl Announcer {
         }
         body.truncate(MAX_ANSWER_BYTES);
         let body = printable(String::from_utf8_lossy(&body).trim(), 300);
-        anyhow::bail!("the directory answered {status}: {body}")
+        Err(AnnounceError::Answered { status, body })
     }
+}
+
+/// An error and its causes, one after another (`cannot reach the directory: ...`).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 /// Announces the project now and every period, with the worker count `workers` yields,
@@ -241,7 +335,7 @@ pub fn spawn(mut announcer: Announcer, workers: WorkerCount) -> tokio::task::Joi
                     announced = false;
                     tracing::warn!(
                         directory = %announcer.endpoint,
-                        error = format!("{error:#}"),
+                        error = chain(&error),
                         "announcing the project failed; trying again next period"
                     );
                 }
