@@ -24,6 +24,7 @@ pub fn results(
     ledger: &Ledger,
     written: &BTreeMap<TaskRef, Line>,
     lost_by: &HashMap<TaskRef, HashSet<usize>>,
+    claimers: bool,
 ) -> Result<(), String> {
     for (stage, spec) in job.stages.iter().enumerate() {
         if spec.plan.keep != Keep::Ordered {
@@ -66,6 +67,11 @@ pub fn results(
                 (got, want) if got == want => true,
                 (Err(FailureKind::Worker), _) => lost >= dipla_core::MAX_LOST,
                 (Err(FailureKind::Upstream), Err(FailureKind::Upstream)) => true,
+                // A task that fails everywhere, out of attempts with no failure confirmed:
+                // the most reported failure stands, and with made-up failures from hostile
+                // identities tied with the honest one, it may be theirs. The task does fail;
+                // its message is the claimer's (a limit of max_attempts, not a wrong result).
+                (Err(FailureKind::Panic), Err(_)) => claimers,
                 _ => false,
             };
             if !explained {

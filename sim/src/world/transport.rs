@@ -324,12 +324,17 @@ impl World {
                 self.core.kept()
             ));
         }
+        let claimers = self
+            .vols
+            .iter()
+            .any(|v| matches!(v.behaviour, Behaviour::FailClaimer { .. }));
         crate::check::results(
             &self.job,
             &self.core,
             &self.ledger,
             &self.written,
             &self.lost_by,
+            claimers,
         )
     }
 
