@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use dipla_server::{RunOptions, Server, WorkerRecord};
 
-use crate::support::{JobDir, WorkerProcess, burn_job, finish, remote_server_with, watch};
+use crate::support::{
+    JobDir, WorkerProcess, burn_job, eventually_async, finish, remote_server_with, watch,
+};
 
 /// A server for `job` that gives out tasks once both of a test's two workers have joined:
 /// otherwise the first to join could take the whole job before the other's benchmark ends.
@@ -150,9 +152,8 @@ async fn a_forged_benchmark_is_caught_and_an_honest_one_believed() {
             .unwrap();
         sockets.push(socket);
     }
-    let mut records = HashMap::new();
-    for _ in 0..250 {
-        records = handle
+    let records = eventually_async("both benchmarks judged", async || {
+        let records = handle
             .workers()
             .into_iter()
             .filter_map(|w| Some((w.name, w.record?)))
@@ -162,11 +163,9 @@ async fn a_forged_benchmark_is_caught_and_an_honest_one_believed() {
                 .get(name)
                 .is_some_and(|r: &WorkerRecord| r.claimed.is_some() || r.note.is_some())
         };
-        if judged("forger") && judged("honest") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (judged("forger") && judged("honest")).then_some(records)
+    })
+    .await;
     let forger = &records["forger"];
     assert_eq!(forger.claimed, None, "{forger:?}");
     let note = forger.note.as_deref().unwrap_or_default();
