@@ -10,7 +10,7 @@ mod said;
 mod wait;
 
 pub use said::Said;
-pub use wait::{PATIENCE, eventually, eventually_async};
+pub use wait::{PATIENCE, QUIET, eventually, eventually_async, seen_while_quiet};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
