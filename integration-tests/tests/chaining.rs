@@ -1,8 +1,8 @@
 //! Stages that read other stages: map over a promise, zip, reduce, scatter, pipelining.
 
-use std::time::Duration;
-
-use crate::support::{JobDir, WorkerProcess, finish, remote_server, run_on_workers};
+use crate::support::{
+    JobDir, WorkerProcess, eventually_async, finish, remote_server, run_on_workers,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_zip_reduce_and_scatter_give_the_local_answer() {
@@ -153,16 +153,15 @@ async fn downstream_tasks_complete_while_upstream_still_runs() {
         WorkerProcess::start(&url, "two"),
     ];
     let run = tokio::spawn(finish(server));
-    let mut overlapped = false;
     // Watched for as long as the job runs.
-    while !run.is_finished() {
+    let overlapped = eventually_async("an overlap or the job's end", async || {
         let (slow, fast) = (handle.stage_done(0), handle.stage_done(1));
         if fast > 0 && slow < 60 {
-            overlapped = true;
-            break;
+            return Some(true);
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+        run.is_finished().then_some(false)
+    })
+    .await;
     let (summary, lines) = run.await.unwrap();
     assert!(summary.success(), "{summary}");
     assert!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dipla_server::RunOptions;
 
-use crate::support::{WorkerProcess, burn_job, finish, remote_server_with};
+use crate::support::{WorkerProcess, burn_job, eventually_async, finish, remote_server_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_and_restarting_workers_loses_nothing_and_doubles_nothing() {
@@ -22,22 +22,36 @@ async fn killing_and_restarting_workers_loses_nothing_and_doubles_nothing() {
     let handle = server.handle();
     let run = tokio::spawn(finish(server));
 
-    let start =
-        |i: usize, generation: u32| WorkerProcess::start(&url, &format!("worker-{i}-{generation}"));
-    let mut workers: Vec<WorkerProcess> = (0..4).map(|i| start(i, 0)).collect();
+    let name = |i: usize, generation: u32| format!("worker-{i}-{generation}");
+    let mut names: Vec<String> = (0..4).map(|i| name(i, 0)).collect();
+    let mut workers: Vec<WorkerProcess> = names
+        .iter()
+        .map(|name| WorkerProcess::start(&url, name))
+        .collect();
     let mut random = 0x2545_F491_4F6C_DD1Du64;
     let mut kills = 0u32;
     while !run.is_finished() {
         random ^= random << 13;
         random ^= random >> 7;
         random ^= random << 17;
+        // When is random; whom is random too, but the victim is killed while it holds tasks
+        // (a kill of a worker still starting up would lose nothing).
         tokio::time::sleep(Duration::from_millis(200 + random % 200)).await;
-        if run.is_finished() {
+        let victim = (random % 4) as usize;
+        let at_work = eventually_async("the victim at work or the job's end", async || {
+            let busy = handle
+                .workers()
+                .iter()
+                .any(|w| w.name == names[victim] && w.running > 0);
+            (busy || run.is_finished()).then_some(busy)
+        })
+        .await;
+        if !at_work {
             break;
         }
-        let victim = (random % 4) as usize;
         kills += 1;
-        workers[victim] = start(victim, kills);
+        names[victim] = name(victim, kills);
+        workers[victim] = WorkerProcess::start(&url, &names[victim]);
     }
     let (summary, lines) = run.await.unwrap();
     assert!(summary.success(), "{summary}");

@@ -3,7 +3,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::support::{JobDir, WorkerProcess, bin, server_process};
+use crate::support::{
+    JobDir, WorkerProcess, addr_of, bin, eventually, http, seen_while_quiet, server_process,
+};
 
 /// Runs `dipla-server run MANIFEST ARGS... [--out OUT]` to the end.
 fn run_job(job: &JobDir, args: &[&str], out: Option<&std::path::Path>) -> std::process::Output {
@@ -344,10 +346,17 @@ fn min_workers_holds_the_tasks_until_that_many_have_joined() {
         "{said}"
     );
     let _first = WorkerProcess::start(&url, "first");
-    // Alone, the first worker would finish these three squares in milliseconds.
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // Alone, the first worker would finish these three squares in milliseconds. Nothing
+    // shows that they are held: once the server counts it, watch the server for a while.
+    let addr = addr_of(&url);
+    eventually("the first worker joined", || {
+        let (_, _, health) = http(&addr, "GET", "/health", None);
+        let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+        (health["workers"] == 1).then_some(())
+    });
+    let ended = seen_while_quiet(|| server.try_wait().unwrap());
     assert!(
-        server.try_wait().unwrap().is_none(),
+        ended.is_none(),
         "the job ran before the second worker joined"
     );
     let _second = WorkerProcess::start(&url, "second");

@@ -3,12 +3,14 @@
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{RawSocket, WorkerProcess, addr_of, burn_job, finish, http, remote_server};
+use crate::support::{
+    RawSocket, WorkerProcess, addr_of, burn_job, eventually, eventually_async, finish, http,
+    remote_server,
+};
 
 /// Headless Chromium showing `url`, with its DevTools endpoint's address.
 struct Browser {
@@ -55,22 +57,14 @@ impl Browser {
         let devtools = self.devtools.clone();
         let url = url.to_owned();
         let debugger = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            loop {
+            eventually("the page in the browser", || {
                 let (_, _, body) = http(&devtools, "GET", "/json/list", None);
                 let targets: serde_json::Value = serde_json::from_str(&body).unwrap();
                 let page = targets.as_array().unwrap().iter().find(|t| {
                     t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(&url))
-                });
-                if let Some(page) = page {
-                    return page["webSocketDebuggerUrl"].as_str().unwrap().to_owned();
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "no page: {body}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+                })?;
+                Some(page["webSocketDebuggerUrl"].as_str().unwrap().to_owned())
+            })
         })
         .await
         .unwrap();
@@ -158,23 +152,22 @@ async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_c
     let run = tokio::spawn(finish(server));
     let browser = Browser::open(&page_url);
     let mut page = browser.page(&page_url).await;
-    let _worker = WorkerProcess::start(&url, "steady");
 
     let snapshot = "JSON.stringify({ done: document.getElementById('done').textContent, \
         tasks: document.getElementById('tasks').textContent, \
         state: document.getElementById('state').textContent, \
         workers: [...document.querySelectorAll('.worker-name')].map(e => e.textContent), \
         stage_done: [...document.querySelectorAll('.stage-done')].map(e => e.textContent) })";
+    // The job starts once the page shows: it cannot end before the page could watch it.
+    eventually_async("the page loaded", async || {
+        page.eval(snapshot).await.is_string().then_some(())
+    })
+    .await;
+    let _worker = WorkerProcess::start(&url, "steady");
     let mut seen: Vec<u64> = Vec::new();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
+    eventually_async("the dashboard showing the job done", async || {
         let value = page.eval(snapshot).await;
-        let Some(text) = value.as_str() else {
-            // The page is still loading.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let shown: serde_json::Value = serde_json::from_str(text).unwrap();
+        let shown: serde_json::Value = serde_json::from_str(value.as_str()?).unwrap();
         let done: u64 = shown["done"]
             .as_str()
             .unwrap()
@@ -192,12 +185,9 @@ async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_c
                 }
             }
         }
-        if shown["state"] == "done" {
-            assert_eq!(shown["done"], "600", "{shown}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (shown["state"] == "done").then(|| assert_eq!(shown["done"], "600", "{shown}"))
+    })
+    .await;
     assert!(
         seen.len() >= 3 && seen.windows(2).all(|w| w[0] < w[1]),
         "the counter should rise as tasks complete: {seen:?}"
@@ -212,7 +202,6 @@ async fn the_dashboard_of_a_serving_server_lists_its_jobs_and_follows_the_chosen
     let data = tempfile::tempdir().unwrap();
     let (mut server, url) = serve(data.path());
     let ws = format!("ws://{}/ws", url.trim_start_matches("http://"));
-    let _worker = WorkerProcess::start(&ws, "steady");
     let small = submit(&url, &crate::support::squares_job(20, ""));
     let big = submit(&url, &burn_job(600, 3_000_000));
     let page_url = format!("{url}/?job={big}");
@@ -223,22 +212,21 @@ async fn the_dashboard_of_a_serving_server_lists_its_jobs_and_follows_the_chosen
         jobs: [...document.querySelectorAll('#job-list a')].map(e => e.textContent), \
         current: document.querySelector('#job-list a[aria-current]')?.textContent, \
         workers: [...document.querySelectorAll('.worker-name')].map(e => e.textContent) })";
+    let listed = |value: &serde_json::Value| {
+        let shown: serde_json::Value = serde_json::from_str(value.as_str()?).unwrap();
+        (shown["jobs"].as_array().unwrap().len() >= 2).then_some(shown)
+    };
+    // The worker starts once the page lists both jobs: they cannot end before the page
+    // could watch them. (It takes the older, small job first.)
+    eventually_async("the page listing both jobs", async || {
+        listed(&page.eval(snapshot).await).map(drop)
+    })
+    .await;
+    let _worker = WorkerProcess::start(&ws, "steady");
     let mut seen: Vec<u64> = Vec::new();
-    let started = Instant::now();
-    while seen.len() < 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the chosen job's counter should rise: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Some(text) = page.eval(snapshot).await.as_str().map(str::to_owned) else {
-            continue;
-        };
-        let shown: serde_json::Value = serde_json::from_str(&text).unwrap();
+    eventually_async("the chosen job's counter rising", async || {
+        let shown = listed(&page.eval(snapshot).await)?;
         let jobs = shown["jobs"].as_array().unwrap();
-        if jobs.len() < 2 {
-            continue;
-        }
         assert!(jobs[0].as_str().unwrap().contains(&small), "{shown}");
         assert!(jobs[1].as_str().unwrap().contains(&big), "{shown}");
         assert!(shown["current"].as_str().unwrap().contains(&big), "{shown}");
@@ -252,7 +240,9 @@ async fn the_dashboard_of_a_serving_server_lists_its_jobs_and_follows_the_chosen
             assert_eq!(shown["workers"], serde_json::json!(["steady"]), "{shown}");
             seen.push(done);
         }
-    }
+        (seen.len() >= 3).then_some(())
+    })
+    .await;
     // `/metrics` has a series per job, by id.
     let addr = url.trim_start_matches("http://").to_owned();
     let (_, _, body) = tokio::task::spawn_blocking(move || http(&addr, "GET", "/metrics", None))

@@ -2,11 +2,9 @@
 //! `dipla-server directory`, `dipla-worker --directory` lists the projects and joins one,
 //! and a project whose server is gone leaves the listing.
 
+use crate::support::{PATIENCE, addr_of, bin, eventually, http, server_process, squares_job};
 use std::io::BufRead;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-use crate::support::{addr_of, bin, http, server_process, squares_job};
 
 /// A `dipla-server directory` process on a free loopback port, killed when dropped.
 struct Directory {
@@ -65,8 +63,9 @@ impl Drop for Directory {
     }
 }
 
-/// Runs `dipla-worker ARGS` to its end, for at most `secs` seconds.
-fn worker(args: &[&str], secs: u64) -> Output {
+/// Runs `dipla-worker ARGS` to its end (killed, failing the test, if it has not ended
+/// within [`PATIENCE`]).
+fn worker(args: &[&str]) -> Output {
     let child = Command::new(bin("dipla-worker"))
         .args(args)
         .env_remove("DIPLA_WORKER_SERVER")
@@ -78,41 +77,22 @@ fn worker(args: &[&str], secs: u64) -> Output {
     let pid = child.id();
     let (done, output) = std::sync::mpsc::channel();
     std::thread::spawn(move || done.send(child.wait_with_output().unwrap()));
-    output
-        .recv_timeout(Duration::from_secs(secs))
-        .unwrap_or_else(|_| {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("dipla-worker {args:?} did not exit within {secs} s")
-        })
+    output.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        panic!("dipla-worker {args:?} did not exit within {PATIENCE:?}")
+    })
 }
 
-/// Waits up to `secs` seconds for `child` to exit.
-fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the process did not exit in {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Polls `check` every 100 ms until it holds, for at most `secs` seconds.
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Waits for `child` to exit.
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    eventually("the process exit", || child.try_wait().unwrap())
 }
 
 #[test]
 fn a_worker_finds_an_announced_project_in_the_directory_and_joins_it() {
-    let directory = Directory::start(&["--check-secs", "0.2", "--ttl-secs", "5"]);
+    // Announcements last longer than any wait: a project that leaves the listing was taken
+    // off by its failed health check, not by its announcement expiring.
+    let directory = Directory::start(&["--check-secs", "0.2", "--ttl-secs", "600"]);
     let job = squares_job(30, "");
     let out = job.dir.path().join("results.jsonl");
     let (mut server, url, _) = server_process(
@@ -147,7 +127,9 @@ fn a_worker_finds_an_announced_project_in_the_directory_and_joins_it() {
 
     // Once announced and checked, the project is listed: as JSON, on the page, and by the
     // worker.
-    eventually(10, "squares listed", || !directory.projects().is_empty());
+    eventually("squares listed", || {
+        (!directory.projects().is_empty()).then_some(())
+    });
     let projects = directory.projects();
     assert_eq!(projects.len(), 1, "{projects:?}");
     assert_eq!(projects[0]["name"], "squares");
@@ -160,7 +142,7 @@ fn a_worker_finds_an_announced_project_in_the_directory_and_joins_it() {
     assert!(page.contains("<td>squares</td>"), "{page}");
     assert!(page.contains("&lt;for testing&gt;"), "{page}");
 
-    let listed = worker(&["--directory", &directory.url], 30);
+    let listed = worker(&["--directory", &directory.url]);
     let stdout = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.status.success(), "{listed:?}");
     let row = stdout
@@ -172,38 +154,35 @@ fn a_worker_finds_an_announced_project_in_the_directory_and_joins_it() {
     assert!(stdout.starts_with("NAME"), "{stdout}");
 
     // A project the directory does not list: exit code 2, naming those it lists.
-    let unknown = worker(&["--directory", &directory.url, "--project", "cubes"], 30);
+    let unknown = worker(&["--directory", &directory.url, "--project", "cubes"]);
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert_eq!(unknown.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("\"cubes\""), "{stderr}");
     assert!(stderr.contains("it lists: squares"), "{stderr}");
     // --directory or --server, not both.
-    let both = worker(&["--directory", &directory.url, "--server", &url], 30);
+    let both = worker(&["--directory", &directory.url, "--server", &url]);
     assert_eq!(both.status.code(), Some(2), "{both:?}");
 
     // Joining by name runs the job.
     let home = tempfile::tempdir().unwrap();
     let identity = home.path().join("identity");
-    let joined = worker(
-        &[
-            "--directory",
-            &directory.url,
-            "--project",
-            "squares",
-            "--cores",
-            "1",
-            "--no-bench",
-            "--cache-dir",
-            home.path().to_str().unwrap(),
-            "--identity",
-            identity.to_str().unwrap(),
-        ],
-        60,
-    );
+    let joined = worker(&[
+        "--directory",
+        &directory.url,
+        "--project",
+        "squares",
+        "--cores",
+        "1",
+        "--no-bench",
+        "--cache-dir",
+        home.path().to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&joined.stderr);
     assert!(joined.status.success(), "{stderr}");
     assert!(stderr.contains("joining project squares at"), "{stderr}");
-    assert!(wait_exit(&mut server, 30).success());
+    assert!(wait_exit(&mut server).success());
     let results = std::fs::read_to_string(&out).unwrap();
     let mut outputs: Vec<(u64, u64)> = results
         .lines()
@@ -221,8 +200,10 @@ fn a_worker_finds_an_announced_project_in_the_directory_and_joins_it() {
 
     // Its server gone, the project fails its health check and leaves the listing (long
     // before its announcement would expire).
-    eventually(3, "squares unlisted", || directory.projects().is_empty());
-    let listed = worker(&["--directory", &directory.url], 30);
+    eventually("squares unlisted", || {
+        directory.projects().is_empty().then_some(())
+    });
+    let listed = worker(&["--directory", &directory.url]);
     assert!(listed.status.success(), "{listed:?}");
     assert!(
         String::from_utf8_lossy(&listed.stderr).contains("lists no projects"),
@@ -252,13 +233,14 @@ fn a_serving_server_announces_itself_and_its_workers_join_through_the_directory(
         "0.2",
     ]);
     let mut server = crate::serve::Serving(server);
-    eventually(10, "the serving server listed", || {
+    eventually("the serving server listed", || {
         directory
             .projects()
             .iter()
             .any(|project| project["name"] == "many-jobs")
+            .then_some(())
     });
-    let listed = worker(&["--directory", &directory.url], 10);
+    let listed = worker(&["--directory", &directory.url]);
     let table = String::from_utf8_lossy(&listed.stdout);
     assert!(
         table.contains("many-jobs") && table.contains("a server that takes jobs"),

@@ -7,7 +7,7 @@ use dipla_protocol::FailureKind;
 use dipla_server::{Dipla, DriverError, Input};
 use futures_util::StreamExt;
 
-use crate::support::wasm;
+use crate::support::{QUIET, eventually_async, wasm};
 
 async fn dipla() -> Dipla {
     Dipla::builder().local_workers(2).start().await.unwrap()
@@ -340,7 +340,18 @@ async fn min_workers_holds_the_tasks_until_a_remote_worker_joins_the_local_one()
         .unwrap();
     let bed = dipla.module(wasm("testbed")).unwrap();
     let squares = bed.task("square").map(vec![3u64, 4, 5]);
-    let held = tokio::time::timeout(std::time::Duration::from_secs(1), squares.get::<u64>()).await;
+    // Alone, the local worker would finish these three squares in milliseconds. Nothing
+    // shows that they are held: once the local worker has joined, watch them for a while.
+    let handle = dipla.handle();
+    eventually_async("the local worker joined", async || {
+        handle
+            .workers()
+            .iter()
+            .any(|w| w.record.is_some())
+            .then_some(())
+    })
+    .await;
+    let held = tokio::time::timeout(QUIET, squares.get::<u64>()).await;
     assert!(held.is_err(), "the local worker ran alone: {held:?}");
     let _remote = crate::support::WorkerProcess::start(dipla.worker_url(), "remote");
     assert_eq!(squares.get::<u64>().await.unwrap(), [9, 16, 25]);

@@ -1,6 +1,4 @@
-use std::time::Duration;
-
-use crate::support::{JobDir, WorkerProcess, finish, remote_server};
+use crate::support::{JobDir, WorkerProcess, eventually_async, finish, remote_server};
 
 /// `kill -9` of a worker with tasks in flight: they run again on the other worker, and every
 /// result arrives exactly once.
@@ -25,21 +23,20 @@ async fn a_worker_killed_mid_job_loses_no_task() {
     let _survivor = WorkerProcess::start(&url, "survivor");
     let run = tokio::spawn(finish(server));
 
-    // Kill the victim once it has answered some tasks and holds others.
-    let mut killed = false;
-    for _ in 0..2000 {
-        let busy = handle
-            .workers()
-            .iter()
-            .any(|w| w.name == "victim" && w.running > 0);
-        if busy && handle.counts().succeeded >= 20 {
-            victim.child.kill().unwrap();
-            killed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(killed, "the victim never had work in flight");
+    // Kill the victim once it has answered some tasks and holds others (the wait fails if
+    // it never had work in flight).
+    eventually_async(
+        "the victim with work in flight after 20 results",
+        async || {
+            let busy = handle
+                .workers()
+                .iter()
+                .any(|w| w.name == "victim" && w.running > 0);
+            (busy && handle.counts().succeeded >= 20).then_some(())
+        },
+    )
+    .await;
+    victim.child.kill().unwrap();
 
     let (summary, lines) = run.await.unwrap();
     assert!(summary.success(), "{summary}");

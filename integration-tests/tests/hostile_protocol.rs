@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
-    JobDir, WorkerProcess, addr_of, burn_job, eventually, finish, http, remote_server_with,
-    squares_job,
+    JobDir, PATIENCE, WorkerProcess, addr_of, burn_job, eventually, eventually_async, finish, http,
+    remote_server_with, squares_job,
 };
 use dipla_bench::attacker::{self, Answer, Closed, Conn, Event, Key, Outcome, Receipt, Task};
 use dipla_bench::attacks::{Tally, Wipeout, claim_failures, fast, quit_politely, serve};
@@ -34,8 +34,6 @@ const NEW_IDENTITY_WINDOW: i64 = 64;
 const MAX_CORES_PER_WORKER: u64 = 256;
 /// The longest worker name the server shows.
 const MAX_NAME_CHARS: usize = 64;
-/// How long any one step may take before a test fails instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A job being run by an in-process server, journaled, with the operator's API on.
 struct Run {
@@ -144,13 +142,6 @@ fn square(input: &Value) -> Value {
 /// The testbed's `burn` returns its seed.
 fn seed(input: &Value) -> Value {
     input[0].clone()
-}
-
-/// Waits (without blocking the runtime) until `probe` holds.
-async fn until(what: &'static str, probe: impl Fn() -> bool + Send + 'static) {
-    tokio::task::spawn_blocking(move || eventually(what, || probe().then_some(())))
-        .await
-        .unwrap();
 }
 
 /// Waits until what the attackers did (`tally`) satisfies `done`, looking at each answer
@@ -517,9 +508,8 @@ async fn hostile_protocol_oversized_names_are_cut_short_in_the_api_and_the_journ
             })
         })
         .collect();
-    let (w, r) = (welcomed.clone(), refused.clone());
-    until("every join answered", move || {
-        Tally::get(&w) as usize + r.lock().unwrap().len() == JOINS
+    eventually_async("every join answered", async || {
+        (Tally::get(&welcomed) as usize + refused.lock().unwrap().len() == JOINS).then_some(())
     })
     .await;
     for closed in refused.lock().unwrap().iter() {

@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 use dipla_protocol::{ServerMessage, WorkerMessage};
 
 use crate::support::{
-    RawSocket, WorkerProcess, finish, join, join_with, remote_server_with, squares_job, test_hello,
+    RawSocket, WorkerProcess, eventually_async, finish, join, join_with, remote_server_with,
+    squares_job, test_hello,
 };
 
 /// A hello with a fresh identity, as JSON.
@@ -92,14 +93,14 @@ async fn hostile_workers_are_refused_and_honest_ones_finish() {
     }
     // The server is full with the flooder and one honest worker: a third is refused.
     let _honest = WorkerProcess::start(&url, "honest");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !handle.workers().iter().any(|w| w.name == "honest") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the honest worker never joined"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async("the honest worker joined", async || {
+        handle
+            .workers()
+            .iter()
+            .any(|w| w.name == "honest")
+            .then_some(())
+    })
+    .await;
     let reason = refused(&url, vec![Message::text(hello())]).await;
     assert!(reason.contains("full"), "{reason}");
 

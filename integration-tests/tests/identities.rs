@@ -98,12 +98,7 @@ async fn an_untrusted_identity_gets_no_work_after_reconnecting_or_a_server_resta
     let liar = start_liar(&url, identity.clone());
     let joined = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || loop {
-            if let Some(liar) = liar_status(&url) {
-                return liar;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        move || eventually("the liar joined again", || liar_status(&url))
     })
     .await
     .unwrap();

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::support::{WorkerProcess, burn_job, finish, join, remote_server_with, squares_job};
+use crate::support::{
+    WorkerProcess, burn_job, eventually_async, finish, join, remote_server_with, squares_job,
+};
 use dipla_server::RunOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,9 +24,10 @@ async fn a_silent_worker_is_dropped_and_its_tasks_run_elsewhere() {
 
     // A worker that says hello, takes its tasks, then neither reads nor writes again.
     let silent = join(&url, "silent").await;
-    while handle.running() == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async("tasks given to it", async || {
+        (handle.running() > 0).then_some(())
+    })
+    .await;
     let _honest = WorkerProcess::start(&url, "honest");
     let (summary, lines) = tokio::time::timeout(Duration::from_secs(30), run)
         .await
@@ -55,9 +58,10 @@ async fn tasks_of_a_worker_that_never_answers_are_reissued_after_their_deadline(
     // A worker that keeps its connection alive (reading answers pings) but never answers.
     let (_sink, mut stream) = join(&url, "mute").await.split();
     let reader = tokio::spawn(async move { while stream.next().await.is_some() {} });
-    while handle.running() == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async("tasks given to it", async || {
+        (handle.running() > 0).then_some(())
+    })
+    .await;
     let _honest = WorkerProcess::start(&url, "honest");
     let (summary, lines) = tokio::time::timeout(Duration::from_secs(30), run)
         .await

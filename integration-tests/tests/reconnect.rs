@@ -13,13 +13,14 @@ async fn a_worker_waits_for_its_server_and_joins_when_it_comes() {
         .local_addr()
         .unwrap();
     let url = format!("ws://{addr}/ws");
-    let _worker = WorkerProcess::with_args(
+    let mut worker = WorkerProcess::with_args(
         &url,
         "early",
         tempfile::tempdir().unwrap(),
         &["--max-retry-secs", "1"],
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // It has tried, found no server, and waits to try again.
+    worker.said.line("trying again").await;
 
     let job = squares_job(50, "");
     let options = RunOptions {

@@ -6,6 +6,12 @@ use std::process::{Child, Command, Stdio};
 use dipla_sandbox::Sandbox;
 use dipla_server::{Job, RunOptions, Server, Summary, manifest};
 
+mod said;
+mod wait;
+
+pub use said::Said;
+pub use wait::{PATIENCE, QUIET, eventually, eventually_async, seen_while_quiet};
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -185,6 +191,8 @@ pub async fn run_on_workers(job: &JobDir, workers: usize) -> (Summary, Vec<serde
 pub struct WorkerProcess {
     pub child: Child,
     pub cache: tempfile::TempDir,
+    /// What it says on stderr.
+    pub said: Said,
 }
 
 impl WorkerProcess {
@@ -219,7 +227,7 @@ impl WorkerProcess {
         if !args.contains(&"--identity") {
             args.extend(["--identity", identity.to_str().unwrap()]);
         }
-        let child = Command::new(bin("dipla-worker"))
+        let mut child = Command::new(bin("dipla-worker"))
             .args([
                 "--server",
                 url,
@@ -233,21 +241,17 @@ impl WorkerProcess {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Self { child, cache }
+        let said = Said::new(child.stderr.take().unwrap());
+        Self { child, cache, said }
     }
 
     /// Waits for the process to exit by itself and tells whether it succeeded.
     pub fn wait_success(&mut self) -> bool {
-        for _ in 0..600 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("the worker did not exit within 30 s");
+        let child = &mut self.child;
+        eventually("the worker exit", || child.try_wait().unwrap()).success()
     }
 }
 
@@ -258,24 +262,22 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// Samples the workers' records every 20 ms until the job ends (every worker gone), keeping
-/// the last of each, by name.
+/// Samples the workers' records until the job ends (every worker gone), keeping the last of
+/// each, by name.
 pub fn watch(
     handle: dipla_server::Handle,
 ) -> tokio::task::JoinHandle<std::collections::HashMap<String, dipla_server::WorkerRecord>> {
-    tokio::spawn(async move {
+    tokio::task::spawn_blocking(move || {
         let mut last = std::collections::HashMap::new();
-        loop {
+        eventually("every worker gone", || {
             for worker in handle.workers() {
                 if let Some(record) = worker.record {
                     last.insert(worker.name, record);
                 }
             }
-            if handle.connected() == 0 && !last.is_empty() {
-                return last;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+            (handle.connected() == 0 && !last.is_empty()).then_some(())
+        });
+        last
     })
 }
 
@@ -403,22 +405,6 @@ pub fn addr_of(url: &str) -> String {
     url.trim_start_matches("ws://")
         .trim_end_matches("/ws")
         .to_owned()
-}
-
-/// Polls `probe` every 10 ms until it gives a value, and returns it; fails naming `what`
-/// after 30 s. For waiting on a condition rather than for a time.
-pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "never saw {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 /// Whether the job whose status (`GET /api/job` or `/api/jobs/ID`) is `status` has
