@@ -1,12 +1,10 @@
 //! The operator's HTTP API: admin token required, job status, cancel.
 
-use std::time::Duration;
-
 use dipla_server::RunOptions;
 
 use crate::support::{
-    WorkerProcess, addr_of, burn_job, eventually, finish, http, remote_server_with, server_process,
-    squares_job,
+    PATIENCE, WorkerProcess, addr_of, burn_job, eventually, finish, http, remote_server_with,
+    server_process, squares_job,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +58,7 @@ async fn the_api_needs_the_admin_token_reports_progress_and_cancels() {
         assert_eq!(code, 202, "{body}");
     });
     calls.await.unwrap();
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(30), run)
+    let (summary, lines) = tokio::time::timeout(PATIENCE, run)
         .await
         .expect("a cancelled job stops")
         .unwrap();

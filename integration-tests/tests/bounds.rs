@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::{
-    WorkerProcess, addr_of, eventually, finish, join, join_with, remote_server_with, squares_job,
-    test_hello,
+    PATIENCE, WorkerProcess, addr_of, eventually, finish, join, join_with, remote_server_with,
+    squares_job, test_hello,
 };
 
 /// An honest worker joins the server at `url` and finishes the job `run` waits for, which
@@ -24,7 +24,7 @@ async fn finished_by_an_honest_worker(
     run: tokio::task::JoinHandle<(dipla_server::Summary, Vec<serde_json::Value>)>,
 ) -> (dipla_server::Summary, Vec<serde_json::Value>) {
     let _worker = WorkerProcess::start(url, "honest");
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(60), run)
+    let (summary, lines) = tokio::time::timeout(PATIENCE, run)
         .await
         .expect("the job finishes")
         .unwrap();
@@ -36,7 +36,7 @@ async fn finished_by_an_honest_worker(
 /// reset, never an answer).
 async fn closed_by_server(stream: &mut TcpStream) -> bool {
     let mut buf = [0u8; 256];
-    let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await;
+    let read = tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await;
     matches!(read, Ok(Ok(0) | Err(_)))
 }
 
@@ -53,9 +53,7 @@ async fn health(addr: &str) -> Option<u16> {
 fn health_now(addr: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
+    stream.set_read_timeout(Some(PATIENCE)).ok()?;
     let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
     let mut answer = Vec::new();
@@ -162,7 +160,7 @@ async fn local_workers_are_never_refused_by_the_per_address_cap() {
         ..RunOptions::default()
     };
     let server = Server::bind(job.job(), options).await.unwrap();
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(120), finish(server))
+    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
         .await
         .expect("the job finishes");
     assert!(summary.success(), "{summary}");
@@ -200,7 +198,7 @@ async fn an_oversized_frame_closes_with_1009_and_its_tasks_are_not_lost() {
     head.extend_from_slice(&(17u64 << 20).to_be_bytes());
     head.extend_from_slice(&[1, 2, 3, 4]);
     tcp.write_all(&head).await.unwrap();
-    let close = tokio::time::timeout(Duration::from_secs(10), async {
+    let close = tokio::time::timeout(PATIENCE, async {
         while let Some(frame) = socket.next().await {
             if let Ok(Message::Close(close)) = frame {
                 return close;

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use dipla_protocol::RawJson;
 use dipla_server::{RunOptions, WorkerRecord};
 use dipla_worker::{ModuleCache, WorkerConfig};
 
-use crate::support::{JobDir, WorkerProcess, finish, remote_server, remote_server_with, watch};
+use crate::support::{
+    JobDir, PATIENCE, WorkerProcess, finish, remote_server, remote_server_with, watch,
+};
 
 /// Starts an in-process worker named `liar` that answers honestly `honest_first` times, then
 /// replaces every `every`-th output with `[7]`.
@@ -60,7 +61,7 @@ async fn factorise_with_a_liar(checks: &str) -> (dipla_server::Summary, WorkerRe
     let _honest: Vec<WorkerProcess> = (0..4)
         .map(|i| WorkerProcess::start(&url, &format!("honest-{i}")))
         .collect();
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(120), finish(server))
+    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
         .await
         .expect("the job finishes");
     liar.abort();

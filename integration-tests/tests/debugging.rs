@@ -4,12 +4,11 @@
 
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::Duration;
 
 use dipla_protocol::MAX_LOG_BYTES;
 use dipla_worker::{ModuleCache, WorkerConfig};
 
-use crate::support::{JobDir, WorkerProcess, bin, finish, remote_server, wasm, watch};
+use crate::support::{JobDir, PATIENCE, WorkerProcess, bin, finish, remote_server, wasm, watch};
 
 /// `dipla-server try testbed.wasm ARGS...`.
 fn try_testbed(args: &[&str]) -> Output {
@@ -219,7 +218,7 @@ async fn a_remote_worker_s_log_comes_back_with_its_failure() {
     let _workers: Vec<WorkerProcess> = (0..2)
         .map(|i| WorkerProcess::start(&url, &format!("remote-{i}")))
         .collect();
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(60), finish(server))
+    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
         .await
         .expect("the job finishes");
     assert_eq!(summary.counts.failed, 1, "{summary}");
@@ -255,7 +254,7 @@ async fn a_hostile_log_is_bounded_made_printable_and_changes_nothing() {
             })
         })
         .collect();
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(60), finish(server))
+    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
         .await
         .expect("the job finishes");
     workers.iter().for_each(|worker| worker.abort());

@@ -4,12 +4,13 @@
 //! agreeing, not `max_attempts` runs. Attempts are counted by the summary's retries.
 
 use std::process::Command;
-use std::time::Duration;
 
 use dipla_protocol::FailureKind;
 use dipla_server::{Dipla, DriverError, RunOptions, Server, Summary};
 
-use crate::support::{JobDir, WorkerProcess, bin, dipla_server, http, remote_server_with, wasm};
+use crate::support::{
+    JobDir, PATIENCE, WorkerProcess, bin, dipla_server, http, remote_server_with, wasm,
+};
 
 /// Each stage fails every task one way; `max_attempts = 5` everywhere.
 fn failing_job() -> JobDir {
@@ -58,7 +59,7 @@ const TASKS: u64 = 7;
 /// Runs `server` to the end: its summary and its parsed result lines.
 async fn run(server: Server) -> (Summary, Vec<serde_json::Value>) {
     let mut out = Vec::new();
-    let summary = tokio::time::timeout(Duration::from_secs(120), server.run(&mut out))
+    let summary = tokio::time::timeout(PATIENCE, server.run(&mut out))
         .await
         .expect("the job ends")
         .unwrap();

@@ -1,8 +1,6 @@
 //! The worker trusts no server: a test plays a server that sends it a module with imports,
 //! then a good one, then a module it never asked for.
 
-use std::time::Duration;
-
 use dipla_protocol::{
     FailureKind, ModuleHash, RawJson, ServerMessage, TaskBatch, TaskItem, TaskLimits, Welcome,
     WorkerMessage,
@@ -11,13 +9,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{WorkerProcess, wasm};
+use crate::support::{PATIENCE, WorkerProcess, wasm};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn receive(socket: &mut Socket) -> WorkerMessage {
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(20), socket.next())
+        let frame = tokio::time::timeout(PATIENCE, socket.next())
             .await
             .expect("the worker went quiet")
             .expect("the worker closed")
@@ -160,7 +158,7 @@ async fn a_worker_refuses_modules_with_imports_and_unrequested_modules() {
         .send(Message::binary(b"\0asm\x01\0\0\0".to_vec()))
         .await
         .unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+    let closed = tokio::time::timeout(PATIENCE, async {
         while let Some(Ok(frame)) = socket.next().await {
             if frame.is_close() {
                 return;

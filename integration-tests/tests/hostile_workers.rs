@@ -2,8 +2,6 @@
 //! and too many of them. Each is refused with a reason, and an honest worker finishes the
 //! job undisturbed.
 
-use std::time::Duration;
-
 use dipla_server::RunOptions;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -11,8 +9,8 @@ use tokio_tungstenite::tungstenite::Message;
 use dipla_protocol::{ServerMessage, WorkerMessage};
 
 use crate::support::{
-    RawSocket, WorkerProcess, eventually_async, finish, join, join_with, remote_server_with,
-    squares_job, test_hello,
+    PATIENCE, RawSocket, WorkerProcess, eventually_async, finish, join, join_with,
+    remote_server_with, squares_job, test_hello,
 };
 
 /// A hello with a fresh identity, as JSON.
@@ -40,7 +38,7 @@ async fn close_reason(mut socket: RawSocket, frames: Vec<Message>) -> String {
             break;
         }
     }
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+    let ended = tokio::time::timeout(PATIENCE, async {
         while let Some(frame) = socket.next().await {
             match frame {
                 Ok(Message::Close(Some(close))) => return close.reason.to_string(),
@@ -105,7 +103,7 @@ async fn hostile_workers_are_refused_and_honest_ones_finish() {
     assert!(reason.contains("full"), "{reason}");
 
     drop(flood);
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(60), run)
+    let (summary, lines) = tokio::time::timeout(PATIENCE, run)
         .await
         .expect("the honest worker finishes")
         .unwrap();
@@ -171,7 +169,7 @@ async fn forged_replayed_and_missing_identities_are_refused() {
     drop(first);
 
     let _honest = WorkerProcess::start(&url, "honest");
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(60), run)
+    let (summary, lines) = tokio::time::timeout(PATIENCE, run)
         .await
         .expect("the honest worker finishes")
         .unwrap();

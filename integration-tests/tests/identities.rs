@@ -4,13 +4,12 @@
 
 use std::process::Child;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dipla_server::RunOptions;
 use dipla_worker::{Identity, ModuleCache, WorkerConfig};
 
 use crate::support::{
-    JobDir, WorkerProcess, addr_of, burn_job, eventually, finish, http, join_with,
+    JobDir, PATIENCE, WorkerProcess, addr_of, burn_job, eventually, finish, http, join_with,
     journaled_through, remote_server_with, server_process, start_liar, test_hello,
 };
 
@@ -163,10 +162,7 @@ async fn a_cap_on_identities_per_address_refuses_the_next_one() {
     config.identity = identities[1].clone();
     let cache = ModuleCache::new(dipla_sandbox::Sandbox::new().unwrap(), None).unwrap();
     let worker = tokio::spawn(async move { dipla_worker::run(&config, &cache).await });
-    let (summary, _) = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .unwrap()
-        .unwrap();
+    let (summary, _) = tokio::time::timeout(PATIENCE, run).await.unwrap().unwrap();
     assert!(summary.success());
     worker.await.unwrap().unwrap();
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::support::{
-    WorkerProcess, burn_job, eventually_async, finish, join, remote_server_with, squares_job,
+    PATIENCE, WorkerProcess, burn_job, eventually_async, finish, join, remote_server_with,
+    squares_job,
 };
 use dipla_server::RunOptions;
 
@@ -29,7 +30,7 @@ async fn a_silent_worker_is_dropped_and_its_tasks_run_elsewhere() {
     })
     .await;
     let _honest = WorkerProcess::start(&url, "honest");
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(30), run)
+    let (summary, lines) = tokio::time::timeout(PATIENCE, run)
         .await
         .expect("the job finishes without the silent worker")
         .unwrap();
@@ -63,7 +64,7 @@ async fn tasks_of_a_worker_that_never_answers_are_reissued_after_their_deadline(
     })
     .await;
     let _honest = WorkerProcess::start(&url, "honest");
-    let (summary, lines) = tokio::time::timeout(Duration::from_secs(30), run)
+    let (summary, lines) = tokio::time::timeout(PATIENCE, run)
         .await
         .expect("the job finishes without the mute worker's answers")
         .unwrap();

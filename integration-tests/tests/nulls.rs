@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Duration;
 
 use dipla_server::{Dipla, RunOptions, Server, Summary};
 
-use crate::support::{JobDir, WorkerProcess, bin, remote_server, wasm, watch};
+use crate::support::{JobDir, PATIENCE, WorkerProcess, bin, remote_server, wasm, watch};
 
 /// The stages of the null job, each followed by `checks` lines: `maybe` (None for odd
 /// inputs), `or_zero` reading it (a `null` input), `nothing` (`()`), `unbounded` (NaN and
@@ -86,7 +85,7 @@ fn expected(maybe_check: &str, check: &str) -> Vec<String> {
 /// file pins): its summary and its result lines as written, sorted.
 async fn run(server: Server) -> (Summary, Vec<String>) {
     let mut out = Vec::new();
-    let summary = tokio::time::timeout(Duration::from_secs(120), server.run(&mut out))
+    let summary = tokio::time::timeout(PATIENCE, server.run(&mut out))
         .await
         .expect("a job with null outputs finishes")
         .unwrap();
@@ -269,7 +268,7 @@ fn assert_driver_clean(dipla: &Dipla) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_driver_reads_null_outputs_with_local_workers() {
     let dipla = Dipla::builder().local_workers(2).start().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(120), async { drive!(dipla) })
+    tokio::time::timeout(PATIENCE, async { drive!(dipla) })
         .await
         .expect("the driver's null tasks finish");
     assert_driver_clean(&dipla);
@@ -312,7 +311,7 @@ async fn serve_and_the_remote_driver_carry_null_outputs() {
         .start()
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(120), async { drive!(dipla) })
+    tokio::time::timeout(PATIENCE, async { drive!(dipla) })
         .await
         .expect("the remote driver's null tasks finish");
     dipla.shutdown().await;

@@ -3,7 +3,7 @@
 
 use dipla_server::{RunOptions, Server};
 
-use crate::support::{WorkerProcess, finish, squares_job};
+use crate::support::{PATIENCE, WorkerProcess, finish, squares_job};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_waits_for_its_server_and_joins_when_it_comes() {
@@ -29,7 +29,7 @@ async fn a_worker_waits_for_its_server_and_joins_when_it_comes() {
         ..RunOptions::default()
     };
     let server = Server::bind(job.job(), options).await.unwrap();
-    let (summary, lines) = tokio::time::timeout(std::time::Duration::from_secs(30), finish(server))
+    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
         .await
         .expect("the waiting worker joined and served the job");
     assert!(summary.success(), "{summary}");

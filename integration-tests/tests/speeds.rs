@@ -3,12 +3,11 @@
 //! with `--throttle N`, which makes each task take N times as long.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use dipla_server::{RunOptions, Server, WorkerRecord};
 
 use crate::support::{
-    JobDir, WorkerProcess, burn_job, eventually_async, finish, remote_server_with, watch,
+    JobDir, PATIENCE, WorkerProcess, burn_job, eventually_async, finish, remote_server_with, watch,
 };
 
 /// A server for `job` that gives out tasks once both of a test's two workers have joined:
@@ -64,7 +63,7 @@ async fn a_worker_is_ranked_by_what_its_tasks_show_not_by_its_claim() {
     // moments, and beside a CPU hog a worker's speed moved 2 to 3 times between them.)
     let _honest = WorkerProcess::benchmarked(&url, "honest", &[]);
     let _boaster = WorkerProcess::benchmarked(&url, "boaster", &["--throttle", "20"]);
-    let (summary, _) = tokio::time::timeout(Duration::from_secs(120), finish(server))
+    let (summary, _) = tokio::time::timeout(PATIENCE, finish(server))
         .await
         .expect("both workers joined and finished the job");
     assert!(summary.success(), "{summary}");
