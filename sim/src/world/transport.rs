@@ -374,7 +374,7 @@ impl World {
         }
         self.seq += self.vols.len() as u64 + 1;
         self.conns.clear();
-        self.lost_by.clear();
+        // `lost_by` stays: a task failed as lost before the crash is written after it.
         self.written.clear();
         self.tick_at = None;
         Ok(())
