@@ -62,7 +62,17 @@ pub fn results(
         }
         for (&task, line) in lines {
             let want = reference(job, ledger, task);
-            let lost = lost_by.get(&task).map_or(0, HashSet::len) as u32;
+            // A reduce writes one line for its whole tree: any of its groups lost on enough
+            // machines fails it.
+            let lost = match spec.kind {
+                Kind::Reduce(_) => lost_by
+                    .iter()
+                    .filter(|(lost, _)| lost.stage == stage)
+                    .map(|(_, by)| by.len())
+                    .max()
+                    .unwrap_or(0),
+                _ => lost_by.get(&task).map_or(0, HashSet::len),
+            } as u32;
             let explained = match (line, &want) {
                 (got, want) if got == want => true,
                 (Err(FailureKind::Worker), _) => lost >= dipla_core::MAX_LOST,

@@ -83,8 +83,13 @@ impl Volunteer {
                     return honest.clone();
                 };
                 let offset = if collude { 1 } else { 2 + me };
+                // An explore task's answer also names an input no honest run discovers
+                // (one outside every explore stage's space).
+                let mut next = honest.next.clone();
+                next.push(crate::shape::FORGED + offset);
                 Computed {
                     value: Ok((value + offset) % crate::shape::MODULUS),
+                    next,
                     stop: true,
                     ..honest.clone()
                 }

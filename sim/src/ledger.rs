@@ -1,8 +1,9 @@
 //! What the journal says so far, as the simulator reads it: every task's current final
 //! result, the inputs explore stages discovered, goals met. It is built from the very
 //! records the core emitted (the ones a restarted server replays), and checks each as it
-//! comes: a task is final once, an accepted output is what the task computes, and no output
-//! of an identity caught lying stands in a stage that can still take it back.
+//! comes: a task is final once, an accepted output is what the task computes, a stage whose
+//! every answer is checked discovers only inputs an honest answer names, and no output of an
+//! identity caught lying stands in a stage that can still take it back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -33,6 +34,9 @@ pub struct Ledger {
     pub lies_accepted: HashSet<TaskRef>,
     /// Results revoked.
     pub revoked: u64,
+    /// Each fully checked explore stage's inputs an honest run reaches (worked out when first
+    /// needed).
+    reachable: HashMap<usize, HashSet<u64>>,
 }
 
 /// Parses an output the core holds as a number.
@@ -126,6 +130,18 @@ impl Ledger {
             }
             Record::Discovered { stage, input } => {
                 let input = number(input)?;
+                let spec = &job.stages[*stage];
+                if spec.fully_checked() {
+                    let reachable = self
+                        .reachable
+                        .entry(*stage)
+                        .or_insert_with(|| job.reachable(*stage));
+                    if !reachable.contains(&input) {
+                        return Err(format!(
+                            "stage {stage}, whose every answer is checked, discovered input {input}, which no honest answer names"
+                        ));
+                    }
+                }
                 self.discovered.entry(*stage).or_default().push(input);
             }
             Record::Goal(_) | Record::Identity { .. } | Record::Receipt { .. } => {}

@@ -3,6 +3,8 @@
 //! and which meet a goal, and what every task computes (the reference an honest worker
 //! gives and every accepted output is compared with).
 
+use std::collections::HashSet;
+
 use dipla_core::{Feed, Keep, Replicate, StagePlan};
 use dipla_protocol::{FailureKind, TaskFailure};
 
@@ -10,6 +12,10 @@ use crate::rng::{Rng, hash};
 
 /// Outputs are numbers below this (a reduce adds them modulo it).
 pub const MODULUS: u64 = 1_000_003;
+
+/// Where the inputs liars make up for explore stages start: above every explore stage's
+/// space, so no honest run discovers them.
+pub const FORGED: u64 = 1_000_000_000;
 
 /// One stage of a simulated job.
 #[derive(Debug, Clone)]
@@ -93,6 +99,24 @@ pub struct Job {
 }
 
 impl Job {
+    /// Every input explore stage `stage` reaches from its seeds when every task is answered
+    /// honestly (whatever its `max_tasks` cuts off).
+    pub fn reachable(&self, stage: usize) -> HashSet<u64> {
+        let Kind::Explore { seeds, .. } = &self.stages[stage].kind else {
+            return HashSet::new();
+        };
+        let mut reached: HashSet<u64> = seeds.iter().copied().collect();
+        let mut frontier: Vec<u64> = seeds.clone();
+        while let Some(x) = frontier.pop() {
+            for next in self.compute(stage, &Input::Value(x)).next {
+                if reached.insert(next) {
+                    frontier.push(next);
+                }
+            }
+        }
+        reached
+    }
+
     /// The job seed `rng` chooses: one to four stages.
     pub fn random(rng: &mut Rng, big: bool) -> Self {
         let count = rng.range(1, 4) as usize;

@@ -74,7 +74,7 @@ impl Coordinator {
         };
         let copies = self.live.get(&task).copied().unwrap_or(0);
         let outcome = match (answer.outcome, self.stages[task.stage].plan.explore) {
-            (Ok(output), Some(max)) => self.explored(task.stage, &output, max),
+            (Ok(output), Some(_)) => super::explore::checked(output),
             (outcome, _) => outcome,
         };
         match outcome {
@@ -215,6 +215,10 @@ impl Coordinator {
         by: Option<WorkerId>,
         check: Check,
     ) {
+        let output = match self.stages[task.stage].plan.explore {
+            Some(max) => self.explored(task.stage, output, max),
+            None => output,
+        };
         let (liars, refuted) = self
             .history
             .get(&task)

@@ -77,10 +77,11 @@ impl World {
     }
 
     /// What the stage's verifier says of an answer: whether it is what the task computes on
-    /// the input it was given.
+    /// the input it was given (the inputs it discovers included).
     pub(super) fn verify(&self, task: TaskRef, answer: &Computed) -> bool {
         match self.ledger.expected(&self.job, task) {
-            Some(expected) => expected.value == answer.value,
+            // It sees the whole answer: an explore task's discovered inputs too.
+            Some(expected) => expected.value == answer.value && expected.next == answer.next,
             None => true,
         }
     }
@@ -373,7 +374,7 @@ impl World {
         }
         self.seq += self.vols.len() as u64 + 1;
         self.conns.clear();
-        self.lost_by.clear();
+        // `lost_by` stays: a task failed as lost before the crash is written after it.
         self.written.clear();
         self.tick_at = None;
         Ok(())

@@ -228,3 +228,63 @@ fn a_stopped_stage_drops_its_pending_votes() {
     assert_eq!(c.take_ready().len(), 1);
     assert!(c.is_complete());
 }
+
+#[test]
+fn a_replicated_explore_stage_queues_only_the_inputs_its_quorum_agreed_on() {
+    let mut c = Coordinator::new(vec![StagePlan {
+        explore: Some(100),
+        replicate: Replicate::Fraction(1.0),
+        ..plan(1)
+    }]);
+    c.seed(0, ["1".to_owned()]);
+    for worker in 1..=3 {
+        c.join(worker, 1);
+    }
+    // The liar answers first, with the right output but inputs of its own making.
+    let first = ids(&c.assign(3));
+    assert_eq!(tasks_of(&first), [task(0, 0)]);
+    c.complete(
+        3,
+        first[0].0,
+        5,
+        output(r#"{"output":10,"next":[666,667]}"#),
+    )
+    .unwrap();
+    assert!(
+        c.discovered(0, 0).is_none(),
+        "nothing discovered before the vote"
+    );
+    assert!(
+        !journal(&mut c)
+            .iter()
+            .any(|record| matches!(record, Record::Discovered { .. })),
+        "nor journaled"
+    );
+    // Two honest replicas agree on the whole answer, its inputs too: the liar is outvoted.
+    let honest = r#"{"output":10,"next":[2,3]}"#;
+    for worker in [1, 2] {
+        let replica = ids(&c.assign(worker));
+        assert_eq!(tasks_of(&replica), [task(0, 0)], "worker {worker}");
+        c.complete(worker, replica[0].0, 5, output(honest)).unwrap();
+    }
+    assert!(!c.record(3).unwrap().trusted, "the liar is untrusted");
+    let discovered: Vec<&str> = (0..3)
+        .filter_map(|n| c.discovered(0, n))
+        .map(|input| input.get())
+        .collect();
+    assert_eq!(discovered, ["2", "3"], "only the agreed inputs");
+    // The stage runs the agreed inputs and is released whole.
+    run_all_on(&mut c, &[1, 2], |_, task| {
+        output(&format!(
+            r#"{{"output":{},"next":[]}}"#,
+            (task.index + 1) * 10
+        ))
+    });
+    let outputs: Vec<String> = c
+        .take_ready()
+        .iter()
+        .map(|f| f.outcome.as_ref().unwrap().get().to_owned())
+        .collect();
+    assert_eq!(outputs, ["10", "20", "30"]);
+    assert!(c.is_complete());
+}
