@@ -156,26 +156,7 @@ impl Guest {
         let started = Instant::now();
         let mut store = Store::new(module.engine(), Limiter::core(limits.memory_bytes));
         store.limiter(|limiter| limiter);
-        // The epoch callback runs every tick: it stops the task when cancelled or past the
-        // wall-clock limit.
-        let ticks = limits
-            .timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1);
-        let mut left = u64::try_from(ticks).unwrap_or(u64::MAX);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(wasmtime::Error::new(Cancelled));
-            }
-            left = left.saturating_sub(1);
-            if left == 0 {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Continue(1))
-            }
-        });
+        arm_deadline(&mut store, limits, cancel);
         let mut instance = None;
         let (outcome, stop) = match store.set_fuel(limits.fuel) {
             Ok(()) => match call(module, &mut store, &mut instance, export, input, limits) {
@@ -201,6 +182,33 @@ impl Guest {
             log,
         }
     }
+}
+
+/// Arms `store`'s wall-clock limit: the epoch callback runs every tick and stops the task
+/// once it is past `limits.timeout`, or at the next tick once `cancel` is set.
+pub(crate) fn arm_deadline<T: 'static>(
+    store: &mut Store<T>,
+    limits: &Limits,
+    cancel: Arc<AtomicBool>,
+) {
+    let ticks = limits
+        .timeout
+        .as_millis()
+        .div_ceil(EPOCH_TICK.as_millis())
+        .max(1);
+    let mut left = u64::try_from(ticks).unwrap_or(u64::MAX);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(wasmtime::Error::new(Cancelled));
+        }
+        left = left.saturating_sub(1);
+        if left == 0 {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
 }
 
 /// Instantiates `module` (into `instance`, for what is read afterwards) and runs the task.

@@ -12,17 +12,16 @@ mod log;
 mod sections;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use dipla_protocol::text::printable_log;
 use dipla_protocol::{FailureKind, MAX_LOG_BYTES, RawJson, TaskFailure};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{Engine, Store};
 
 use crate::abi::AbiError;
-use crate::config::EPOCH_TICK;
-use crate::guest::{Cancelled, Run, classify_error, failure};
+use crate::guest::{Run, arm_deadline, classify_error, failure};
 use crate::limits::{Limiter, Limits};
 use host::{Host, VirtualClock};
 use log::BoundedLog;
@@ -103,24 +102,7 @@ impl PythonCode {
         let host = Host::new(export, input, &log, Limiter::component(limits.memory_bytes));
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|host| &mut host.limiter);
-        let ticks = limits
-            .timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1);
-        let mut left = u64::try_from(ticks).unwrap_or(u64::MAX);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(wasmtime::Error::new(Cancelled));
-            }
-            left = left.saturating_sub(1);
-            Ok(if left == 0 {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Continue(1)
-            })
-        });
+        arm_deadline(&mut store, limits, cancel);
         let (outcome, stop) = match store.set_fuel(limits.fuel) {
             Ok(()) => match self.call(&mut store, export, input, limits) {
                 Ok((output, stop)) => (Ok(output), stop),
