@@ -28,6 +28,7 @@ mod hostile_workers;
 mod identities;
 mod liveness;
 mod nulls;
+mod python;
 mod reconnect;
 mod serve;
 mod shipping;

@@ -62,6 +62,10 @@ pub struct ModuleInfo {
     /// The bytes of DWARF debug sections (`.debug_*`) the module carries: a Rust guest built
     /// without `--release` has them, and runs several times slower.
     pub debug_info: u64,
+    /// Whether it is a component (a Python guest built by `dipla-py`) rather than a core
+    /// module; its imports are then WASI interfaces (`wasi:io/poll@0.2.9`), which the
+    /// sandbox provides closed.
+    pub component: bool,
 }
 
 /// A task memory limit too small for a module: it leaves no room beyond the memory the
@@ -221,6 +225,29 @@ pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
     if !bytes.starts_with(b"\0asm") {
         return Err(AbiError::NotWasm(what_it_is(bytes)));
     }
+    // The version's layer: 0 for a core module, 1 for a component.
+    if bytes.get(6..8) == Some(&[1, 0]) {
+        let found = crate::component::read_sections(bytes)?;
+        let interface = crate::component::INTERFACE;
+        if !found.exports.iter().any(|name| {
+            name.strip_prefix(interface)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('@'))
+        }) {
+            return Err(AbiError::Export {
+                what: format!(
+                    "the interface `{interface}` (a component must be built by `dipla-py build`); it exports {}",
+                    list(&found.exports)
+                ),
+            });
+        }
+        return Ok(ModuleInfo {
+            tasks: tasks(&found.dipla.ok_or(AbiError::NoSection)?)?,
+            imports: found.imports,
+            initial_memory: found.initial_memory,
+            debug_info: found.debug_info,
+            component: true,
+        });
+    }
     let mut imports = Vec::new();
     let mut section = None::<Vec<u8>>;
     let mut initial_memory = 0u64;
@@ -236,14 +263,6 @@ pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
             }
             Payload::CustomSection(reader) if reader.name().starts_with(".debug_") => {
                 debug_info += reader.data().len() as u64;
-            }
-            Payload::Version {
-                encoding: wasmparser::Encoding::Component,
-                ..
-            } => {
-                return Err(AbiError::Invalid(
-                    "this is a component; Dipla runs core modules".to_owned(),
-                ));
             }
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
@@ -261,8 +280,18 @@ pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
             _ => {}
         }
     }
-    let section = section.ok_or(AbiError::NoSection)?;
-    let text = std::str::from_utf8(&section).map_err(|e| AbiError::BadSection {
+    Ok(ModuleInfo {
+        tasks: tasks(&section.ok_or(AbiError::NoSection)?)?,
+        imports,
+        initial_memory,
+        debug_info,
+        component: false,
+    })
+}
+
+/// The tasks a `dipla` section lists.
+fn tasks(section: &[u8]) -> Result<Vec<TaskInfo>, AbiError> {
+    let text = std::str::from_utf8(section).map_err(|e| AbiError::BadSection {
         line: 1,
         why: format!("not UTF-8: {e}"),
     })?;
@@ -282,12 +311,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, AbiError> {
             tasks.push(record.task);
         }
     }
-    Ok(ModuleInfo {
-        tasks,
-        imports,
-        initial_memory,
-        debug_info,
-    })
+    Ok(tasks)
 }
 
 /// What `bytes`, which are not wasm, look like, for a one-line message.

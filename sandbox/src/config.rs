@@ -23,6 +23,14 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// few hundred).
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// The most core module instances one component may hold: a componentize-py component has
+/// 14 (CPython's shared libraries, dynamically linked, and shims).
+pub const COMPONENT_CORE_INSTANCES: u32 = 64;
+/// The most memories one component may hold (componentize-py's share one).
+pub const COMPONENT_MEMORIES: u32 = 4;
+/// The most tables one component may hold (componentize-py's have two).
+pub const COMPONENT_TABLES: u32 = 8;
+
 /// How many guest instances one process may have alive at once (one per running task, plus
 /// verifiers). Each reserves address space for a 4 GiB memory, not physical memory.
 pub const MAX_LIVE_INSTANCES: u32 = 256;
@@ -54,8 +62,11 @@ pub fn engine_config() -> Config {
         .wasm_simd(true)
         .wasm_bulk_memory(true)
         .wasm_multi_value(true)
-        // Nothing else: fewer features, less attack surface (GC, components, stack switching and
-        // threads are not even compiled in: see the `wasmtime` features in Cargo.toml).
+        // Components, for Python guests: componentize-py's output (14 core modules sharing
+        // one memory) needs no other feature.
+        .wasm_component_model(true)
+        // Nothing else: fewer features, less attack surface (GC, stack switching and threads
+        // are not even compiled in: see the `wasmtime` features in Cargo.toml).
         .wasm_memory64(false)
         .wasm_multi_memory(false);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
@@ -67,9 +78,14 @@ pub fn engine_config() -> Config {
 /// each slot allows the whole 4 GiB a wasm32 memory can address.
 fn pooling() -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(MAX_LIVE_INSTANCES)
+    // A component takes 14 core instances, one memory and two tables of the pool.
+    pool.total_core_instances(MAX_LIVE_INSTANCES * 16)
+        .total_component_instances(MAX_LIVE_INSTANCES)
         .total_memories(MAX_LIVE_INSTANCES)
-        .total_tables(MAX_LIVE_INSTANCES)
+        .total_tables(MAX_LIVE_INSTANCES * 2)
+        .max_core_instances_per_component(COMPONENT_CORE_INSTANCES)
+        .max_memories_per_component(COMPONENT_MEMORIES)
+        .max_tables_per_component(COMPONENT_TABLES)
         .max_memories_per_module(1)
         .max_tables_per_module(1)
         .table_elements(MAX_TABLE_ELEMENTS)

@@ -7,6 +7,8 @@ use dipla_protocol::text::printable_log;
 use dipla_protocol::{FailureKind, MAX_LOG_BYTES, RawJson, TaskFailure};
 use wasmtime::{Instance, Memory, Module, Store, Trap, UpdateDeadline};
 
+use crate::component::PythonCode;
+
 use crate::abi::{self, AbiError, ModuleInfo};
 use crate::config::{EPOCH_TICK, MAX_WASM_STACK};
 use crate::exports::Exports;
@@ -23,8 +25,16 @@ const PANIC_MESSAGE_FUEL: u64 = 1_000_000;
 /// worker clones it for every task.
 #[derive(Clone)]
 pub struct Guest {
-    module: Module,
+    code: Code,
     about: Arc<About>,
+}
+
+/// A guest's compiled code: a core module (a Rust guest, or any language's following the
+/// core ABI) or a component (a Python guest).
+#[derive(Clone)]
+pub(crate) enum Code {
+    Core(Module),
+    Python(PythonCode),
 }
 
 /// What a guest's bytes say of it, read once and shared by a [`crate::LazyGuest`] and the
@@ -32,15 +42,17 @@ pub struct Guest {
 pub(crate) struct About {
     /// Its `dipla` section.
     pub(crate) info: ModuleInfo,
-    /// Its exports.
-    pub(crate) exports: Exports,
+    /// Its exports (a core module's; a component's interface is checked when it is linked).
+    pub(crate) exports: Option<Exports>,
 }
 
 impl About {
     /// Checks that `export` is a task of the module with the task signature.
     pub(crate) fn check_task(&self, export: &str) -> Result<&abi::TaskInfo, AbiError> {
         let task = self.info.task(export)?;
-        self.exports.check_task(export)?;
+        if let Some(exports) = &self.exports {
+            exports.check_task(export)?;
+        }
         Ok(task)
     }
 }
@@ -64,7 +76,7 @@ pub struct Run {
 
 /// The task was cancelled from outside while it ran.
 #[derive(Debug)]
-struct Cancelled;
+pub(crate) struct Cancelled;
 
 impl std::fmt::Display for Cancelled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,7 +86,7 @@ impl std::fmt::Display for Cancelled {
 
 impl std::error::Error for Cancelled {}
 
-fn failure(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
+pub(crate) fn failure(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
     TaskFailure {
         kind,
         message: message.into(),
@@ -90,8 +102,8 @@ impl std::fmt::Debug for Guest {
 }
 
 impl Guest {
-    pub(crate) fn new(module: Module, about: Arc<About>) -> Self {
-        Self { module, about }
+    pub(crate) fn new(code: Code, about: Arc<About>) -> Self {
+        Self { code, about }
     }
 
     /// What the module's `dipla` section says.
@@ -112,7 +124,11 @@ impl Guest {
     /// # Errors
     /// When serialising or writing fails.
     pub fn serialize(&self, path: &Path) -> std::io::Result<()> {
-        let bytes = self.module.serialize().map_err(std::io::Error::other)?;
+        let bytes = match &self.code {
+            Code::Core(module) => module.serialize(),
+            Code::Python(python) => python.component().serialize(),
+        }
+        .map_err(std::io::Error::other)?;
         std::fs::write(path, bytes)
     }
 
@@ -133,37 +149,17 @@ impl Guest {
         limits: &Limits,
         cancel: Arc<AtomicBool>,
     ) -> Run {
+        let module = match &self.code {
+            Code::Core(module) => module,
+            Code::Python(python) => return python.run(export, input, limits, cancel),
+        };
         let started = Instant::now();
-        let mut store = Store::new(
-            self.module.engine(),
-            Limiter {
-                memory_bytes: limits.memory_bytes,
-            },
-        );
+        let mut store = Store::new(module.engine(), Limiter::core(limits.memory_bytes));
         store.limiter(|limiter| limiter);
-        // The epoch callback runs every tick: it stops the task when cancelled or past the
-        // wall-clock limit.
-        let ticks = limits
-            .timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1);
-        let mut left = u64::try_from(ticks).unwrap_or(u64::MAX);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(wasmtime::Error::new(Cancelled));
-            }
-            left = left.saturating_sub(1);
-            if left == 0 {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Continue(1))
-            }
-        });
+        arm_deadline(&mut store, limits, cancel);
         let mut instance = None;
         let (outcome, stop) = match store.set_fuel(limits.fuel) {
-            Ok(()) => match self.call(&mut store, &mut instance, export, input, limits) {
+            Ok(()) => match call(module, &mut store, &mut instance, export, input, limits) {
                 Ok((output, stop)) => (Ok(output), stop),
                 Err(failure) => (Err(failure), false),
             },
@@ -186,54 +182,79 @@ impl Guest {
             log,
         }
     }
+}
 
-    /// Instantiates the module (into `instance`, for what is read afterwards) and runs the
-    /// task.
-    fn call(
-        &self,
-        store: &mut Store<Limiter>,
-        instance: &mut Option<Instance>,
-        export: &str,
-        input: &[u8],
-        limits: &Limits,
-    ) -> Result<(Box<RawJson>, bool), TaskFailure> {
-        let instance = *instance.insert(
-            Instance::new(&mut *store, &self.module, &[])
-                .map_err(|e| classify(store, None, e, limits))?,
-        );
-        let rejected = |what: String| failure(FailureKind::Rejected, what);
-        let memory = instance
-            .get_memory(&mut *store, abi::MEMORY)
-            .ok_or_else(|| rejected("the module exports no `memory`".into()))?;
-        let realloc = instance
-            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut *store, abi::REALLOC)
-            .map_err(|e| rejected(format!("bad `cabi_realloc` export: {e}")))?;
-        let task = instance
-            .get_typed_func::<(i32, i32), i64>(&mut *store, export)
-            .map_err(|_| {
-                rejected(format!(
-                    "the module has no task `{export}` of type (i32, i32) -> i64"
-                ))
-            })?;
+/// Arms `store`'s wall-clock limit: the epoch callback runs every tick and stops the task
+/// once it is past `limits.timeout`, or at the next tick once `cancel` is set.
+pub(crate) fn arm_deadline<T: 'static>(
+    store: &mut Store<T>,
+    limits: &Limits,
+    cancel: Arc<AtomicBool>,
+) {
+    let ticks = limits
+        .timeout
+        .as_millis()
+        .div_ceil(EPOCH_TICK.as_millis())
+        .max(1);
+    let mut left = u64::try_from(ticks).unwrap_or(u64::MAX);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(wasmtime::Error::new(Cancelled));
+        }
+        left = left.saturating_sub(1);
+        if left == 0 {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+}
 
-        let len = i32::try_from(input.len())
-            .map_err(|_| failure(FailureKind::BadOutput, "the input is larger than 2 GiB"))?;
-        let ptr = realloc
-            .call(&mut *store, (0, 0, 1, len))
-            .map_err(|e| classify(store, Some(&instance), e, limits))?;
-        memory
-            .write(&mut *store, ptr as u32 as usize, input)
-            .map_err(|_| {
-                failure(
-                    FailureKind::BadOutput,
-                    "`cabi_realloc` returned memory out of bounds",
-                )
-            })?;
-        let packed = task
-            .call(&mut *store, (ptr, len))
-            .map_err(|e| classify(store, Some(&instance), e, limits))? as u64;
-        read_output(store, memory, packed, limits)
-    }
+/// Instantiates `module` (into `instance`, for what is read afterwards) and runs the task.
+fn call(
+    module: &Module,
+    store: &mut Store<Limiter>,
+    instance: &mut Option<Instance>,
+    export: &str,
+    input: &[u8],
+    limits: &Limits,
+) -> Result<(Box<RawJson>, bool), TaskFailure> {
+    let instance = *instance.insert(
+        Instance::new(&mut *store, module, &[]).map_err(|e| classify(store, None, e, limits))?,
+    );
+    let rejected = |what: String| failure(FailureKind::Rejected, what);
+    let memory = instance
+        .get_memory(&mut *store, abi::MEMORY)
+        .ok_or_else(|| rejected("the module exports no `memory`".into()))?;
+    let realloc = instance
+        .get_typed_func::<(i32, i32, i32, i32), i32>(&mut *store, abi::REALLOC)
+        .map_err(|e| rejected(format!("bad `cabi_realloc` export: {e}")))?;
+    let task = instance
+        .get_typed_func::<(i32, i32), i64>(&mut *store, export)
+        .map_err(|_| {
+            rejected(format!(
+                "the module has no task `{export}` of type (i32, i32) -> i64"
+            ))
+        })?;
+
+    let len = i32::try_from(input.len())
+        .map_err(|_| failure(FailureKind::BadOutput, "the input is larger than 2 GiB"))?;
+    let ptr = realloc
+        .call(&mut *store, (0, 0, 1, len))
+        .map_err(|e| classify(store, Some(&instance), e, limits))?;
+    memory
+        .write(&mut *store, ptr as u32 as usize, input)
+        .map_err(|_| {
+            failure(
+                FailureKind::BadOutput,
+                "`cabi_realloc` returned memory out of bounds",
+            )
+        })?;
+    let packed = task
+        .call(&mut *store, (ptr, len))
+        .map_err(|e| classify(store, Some(&instance), e, limits))? as u64;
+    read_output(store, memory, packed, limits)
 }
 
 /// Reads and checks the output a task returned as `(ptr << 32) | len`.
@@ -270,6 +291,11 @@ fn read_output(
     }
 }
 
+/// A message, at most [`MAX_MESSAGE_BYTES`] of it.
+pub(crate) fn cut(message: &str) -> String {
+    text(message.as_bytes())
+}
+
 /// A guest message as text: lossy UTF-8, at most [`MAX_MESSAGE_BYTES`].
 fn text(bytes: &[u8]) -> String {
     let mut text =
@@ -287,6 +313,16 @@ fn classify(
     error: wasmtime::Error,
     limits: &Limits,
 ) -> TaskFailure {
+    if let Some(Trap::UnreachableCodeReached) = error.downcast_ref::<Trap>()
+        && let Some(message) = instance.and_then(|i| panic_message(store, i))
+    {
+        return failure(FailureKind::Panic, message);
+    }
+    classify_error(error, limits)
+}
+
+/// Names the cause of an error raised while a guest ran, from the error alone.
+pub(crate) fn classify_error(error: wasmtime::Error, limits: &Limits) -> TaskFailure {
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         return failure(limit.kind(), limit.to_string());
     }
@@ -294,7 +330,7 @@ fn classify(
         return failure(FailureKind::Worker, Cancelled.to_string());
     }
     let Some(trap) = error.downcast_ref::<Trap>() else {
-        return failure(FailureKind::Trap, format!("{error:#}"));
+        return failure(FailureKind::Trap, cut(&format!("{error:#}")));
     };
     match trap {
         Trap::OutOfFuel => failure(
@@ -315,10 +351,6 @@ fn classify(
                 limits.timeout
             ),
         ),
-        Trap::UnreachableCodeReached => match instance.and_then(|i| panic_message(store, i)) {
-            Some(message) => failure(FailureKind::Panic, message),
-            None => failure(FailureKind::Trap, describe(*trap)),
-        },
         other => failure(FailureKind::Trap, describe(*other)),
     }
 }

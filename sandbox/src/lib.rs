@@ -11,11 +11,14 @@
 //!   [`Limits`] and reports a [`Run`].
 //! - [`LazyGuest`]: a module checked like a [`Guest`] but compiled only when first needed
 //!   ([`Sandbox::admit`]), as a server holds the modules it ships.
+//! - Python guests are WebAssembly components (`component`), run with a closed,
+//!   deterministic WASI context.
 //! - [`bench`]: the workers' self-benchmark, fuel-metered WAT kernels run in this same
 //!   configuration, and the check a server makes of one.
 
 pub mod abi;
 pub mod bench;
+mod component;
 pub mod config;
 mod exports;
 mod guest;

@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use dipla_protocol::{FailureKind, TaskLimits};
 
-use crate::config::MAX_TABLE_ELEMENTS;
+use crate::config::{
+    COMPONENT_CORE_INSTANCES, COMPONENT_MEMORIES, COMPONENT_TABLES, MAX_TABLE_ELEMENTS,
+};
 
 /// What one task may consume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +80,35 @@ impl LimitExceeded {
     }
 }
 
-/// The store's resource limiter: one instance, one memory, one table, each capped.
+/// The store's resource limiter: memory and tables capped, and as many instances, memories
+/// and tables as one guest has (a core module: one of each; a component: its core modules').
 pub(crate) struct Limiter {
     pub(crate) memory_bytes: usize,
+    instances: usize,
+    memories: usize,
+    tables: usize,
+}
+
+impl Limiter {
+    /// For a core module's task.
+    pub(crate) fn core(memory_bytes: usize) -> Self {
+        Self {
+            memory_bytes,
+            instances: 1,
+            memories: 1,
+            tables: 1,
+        }
+    }
+
+    /// For a component's task.
+    pub(crate) fn component(memory_bytes: usize) -> Self {
+        Self {
+            memory_bytes,
+            instances: COMPONENT_CORE_INSTANCES as usize,
+            memories: COMPONENT_MEMORIES as usize,
+            tables: COMPONENT_TABLES as usize,
+        }
+    }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -117,14 +145,14 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 
     fn instances(&self) -> usize {
-        1
+        self.instances
     }
 
     fn tables(&self) -> usize {
-        1
+        self.tables
     }
 
     fn memories(&self) -> usize {
-        1
+        self.memories
     }
 }

@@ -2,12 +2,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use crate::abi::{self, AbiError};
+use crate::component::{PythonCode, import_allowed};
 use crate::config::{EPOCH_TICK, engine_config};
 use crate::exports::Exports;
-use crate::guest::{About, Guest};
+use crate::guest::{About, Code, Guest};
 use crate::lazy::LazyGuest;
 
 /// The sandbox cannot start on this machine.
@@ -58,9 +60,8 @@ impl Sandbox {
     /// When the bytes are not wasm, break the guest ABI ([`crate::abi`]), or import anything.
     pub fn compile(&self, bytes: &[u8]) -> Result<Guest, AbiError> {
         let about = admit(bytes)?;
-        let module = self.module(bytes)?;
-        about.exports.check_guest()?;
-        Ok(Guest::new(module, Arc::new(about)))
+        let code = self.code(bytes, &about)?;
+        Ok(Guest::new(code, Arc::new(about)))
     }
 
     /// Compiles `bytes` that [`Sandbox::admit`] checked, described by `about`.
@@ -69,12 +70,19 @@ impl Sandbox {
         bytes: &[u8],
         about: Arc<About>,
     ) -> Result<Guest, AbiError> {
-        Ok(Guest::new(self.module(bytes)?, about))
+        Ok(Guest::new(self.code(bytes, &about)?, about))
     }
 
-    /// The wasmtime module of `bytes`.
-    fn module(&self, bytes: &[u8]) -> Result<Module, AbiError> {
-        Module::new(&self.engine, bytes).map_err(|e| AbiError::Invalid(format!("{e:#}")))
+    /// The compiled code of `bytes`, which [`admit`] described as `about`.
+    fn code(&self, bytes: &[u8], about: &About) -> Result<Code, AbiError> {
+        let invalid = |e: wasmtime::Error| AbiError::Invalid(format!("{e:#}"));
+        if about.info.component {
+            let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+            return Ok(Code::Python(PythonCode::new(&self.engine, &component)?));
+        }
+        Ok(Code::Core(
+            Module::new(&self.engine, bytes).map_err(invalid)?,
+        ))
     }
 
     /// Checks that `bytes` are a runnable Dipla guest as [`Sandbox::compile`] does (wasm
@@ -87,8 +95,14 @@ impl Sandbox {
     pub fn admit(&self, bytes: impl Into<Arc<[u8]>>) -> Result<LazyGuest, AbiError> {
         let bytes = bytes.into();
         let about = admit(&bytes)?;
-        Module::validate(&self.engine, &bytes).map_err(|e| AbiError::Invalid(format!("{e:#}")))?;
-        about.exports.check_guest()?;
+        if about.info.component {
+            wasmparser::Validator::new()
+                .validate_all(&bytes)
+                .map_err(|e| AbiError::Invalid(e.to_string()))?;
+        } else {
+            Module::validate(&self.engine, &bytes)
+                .map_err(|e| AbiError::Invalid(format!("{e:#}")))?;
+        }
         Ok(LazyGuest::new(self.clone(), bytes, Arc::new(about)))
     }
 
@@ -108,11 +122,19 @@ impl Sandbox {
         artifact: &Path,
     ) -> Result<Guest, AbiError> {
         let about = admit(bytes)?;
-        // SAFETY: the caller promises the artifact is our own.
-        let module = unsafe { Module::deserialize_file(&self.engine, artifact) }
-            .map_err(|e| AbiError::Invalid(format!("{e:#}")))?;
-        about.exports.check_guest()?;
-        Ok(Guest::new(module, Arc::new(about)))
+        let invalid = |e: wasmtime::Error| AbiError::Invalid(format!("{e:#}"));
+        let code = if about.info.component {
+            // SAFETY: the caller promises the artifact is our own.
+            let component =
+                unsafe { Component::deserialize_file(&self.engine, artifact) }.map_err(invalid)?;
+            Code::Python(PythonCode::new(&self.engine, &component)?)
+        } else {
+            // SAFETY: the caller promises the artifact is our own.
+            Code::Core(
+                unsafe { Module::deserialize_file(&self.engine, artifact) }.map_err(invalid)?,
+            )
+        };
+        Ok(Guest::new(code, Arc::new(about)))
     }
 
     /// A key that changes whenever this engine could not load another's precompiled code.
@@ -131,12 +153,33 @@ impl Sandbox {
     }
 }
 
-/// Reads a module's ABI section and exports, and refuses it if it imports anything.
+/// Reads a guest's ABI section and exports, and refuses it if it imports anything (a
+/// component: anything but the WASI 0.2 interfaces the closed context provides) or lacks
+/// what a guest must export.
 fn admit(bytes: &[u8]) -> Result<About, AbiError> {
     let info = abi::inspect(bytes)?;
+    if info.component {
+        let refused: Vec<String> = info
+            .imports
+            .iter()
+            .filter(|name| !import_allowed(name))
+            .cloned()
+            .collect();
+        if !refused.is_empty() {
+            return Err(AbiError::Imports(refused));
+        }
+        return Ok(About {
+            info,
+            exports: None,
+        });
+    }
     if !info.imports.is_empty() {
         return Err(AbiError::Imports(info.imports));
     }
     let exports = Exports::read(bytes)?;
-    Ok(About { info, exports })
+    exports.check_guest()?;
+    Ok(About {
+        info,
+        exports: Some(exports),
+    })
 }

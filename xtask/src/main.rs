@@ -4,6 +4,8 @@
 //! profile the whole project shares, so a fresh machine with only the Rust toolchain can run
 //! any of them.
 
+mod python;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -14,7 +16,8 @@ commands:
   test           build the guests and run every test in the workspace
   sim            the deterministic simulator of the scheduling core: --seeds N (default
                  2000), --start S, or --seed S to replay one seed
-  build-guests   build every guest crate (cdylib) for wasm32-unknown-unknown
+  build-guests   build every guest crate (cdylib) for wasm32-unknown-unknown, and the
+                 Python examples into components (a venv with the Python SDK)
   lint           cargo fmt --check and clippy with -D warnings
   bench          build and run the benchmarks (arguments are passed on)
   bench-peers    the benchmarks, then the same workloads on Ray and Dask (a venv from PyPI)
@@ -101,6 +104,11 @@ fn ensure_chromium() -> Result {
     if found {
         return Ok(());
     }
+    apt_install(&["chromium"], "the dashboard's test")
+}
+
+/// Installs Debian packages (as root, or through sudo) for `what`.
+fn apt_install(packages: &[&str], what: &str) -> Result {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -117,9 +125,11 @@ fn ensure_chromium() -> Result {
         command
     };
     let _ = run(&mut apt(&["update", "-qq"]));
-    run(&mut apt(&["install", "-y", "-qq", "chromium"])).map_err(|error| {
+    run(&mut apt(&[&["install", "-y", "-qq"], packages].concat())).map_err(|error| {
         format!(
-            "the dashboard's test needs Chromium; install it (apt-get install chromium): {error}"
+            "{what} needs {}; install it (apt-get install {}): {error}",
+            packages.join(", "),
+            packages.join(" ")
         )
     })
 }
@@ -161,7 +171,8 @@ fn build_guests() -> Result {
     for guest in guests()? {
         command.args(["--package", &guest]);
     }
-    run(&mut command)
+    run(&mut command)?;
+    python::build_examples()
 }
 
 fn build_binaries() -> Result {
@@ -191,6 +202,7 @@ fn test(extra: &[String]) -> Result {
     ensure_chromium()?;
     build_guests()?;
     build_binaries()?;
+    python::test_sdk()?;
     run(cargo()
         .args(["test", "--release", "--workspace"])
         .args(extra))

@@ -1,0 +1,249 @@
+//! Python guests end to end: the examples in `examples/python/` run as a user would, their
+//! answers compared with the same functions under native CPython; a remote worker fetching,
+//! compiling and running a component; what a sandboxed Python task must not get away with;
+//! and replicas of Python tasks agreeing bit for bit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dipla_sandbox::Sandbox;
+use dipla_server::{Job, RunOptions, Server, manifest};
+use serde_json::{Value, json};
+
+use crate::support::{JobDir, PATIENCE, WorkerProcess, finish, remote_server_with, root};
+
+/// A Python guest built by `cargo xtask build-guests` into `target/python/`.
+fn component(name: &str) -> PathBuf {
+    let path = root().join(format!("target/python/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-guests`",
+        path.display()
+    );
+    path
+}
+
+/// What `expression` gives under native CPython with the SDK and `module_dir` importable
+/// (the virtual environment `cargo xtask build-guests` made), as JSON.
+fn native(module_dir: &Path, imports: &str, expression: &str) -> Value {
+    let python = root().join("target/python-venv/bin/python");
+    let code = format!("import json, sys\n{imports}\nprint(json.dumps({expression}))");
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(code)
+        .env("PYTHONPATH", module_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `job` on two local workers; its summary must say it succeeded.
+async fn run_local(job: Job) -> Vec<Value> {
+    let options = RunOptions {
+        local_workers: 2,
+        ..RunOptions::default()
+    };
+    let server = Server::bind(job, options).await.unwrap();
+    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
+        .await
+        .unwrap();
+    assert!(summary.success(), "{summary}");
+    lines
+}
+
+fn example(name: &str) -> Job {
+    let path = root().join("examples/python").join(name).join("job.toml");
+    manifest::load(&path, &Sandbox::new().unwrap()).unwrap()
+}
+
+fn stage<'a>(lines: &'a [Value], name: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|line| line["stage"] == name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_pi_matches_native_python_bit_for_bit() {
+    let lines = run_local(example("pi")).await;
+    let dir = root().join("examples/python/pi");
+    let total = native(
+        &dir,
+        "import tasks",
+        "sum(tasks.hits(s) for s in range(1, 101))",
+    );
+    assert_eq!(stage(&lines, "total")[0]["output"], total);
+    let estimate = native(
+        &dir,
+        "import tasks",
+        &format!("tasks.estimate({total}, 100)"),
+    );
+    assert_eq!(stage(&lines, "pi")[0]["output"], estimate);
+    let pi = estimate.as_f64().unwrap();
+    assert!((pi - std::f64::consts::PI).abs() < 0.02, "{pi}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_factorise_is_verified_and_matches_native_python() {
+    let lines = run_local(example("factorise")).await;
+    let dir = root().join("examples/python/factorise");
+    let expected = native(
+        &dir,
+        "import tasks",
+        "[tasks.factorise(n) for n in range(1000000000000, 1000000000200)]",
+    );
+    let outputs: Vec<&Value> = lines.iter().map(|line| &line["output"]).collect();
+    assert_eq!(
+        Value::from(outputs.into_iter().cloned().collect::<Vec<_>>()),
+        expected
+    );
+    assert!(
+        lines.iter().all(|line| line["check"] == "verified"),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_wordcount_matches_native_python() {
+    let lines = run_local(example("wordcount")).await;
+    let dir = root().join("examples/python/wordcount");
+    let story = root().join("examples/wordcount/keeper.jsonl");
+    let expected = native(
+        &dir,
+        &format!(
+            "import tasks, functools\nparagraphs = [json.loads(l) for l in open({:?}) if l.strip()]",
+            story.display().to_string()
+        ),
+        "tasks.top(functools.reduce(tasks.merge, map(tasks.count, paragraphs)), 20)",
+    );
+    assert_eq!(stage(&lines, "top")[0]["output"], expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_worker_fetches_compiles_and_runs_a_python_component() {
+    let (server, url) = remote_server_with(example("pi"), RunOptions::default()).await;
+    let _worker = WorkerProcess::start(&url, "py");
+    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
+        .await
+        .unwrap();
+    assert!(summary.success(), "{summary}");
+    assert_eq!(summary.stats.module_transfers, 1, "{summary}");
+    let dir = root().join("examples/python/pi");
+    let total = native(
+        &dir,
+        "import tasks",
+        "sum(tasks.hits(s) for s in range(1, 101))",
+    );
+    assert_eq!(stage(&lines, "total")[0]["output"], total);
+}
+
+/// A job of `probes.py`'s task `task` over `inputs`, with `extra` stage keys.
+fn probes_job(task: &str, inputs: &Value, extra: &str) -> JobDir {
+    JobDir::new(&format!(
+        r#"
+        name = "probes"
+        [modules]
+        p = {module:?}
+        [[stages]]
+        name = "s"
+        task = "p.{task}"
+        inputs = {{ values = {inputs} }}
+        max_attempts = 1
+        {extra}
+        [limits]
+        fuel = 2_000_000_000
+        memory_mb = 64
+        "#,
+        module = component("probes").display().to_string(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_python_task_must_not_do_fails_it_and_the_worker_serves_on() {
+    let probes = [
+        "raise",
+        "open",
+        "socket",
+        "subprocess",
+        "loop",
+        "bomb",
+        "recursion",
+    ];
+    let job = probes_job("probe", &json!(probes), "");
+    let (server, url) = remote_server_with(job.job(), RunOptions::default()).await;
+    let _worker = WorkerProcess::start(&url, "prober");
+    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
+        .await
+        .unwrap();
+    assert_eq!(summary.counts.failed, probes.len() as u64, "{summary}");
+    let failure = |probe: &str| -> (String, String) {
+        let line = lines.iter().find(|line| line["input"] == probe).unwrap();
+        (
+            line["kind"].as_str().unwrap().to_owned(),
+            line["error"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (kind, message) = failure("raise");
+    assert_eq!(kind, "panic");
+    assert!(
+        message.starts_with("panic: ValueError: no such thing"),
+        "{message}"
+    );
+    assert!(
+        message.contains("probes.py:"),
+        "the frame is named: {message}"
+    );
+    assert!(
+        failure("open").1.contains("FileNotFoundError"),
+        "{:?}",
+        failure("open")
+    );
+    assert!(
+        failure("socket").1.contains("PermissionError"),
+        "{:?}",
+        failure("socket")
+    );
+    assert!(
+        failure("subprocess")
+            .1
+            .contains("does not support processes"),
+        "{:?}",
+        failure("subprocess")
+    );
+    assert_eq!(failure("loop").0, "out_of_fuel");
+    assert_eq!(failure("bomb").0, "memory_limit");
+    // Python 3.14 keeps its frames in linear memory: a runaway recursion ends at the memory
+    // or fuel limit, deterministically.
+    assert!(
+        ["memory_limit", "out_of_fuel", "stack_overflow"]
+            .contains(&failure("recursion").0.as_str()),
+        "{:?}",
+        failure("recursion")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_python_tasks_agree_bit_for_bit() {
+    let seeds: Vec<u64> = (1..=6).collect();
+    let job = probes_job("entropy", &json!(seeds), "replicate = 1.0\nquorum = 2");
+    let (server, url) = remote_server_with(job.job(), RunOptions::default()).await;
+    let _first = WorkerProcess::start(&url, "first");
+    let _second = WorkerProcess::start(&url, "second");
+    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
+        .await
+        .unwrap();
+    assert!(summary.success(), "{summary}");
+    assert_eq!(
+        summary.counts.untrusted, 0,
+        "honest workers agree: {summary}"
+    );
+    assert!(
+        lines.iter().all(|line| line["check"] == "replicated:2"),
+        "{lines:?}"
+    );
+    // Fixed clocks, and random numbers that depend on the input only.
+    assert_eq!(lines[0]["output"][3], json!(946_684_800.0));
+    assert_ne!(lines[0]["output"][1], lines[1]["output"][1]);
+}
