@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use wasmparser::{BinaryReaderError, Encoding, Parser, Payload};
+use wasmparser::{BinaryReaderError, Chunk, Parser, Payload};
 
 /// The custom section listing a module's tasks.
 const SECTION: &str = "dipla";
@@ -79,9 +79,9 @@ pub(crate) enum NotAGuest {
     /// Not wasm, or not valid wasm.
     #[error("not a WebAssembly module: {}", .0.message())]
     NotWasm(BinaryReaderError),
-    /// A component, not a core module.
-    #[error("this is a component; Dipla runs core modules")]
-    Component,
+    /// The bytes end in the middle of a section.
+    #[error("the module is truncated")]
+    Truncated,
     /// No `dipla` custom section.
     #[error(
         "the module has no `dipla` custom section listing its tasks (was it built with the Dipla guest SDK?)"
@@ -103,24 +103,39 @@ pub(crate) enum NotAGuest {
     Version(u32),
 }
 
-/// The tasks listed in a module's `dipla` section.
+/// The tasks listed in a module's `dipla` section: a core module's (a Rust guest's), or a
+/// component's top-level one (a Python guest's, which `dipla-py build` appends).
 ///
 /// # Errors
-/// [`NotAGuest`], saying why the bytes are not a Dipla guest: not wasm, a component, no
-/// `dipla` section, or a malformed one.
+/// [`NotAGuest`], saying why the bytes are not a Dipla guest: not wasm, no `dipla` section,
+/// or a malformed one.
 pub(crate) fn tasks_of(bytes: &[u8]) -> Result<Vec<TaskInfo>, NotAGuest> {
     let mut section = None::<Vec<u8>>;
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(NotAGuest::NotWasm)? {
-            Payload::Version {
-                encoding: Encoding::Component,
-                ..
-            } => return Err(NotAGuest::Component),
+    // The top level only: a component's nested modules are stepped over whole.
+    let mut parser = Parser::new(0);
+    let mut offset = 0;
+    loop {
+        let (payload, consumed) = match parser
+            .parse(&bytes[offset..], true)
+            .map_err(NotAGuest::NotWasm)?
+        {
+            Chunk::NeedMoreData(_) => return Err(NotAGuest::Truncated),
+            Chunk::Parsed { payload, consumed } => (payload, consumed),
+        };
+        offset += consumed;
+        match payload {
             Payload::CustomSection(reader) if reader.name() == SECTION => {
                 section
                     .get_or_insert_default()
                     .extend_from_slice(reader.data());
             }
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => offset = unchecked_range.end,
+            Payload::End(_) => break,
             _ => {}
         }
     }
@@ -175,5 +190,21 @@ mod tests {
         let v2 =
             wat::parse_str(r#"(module (@custom "dipla" "{\"abi\":2,\"task\":\"a\"}"))"#).unwrap();
         assert!(tasks_of(&v2).unwrap_err().to_string().contains("version 2"));
+    }
+
+    #[test]
+    fn reads_a_components_top_level_section() {
+        // A component's header, then a custom section `dipla`, as `dipla-py build` appends it.
+        let record =
+            br#"{"abi":1,"task":"square","params":[{"name":"x","type":"i128"}],"returns":"i128"}"#;
+        let mut body = vec![5];
+        body.extend_from_slice(b"dipla");
+        body.extend_from_slice(record);
+        let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+        bytes.push(0);
+        bytes.push(u8::try_from(body.len()).unwrap());
+        bytes.extend_from_slice(&body);
+        let tasks = tasks_of(&bytes).unwrap();
+        assert_eq!(tasks[0].to_string(), "square(x: i128) -> i128");
     }
 }
