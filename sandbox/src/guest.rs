@@ -158,20 +158,9 @@ impl Guest {
         store.limiter(|limiter| limiter);
         arm_deadline(&mut store, limits, cancel);
         let mut instance = None;
-        let (outcome, stop) = match store.set_fuel(limits.fuel) {
-            Ok(()) => match call(module, &mut store, &mut instance, export, input, limits) {
-                Ok((output, stop)) => (Ok(output), stop),
-                Err(failure) => (Err(failure), false),
-            },
-            Err(error) => (
-                Err(failure(
-                    FailureKind::Worker,
-                    format!("cannot set fuel: {error}"),
-                )),
-                false,
-            ),
-        };
-        let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let (outcome, stop, fuel) = with_fuel(&mut store, limits, |store| {
+            call(module, store, &mut instance, export, input, limits)
+        });
         let log = instance.and_then(|instance| read_log(&mut store, &instance));
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Run {
@@ -182,6 +171,30 @@ impl Guest {
             log,
         }
     }
+}
+
+/// Gives `store` the task's fuel and runs `call` in it: the outcome, whether the output
+/// meets the stage's goal, and the fuel burnt.
+pub(crate) fn with_fuel<T: 'static>(
+    store: &mut Store<T>,
+    limits: &Limits,
+    call: impl FnOnce(&mut Store<T>) -> Result<(Box<RawJson>, bool), TaskFailure>,
+) -> (Result<Box<RawJson>, TaskFailure>, bool, u64) {
+    let (outcome, stop) = match store.set_fuel(limits.fuel) {
+        Ok(()) => match call(store) {
+            Ok((output, stop)) => (Ok(output), stop),
+            Err(failure) => (Err(failure), false),
+        },
+        Err(error) => (
+            Err(failure(
+                FailureKind::Worker,
+                format!("cannot set fuel: {error}"),
+            )),
+            false,
+        ),
+    };
+    let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    (outcome, stop, fuel)
 }
 
 /// Arms `store`'s wall-clock limit: the epoch callback runs every tick and stops the task

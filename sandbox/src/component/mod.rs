@@ -21,7 +21,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::abi::AbiError;
-use crate::guest::{Run, arm_deadline, classify_error, failure};
+use crate::guest::{Run, arm_deadline, classify_error, failure, with_fuel};
 use crate::limits::{Limiter, Limits};
 use host::{Host, VirtualClock};
 use log::BoundedLog;
@@ -103,20 +103,9 @@ impl PythonCode {
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|host| &mut host.limiter);
         arm_deadline(&mut store, limits, cancel);
-        let (outcome, stop) = match store.set_fuel(limits.fuel) {
-            Ok(()) => match self.call(&mut store, export, input, limits) {
-                Ok((output, stop)) => (Ok(output), stop),
-                Err(failure) => (Err(failure), false),
-            },
-            Err(error) => (
-                Err(failure(
-                    FailureKind::Worker,
-                    format!("cannot set fuel: {error}"),
-                )),
-                false,
-            ),
-        };
-        let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let (outcome, stop, fuel) = with_fuel(&mut store, limits, |store| {
+            self.call(store, export, input, limits)
+        });
         drop(store);
         let log = log.text().map(|text| printable_log(&text, MAX_LOG_BYTES));
         Run {
