@@ -124,12 +124,31 @@ async fn python_wordcount_matches_native_python() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_worker_fetches_compiles_and_runs_a_python_component() {
     let (server, url) = remote_server_with(example("pi"), RunOptions::default()).await;
+    let finished = tokio::spawn(tokio::time::timeout(PATIENCE, finish(server)));
+    // A volunteer who takes modules up to 16 MiB is told which module is over, and why,
+    // before anything is sent to it; it stops.
+    let mut small = WorkerProcess::with_args(
+        &url,
+        "small",
+        tempfile::tempdir().unwrap(),
+        &["--max-module-mb", "16"],
+    );
+    let refusal = small.said.line("module pi is").await;
+    assert!(
+        refusal.contains("MiB, over this worker's limit of 16 MiB (--max-module-mb)"),
+        "{refusal}"
+    );
+    assert!(
+        !small.wait_success(),
+        "a refused worker exits with an error"
+    );
     let _worker = WorkerProcess::start(&url, "py");
-    let (summary, lines) = tokio::time::timeout(PATIENCE, finish(server))
-        .await
-        .unwrap();
+    let (summary, lines) = finished.await.unwrap().unwrap();
     assert!(summary.success(), "{summary}");
-    assert_eq!(summary.stats.module_transfers, 1, "{summary}");
+    assert_eq!(
+        summary.stats.module_transfers, 1,
+        "the refused worker was sent nothing: {summary}"
+    );
     let dir = root().join("examples/python/pi");
     let total = native(
         &dir,
@@ -246,4 +265,21 @@ async fn replicas_of_python_tasks_agree_bit_for_bit() {
     // Fixed clocks, and random numbers that depend on the input only.
     assert_eq!(lines[0]["output"][3], json!(946_684_800.0));
     assert_ne!(lines[0]["output"][1], lines[1]["output"][1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refuses_a_module_over_its_limit_by_name() {
+    let options = RunOptions {
+        max_module_mb: 16,
+        ..RunOptions::default()
+    };
+    let Err(error) = Server::bind(example("pi"), options).await else {
+        panic!("a 19 MB module is over a 16 MiB limit");
+    };
+    let error = error.to_string();
+    assert!(
+        error.starts_with("module pi is 1")
+            && error.ends_with("MiB, over this server's limit of 16 MiB (--max-module-mb)"),
+        "{error}"
+    );
 }

@@ -7,6 +7,13 @@
 /// reason `message over 16 MiB`.
 pub const MAX_WORKER_MESSAGE_BYTES: usize = 16 << 20;
 
-/// The largest message a server may send (a module, a batch of tasks with their inputs):
-/// 64 MiB. A worker reads no larger message.
+/// The largest message a server may send (a batch of tasks with their inputs, a module):
+/// 64 MiB. A worker reads no larger message, except a module when its volunteer allows larger
+/// ones (`dipla-worker --max-module-mb`).
 pub const MAX_SERVER_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The largest module, in MiB, a worker takes and a server serves unless told otherwise
+/// (`dipla-worker --max-module-mb`, `dipla-server run|serve --max-module-mb`). A module is
+/// sent whole, in one binary message, checked against its sha256 before it is compiled; a
+/// Python guest (CPython in a component) is about 19 MB.
+pub const DEFAULT_MAX_MODULE_MB: u32 = 64;

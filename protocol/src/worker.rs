@@ -48,6 +48,12 @@ pub struct Hello {
     pub max_memory_mb: u32,
     /// The volunteer's cap on one task's fuel.
     pub max_fuel: u64,
+    /// The largest module, in MiB, the volunteer lets this worker download and compile. A
+    /// server whose job has a larger module refuses the worker at once, naming it, rather
+    /// than sending it. Absent (an older worker): the server assumes
+    /// [`crate::DEFAULT_MAX_MODULE_MB`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_module_mb: Option<u32>,
     /// The worker's self-benchmark, if it ran one. The server checks each kernel's fuel and
     /// checksum and recomputes the score; it then trusts what tasks show more than this.
     #[serde(default, skip_serializing_if = "Option::is_none")]

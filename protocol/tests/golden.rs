@@ -42,6 +42,7 @@ fn hello() {
             cores: 4,
             max_memory_mb: 512,
             max_fuel: 1_000_000,
+            max_module_mb: None,
             benchmark: None,
             token: None,
             identity: None,
@@ -60,6 +61,7 @@ fn hello_with_a_benchmark() {
             cores: 2,
             max_memory_mb: 256,
             max_fuel: 10,
+            max_module_mb: Some(64),
             benchmark: Some(Benchmark {
                 score: 2500.5,
                 kernels: vec![KernelRun {
@@ -73,7 +75,7 @@ fn hello_with_a_benchmark() {
             identity: Some(PublicKey([0xab; 32])),
         }),
         &format!(
-            r#"{{"hello":{{"protocol":1,"name":"w","version":"0.1.0","cores":2,"max_memory_mb":256,"max_fuel":10,"benchmark":{{"score":2500.5,"kernels":[{{"name":"int_chain","fuel":400000012,"micros":27000,"checksum":"00ff00ff00ff00ff"}}]}},"token":"s3cret","identity":"{}"}}}}"#,
+            r#"{{"hello":{{"protocol":1,"name":"w","version":"0.1.0","cores":2,"max_memory_mb":256,"max_fuel":10,"max_module_mb":64,"benchmark":{{"score":2500.5,"kernels":[{{"name":"int_chain","fuel":400000012,"micros":27000,"checksum":"00ff00ff00ff00ff"}}]}},"token":"s3cret","identity":"{}"}}}}"#,
             "ab".repeat(32)
         ),
     );

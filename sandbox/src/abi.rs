@@ -95,6 +95,18 @@ pub enum AbiError {
     /// The bytes are not a valid wasm module.
     #[error("not a valid wasm module: {0}")]
     Invalid(String),
+    /// The module is larger than whoever compiles it takes.
+    #[error(
+        "the module is {:.1} MiB, over the limit of {} MiB",
+        *.bytes as f64 / f64::from(1 << 20),
+        .limit >> 20
+    )]
+    TooLarge {
+        /// Its size in bytes.
+        bytes: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The bytes are not wasm at all: what they look like instead.
     #[error("not a wasm module: {0}")]
     NotWasm(String),

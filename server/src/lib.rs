@@ -53,7 +53,7 @@ pub use dipla_core::{Check, Replicate, WorkerRecord};
 pub use driver::promise::{Promise, Reduced};
 pub use driver::{Dipla, DiplaBuilder, Input, ModuleRef, Task};
 pub use manifest::error::{DriverError, ManifestError};
-pub use manifest::job::{Job, Module, Part, Source, Stage};
+pub use manifest::job::{Job, Module, ModuleTooLarge, Part, Source, Stage};
 pub use manifest::job_inputs::Inputs;
 pub use net::auth::Tokens;
 pub use net::door::DEFAULT_MAX_CONNECTIONS_PER_IP;

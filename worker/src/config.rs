@@ -14,6 +14,10 @@ pub struct WorkerConfig {
     pub cores: usize,
     /// The volunteer's caps: a task never gets more than these, whatever the server asks.
     pub caps: Limits,
+    /// The largest module, in MiB, the worker downloads and compiles: a server whose job has
+    /// a larger one refuses the worker when it joins, and a larger module received anyway is
+    /// refused unread.
+    pub max_module_mb: u32,
     /// The self-benchmark to report when joining, if one ran.
     pub benchmark: Option<Benchmark>,
     /// For tests and benchmarks: every task takes this many times as long (1: as fast as
@@ -55,6 +59,7 @@ impl WorkerConfig {
                 timeout: std::time::Duration::from_secs(600),
                 ..Limits::default()
             },
+            max_module_mb: dipla_protocol::DEFAULT_MAX_MODULE_MB,
             benchmark: None,
             throttle: 1,
             token: None,

@@ -66,6 +66,11 @@ struct Cli {
     /// The most fuel one task may burn, whatever the server asks.
     #[arg(long, default_value_t = 100_000_000_000, env = "DIPLA_MAX_FUEL")]
     max_fuel: u64,
+    /// The largest module to download and compile, in MiB (a Python guest is about 19); a
+    /// server whose job has a larger one refuses this worker when it joins, naming it.
+    #[arg(long, default_value_t = dipla_protocol::DEFAULT_MAX_MODULE_MB,
+          value_parser = clap::value_parser!(u32).range(1..=4096), env = "DIPLA_MAX_MODULE_MB")]
+    max_module_mb: u32,
     /// The longest one task may run, in seconds, whatever the server asks.
     #[arg(long, default_value_t = 600, env = "DIPLA_MAX_TASK_SECS")]
     max_task_secs: u64,
@@ -214,6 +219,7 @@ fn main() -> ExitCode {
     }
     config.caps.memory_bytes = cli.max_memory_mb << 20;
     config.caps.fuel = cli.max_fuel;
+    config.max_module_mb = cli.max_module_mb;
     config.caps.timeout = Duration::from_secs(cli.max_task_secs);
     let cache_dir = if cli.no_disk_cache {
         None

@@ -69,9 +69,12 @@ async fn connect(
     cache: &ModuleCache,
     connected: &mut bool,
 ) -> Result<(String, bool), WorkerError> {
+    // Modules are the only messages that may be larger than the protocol's cap, and only as
+    // large as the volunteer allows.
+    let largest = MAX_SERVER_MESSAGE_BYTES.max(module_limit(config));
     let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_SERVER_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_SERVER_MESSAGE_BYTES));
+        .max_message_size(Some(largest))
+        .max_frame_size(Some(largest));
     let connector = config.tls.clone().map(tokio_tungstenite::Connector::Rustls);
     let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
         &config.server,
@@ -91,6 +94,7 @@ async fn connect(
         cores: u32::try_from(config.cores).unwrap_or(u32::MAX),
         max_memory_mb: u32::try_from(config.caps.memory_bytes >> 20).unwrap_or(u32::MAX),
         max_fuel: config.caps.fuel,
+        max_module_mb: Some(config.max_module_mb),
         benchmark: config.benchmark.clone(),
         token: config.token.clone().map(dipla_protocol::Secret),
         identity: Some(config.identity.public()),
@@ -135,6 +139,7 @@ async fn connect(
     let mut session = Session {
         cache: cache.clone(),
         caps: config.caps,
+        module_limit: module_limit(config),
         executor,
         results,
         control,
@@ -183,6 +188,8 @@ enum Event {
 struct Session {
     cache: ModuleCache,
     caps: Limits,
+    /// The largest module, in bytes, this worker compiles.
+    module_limit: usize,
     executor: Executor,
     results: mpsc::UnboundedSender<TaskResult>,
     control: mpsc::Sender<WorkerMessage>,
@@ -270,8 +277,17 @@ impl Session {
         }
         tracing::debug!(%hash, bytes = bytes.len(), "received module");
         let (cache, events) = (self.cache.clone(), self.events.0.clone());
+        let limit = self.module_limit;
         tokio::task::spawn_blocking(move || {
-            let _ = events.send(Event::Compiled(hash, cache.insert(&hash, &bytes)));
+            let compiled = if bytes.len() > limit {
+                Err(AbiError::TooLarge {
+                    bytes: bytes.len(),
+                    limit,
+                })
+            } else {
+                cache.insert(&hash, &bytes)
+            };
+            let _ = events.send(Event::Compiled(hash, compiled));
         });
         Ok(())
     }
@@ -375,6 +391,13 @@ impl Signer {
         drop(known);
         (!entries.is_empty()).then(|| self.identity.sign(&receipt_message(&self.job, &entries)))
     }
+}
+
+/// The largest module, in bytes, the volunteer lets this worker take.
+fn module_limit(config: &WorkerConfig) -> usize {
+    usize::try_from(config.max_module_mb)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20)
 }
 
 fn closed() -> WorkerError {

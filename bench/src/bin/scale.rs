@@ -567,6 +567,7 @@ async fn serve(
         cores: 1,
         max_memory_mb: 1024,
         max_fuel: u64::MAX,
+        max_module_mb: None,
         benchmark: fleet.profile.benchmark.clone(),
         token: None,
         identity: Some(public),

@@ -294,6 +294,7 @@ pub fn test_hello(name: &str, identity: &dipla_worker::Identity) -> dipla_protoc
         cores: 1,
         max_memory_mb: 256,
         max_fuel: 100_000_000_000,
+        max_module_mb: None,
         benchmark: None,
         token: None,
         identity: Some(identity.public()),

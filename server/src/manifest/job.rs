@@ -278,13 +278,53 @@ impl Job {
             .map(|module| &module.guest)
     }
 
+    /// Module `hash`, if the job has it.
+    pub fn module(&self, hash: &ModuleHash) -> Option<&Module> {
+        self.modules.iter().find(|module| module.hash == *hash)
+    }
+
     /// The bytes of module `hash`, if the job has it.
     pub fn module_bytes(&self, hash: &ModuleHash) -> Option<&Arc<[u8]>> {
-        self.modules
-            .iter()
-            .find(|module| module.hash == *hash)
-            .map(|module| &module.bytes)
+        self.module(hash).map(|module| &module.bytes)
     }
+
+    /// Checks that no module is larger than `limit_mb` MiB, the largest the server serves
+    /// (`--max-module-mb`).
+    ///
+    /// # Errors
+    /// [`ModuleTooLarge`] naming the first module over the limit.
+    pub fn check_module_sizes(&self, limit_mb: u32) -> Result<(), ModuleTooLarge> {
+        let limit = usize::try_from(limit_mb)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1 << 20);
+        match self
+            .modules
+            .iter()
+            .find(|module| module.bytes.len() > limit)
+        {
+            Some(module) => Err(ModuleTooLarge {
+                name: module.name.clone(),
+                bytes: module.bytes.len(),
+                limit_mb,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A job's module is larger than the server serves.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "module {name} is {:.1} MiB, over this server's limit of {limit_mb} MiB (--max-module-mb)",
+    *.bytes as f64 / f64::from(1 << 20)
+)]
+pub struct ModuleTooLarge {
+    /// The module's name in the job.
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: usize,
+    /// The server's limit, in MiB.
+    pub limit_mb: u32,
 }
 
 /// `[a,b,...]` from JSON texts.

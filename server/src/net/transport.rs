@@ -319,6 +319,10 @@ async fn attend(
         cores,
         ip,
     } = joined;
+    let caps = Caps::of(hello);
+    if let Some(refused) = caps.refuse(handle.lock().job.modules.iter()) {
+        return End::Violation(refused);
+    }
     handle.shared.connections.fetch_add(1, Ordering::Relaxed);
     let id = handle.next_worker_id();
     tracing::info!(id, name = %hello.name, cores, "worker joined");
@@ -347,10 +351,6 @@ async fn attend(
     if let Some(benchmark) = hello.benchmark.clone() {
         judge_benchmark(handle, id, &hello.name, benchmark).await;
     }
-    let caps = Caps {
-        fuel: hello.max_fuel,
-        memory_mb: hello.max_memory_mb,
-    };
     let end = serve(id, *key, caps, sink, stream, handle, leave).await;
     {
         let mut core = handle.lock_now();
@@ -609,14 +609,41 @@ async fn asked_to_leave(leave: &mut Option<&mut watch::Receiver<bool>>) {
     std::future::pending().await
 }
 
-/// A volunteer's caps on one task, from its hello.
+/// A volunteer's caps on one task, and on the modules it takes, from its hello.
 #[derive(Clone, Copy)]
 struct Caps {
     fuel: u64,
     memory_mb: u32,
+    module_mb: u32,
 }
 
 impl Caps {
+    fn of(hello: &dipla_protocol::Hello) -> Self {
+        Self {
+            fuel: hello.max_fuel,
+            memory_mb: hello.max_memory_mb,
+            module_mb: hello
+                .max_module_mb
+                .unwrap_or(dipla_protocol::DEFAULT_MAX_MODULE_MB),
+        }
+    }
+
+    /// Why the worker cannot take one of `modules`, if it cannot: it is refused, rather
+    /// than sent a module it would refuse (and then fail every task of).
+    fn refuse<'a>(self, modules: impl IntoIterator<Item = &'a crate::Module>) -> Option<Violation> {
+        let limit = usize::try_from(self.module_mb)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1 << 20);
+        modules
+            .into_iter()
+            .find(|module| module.bytes.len() > limit)
+            .map(|module| Violation::ModuleOverLimit {
+                name: module.name.clone(),
+                bytes: module.bytes.len(),
+                limit_mb: self.module_mb,
+            })
+    }
+
     /// Whether these caps are below `limits`: the worker then runs the task with less fuel or
     /// memory than the stage gives, so its `out_of_fuel` or `memory_limit` says nothing of
     /// the task.
@@ -650,10 +677,15 @@ async fn on_message(
         WorkerMessage::Proof { .. } => Err(End::Violation(Violation::ProofTwice)),
         WorkerMessage::FetchModule { hashes } => {
             for hash in hashes {
-                let bytes = handle.lock().job.module_bytes(&hash).cloned();
-                let Some(bytes) = bytes else {
+                let module = handle.lock().job.module(&hash).cloned();
+                let Some(module) = module else {
                     return Err(End::Violation(Violation::UnknownModule(hash)));
                 };
+                // A module added since the worker joined (a driver's) may be over its limit.
+                if let Some(refused) = connection.caps.refuse([&module]) {
+                    return Err(End::Violation(refused));
+                }
+                let bytes = module.bytes;
                 if !modules_sent.insert(hash) {
                     return Err(End::Violation(Violation::ModuleTwice(hash)));
                 }

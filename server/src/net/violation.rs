@@ -42,6 +42,20 @@ pub enum Violation {
     /// Its address has as many identities as the server allows one address.
     #[error("too many identities from this address")]
     TooManyIdentities,
+    /// The job has a module larger than the worker takes (its hello's `max_module_mb`):
+    /// refused rather than sent a module it would refuse.
+    #[error(
+        "module {name} is {:.1} MiB, over this worker's limit of {limit_mb} MiB (--max-module-mb)",
+        *.bytes as f64 / f64::from(1 << 20)
+    )]
+    ModuleOverLimit {
+        /// The module's name in the job.
+        name: String,
+        /// Its size.
+        bytes: usize,
+        /// The worker's limit, in MiB.
+        limit_mb: u32,
+    },
 
     // Joining: the identity's proof.
     /// The challenge could not be sent: the connection ended.
@@ -157,6 +171,14 @@ mod tests {
             (
                 Violation::NoIdentity,
                 "this server requires an identity (protocol 2)".into(),
+            ),
+            (
+                Violation::ModuleOverLimit {
+                    name: "t".into(),
+                    bytes: 19_600_000,
+                    limit_mb: 16,
+                },
+                "module t is 18.7 MiB, over this worker's limit of 16 MiB (--max-module-mb)".into(),
             ),
             (
                 Violation::Full(2),

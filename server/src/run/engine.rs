@@ -152,6 +152,8 @@ impl Engine {
                     cores: 1,
                     caps: local.caps,
                     token: local.token.clone(),
+                    // Seeded with the server's own compilations: no module is downloaded.
+                    max_module_mb: u32::MAX,
                     ..WorkerConfig::new("")
                 };
                 let cache = local_cache.clone();

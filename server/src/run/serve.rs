@@ -332,8 +332,11 @@ impl Service {
             .map(|name| dipla_protocol::text::printable(name, 128))
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| STORED_MANIFEST.to_owned());
+        let limit = self.options.max_module_mb;
         let (job, files) = tokio::task::spawn_blocking(move || {
             let job = service.parse(&manifest, &files, &name)?;
+            job.check_module_sizes(limit)
+                .map_err(|e| SubmitError::Invalid(e.to_string()))?;
             Ok::<_, SubmitError>((job, files))
         })
         .await

@@ -74,6 +74,9 @@ pub struct RunOptions {
     /// Show what every task logged (`dipla_guest::log!`) on stderr as workers report it,
     /// one log event per line (`run --log-tasks`).
     pub log_tasks: bool,
+    /// The largest module the server serves, in MiB (`--max-module-mb`): a job with a
+    /// larger one is refused before it starts. Workers set their own limit.
+    pub max_module_mb: u32,
 }
 
 impl RunOptions {
@@ -115,6 +118,7 @@ impl Default for RunOptions {
             max_connections_per_ip: crate::net::door::DEFAULT_MAX_CONNECTIONS_PER_IP,
             head_timeout: crate::net::http::HEAD_TIMEOUT,
             log_tasks: false,
+            max_module_mb: dipla_protocol::DEFAULT_MAX_MODULE_MB,
         }
     }
 }
@@ -209,9 +213,11 @@ impl Server {
     /// replayed: those results are final before any worker joins.
     ///
     /// # Errors
-    /// When the address cannot be bound, `only_stage` names no stage of the job, or the state
-    /// file cannot be used (in use, another job's, damaged).
+    /// When the address cannot be bound, `only_stage` names no stage of the job, a module is
+    /// over `max_module_mb`, or the state file cannot be used (in use, another job's, damaged).
     pub async fn bind(job: Job, options: RunOptions) -> std::io::Result<Self> {
+        job.check_module_sizes(options.max_module_mb)
+            .map_err(std::io::Error::other)?;
         let only = match &options.only_stage {
             None => None,
             Some(name) => match job.stages.iter().position(|stage| &stage.name == name) {

@@ -276,6 +276,12 @@ struct Admission {
     /// --local-workers are allowed on top); more are closed as soon as they are accepted.
     #[arg(long, default_value_t = dipla_server::DEFAULT_MAX_CONNECTIONS_PER_IP, env = "DIPLA_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: usize,
+    /// The largest module to serve, in MiB: a job with a larger one is refused before it
+    /// starts (a Python guest is about 19). Workers keep their own limit and are refused,
+    /// naming the module, when a job's module is over it.
+    #[arg(long, default_value_t = dipla_protocol::DEFAULT_MAX_MODULE_MB,
+          value_parser = clap::value_parser!(u32).range(1..=4096), env = "DIPLA_MAX_MODULE_MB")]
+    max_module_mb: u32,
     /// Seconds a connection has to send each HTTP request head (tests shorten it).
     #[arg(long, hide = true, default_value_t = dipla_server::http::HEAD_TIMEOUT.as_secs_f64())]
     head_timeout_secs: f64,
@@ -314,6 +320,7 @@ impl Admission {
             max_identities_per_ip: self.max_identities_per_ip,
             max_cores_per_worker: self.max_cores_per_worker,
             max_connections_per_ip: self.max_connections_per_ip,
+            max_module_mb: self.max_module_mb,
             head_timeout: Duration::from_secs_f64(self.head_timeout_secs),
             tls: self
                 .tls_cert
