@@ -14,6 +14,7 @@
 //! without it (see [`wipeout`]).
 
 mod peers;
+mod python;
 mod rig;
 mod wipeout;
 mod workloads;
@@ -27,7 +28,7 @@ use dipla_server::{RunOptions, Server, Summary, manifest};
 
 use dipla_bench::machine;
 use rig::{Rig, Run};
-use workloads::{Workload, thousands};
+use workloads::{PYTHON_GUEST, RUST_GUESTS, Workload, thousands};
 
 #[derive(Parser)]
 #[command(about = "Dipla's benchmarks")]
@@ -37,7 +38,7 @@ struct Cli {
     runs: usize,
     /// Only this workload on `--workers` workers, one line (for profiling); `wipeout` is
     /// always on 2 workers, without and with an attacker beside them.
-    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "wipeout"])]
+    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "py_tiny", "py_factorise", "wipeout"])]
     only: Option<String>,
     /// Workers for `--only`.
     #[arg(long, default_value_t = 2, requires = "only")]
@@ -67,19 +68,27 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
-fn wasm_dir() -> Result<PathBuf> {
-    let dir = root().join("target/wasm32-unknown-unknown/release");
-    for guest in ["testbed", "factorise", "pi"] {
-        let path = dir.join(format!("{guest}.wasm"));
+/// The target directory, holding the Rust and Python guests the workloads run.
+fn target_dir() -> Result<PathBuf> {
+    let target = root().join("target");
+    let rust = ["testbed", "factorise", "pi"].map(|guest| format!("{RUST_GUESTS}/{guest}.wasm"));
+    for guest in rust.iter().map(String::as_str).chain([PYTHON_GUEST]) {
+        let path = target.join(guest);
         ensure!(
             path.exists(),
             "{} is missing: run `cargo xtask build-guests`",
             path.display()
         );
     }
-    Ok(dir)
+    Ok(target)
 }
 
+/// Where the Rust guests are.
+fn wasm_dir() -> Result<PathBuf> {
+    Ok(target_dir()?.join(RUST_GUESTS))
+}
+
+/// The median of `values` (the upper one of an even count).
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -107,7 +116,7 @@ impl Figures {
 
 /// Runs `workload` on `workers` workers: one warm-up run, then `runs` timed ones.
 fn measure(rig: &Rig, workload: Workload, workers: usize, runs: usize) -> Result<Figures> {
-    let (manifest, stage) = workload.manifest(&wasm_dir()?);
+    let (manifest, stage) = workload.manifest(&target_dir()?);
     let extra: Vec<&str> = stage
         .map(|stage| vec!["--stage", stage])
         .unwrap_or_default();
@@ -207,6 +216,18 @@ fn main() -> Result<()> {
             figures.tasks_per_sec(),
             figures.wire_per_task
         );
+        if workload == Workload::PyFactorise {
+            let python = python::measure(&root, &target_dir()?, cli.runs)?;
+            println!(
+                "native python3 {}, one process: {:.3} s (ratio {:.2}); the sandbox alone, fuel \
+                 on / off: {:.3} s / {:.3} s",
+                python.native_version,
+                python.native_secs,
+                figures.secs / python.native_secs,
+                python.sandbox_secs,
+                python.unmetered_secs
+            );
+        }
         if workload.native(1).is_some() {
             let native = native(cli.runs, workload, 1);
             println!(
@@ -216,7 +237,7 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
-    let (manifest, _) = Workload::Tiny.manifest(&wasm_dir()?);
+    let (manifest, _) = Workload::Tiny.manifest(&target_dir()?);
     let cold = rig.run(&manifest, 2, &[])?;
     let cold_first = cold.to_first_result.map(|d| d.as_secs_f64() * 1000.0);
     let tiny = measure(&rig, Workload::Tiny, 2, cli.runs)?;
@@ -229,6 +250,9 @@ fn main() -> Result<()> {
         measure(&rig, Workload::Pi, 1, cli.runs)?,
         measure(&rig, Workload::Pi, 2, cli.runs)?,
     ];
+    let py_tiny = measure(&rig, Workload::PyTiny, 2, cli.runs)?;
+    let py_factorise = measure(&rig, Workload::PyFactorise, 1, cli.runs)?;
+    let python = python::measure(&root, &target_dir()?, cli.runs)?;
     let wipeout = wipeout::measure(&rig, &wasm_dir()?, cli.runs)?;
     let native_factorise = [1, 2].map(|threads| native(cli.runs, Workload::Factorise, threads));
     let native_pi = [1, 2].map(|threads| native(cli.runs, Workload::Pi, threads));
@@ -292,6 +316,7 @@ fn main() -> Result<()> {
             one.secs / two.secs
         );
     }
+    print_python(&tiny, &py_tiny, &py_factorise, &python);
     let payload = Workload::Tiny.payload_bytes();
     println!(
         "| wire bytes per tiny task, both ways, modules excluded | {:.1} B ({:.1} B of input and \
@@ -340,9 +365,58 @@ fn main() -> Result<()> {
         print!("{extras}");
     }
     if !peers.is_empty() {
-        print_peers(&[&tiny, &chained, &factorise[1], &pi[1]], &peers)?;
+        print_peers(&[&tiny, &chained, &factorise[1], &pi[1], &py_tiny], &peers)?;
     }
     Ok(())
+}
+
+/// The Python rows: tasks written in Python, run as components (CPython in wasm).
+fn print_python(
+    tiny: &Figures,
+    py_tiny: &Figures,
+    py_factorise: &Figures,
+    python: &python::Figures,
+) {
+    println!(
+        "| {}, 2 workers | {:.0} tasks/s ({:.3} s; the Rust guest: {:.0} tasks/s) |",
+        py_tiny.workload.title(),
+        py_tiny.tasks_per_sec(),
+        py_tiny.secs,
+        tiny.tasks_per_sec()
+    );
+    println!(
+        "| {}, 1 worker, default limits (fuel on) | {:.2} s (native python3 {}, one process: \
+         {:.2} s; {:.2}x) |",
+        py_factorise.workload.title(),
+        py_factorise.secs,
+        python.native_version,
+        python.native_secs,
+        py_factorise.secs / python.native_secs
+    );
+    println!(
+        "| the same calls in the sandbox alone, one thread: fuel on / fuel off | {:.2} s / \
+         {:.2} s ({:.2}x / {:.2}x native; fuel costs {:+.0}%, {:.1}e9 fuel/s) |",
+        python.sandbox_secs,
+        python.unmetered_secs,
+        python.sandbox_secs / python.native_secs,
+        python.unmetered_secs / python.native_secs,
+        (python.sandbox_secs / python.unmetered_secs - 1.0) * 100.0,
+        python.fuel as f64 / python.sandbox_secs / 1e9
+    );
+    println!(
+        "| one tiny Python task in the sandbox: fresh instance, call, JSON both ways | {:.2} ms \
+         (median of {} calls) |",
+        python.per_task_secs * 1000.0,
+        thousands(python.per_task_calls)
+    );
+    println!(
+        "| the Python component ({:.1} MB): compiled once per worker / loaded compiled from \
+         its disk cache | {:.1} s / {:.1} ms ({:.0} MB on disk) |",
+        python.component_bytes as f64 / 1e6,
+        python.compile_secs,
+        python.load_secs * 1000.0,
+        python.compiled_bytes as f64 / 1e6
+    );
 }
 
 /// The side-by-side table; fails when any system's check value is wrong.
@@ -367,7 +441,10 @@ fn print_peers(dipla: &[&Figures], peers: &[peers::PeerReport]) -> Result<()> {
     let mut wrong = Vec::new();
     for figures in dipla {
         let workload = figures.workload;
-        let throughput = matches!(workload, Workload::Tiny | Workload::Chained);
+        let throughput = matches!(
+            workload,
+            Workload::Tiny | Workload::Chained | Workload::PyTiny
+        );
         let show = |secs: f64, tasks: u64| {
             if throughput {
                 format!(
@@ -384,7 +461,7 @@ fn print_peers(dipla: &[&Figures], peers: &[peers::PeerReport]) -> Result<()> {
             show(figures.secs, workload.tasks())
         );
         for peer in peers {
-            match peer.workloads.get(workload.name()) {
+            match peer.workloads.get(workload.peer_name()) {
                 Some(theirs) => {
                     if !theirs.ok || theirs.check != serde_json::json!(figures.check) {
                         wrong.push(format!(
@@ -457,7 +534,7 @@ fn extras(rig: &Rig, runs: usize) -> Result<String> {
     );
 
     // The cost of checking results: factorise on 2 workers, plain and with each check.
-    let (plain, _) = Workload::Factorise.manifest(&wasm_dir()?);
+    let (plain, _) = Workload::Factorise.manifest(&target_dir()?);
     let mut base = None;
     for (name, extra) in [
         ("no checks", ""),

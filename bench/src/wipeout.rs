@@ -56,7 +56,7 @@ impl Figures {
 /// When a run fails, or the run with the attacker has a failed task, a wrong or missing
 /// output, or no identity marked untrusted.
 pub fn measure(rig: &Rig, wasm_dir: &Path, runs: usize) -> Result<Figures> {
-    let manifest = one_stage(wasm_dir, "testbed", "square", 0..TASKS);
+    let manifest = one_stage(&wasm_dir.join("testbed.wasm"), "square", 0..TASKS);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -18,6 +18,12 @@ pub const FACTORISE_COUNT: u64 = 2_000;
 /// Monte Carlo pi: seeds `1..=PI_TASKS`, each [`pi::SAMPLES`] points.
 pub const PI_TASKS: u64 = 200;
 
+/// Where the Rust guests are, under the target directory.
+pub const RUST_GUESTS: &str = "wasm32-unknown-unknown/release";
+/// The Python guest (`bench/python/pytestbed.py`, built by `cargo xtask build-guests`), under
+/// the target directory.
+pub const PYTHON_GUEST: &str = "python/pytestbed.wasm";
+
 /// One workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
@@ -29,6 +35,10 @@ pub enum Workload {
     Factorise,
     /// 200 tasks of 10^6 random points.
     Pi,
+    /// [`Workload::Tiny`] in Python (`bench/python/pytestbed.py`).
+    PyTiny,
+    /// [`Workload::Factorise`] in Python, the same function the peers run.
+    PyFactorise,
 }
 
 impl Workload {
@@ -39,14 +49,33 @@ impl Workload {
             Self::Chained => "chained",
             Self::Factorise => "factorise",
             Self::Pi => "pi",
+            Self::PyTiny => "py_tiny",
+            Self::PyFactorise => "py_factorise",
+        }
+    }
+
+    /// The workload the peers (Ray, Dask) run that this one is compared with: both are the
+    /// same Python function for the Python workloads.
+    pub fn peer_name(self) -> &'static str {
+        match self {
+            Self::PyTiny => Self::Tiny.name(),
+            Self::PyFactorise => Self::Factorise.name(),
+            other => other.name(),
         }
     }
 
     /// The workload of this name.
     pub fn named(name: &str) -> Option<Self> {
-        [Self::Tiny, Self::Chained, Self::Factorise, Self::Pi]
-            .into_iter()
-            .find(|workload| workload.name() == name)
+        [
+            Self::Tiny,
+            Self::Chained,
+            Self::Factorise,
+            Self::Pi,
+            Self::PyTiny,
+            Self::PyFactorise,
+        ]
+        .into_iter()
+        .find(|workload| workload.name() == name)
     }
 
     /// How to describe it in a table.
@@ -60,15 +89,20 @@ impl Workload {
             ),
             Self::Factorise => format!("factorise {} near 10^12", thousands(FACTORISE_COUNT)),
             Self::Pi => format!("pi: {PI_TASKS} x 10^6 points"),
+            Self::PyTiny => format!("tiny in Python: {} x square", thousands(TINY_TASKS)),
+            Self::PyFactorise => format!(
+                "factorise {} near 10^12 in Python",
+                thousands(FACTORISE_COUNT)
+            ),
         }
     }
 
     /// Tasks it runs (every stage).
     pub fn tasks(self) -> u64 {
         match self {
-            Self::Tiny => TINY_TASKS,
+            Self::Tiny | Self::PyTiny => TINY_TASKS,
             Self::Chained => 2 * CHAIN_INPUTS + reduce_tasks(CHAIN_INPUTS, CHAIN_FAN_IN),
-            Self::Factorise => FACTORISE_COUNT,
+            Self::Factorise | Self::PyFactorise => FACTORISE_COUNT,
             Self::Pi => PI_TASKS,
         }
     }
@@ -85,30 +119,33 @@ impl Workload {
     /// The check value every system must produce.
     pub fn expected(self) -> u64 {
         match self {
-            Self::Tiny => (0..TINY_TASKS).map(|x| x * x).sum(),
+            Self::Tiny | Self::PyTiny => (0..TINY_TASKS).map(|x| x * x).sum(),
             Self::Chained => (0..CHAIN_INPUTS).map(|x| x * x + 1).sum(),
-            Self::Factorise => 120_420_195_191_265,
+            Self::Factorise | Self::PyFactorise => 120_420_195_191_265,
             Self::Pi => 157_081_786,
         }
     }
 
-    /// The job manifest, with the guests in `wasm_dir`, and the stage whose results to write.
-    pub fn manifest(self, wasm_dir: &Path) -> (String, Option<&'static str>) {
-        let module = |name: &str| wasm_dir.join(format!("{name}.wasm")).display().to_string();
+    /// The job manifest, with the guests built under the target directory `target`, and the
+    /// stage whose results to write.
+    pub fn manifest(self, target: &Path) -> (String, Option<&'static str>) {
+        let rust = target.join(RUST_GUESTS);
+        let module = |name: &str| rust.join(format!("{name}.wasm")).display().to_string();
         let one = |guest: &str, task: &str, start: u64, end: u64| {
-            one_stage(wasm_dir, guest, task, start..end)
+            one_stage(&rust.join(format!("{guest}.wasm")), task, start..end)
         };
+        let python = |task: &str, start: u64, end: u64| {
+            one_stage(&target.join(PYTHON_GUEST), task, start..end)
+        };
+        let factorise = FACTORISE_START..FACTORISE_START + FACTORISE_COUNT;
         match self {
             Self::Tiny => (one("testbed", "square", 0, TINY_TASKS), None),
+            Self::PyTiny => (python("square", 0, TINY_TASKS), None),
             Self::Factorise => (
-                one(
-                    "factorise",
-                    "factorise",
-                    FACTORISE_START,
-                    FACTORISE_START + FACTORISE_COUNT,
-                ),
+                one("factorise", "factorise", factorise.start, factorise.end),
                 None,
             ),
+            Self::PyFactorise => (python("factorise", factorise.start, factorise.end), None),
             Self::Pi => (one("pi", "hits", 1, PI_TASKS + 1), None),
             Self::Chained => (
                 format!(
@@ -154,7 +191,7 @@ impl Workload {
     /// Bytes of JSON a task's input and output take, on average (tiny only; 0 otherwise).
     pub fn payload_bytes(self) -> f64 {
         match self {
-            Self::Tiny => {
+            Self::Tiny | Self::PyTiny => {
                 let digits = |x: u64| x.to_string().len() as u64;
                 (0..TINY_TASKS)
                     .map(|x| digits(x) + digits(x * x))
@@ -166,13 +203,13 @@ impl Workload {
     }
 }
 
-/// A job of one stage: the export `task` of the guest `guest` (in `wasm_dir`) over the
-/// integers of `inputs`.
-pub fn one_stage(wasm_dir: &Path, guest: &str, task: &str, inputs: std::ops::Range<u64>) -> String {
+/// A job of one stage: the export `task` of the guest at `module` over the integers of
+/// `inputs`, with the default limits.
+pub fn one_stage(module: &Path, task: &str, inputs: std::ops::Range<u64>) -> String {
     format!(
         "name = \"{task}\"\n[modules]\nm = \"{}\"\n[[stages]]\nname = \"{task}\"\n\
          task = \"m.{task}\"\ninputs = {{ range = {{ start = {}, end = {} }} }}\n",
-        wasm_dir.join(format!("{guest}.wasm")).display(),
+        module.display(),
         inputs.start,
         inputs.end
     )
@@ -215,7 +252,7 @@ impl Workload {
                 factorise::factorise(n).iter().sum()
             }),
             Self::Pi => (1..PI_TASKS + 1, pi::hits),
-            Self::Tiny | Self::Chained => return None,
+            Self::Tiny | Self::Chained | Self::PyTiny | Self::PyFactorise => return None,
         };
         let started = std::time::Instant::now();
         let sum = std::thread::scope(|scope| {

@@ -174,12 +174,20 @@ impl Guest {
 }
 
 /// Gives `store` the task's fuel and runs `call` in it: the outcome, whether the output
-/// meets the stage's goal, and the fuel burnt.
+/// meets the stage's goal, and the fuel burnt (0 in an engine without fuel metering,
+/// [`crate::Sandbox::unmetered`]).
 pub(crate) fn with_fuel<T: 'static>(
     store: &mut Store<T>,
     limits: &Limits,
     call: impl FnOnce(&mut Store<T>) -> Result<(Box<RawJson>, bool), TaskFailure>,
 ) -> (Result<Box<RawJson>, TaskFailure>, bool, u64) {
+    if store.get_fuel().is_err() {
+        let (outcome, stop) = match call(store) {
+            Ok((output, stop)) => (Ok(output), stop),
+            Err(failure) => (Err(failure), false),
+        };
+        return (outcome, stop, 0);
+    }
     let (outcome, stop) = match store.set_fuel(limits.fuel) {
         Ok(()) => match call(store) {
             Ok((output, stop)) => (Ok(output), stop),

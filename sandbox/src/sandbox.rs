@@ -32,7 +32,23 @@ impl Sandbox {
     /// # Errors
     /// When wasmtime rejects the configuration on this machine.
     pub fn new() -> Result<Self, SandboxError> {
-        let engine = Engine::new(&engine_config()).map_err(|e| SandboxError(format!("{e:#}")))?;
+        Self::with_config(&engine_config())
+    }
+
+    /// Like [`Sandbox::new`], without fuel metering: for benchmarks that measure what fuel
+    /// costs, never for running a job. Tasks then report 0 fuel and never run out of it, so
+    /// replicas cannot be compared and an endless loop ends only at the wall-clock limit.
+    ///
+    /// # Errors
+    /// When wasmtime rejects the configuration on this machine.
+    pub fn unmetered() -> Result<Self, SandboxError> {
+        let mut config = engine_config();
+        config.consume_fuel(false);
+        Self::with_config(&config)
+    }
+
+    fn with_config(config: &wasmtime::Config) -> Result<Self, SandboxError> {
+        let engine = Engine::new(config).map_err(|e| SandboxError(format!("{e:#}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("dipla-epoch".into())

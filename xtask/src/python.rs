@@ -74,7 +74,8 @@ fn newest(path: &Path) -> Result<std::time::SystemTime> {
 }
 
 /// The Python guests to build: each example's `examples/python/NAME/tasks.py`, and the
-/// integration tests' `integration-tests/python/NAME.py`, as `NAME`.
+/// integration tests' and benchmarks' `integration-tests/python/NAME.py` and
+/// `bench/python/NAME.py`, as `NAME`.
 fn sources() -> Result<Vec<(String, PathBuf)>> {
     let mut found = Vec::new();
     let read = |dir: &Path| {
@@ -98,7 +99,11 @@ fn sources() -> Result<Vec<(String, PathBuf)>> {
             found.push((name, tasks));
         }
     }
-    for file in read(&root().join("integration-tests/python"))? {
+    let loose = [
+        read(&root().join("integration-tests/python"))?,
+        read(&root().join("bench/python"))?,
+    ];
+    for file in loose.into_iter().flatten() {
         if file.extension().is_some_and(|ext| ext == "py") {
             let name = file
                 .file_stem()
