@@ -35,8 +35,9 @@ def probe(kind: str) -> str:
         hoard = []
         while True:
             hoard.append(bytearray(16 << 20))
-    if kind == "recursion":
-        sys.setrecursionlimit(10**9)
+    if kind in ("recursion", "deep"):
+        if kind == "recursion":
+            sys.setrecursionlimit(10**9)
 
         def deeper(n):
             return deeper(n + 1) + 1

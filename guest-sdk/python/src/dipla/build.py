@@ -9,8 +9,9 @@
 3. Appends the records as the top-level custom section `dipla`, as a Rust guest has, so a
    server reads the tasks (`dipla-server inspect tasks.wasm`) without running anything.
 
-Pure-Python dependencies are bundled from the script's folder, the active virtual
-environment and `-p DIR`s; only modules imported when the script is imported are included.
+Pure-Python dependencies are bundled from the script's folder, `-p DIR`s and the
+site-packages of the Python running `dipla-py` (its virtual environment, activated or not);
+only modules imported when the script is imported are included.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -62,6 +64,15 @@ def signatures(source: Path, paths: list[Path]) -> str:
     return records
 
 
+def environment() -> list[str]:
+    """The site-packages folders of the Python running `dipla-py` (a virtual environment's,
+    activated or not, and the user's): what imports natively is bundled."""
+    folders = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    return [folder for folder in folders if Path(folder).is_dir()]
+
+
 def componentize_py() -> str:
     """The componentize-py program: beside this Python (a virtual environment's), or on PATH."""
     beside = Path(sys.executable).parent / "componentize-py"
@@ -88,7 +99,7 @@ def build(source: Path, output: Path, paths: list[Path], quiet: bool = False) ->
         Path(app, f"{APP}.py").write_text(
             f"import {source.stem}  # registers the tasks\nfrom dipla._component import Task\n"
         )
-        search = [app, str(source.parent), str(PACKAGE.parent), *map(str, paths)]
+        search = [app, str(source.parent), str(PACKAGE.parent), *map(str, paths), *environment()]
         command = [componentize_py(), "-d", str(WIT), "-w", WORLD, "componentize", APP]
         for path in search:
             command += ["-p", path]
