@@ -474,10 +474,12 @@ fn print_peers(dipla: &[&Figures], peers: &[peers::PeerReport]) -> Result<()> {
                     }
                     let ratio =
                         theirs.secs / figures.secs * workload.tasks() as f64 / theirs.tasks as f64;
-                    row += &format!(
-                        " {} | {ratio:.1}x faster |",
-                        show(theirs.secs, theirs.tasks)
-                    );
+                    let versus = if ratio >= 1.0 {
+                        format!("{ratio:.1}x faster")
+                    } else {
+                        format!("{:.1}x slower", 1.0 / ratio)
+                    };
+                    row += &format!(" {} | {versus} |", show(theirs.secs, theirs.tasks));
                 }
                 None => row += " - | - |",
             }
