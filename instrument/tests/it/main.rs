@@ -1,0 +1,5 @@
+//! The instrumented module against the sandbox, as one test binary.
+
+mod common;
+mod guests;
+mod wat;
