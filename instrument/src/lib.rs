@@ -20,12 +20,14 @@
 //! mutable globals (the names are the constants of this crate):
 //!
 //! - [`FUEL`] `dipla_fuel: i64`, wasmtime's representation of the fuel: the host sets it to
-//!   `-fuel` before the first call of a task (fuel is clamped to `i64::MAX`, as wasmtime
-//!   injects at most that much), the module adds what it burns, and a check that finds it
-//!   `>= 0` stops the task ([`TrapReason::OutOfFuel`]). After the task, returned or trapped,
-//!   the fuel remaining is `max(0, -dipla_fuel)` (wasmtime's `get_fuel`), so the sandbox's
-//!   `Run::fuel` is `fuel - max(0, -dipla_fuel)`. Its initial value is 0: a host that forgets
-//!   to set it gets a task that stops at once.
+//!   `-min(fuel, i64::MAX)` before the first call of a task (wasmtime injects at most
+//!   `i64::MAX` and keeps the rest, `reserve = fuel - min(fuel, i64::MAX)`, aside), the module
+//!   adds what it burns, and a check that finds it `>= 0` stops the task
+//!   ([`TrapReason::OutOfFuel`]). After the task, returned or trapped, the fuel remaining is
+//!   wasmtime's `get_fuel`, `reserve.saturating_add_signed(-dipla_fuel)` (so `max(0,
+//!   -dipla_fuel)` for any fuel up to `i64::MAX`), and the sandbox's `Run::fuel` is `fuel -
+//!   remaining`. Its initial value is 0: a host that forgets to set it gets a task that stops
+//!   at once. (A JavaScript host reads and writes these i64 globals as `BigInt`s.)
 //! - [`TRAP_REASON`] `dipla_trap_reason: i32`: set just before the `unreachable` that stops a
 //!   task on a limit, 0 otherwise ([`TrapReason`]).
 //! - [`MEMORY_MAX_BYTES`] `dipla_memory_max_bytes: i64`: the task's memory limit in bytes
@@ -48,7 +50,7 @@
 //!    out-of-bounds access, a stack overflow) is classified as the sandbox does.
 //! 5. Reading `dipla_panic_message` or `dipla_log` must not count against the task: save
 //!    `dipla_fuel`, set it to `-1_000_000`, call, and restore it.
-//! 6. Report `fuel - max(0, -dipla_fuel)`.
+//! 6. Report `fuel - remaining`, remaining as above.
 //!
 //! # What cannot be matched
 //!
@@ -56,7 +58,10 @@
 //! 512 KiB); a browser's `memory.grow` may fail (return -1) for want of memory where wasmtime,
 //! whose memory is reserved up front, succeeds; the wall-clock limit is the host's. The fuel
 //! of a task that overflows its stack or its time differs, as it does between two native
-//! workers; every other outcome and its fuel is the sandbox's.
+//! workers; every other outcome and its fuel is the sandbox's. With more than `i64::MAX` fuel
+//! wasmtime refuels from its reserve where an instrumented module stops (2^63 fuel is
+//! centuries of work). Modules with more than one table, or a table larger than the sandbox
+//! allows, fail at instantiation in the sandbox and are refused.
 
 mod fuel;
 mod memory;

@@ -133,6 +133,22 @@ impl<'a> Module<'a> {
             }
         }
         startup.check(&module.tables, module.memory.as_ref())?;
+        // The sandbox's pool holds one table per instance, of at most `MAX_TABLE_ELEMENTS`:
+        // such a module fails there at instantiation, in a way no engine reproduces.
+        if module.tables.len() > 1 {
+            return Err(InstrumentError::Unsupported(
+                "more than one table (the sandbox instantiates at most one)".into(),
+            ));
+        }
+        if let Some(table) = module.tables.first()
+            && table.initial > memory::MAX_TABLE_ELEMENTS
+        {
+            return Err(InstrumentError::Unsupported(format!(
+                "a table of {} elements (the sandbox allows {})",
+                table.initial,
+                memory::MAX_TABLE_ELEMENTS
+            )));
+        }
         for name in [FUEL, TRAP_REASON, MEMORY_MAX_BYTES, TRAP_DETAIL] {
             if module.exports.iter().any(|export| export == name) {
                 return Err(InstrumentError::NameTaken(name));

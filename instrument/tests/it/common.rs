@@ -126,7 +126,9 @@ pub fn in_browser(instrumented: &Module, export: &str, input: &str, limits: &Lim
         Val::I64(value) => value,
         _ => unreachable!(),
     };
-    let remaining = u64::try_from(left.checked_neg().unwrap_or(i64::MAX)).unwrap_or(0);
+    // wasmtime's `get_fuel`: what it could not inject, plus what is left of what it did.
+    let reserve = limits.fuel - given as u64;
+    let remaining = reserve.saturating_add_signed(left.checked_neg().unwrap_or(i64::MAX));
     let log = read_text(&mut store, &instance, "dipla_log", 8193).map(|bytes| {
         dipla_protocol::text::printable_log(
             &String::from_utf8_lossy(&bytes),

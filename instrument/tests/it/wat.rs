@@ -463,3 +463,161 @@ fn accesses_past_the_largest_memory_trap_with_the_fuel_saved() {
         pair.agree("far", input, &limits(1_000_000));
     }
 }
+
+/// Code Cranelift knows cannot run (after `br`, `return`, `unreachable`), constructs inside
+/// it, and the ends that become reachable again through a branch or an `if`'s other arm.
+const DEAD: &str = r#"
+    (type $binop (func (param i64 i64) (result i64)))
+    (table 2 2 funcref)
+    (elem (i32.const 0) $plus $twice)
+    (func $plus (param i64 i64) (result i64) (i64.add (local.get 0) (local.get 1)))
+    (func $twice (param i64 i64) (result i64)
+        (if (i64.eqz (local.get 1)) (then (return (local.get 0))))
+        (return_call_indirect (type $binop)
+            (i64.mul (local.get 0) (i64.const 2)) (i64.sub (local.get 1) (i64.const 1))
+            (i32.const 1)))
+    (func (export "dead") (param $p i32) (param $n i32) (result i64)
+        (local $x i64)
+        (local.set $x (call $arg (local.get $p) (local.get $n)))
+        (block $a
+            (block $b
+                (br_if $b (i64.eqz (local.get $x)))
+                (local.set $x (i64.add (local.get $x) (i64.const 1)))
+                (br $a)
+                (loop $never (br $never))
+                (if (i32.const 1) (then (nop)) (else (unreachable)))
+                (block $d (br_if $d (i32.const 0)))
+                (drop (i64.const 5)))
+            (local.set $x (i64.mul (local.get $x) (i64.const 3))))
+        (block $out
+            (if (i64.gt_u (local.get $x) (i64.const 10))
+                (then
+                    (local.set $x (i64.sub (local.get $x) (i64.const 2)))
+                    (br $out)
+                    (local.set $x (i64.const 0)))
+                (else (local.set $x (i64.add (local.get $x) (i64.const 5)))))
+            (local.set $x (i64.add (local.get $x) (i64.const 100))))
+        (if (i64.eq (local.get $x) (i64.const 7))
+            (then (return (call $num (i64.const 7))) (drop (i32.const 0))))
+        (if (i64.eq (local.get $x) (i64.const 8)) (then (unreachable)))
+        (block $only
+            (br_if $only (i64.ne (local.get $x) (i64.const 999)))
+            (unreachable)
+            (loop (nop)))
+        (if (i64.eq (local.get $x) (i64.const 9))
+            (then (unreachable))
+            (else (return (call $num (i64.const 9)))))
+        (local.set $x (call_indirect (type $binop) (local.get $x) (i64.const 5) (i32.const 1)))
+        (block $m (result i64 i64)
+            (i64.const 1)
+            (local.get $x)
+            (br_table $m $m (i32.wrap_i64 (local.get $x))))
+        (local.set $x (i64.add))
+        (block (result i64)
+            (call $num (local.get $x))
+            (br_table 0 1 0 (i32.wrap_i64 (i64.rem_u (local.get $x) (i64.const 3))))))
+"#;
+
+#[test]
+fn unreachable_code_and_tail_calls_agree() {
+    let module = guest("1", DEAD);
+    let pair = Pair::new(&module);
+    for input in [
+        "0", "1", "2", "3", "4", "7", "8", "9", "11", "998", "999", "1000",
+    ] {
+        pair.agree("dead", input, &limits(1_000_000));
+    }
+    let needed = pair.sandbox("dead", "12", &limits(1_000_000)).fuel;
+    for fuel in needed - 200..=needed {
+        pair.agree("dead", "12", &limits(fuel));
+    }
+}
+
+#[test]
+fn tables_grow_up_to_the_sandbox_s_limit() {
+    let body = r#"
+        (table $t 10 funcref)
+        (func (export "table_bomb") (param $p i32) (param $n i32) (result i64)
+            (local $step i32)
+            (local.set $step (i32.wrap_i64 (call $arg (local.get $p) (local.get $n))))
+            (loop $l
+                (br_if $l (i32.ne (table.grow $t (ref.null func) (local.get $step)) (i32.const -1))))
+            (call $num (i64.extend_i32_u (table.size $t))))
+    "#;
+    let module = guest("1", body);
+    let pair = Pair::new(&module);
+    let ran = pair.agree("table_bomb", "30000", &limits(1_000_000_000));
+    assert_eq!(ran.kind(), Some(FailureKind::MemoryLimit), "{ran:?}");
+}
+
+#[test]
+fn fuel_beyond_what_wasmtime_injects_is_reported_alike() {
+    let module = guest("1", CONTROL);
+    let pair = Pair::new(&module);
+    for fuel in [u64::MAX / 2, u64::MAX / 2 + 1, u64::MAX] {
+        pair.agree("loops", "5", &limits(fuel));
+    }
+}
+
+#[test]
+fn the_instrumented_module_reads_as_the_same_guest() {
+    let module = guest("1", CONTROL);
+    let instrumented = dipla_instrument::instrument(&module).unwrap();
+    let (before, after) = (
+        dipla_sandbox::abi::inspect(&module).unwrap(),
+        dipla_sandbox::abi::inspect(&instrumented).unwrap(),
+    );
+    assert_eq!(before.tasks, after.tasks);
+    assert!(after.imports.is_empty());
+    // The sandbox itself accepts it (its fuel then counts both ways, of course).
+    crate::common::sandbox().compile(&instrumented).unwrap();
+}
+
+#[test]
+fn what_cannot_be_mirrored_is_refused() {
+    use dipla_instrument::{InstrumentError, instrument};
+    let refused = |body: &str| instrument(&guest("1", body)).unwrap_err();
+    assert!(matches!(
+        refused("(func $s) (start $s)"),
+        InstrumentError::Startup(_)
+    ));
+    assert!(matches!(
+        refused("(global i32 (i32.add (i32.const 1) (i32.const 2)))"),
+        InstrumentError::Startup(_)
+    ));
+    assert!(matches!(
+        refused("(table 1 funcref) (func $f) (elem func $f)"),
+        InstrumentError::Startup(_)
+    ));
+    assert!(matches!(
+        refused(r#"(data (i32.const 70000) "x")"#),
+        InstrumentError::Startup(_)
+    ));
+    assert!(matches!(
+        refused(r#"(global (export "dipla_fuel") i64 (i64.const 0))"#),
+        InstrumentError::NameTaken("dipla_fuel")
+    ));
+    assert!(matches!(
+        refused("(table 200000 funcref)"),
+        InstrumentError::Unsupported(_)
+    ));
+    // Proposals the sandbox does not enable.
+    assert!(matches!(
+        refused(
+            "(func (param i32) (result i32) (local.get 0) (i32x4.relaxed_laneselect (v128.const i64x2 0 0) (v128.const i64x2 0 0) (v128.const i64x2 0 0)) (drop))"
+        ),
+        InstrumentError::Invalid(_)
+    ));
+    assert!(matches!(
+        refused("(func (result i32) (i32.atomic.load (i32.const 0)))"),
+        InstrumentError::Invalid(_)
+    ));
+    let imports =
+        wat::parse_str(r#"(module (import "env" "f" (func)) (memory (export "memory") 1))"#)
+            .unwrap();
+    assert_eq!(instrument(&imports), Err(InstrumentError::Imports));
+    assert!(matches!(
+        instrument(b"not wasm"),
+        Err(InstrumentError::Invalid(_))
+    ));
+}
