@@ -9,7 +9,7 @@ use dipla_sandbox::Limits;
 use crate::common::{Pair, limits};
 
 /// A guest module built by `cargo xtask build-guests`.
-fn wasm(name: &str) -> Vec<u8> {
+pub fn wasm(name: &str) -> Vec<u8> {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
         "../target/wasm32-unknown-unknown/release/{name}.wasm"
     ));

@@ -43,7 +43,7 @@ const PRELUDE: &str = r#"
 "#;
 
 /// A guest module: `memory` (given), the prelude, `body`, and a `dipla` section.
-fn guest(memory: &str, body: &str) -> Vec<u8> {
+pub fn guest(memory: &str, body: &str) -> Vec<u8> {
     wat::parse_str(format!(
         r#"(module (memory (export "memory") {memory}) {PRELUDE} {body}
             (@custom "dipla" "{{\"abi\":1,\"task\":\"t\"}}\n"))"#
@@ -52,7 +52,7 @@ fn guest(memory: &str, body: &str) -> Vec<u8> {
 }
 
 /// Control flow of every kind, with the task's argument steering it.
-const CONTROL: &str = r#"
+pub const CONTROL: &str = r#"
     (type $binop (func (param i64 i64) (result i64)))
     (table 4 4 funcref)
     (elem (i32.const 0) $add $mul $sub $fib)
@@ -156,7 +156,7 @@ fn control_flow_calls_and_multi_value_agree() {
 
 /// Bulk operators with constant counts (small and large, directly, through locals and
 /// block results) and dynamic ones, passive data, tables.
-const BULK: &str = r#"
+pub const BULK: &str = r#"
     (data $words "dipla dipla dipla dipla dipla dipla dipla dipla dipla dipla dipla dipla dipla")
     (table $t 2 10 funcref)
     (elem declare func $bulk_helper)
@@ -203,7 +203,7 @@ const BULK: &str = r#"
 /// Bulk operators after the task's last call and loop, then an output written inline: at a
 /// fuel limit that runs out here, wasmtime stops only at a check, so the outcome says whether
 /// the checks are where wasmtime puts them.
-const TAIL: &str = r#"
+pub const TAIL: &str = r#"
     (func (export "tail") (param $p i32) (param $n i32) (result i64)
         (local $x i32) (local $len i32) (local $zero i32)
         (local.set $x (i32.wrap_i64 (call $arg (local.get $p) (local.get $n))))
@@ -263,7 +263,7 @@ fn bulk_operators_agree() {
 }
 
 /// Floats whose raw results are NaNs of other bit patterns than the canonical one.
-const FLOATS: &str = r#"
+pub const FLOATS: &str = r#"
     (func $hex (param $bits i64) (result i64) (call $num (local.get $bits)))
     (func (export "nan") (param $p i32) (param $n i32) (result i64)
         (local $x f64) (local $y f32) (local $v v128) (local $acc i64)
@@ -321,7 +321,7 @@ fn nans_are_canonical_as_in_the_sandbox() {
 }
 
 /// Tasks that fail after some work.
-const FAILING: &str = r#"
+pub const FAILING: &str = r#"
     (func $work (param $x i64) (result i64)
         (local $i i64)
         (loop $l
@@ -466,7 +466,7 @@ fn accesses_past_the_largest_memory_trap_with_the_fuel_saved() {
 
 /// Code Cranelift knows cannot run (after `br`, `return`, `unreachable`), constructs inside
 /// it, and the ends that become reachable again through a branch or an `if`'s other arm.
-const DEAD: &str = r#"
+pub const DEAD: &str = r#"
     (type $binop (func (param i64 i64) (result i64)))
     (table 2 2 funcref)
     (elem (i32.const 0) $plus $twice)
