@@ -130,14 +130,26 @@ impl Frame {
     }
 }
 
-/// The locals the instrumentation adds to a function, after its own.
-#[derive(Debug, Clone, Copy)]
+/// The locals the instrumentation adds to a function after its own: `f`, then scratch locals
+/// of the types it needs, in the order it first needs them (fewer locals, smaller frames).
+#[derive(Debug)]
 struct Scratch {
     fuel: u32,
-    i32: u32,
-    f32: u32,
-    f64: u32,
-    v128: u32,
+    added: Vec<ValType>,
+}
+
+impl Scratch {
+    /// The scratch local of type `ty`.
+    fn of(&mut self, ty: ValType) -> u32 {
+        let at = match self.added.iter().position(|&added| added == ty) {
+            Some(at) => at,
+            None => {
+                self.added.push(ty);
+                self.added.len() - 1
+            }
+        };
+        self.fuel + 1 + at as u32
+    }
 }
 
 /// Instruments one function body.
@@ -153,7 +165,6 @@ pub(crate) struct Walker<'m> {
     /// Fuel counted statically and not yet added to `f` (Cranelift's `fuel_consumed`).
     pending: i64,
     scratch: Scratch,
-    uses_v128: bool,
 }
 
 fn convert(ty: WasmValType) -> Result<ValType, InstrumentError> {
@@ -202,10 +213,7 @@ impl<'m> Walker<'m> {
         }
         let scratch = Scratch {
             fuel: count,
-            i32: count + 1,
-            f32: count + 2,
-            f64: count + 3,
-            v128: count + 4,
+            added: Vec::new(),
         };
         let function_results = ssa_vars(&mut ssa, ty.results().len());
         let exit = ssa.block();
@@ -226,7 +234,6 @@ impl<'m> Walker<'m> {
             reachable: true,
             pending: 1,
             scratch,
-            uses_v128: false,
         };
         walker.prologue(ty.results())?;
         let mut ops = body.get_operators_reader()?;
@@ -242,12 +249,7 @@ impl<'m> Walker<'m> {
         ops.finish()?;
 
         locals.push((1, ValType::I64));
-        locals.push((1, ValType::I32));
-        locals.push((1, ValType::F32));
-        locals.push((1, ValType::F64));
-        if walker.uses_v128 {
-            locals.push((1, ValType::V128));
-        }
+        locals.extend(walker.scratch.added.iter().map(|&ty| (1, ty)));
         let mut func = Function::new(locals);
         func.raw(walker.out);
         Ok(func)
@@ -655,14 +657,11 @@ impl<'m> Walker<'m> {
             _ => {
                 self.raw(raw);
                 if let Some(float) = nan::canonicalised(op) {
-                    let tmp = match float {
-                        nan::Float::F32 => self.scratch.f32,
-                        nan::Float::F64 => self.scratch.f64,
-                        nan::Float::F32x4 | nan::Float::F64x2 => {
-                            self.uses_v128 = true;
-                            self.scratch.v128
-                        }
-                    };
+                    let tmp = self.scratch.of(match float {
+                        nan::Float::F32 => ValType::F32,
+                        nan::Float::F64 => ValType::F64,
+                        nan::Float::F32x4 | nan::Float::F64x2 => ValType::V128,
+                    });
                     nan::emit(&mut self.sink(), float, tmp);
                 }
                 let (pops, pushes) = arity
@@ -724,7 +723,7 @@ impl<'m> Walker<'m> {
             None => {
                 if per_unit > 0 {
                     self.flush();
-                    let (f, tmp) = (self.scratch.fuel, self.scratch.i32);
+                    let (f, tmp) = (self.scratch.fuel, self.scratch.of(ValType::I32));
                     let mut sink = self.sink();
                     sink.local_tee(tmp)
                         .local_get(f)

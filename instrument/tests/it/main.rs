@@ -3,4 +3,5 @@
 mod common;
 mod guests;
 mod node;
+mod slowdown;
 mod wat;

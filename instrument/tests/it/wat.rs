@@ -621,3 +621,12 @@ fn what_cannot_be_mirrored_is_refused() {
         Err(InstrumentError::Invalid(_))
     ));
 }
+
+#[test]
+fn instrumenting_is_deterministic() {
+    let module = guest("1", FLOATS);
+    assert_eq!(
+        dipla_instrument::instrument(&module).unwrap(),
+        dipla_instrument::instrument(&module).unwrap()
+    );
+}
