@@ -45,12 +45,32 @@
 //!    and fuel 0, as the sandbox's instantiation does (the instance never runs).
 //! 2. Set `dipla_fuel = -fuel` and `dipla_memory_max_bytes = memory_bytes`.
 //! 3. Call `cabi_realloc(0, 0, 1, len)`, write the input, call the task: both share the fuel.
-//! 4. On a trap, [`TRAP_REASON`] says whether it was a limit; otherwise the engine's trap
-//!    (an `unreachable` with a panic message from `dipla_panic_message`, a division by zero, an
-//!    out-of-bounds access, a stack overflow) is classified as the sandbox does.
+//! 4. On a trap, [`TRAP_REASON`] says whether it was a limit (1 to 3); otherwise the engine's
+//!    trap is classified as the sandbox does: an `unreachable` with a panic message from
+//!    `dipla_panic_message` is a panic, a stack overflow is one, anything else is a trap whose
+//!    message is wasmtime's (below).
 //! 5. Reading `dipla_panic_message` or `dipla_log` must not count against the task: save
 //!    `dipla_fuel`, set it to `-1_000_000`, call, and restore it.
 //! 6. Report `fuel - remaining`, remaining as above.
+//!
+//! # Traps, in wasmtime's words
+//!
+//! The sandbox reports a trap with wasmtime's description. An engine's own wording maps to it
+//! one to one but for two messages, which the module disambiguates with the hints 4 and 5 of
+//! [`TRAP_REASON`]. For V8 (`WebAssembly.RuntimeError` messages):
+//!
+//! | V8 | wasmtime |
+//! |---|---|
+//! | `divide by zero`, `remainder by zero` | `integer divide by zero` |
+//! | `divide result unrepresentable` | `integer overflow` |
+//! | `float unrepresentable in integer range` | `invalid conversion to integer` with reason 5, else `integer overflow` |
+//! | `memory access out of bounds` | `out of bounds memory access` |
+//! | `table index is out of bounds` | `undefined element: out of bounds table access` |
+//! | `null function or function signature mismatch` | `uninitialized element` with reason 4, else `indirect call type mismatch` |
+//! | `unreachable` | ``wasm `unreachable` instruction executed`` (without a panic message) |
+//! | `RangeError: Maximum call stack size exceeded` | a stack overflow |
+//!
+//! (`tests/it/host.mjs` is this protocol in JavaScript, checked against the sandbox in V8.)
 //!
 //! # What cannot be matched
 //!
@@ -94,6 +114,14 @@ pub enum TrapReason {
     MemoryLimit = 2,
     /// A `table.grow` would have passed [`MAX_TABLE_ELEMENTS`].
     TableLimit = 3,
+    /// Not a stop of the instrumentation: a `call_indirect` is about to trap on a null
+    /// element ("uninitialized element"; without it, a trap the engine reports like a
+    /// signature mismatch is wasmtime's "indirect call type mismatch").
+    NullElement = 4,
+    /// Not a stop of the instrumentation: a trapping float-to-integer conversion is about to
+    /// trap on a NaN ("invalid conversion to integer"; without it, a conversion trap is
+    /// wasmtime's "integer overflow").
+    NanToInteger = 5,
 }
 
 impl TrapReason {
@@ -104,6 +132,8 @@ impl TrapReason {
             1 => Self::OutOfFuel,
             2 => Self::MemoryLimit,
             3 => Self::TableLimit,
+            4 => Self::NullElement,
+            5 => Self::NanToInteger,
             _ => return None,
         })
     }
