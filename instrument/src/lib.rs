@@ -29,7 +29,8 @@
 //!   remaining`. Its initial value is 0: a host that forgets to set it gets a task that stops
 //!   at once. (A JavaScript host reads and writes these i64 globals as `BigInt`s.)
 //! - [`TRAP_REASON`] `dipla_trap_reason: i32`: set just before the `unreachable` that stops a
-//!   task on a limit, 0 otherwise ([`TrapReason`]).
+//!   task on a limit (1 to 3), or just before a trap of the engine's that engines word alike
+//!   (4 and 5, see below); 0 otherwise ([`TrapReason`]).
 //! - [`MEMORY_MAX_BYTES`] `dipla_memory_max_bytes: i64`: the task's memory limit in bytes
 //!   (`Limits::memory_bytes`), which the host sets before the task; `i64::MAX` (the initial
 //!   value) leaves only the engine's own limits.
@@ -43,7 +44,7 @@
 //! 1. Instantiate the module afresh. If its memory is already larger than the limit
 //!    (`memory.buffer.byteLength > memory_bytes`), the task fails with a memory-limit failure
 //!    and fuel 0, as the sandbox's instantiation does (the instance never runs).
-//! 2. Set `dipla_fuel = -fuel` and `dipla_memory_max_bytes = memory_bytes`.
+//! 2. Set `dipla_fuel = -min(fuel, i64::MAX)` and `dipla_memory_max_bytes = memory_bytes`.
 //! 3. Call `cabi_realloc(0, 0, 1, len)`, write the input, call the task: both share the fuel.
 //! 4. On a trap, [`TRAP_REASON`] says whether it was a limit (1 to 3); otherwise the engine's
 //!    trap is classified as the sandbox does: an `unreachable` with a panic message from
@@ -75,13 +76,20 @@
 //! # What cannot be matched
 //!
 //! Where a deep recursion overflows the stack depends on each engine's stack (the sandbox's is
-//! 512 KiB); a browser's `memory.grow` may fail (return -1) for want of memory where wasmtime,
+//! 512 KiB; an instrumented function's frame also holds `f`, a few bytes more); a browser's `memory.grow` may fail (return -1) for want of memory where wasmtime,
 //! whose memory is reserved up front, succeeds; the wall-clock limit is the host's. The fuel
 //! of a task that overflows its stack or its time differs, as it does between two native
 //! workers; every other outcome and its fuel is the sandbox's. With more than `i64::MAX` fuel
 //! wasmtime refuels from its reserve where an instrumented module stops (2^63 fuel is
 //! centuries of work). Modules with more than one table, or a table larger than the sandbox
 //! allows, fail at instantiation in the sandbox and are refused.
+//!
+//! The pass mirrors wasmtime as it runs on the sandbox's machines (x86-64 or aarch64 Linux):
+//! where wasmtime itself depends on the host, it follows the usual case. On an x86-64 without
+//! SSE4.1, Cranelift calls out for `ceil`, `floor`, `trunc` and `nearest` and does not
+//! canonicalise their NaNs; where it cannot map a module's data copy-on-write (no `memfd`), it
+//! initialises memory under the task's fuel. Both would make such a machine disagree with the
+//! other native workers too.
 
 mod fuel;
 mod memory;
