@@ -51,7 +51,8 @@
 //!    `dipla_panic_message` is a panic, a stack overflow is one, anything else is a trap whose
 //!    message is wasmtime's (below).
 //! 5. Reading `dipla_panic_message` or `dipla_log` must not count against the task: save
-//!    `dipla_fuel`, set it to `-1_000_000`, call, and restore it.
+//!    `dipla_fuel`, set it to `-1_000_000`, call, and restore it (read [`TRAP_REASON`] first:
+//!    these calls are instrumented too, and may run out of their own fuel).
 //! 6. Report `fuel - remaining`, remaining as above.
 //!
 //! # Traps, in wasmtime's words
