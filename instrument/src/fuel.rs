@@ -60,6 +60,9 @@ fn per_unit(op: &Operator) -> Option<i64> {
     }
 }
 
+/// The most locals a function may have in wasmparser, V8 and SpiderMonkey.
+const MAX_LOCALS: u32 = 50_000;
+
 /// The statically known cost above which a bulk operation is followed by a fuel check
 /// (`SMALL_BULK_OP_COST`).
 const SMALL_BULK_OP_COST: i64 = 128;
@@ -210,6 +213,12 @@ impl<'m> Walker<'m> {
                 .checked_add(n)
                 .ok_or_else(|| InstrumentError::Unsupported("too many locals".into()))?;
             locals.push((n, convert(ty)?));
+        }
+        // `f` and at most four scratch locals must fit engines' limit on locals.
+        if count > MAX_LOCALS - 5 {
+            return Err(InstrumentError::Unsupported(format!(
+                "a function of {count} locals (engines allow {MAX_LOCALS}, and the pass adds 5)"
+            )));
         }
         let scratch = Scratch {
             fuel: count,
