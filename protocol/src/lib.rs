@@ -37,8 +37,8 @@ pub use limits::TaskLimits;
 pub use message_size::{DEFAULT_MAX_MODULE_MB, MAX_SERVER_MESSAGE_BYTES, MAX_WORKER_MESSAGE_BYTES};
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
 pub use worker::{
-    Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, MAX_LOG_BYTES, Secret,
-    TaskFailure, TaskResult, WorkerMessage,
+    Agent, Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, MAX_LOG_BYTES,
+    Secret, TaskFailure, TaskResult, WorkerMessage,
 };
 
 /// The protocol version this crate speaks. A server refuses a `hello` with another version.

@@ -298,6 +298,7 @@ pub fn test_hello(name: &str, identity: &dipla_worker::Identity) -> dipla_protoc
         benchmark: None,
         token: None,
         identity: Some(identity.public()),
+        agent: None,
     }
 }
 

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use dipla_protocol::identity::join_message;
 use dipla_protocol::text::printable;
 use dipla_protocol::{
-    MAX_WORKER_MESSAGE_BYTES, Nonce, PROTOCOL_VERSION, PublicKey, ServerMessage, TaskBatch,
+    Agent, MAX_WORKER_MESSAGE_BYTES, Nonce, PROTOCOL_VERSION, PublicKey, ServerMessage, TaskBatch,
     TaskItem, Welcome, WorkerMessage,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -323,11 +323,20 @@ async fn attend(
     if let Some(refused) = caps.refuse(handle.lock().job.modules.iter()) {
         return End::Violation(refused);
     }
+    let agent = hello.agent.unwrap_or_default();
+    if agent == Agent::Browser {
+        // Each module instrumented now (once per server), or the browser refused, naming
+        // the module and why.
+        let modules = handle.lock().job.modules.clone();
+        if let Err(refused) = handle.shared.gate.browser.refuse(modules).await {
+            return End::Violation(refused);
+        }
+    }
     handle.shared.connections.fetch_add(1, Ordering::Relaxed);
     let id = handle.next_worker_id();
-    tracing::info!(id, name = %hello.name, cores, "worker joined");
+    tracing::info!(id, name = %hello.name, cores, agent = agent.name(), "worker joined");
     handle.shared.stats.joined();
-    handle.named(id, Some(hello.name.clone()));
+    handle.named(id, Some((hello.name.clone(), agent)));
     handle.start_timer();
     let trusted = {
         let mut core = handle.lock();
@@ -351,7 +360,7 @@ async fn attend(
     if let Some(benchmark) = hello.benchmark.clone() {
         judge_benchmark(handle, id, &hello.name, benchmark).await;
     }
-    let end = serve(id, *key, caps, sink, stream, handle, leave).await;
+    let end = serve(id, *key, caps, agent, sink, stream, handle, leave).await;
     {
         let mut core = handle.lock_now();
         core.coordinator.journal_worker(id, &hello.name);
@@ -467,10 +476,12 @@ async fn challenge(sink: &mut Sink, stream: &mut Stream, key: &PublicKey) -> Res
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     id: u64,
     key: PublicKey,
     caps: Caps,
+    agent: Agent,
     sink: &mut Sink,
     stream: &mut Stream,
     handle: &Handle,
@@ -494,6 +505,7 @@ async fn serve(
         id,
         key,
         caps,
+        agent,
         job,
         sent: Sent::default(),
     };
@@ -658,6 +670,8 @@ struct Connection {
     key: PublicKey,
     /// Its volunteer's caps on a task.
     caps: Caps,
+    /// What kind of program it is (a browser is sent modules instrumented).
+    agent: Agent,
     /// The job's id, which receipts name.
     job: String,
     /// What it was sent and has not answered.
@@ -685,10 +699,31 @@ async fn on_message(
                 if let Some(refused) = connection.caps.refuse([&module]) {
                     return Err(End::Violation(refused));
                 }
-                let bytes = module.bytes;
                 if !modules_sent.insert(hash) {
                     return Err(End::Violation(Violation::ModuleTwice(hash)));
                 }
+                let bytes = match connection.agent {
+                    Agent::Native => module.bytes,
+                    Agent::Browser => {
+                        // A module added since the browser joined (a driver's) is
+                        // instrumented now, or refuses the browser.
+                        let gate = &handle.shared.gate;
+                        let instrumented = gate
+                            .browser
+                            .refuse(vec![module])
+                            .await
+                            .map_err(End::Violation)?
+                            .remove(0);
+                        let announce = ServerMessage::Instrumented {
+                            module: hash,
+                            sha256: instrumented.sha256,
+                        };
+                        sink.send(Message::text(encode(&announce)))
+                            .await
+                            .map_err(|_| End::Gone)?;
+                        instrumented.bytes.clone()
+                    }
+                };
                 tracing::debug!(id, %hash, bytes = bytes.len(), "sending module");
                 handle.shared.stats.module_sent(bytes.len());
                 sink.send(Message::Binary(bytes.to_vec().into()))
