@@ -12,7 +12,7 @@
 //!   weights, the fuel each trial is given and the rounds: the page reports the same fuel
 //!   and checksums as a native worker, and a score the server recomputes.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use axum::Json;
 use axum::extract::State;
@@ -99,10 +99,15 @@ pub(crate) fn of_service(service: &Arc<Service>, gate: &Arc<Gate>) -> About {
 }
 
 async fn page() -> impl IntoResponse {
-    (
-        [(header::CACHE_CONTROL, "no-cache")],
-        Html(include_str!("volunteer.html")),
-    )
+    static PAGE: LazyLock<String> = LazyLock::new(|| {
+        include_str!("volunteer.html").replace("{{version}}", env!("CARGO_PKG_VERSION"))
+    });
+    // TODO(i20): remove before merging: reads the page from disk while it is written.
+    if let Ok(path) = std::env::var("DIPLA_VOLUNTEER_HTML") {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        return ([(header::CACHE_CONTROL, "no-cache")], Html(text));
+    }
+    ([(header::CACHE_CONTROL, "no-cache")], Html(PAGE.clone()))
 }
 
 async fn about_page(State(about): State<About>) -> Json<AboutPage> {
