@@ -4,7 +4,8 @@
 //! browser's engine computes bit for bit what a native worker computes. Each module is
 //! instrumented once per server and kept ([`Instrumenter`]); a module the pass refuses, and
 //! a component (a Python guest, which no browser can run), refuse a browser at join, naming
-//! the module and why, as a module over a worker's `--max-module-mb` does.
+//! the module and why, as a module over a worker's `--max-module-mb` does. What the
+//! instrumented module exports, and what a host does with it, is `dipla-instrument`'s ABI.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,7 +31,6 @@ pub(crate) enum NotForBrowser {
     #[error("it is a component (a Python guest)")]
     Component,
     /// The instrumentation pass refused it.
-    #[allow(dead_code)]
     #[error("{0}")]
     Refused(String),
 }
@@ -93,10 +93,7 @@ impl Instrumenter {
     }
 }
 
-/// The instrumentation pass, with its error as text.
-#[allow(clippy::unnecessary_wraps)]
+/// The instrumentation pass (`dipla-instrument`), its refusal as a [`NotForBrowser`].
 pub(crate) fn instrument(bytes: &[u8]) -> Result<Vec<u8>, NotForBrowser> {
-    // TODO(i20): `dipla_instrument::instrument` once the crate lands; until then the bytes
-    // go as they are (no fuel metering: fuel 0 in the browser).
-    Ok(bytes.to_vec())
+    dipla_instrument::instrument(bytes).map_err(|error| NotForBrowser::Refused(error.to_string()))
 }
