@@ -8,7 +8,8 @@
 use dipla_server::RunOptions;
 
 use crate::support::{
-    Browser, JobDir, Page, WorkerProcess, eventually_async, finish, remote_server_with, wasm, watch,
+    Browser, JobDir, Page, WorkerProcess, addr_of, eventually, eventually_async, finish, http,
+    remote_server, remote_server_with, root, squares_job, wasm, watch,
 };
 
 /// A guest that makes NaNs at run time (from its input's length, so no engine can fold them)
@@ -362,10 +363,17 @@ async fn a_task_past_its_time_is_ended_and_the_page_serves_on() {
 }
 
 /// The page keeps its key pair in IndexedDB: reloaded, it joins again as the same identity.
+/// Meanwhile it shows the project's description and its job's name, and the operator's API
+/// lists it as a browser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_page_keeps_its_identity() {
     let job = crate::support::burn_job(100_000, 2_000_000);
-    let (server, url) = remote_server_with(job.job(), RunOptions::default()).await;
+    let options = RunOptions {
+        description: Some("Burns CPU, for science.".into()),
+        admin_tokens: vec!["admin".into()],
+        ..RunOptions::default()
+    };
+    let (server, url) = remote_server_with(job.job(), options).await;
     let handle = server.handle();
     let run = tokio::spawn(finish(server));
     let page_url = volunteer_url(&url, "");
@@ -373,10 +381,109 @@ async fn a_reloaded_page_keeps_its_identity() {
     let (first, identity) = browser_identity(&handle, None).await;
     let shown = page.eval("window.dipla.identity.hex").await;
     assert_eq!(shown, identity.as_str());
+    let about = "JSON.stringify([document.getElementById('project').textContent, \
+        document.getElementById('description').textContent, \
+        document.getElementById('job').textContent])";
+    eventually_async("the page showing the project and its job", async || {
+        let shown = page.eval(about).await;
+        (shown == r#"["burn","Burns CPU, for science.","burn"]"#).then_some(())
+    })
+    .await;
+    let addr = addr_of(&url);
+    let (code, _, body) = tokio::task::spawn_blocking(move || {
+        http(&addr, "GET", "/api/job", Some("admin"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["workers"][0]["agent"], "browser", "{status}");
+
     page.eval("location.reload()").await;
     let (_, again) = browser_identity(&handle, Some(first)).await;
     assert_eq!(again, identity, "a reload keeps the identity");
     run.abort();
+}
+
+/// The manifest of a job of a Python guest (a component, which no browser runs).
+fn python_job() -> JobDir {
+    JobDir::new(&format!(
+        r#"
+        name = "python"
+        [modules]
+        shapes = "{}"
+        [[stages]]
+        name = "squares"
+        task = "shapes.square"
+        inputs = {{ range = {{ start = 0, end = 3 }} }}
+        "#,
+        root().join("target/python/shapes.wasm").display()
+    ))
+}
+
+/// A browser joining a job of a Python guest is refused, naming the module; the page says
+/// so and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_is_refused_a_python_guest_naming_it() {
+    let job = python_job();
+    let (server, url) = remote_server(job.job()).await;
+    let run = tokio::spawn(finish(server));
+    let (_browser, mut page) = open_page(&volunteer_url(&url, "")).await;
+    let state = eventually_async("the page refused", async || {
+        let state = page.eval("document.getElementById('state').textContent").await;
+        state
+            .as_str()
+            .filter(|state| state.starts_with("refused"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert_eq!(
+        state,
+        "refused: module shapes cannot run in a browser: it is a component (a Python guest)"
+    );
+    run.abort();
+}
+
+/// Under `serve`, a browser is seated only in jobs it can run: it finishes the Rust job and
+/// then waits, never seated in the Python one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_serve_a_browser_works_only_for_jobs_it_can_run() {
+    use crate::serve::{TOKEN, serve, submit};
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve(data.path());
+    let python = submit(&url, &python_job());
+    let squares = submit(&url, &squares_job(300, ""));
+    let (_browser, mut page) = open_page(&format!("{url}/volunteer?start&cores=1")).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    let status = move |id: &str| -> serde_json::Value {
+        let (code, _, body) = http(&addr, "GET", &format!("/api/jobs/{id}"), Some(TOKEN));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let done = tokio::task::spawn_blocking(move || {
+        let mut agents = Vec::new();
+        eventually("the Rust job done by the browser", || {
+            let python = status(&python);
+            assert_eq!(python["workers"], serde_json::json!([]), "{python}");
+            let squares = status(&squares);
+            for worker in squares["workers"].as_array().into_iter().flatten() {
+                agents.push(worker["agent"].clone());
+            }
+            (squares["state"] == "succeeded").then_some(())
+        });
+        (agents, status(&python))
+    })
+    .await
+    .unwrap();
+    let (agents, python) = done;
+    assert!(agents.iter().all(|agent| agent == "browser"), "{agents:?}");
+    assert_eq!(python["state"], "running", "{python}");
+    eventually_async("the page waiting for a job", async || {
+        let job = page.eval("document.getElementById('job').textContent").await;
+        (job == "waiting for a job").then_some(())
+    })
+    .await;
+    server.stop();
 }
 
 /// A page that lies (its test hook, honoured only by a server run with the hidden

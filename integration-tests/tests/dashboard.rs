@@ -51,6 +51,7 @@ async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_c
         tasks: document.getElementById('tasks').textContent, \
         state: document.getElementById('state').textContent, \
         workers: [...document.querySelectorAll('.worker-name')].map(e => e.textContent), \
+        agents: [...document.querySelectorAll('.worker-agent')].map(e => e.textContent), \
         stage_done: [...document.querySelectorAll('.stage-done')].map(e => e.textContent) })";
     // The job starts once the page shows: it cannot end before the page could watch it.
     eventually_async("the page loaded", async || {
@@ -71,6 +72,7 @@ async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_c
         if shown["state"] == "running" && done > 0 {
             assert_eq!(shown["tasks"], "600", "{shown}");
             assert_eq!(shown["workers"], serde_json::json!(["steady"]), "{shown}");
+            assert_eq!(shown["agents"], serde_json::json!(["native"]), "{shown}");
             assert_eq!(shown["stage_done"][0], shown["done"], "{shown}");
             if seen.last() != Some(&done) {
                 seen.push(done);

@@ -70,6 +70,17 @@ impl Instrumenter {
         lock().entry(module.hash).or_insert(made).clone()
     }
 
+    /// Whether a browser may be seated in a job of `modules`: none is a component, and none
+    /// was refused by the pass so far (a module not instrumented yet is tried when the
+    /// browser joins the job).
+    pub(crate) fn may_run(&self, modules: &[Module]) -> bool {
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        modules.iter().all(|module| {
+            !module.guest.info().component
+                && !done.get(&module.hash).is_some_and(Result::is_err)
+        })
+    }
+
     /// Why a browser cannot take one of `modules`, if it cannot (each is instrumented on the
     /// way, off the async runtime).
     pub(crate) async fn refuse(

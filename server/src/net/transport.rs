@@ -154,6 +154,13 @@ struct Joined {
     ip: IpAddr,
 }
 
+impl Joined {
+    /// Whether it is a browser (the `/volunteer` page).
+    fn browser(&self) -> bool {
+        self.hello.agent == Some(Agent::Browser)
+    }
+}
+
 async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
     let gate = venue.gate();
     let (mut sink, mut stream) = socket.split();
@@ -167,9 +174,9 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
                 // An identity the server distrusts takes no seat (its cores would count
                 // towards a job's share): it waits in the lobby, not told, for good.
                 Venue::Hub(hub) if distrusted(hub, &joined.key) => {
-                    lobby(hub, &mut sink, &mut stream, false).await
+                    lobby(hub, &mut sink, &mut stream, false, joined.browser()).await
                 }
-                Venue::Hub(hub) => match hub.seat(joined.cores) {
+                Venue::Hub(hub) => match hub.seat(joined.cores, joined.browser()) {
                     Some(seat) => {
                         let mut leave = seat.leave.clone();
                         let end = attend(
@@ -187,7 +194,7 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
                             other => other,
                         }
                     }
-                    None => lobby(hub, &mut sink, &mut stream, true).await,
+                    None => lobby(hub, &mut sink, &mut stream, true, joined.browser()).await,
                 },
             }
         }
@@ -329,6 +336,12 @@ async fn attend(
         // the module and why.
         let modules = handle.lock().job.modules.clone();
         if let Err(refused) = handle.shared.gate.browser.refuse(modules).await {
+            // Under `serve` the browser is seated anew, in a job it can run (the hub now
+            // knows this one's refusal), or waits in the lobby.
+            if leave.is_some() {
+                tracing::info!(name = %hello.name, why = %refused, "a browser moved on from a job it cannot run");
+                return End::Rejoin("this browser cannot run that job");
+            }
             return End::Violation(refused);
         }
     }
@@ -389,7 +402,13 @@ fn distrusted(hub: &Hub, key: &PublicKey) -> bool {
 
 /// Keeps a worker no job needs: welcomed with no job, pinged, until a job opens (then, if
 /// `rejoin`, it is asked to join again, to be seated) or the server stops.
-async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream, rejoin: bool) -> End {
+async fn lobby(
+    hub: &Hub,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    rejoin: bool,
+    browser: bool,
+) -> End {
     let heartbeat = hub.gate().heartbeat();
     let welcome = ServerMessage::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,
@@ -412,7 +431,7 @@ async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream, rejoin: bool) ->
         }
         tokio::select! {
             // A job may come to need workers again (an explore stage that grew).
-            _ = look.tick() => if rejoin && hub.wants_workers() {
+            _ = look.tick() => if rejoin && hub.wants_workers(browser) {
                 return End::Rejoin("a job is ready");
             },
             frame = stream.next() => {
