@@ -390,11 +390,10 @@ async fn a_reloaded_page_keeps_its_identity() {
     })
     .await;
     let addr = addr_of(&url);
-    let (code, _, body) = tokio::task::spawn_blocking(move || {
-        http(&addr, "GET", "/api/job", Some("admin"))
-    })
-    .await
-    .unwrap();
+    let (code, _, body) =
+        tokio::task::spawn_blocking(move || http(&addr, "GET", "/api/job", Some("admin")))
+            .await
+            .unwrap();
     assert_eq!(code, 200);
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["workers"][0]["agent"], "browser", "{status}");
@@ -430,7 +429,9 @@ async fn a_browser_is_refused_a_python_guest_naming_it() {
     let run = tokio::spawn(finish(server));
     let (_browser, mut page) = open_page(&volunteer_url(&url, "")).await;
     let state = eventually_async("the page refused", async || {
-        let state = page.eval("document.getElementById('state').textContent").await;
+        let state = page
+            .eval("document.getElementById('state').textContent")
+            .await;
         state
             .as_str()
             .filter(|state| state.starts_with("refused"))
@@ -479,7 +480,9 @@ async fn under_serve_a_browser_works_only_for_jobs_it_can_run() {
     assert!(agents.iter().all(|agent| agent == "browser"), "{agents:?}");
     assert_eq!(python["state"], "running", "{python}");
     eventually_async("the page waiting for a job", async || {
-        let job = page.eval("document.getElementById('job').textContent").await;
+        let job = page
+            .eval("document.getElementById('job').textContent")
+            .await;
         (job == "waiting for a job").then_some(())
     })
     .await;

@@ -8,7 +8,8 @@
 //! - [`WorkerMessage`]: `hello` first (with the worker's identity), `proof` in answer to the
 //!   challenge, then `fetch_module` and `results` (each with a signed receipt).
 //! - [`ServerMessage`]: `challenge` in answer to `hello`, `welcome` once the proof checks,
-//!   then `tasks`, `cancel` and finally `goodbye`.
+//!   then `tasks`, `cancel` and finally `goodbye`; to a browser worker (a hello with
+//!   [`Agent::Browser`]), `instrumented` before each module's bytes.
 //!
 //! What is signed is defined byte for byte in [`identity`].
 //!

@@ -76,8 +76,7 @@ impl Instrumenter {
     pub(crate) fn may_run(&self, modules: &[Module]) -> bool {
         let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
         modules.iter().all(|module| {
-            !module.guest.info().component
-                && !done.get(&module.hash).is_some_and(Result::is_err)
+            !module.guest.info().component && !done.get(&module.hash).is_some_and(Result::is_err)
         })
     }
 

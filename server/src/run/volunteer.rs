@@ -102,11 +102,6 @@ async fn page() -> impl IntoResponse {
     static PAGE: LazyLock<String> = LazyLock::new(|| {
         include_str!("volunteer.html").replace("{{version}}", env!("CARGO_PKG_VERSION"))
     });
-    // TODO(i20): remove before merging: reads the page from disk while it is written.
-    if let Ok(path) = std::env::var("DIPLA_VOLUNTEER_HTML") {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        return ([(header::CACHE_CONTROL, "no-cache")], Html(text));
-    }
     ([(header::CACHE_CONTROL, "no-cache")], Html(PAGE.clone()))
 }
 
