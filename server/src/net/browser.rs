@@ -99,7 +99,7 @@ impl Instrumenter {
                 .collect()
         })
         .await
-        .unwrap_or_else(|_| Err(Violation::Instrumenting))
+        .unwrap_or(Err(Violation::Instrumenting))
     }
 }
 
