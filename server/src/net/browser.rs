@@ -70,6 +70,27 @@ impl Instrumenter {
         lock().entry(module.hash).or_insert(made).clone()
     }
 
+    /// Instruments, in the background, those of `modules` not instrumented yet: the volunteer
+    /// page asks when it opens, so the work is done by the time its browser joins (a 400 KB
+    /// module takes about 0.2 s).
+    pub(crate) fn prepare(self: &Arc<Self>, modules: Vec<Module>) {
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh: Vec<Module> = modules
+            .into_iter()
+            .filter(|module| !done.contains_key(&module.hash))
+            .collect();
+        drop(done);
+        if fresh.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            for module in &fresh {
+                let _ = this.get(module);
+            }
+        });
+    }
+
     /// Whether a browser may be seated in a job of `modules`: none is a component, and none
     /// was refused by the pass so far (a module not instrumented yet is tried when the
     /// browser joins the job).

@@ -6,7 +6,8 @@
 //! - `GET /volunteer/about`: `{"name", "description", "jobs": [{"job", "name"}],
 //!   "test_hooks"}`: the project's name and description (`--description`), and each running
 //!   job's name by the id its receipts name (the `job` of the page's welcome), so the page
-//!   shows the job it is working for.
+//!   shows the job it is working for. Asking also starts instrumenting the jobs' modules for
+//!   browsers, in the background, while the page benchmarks itself.
 //! - `GET /volunteer/kernels`: the self-benchmark's kernels ([`dipla_sandbox::bench`])
 //!   instrumented as tasks' modules are for browsers, base64, with their iterations and
 //!   weights, the fuel each trial is given and the rounds: the page reports the same fuel
@@ -56,7 +57,11 @@ pub(crate) fn router(about: About) -> axum::Router {
 pub(crate) fn of_job(handle: &Handle) -> About {
     let handle = handle.clone();
     Arc::new(move || {
-        let name = handle.lock().job.name.clone();
+        let (name, modules) = {
+            let core = handle.lock();
+            (core.job.name.clone(), core.job.modules.clone())
+        };
+        handle.gate().browser.prepare(modules);
         let volunteer = handle.gate().volunteer();
         AboutPage {
             name: volunteer.name.unwrap_or_else(|| name.clone()),
@@ -82,9 +87,14 @@ pub(crate) fn of_service(service: &Arc<Service>, gate: &Arc<Gate>) -> About {
                 .filter(|entry| !entry.state().ended())
                 .filter_map(|entry| {
                     let handle = entry.handle()?;
+                    let (name, modules) = {
+                        let core = handle.lock();
+                        (core.job.name.clone(), core.job.modules.clone())
+                    };
+                    gate.browser.prepare(modules);
                     Some(JobName {
                         job: handle.job_id(),
-                        name: handle.lock().job.name.clone(),
+                        name,
                     })
                 })
                 .collect()
