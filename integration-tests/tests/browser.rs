@@ -53,10 +53,11 @@ const NAN_GUEST: &str = r#"(module
         (i64.const 87))
     (@custom "dipla" "{\"abi\":1,\"task\":\"nan\"}\n"))"#;
 
-/// The page, joining at once with one core (`?start&cores=1`), and `extra` query flags.
+/// The page, joining at once (`?start`) with one core unless `extra` query flags say.
 fn volunteer_url(url: &str, extra: &str) -> String {
     let http = url.replace("ws://", "http://").replace("/ws", "");
-    format!("{http}/volunteer?start&cores=1{extra}")
+    let cores = if extra.contains("cores=") { "" } else { "&cores=1" };
+    format!("{http}/volunteer?start{cores}{extra}")
 }
 
 /// The page at `url` in a fresh headless Chromium, with a DevTools connection to it.
@@ -494,7 +495,8 @@ async fn under_serve_a_browser_works_only_for_jobs_it_can_run() {
 /// result is the honest workers'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_page_is_caught() {
-    let job = crate::support::squares_job(60, "replicate = 1.0\nquorum = 2");
+    // Long enough that the liar, caught at its first lie, is seen untrusted while connected.
+    let job = crate::support::squares_job(3000, "replicate = 1.0\nquorum = 2");
     let options = RunOptions {
         min_workers: 3,
         volunteer_test_hooks: true,
@@ -511,7 +513,7 @@ async fn a_lying_page_is_caught() {
     let (summary, lines) = run.await.unwrap();
 
     assert_eq!(summary.counts.untrusted, 1, "{summary:?}");
-    assert_eq!(lines.len(), 60);
+    assert_eq!(lines.len(), 3000);
     for line in &lines {
         let index = line["index"].as_u64().unwrap();
         assert_eq!(line["output"], index * index, "{line}");
@@ -520,7 +522,7 @@ async fn a_lying_page_is_caught() {
     let records = records.await.unwrap();
     for (name, record) in &records {
         let browser = name.starts_with("browser-");
-        assert_eq!(record.trusted, !browser, "{name}: {record:?}");
+        assert_eq!(record.trusted, !browser, "{name}: {records:#?}");
     }
 }
 
@@ -539,4 +541,50 @@ async fn the_lying_hook_needs_the_servers_test_flag() {
     let (summary, lines) = run.await.unwrap();
     assert_eq!(summary.counts.untrusted, 0, "{summary:?}");
     assert!(lines.iter().all(|line| line["check"] == "replicated:2"));
+}
+
+/// A stage that meets its goal early (`Flow::Stop`): the page reports the stopping outputs,
+/// drops the tasks the server cancels and sends nothing for them, on one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_stopped_early_cancels_the_pages_tasks() {
+    let job = JobDir::new(
+        r#"
+        name = "search"
+        [modules]
+        bed = "{testbed}"
+        [[stages]]
+        name = "search"
+        task = "bed.seek"
+        inputs = { range = { start = 0, end = 1000000 } }
+        stop_after = 2
+        [[stages]]
+        name = "after"
+        task = "bed.square"
+        inputs = { range = { start = 0, end = 10 } }
+        "#,
+    );
+    let (server, url) = remote_server_with(job.job(), RunOptions::default()).await;
+    let handle = server.handle();
+    let run = tokio::spawn(finish(server));
+    let (_browser, _page) = open_page(&volunteer_url(&url, "&cores=2")).await;
+    let connections = tokio::task::spawn_blocking(move || {
+        let mut seen = std::collections::BTreeSet::new();
+        eventually("the job's workers gone", || {
+            seen.extend(handle.workers().into_iter().map(|worker| worker.id));
+            (!seen.is_empty() && handle.connected() == 0).then_some(())
+        });
+        seen
+    });
+    let (summary, lines) = run.await.unwrap();
+    assert!(summary.success(), "{summary:?}");
+    let found: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["stage"] == "search")
+        .filter_map(|l| l["output"].as_u64())
+        .filter(|x| x % 1000 == 777)
+        .collect();
+    assert!(found.len() >= 2, "{found:?}");
+    assert!(summary.counts.stopped >= 1_000_000 - 20_000, "{summary:?}");
+    assert_eq!(lines.iter().filter(|l| l["stage"] == "after").count(), 10);
+    assert_eq!(connections.await.unwrap().len(), 1, "one connection throughout");
 }
