@@ -56,7 +56,11 @@ const NAN_GUEST: &str = r#"(module
 /// The page, joining at once (`?start`) with one core unless `extra` query flags say.
 fn volunteer_url(url: &str, extra: &str) -> String {
     let http = url.replace("ws://", "http://").replace("/ws", "");
-    let cores = if extra.contains("cores=") { "" } else { "&cores=1" };
+    let cores = if extra.contains("cores=") {
+        ""
+    } else {
+        "&cores=1"
+    };
     format!("{http}/volunteer?start{cores}{extra}")
 }
 
@@ -586,5 +590,9 @@ async fn a_stage_stopped_early_cancels_the_pages_tasks() {
     assert!(found.len() >= 2, "{found:?}");
     assert!(summary.counts.stopped >= 1_000_000 - 20_000, "{summary:?}");
     assert_eq!(lines.iter().filter(|l| l["stage"] == "after").count(), 10);
-    assert_eq!(connections.await.unwrap().len(), 1, "one connection throughout");
+    assert_eq!(
+        connections.await.unwrap().len(),
+        1,
+        "one connection throughout"
+    );
 }

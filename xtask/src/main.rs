@@ -104,7 +104,10 @@ fn ensure_chromium() -> Result {
     if found {
         return Ok(());
     }
-    apt_install(&["chromium"], "the dashboard's and the browser volunteers' tests")
+    apt_install(
+        &["chromium"],
+        "the dashboard's and the browser volunteers' tests",
+    )
 }
 
 /// Installs Debian packages (as root, or through sudo) for `what`.
