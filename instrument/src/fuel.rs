@@ -28,7 +28,7 @@ use wasmparser::{
 
 use crate::module::{Layout, Module};
 use crate::ssa::{Block, Ssa, Val, Var};
-use crate::{InstrumentError, memory, nan};
+use crate::{InstrumentError, TrapReason, memory, nan};
 
 /// The fuel wasmtime charges for `op` itself (`default_operator_cost`).
 fn cost(op: &Operator) -> i64 {
@@ -59,6 +59,9 @@ fn per_unit(op: &Operator) -> Option<i64> {
         _ => None,
     }
 }
+
+/// The most locals a function may have in wasmparser, V8 and SpiderMonkey.
+const MAX_LOCALS: u32 = 50_000;
 
 /// The statically known cost above which a bulk operation is followed by a fuel check
 /// (`SMALL_BULK_OP_COST`).
@@ -210,6 +213,12 @@ impl<'m> Walker<'m> {
                 .checked_add(n)
                 .ok_or_else(|| InstrumentError::Unsupported("too many locals".into()))?;
             locals.push((n, convert(ty)?));
+        }
+        // `f` and at most four scratch locals must fit engines' limit on locals.
+        if count > MAX_LOCALS - 5 {
+            return Err(InstrumentError::Unsupported(format!(
+                "a function of {count} locals (engines allow {MAX_LOCALS}, and the pass adds 5)"
+            )));
         }
         let scratch = Scratch {
             fuel: count,
@@ -577,10 +586,12 @@ impl<'m> Walker<'m> {
                 self.popn(count);
                 self.reachable = false;
             }
-            Operator::Unreachable
-            | Operator::Return
-            | Operator::ReturnCall { .. }
-            | Operator::ReturnCallIndirect { .. } => {
+            Operator::ReturnCallIndirect { table_index, .. } => {
+                self.mark_null_element(table_index);
+                self.raw(raw);
+                self.reachable = false;
+            }
+            Operator::Unreachable | Operator::Return | Operator::ReturnCall { .. } => {
                 self.raw(raw);
                 self.reachable = false;
             }
@@ -591,7 +602,11 @@ impl<'m> Walker<'m> {
                 self.popn(params);
                 self.fresh(results);
             }
-            Operator::CallIndirect { type_index, .. } => {
+            Operator::CallIndirect {
+                type_index,
+                table_index,
+            } => {
+                self.mark_null_element(table_index);
                 self.raw(raw);
                 let ty = self.module.type_at(type_index);
                 let (params, results) = (ty.params().len(), ty.results().len());
@@ -655,6 +670,9 @@ impl<'m> Walker<'m> {
                 self.fresh(1);
             }
             _ => {
+                if let Some(ty) = nan::trapping_conversion(op) {
+                    self.mark_nan_conversion(ty);
+                }
                 self.raw(raw);
                 if let Some(float) = nan::canonicalised(op) {
                     let tmp = self.scratch.of(match float {
@@ -671,6 +689,47 @@ impl<'m> Walker<'m> {
             }
         }
         Ok(())
+    }
+
+    /// Before a `call_indirect` through `table`, whose element index is on top of the stack:
+    /// sets [`TrapReason::NullElement`] when the element is null, so that a host can tell
+    /// wasmtime's "uninitialized element" from its "indirect call type mismatch" (engines
+    /// may report both alike). Changes nothing else: the call traps as it would.
+    fn mark_null_element(&mut self, table: u32) {
+        let (index, reason) = (self.scratch.of(ValType::I32), self.layout.reason);
+        self.sink()
+            .local_tee(index)
+            .local_get(index)
+            .table_size(table)
+            .i32_lt_u()
+            .if_(BlockType::Empty)
+            .local_get(index)
+            .table_get(table)
+            .ref_is_null()
+            .if_(BlockType::Empty)
+            .i32_const(TrapReason::NullElement as i32)
+            .global_set(reason)
+            .end()
+            .end();
+    }
+
+    /// Before a trapping float-to-integer conversion of the value on top of the stack, of
+    /// type `ty`: sets [`TrapReason::NanToInteger`] when it is a NaN, so that a host can tell
+    /// wasmtime's "invalid conversion to integer" from its "integer overflow" (engines may
+    /// report both alike). Changes nothing else.
+    fn mark_nan_conversion(&mut self, ty: ValType) {
+        let (value, reason) = (self.scratch.of(ty), self.layout.reason);
+        let mut sink = self.sink();
+        sink.local_tee(value).local_get(value).local_get(value);
+        if ty == ValType::F32 {
+            sink.f32_ne();
+        } else {
+            sink.f64_ne();
+        }
+        sink.if_(BlockType::Empty)
+            .i32_const(TrapReason::NanToInteger as i32)
+            .global_set(reason)
+            .end();
     }
 
     fn push_const(&mut self, value: i64) {

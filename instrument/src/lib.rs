@@ -29,7 +29,8 @@
 //!   remaining`. Its initial value is 0: a host that forgets to set it gets a task that stops
 //!   at once. (A JavaScript host reads and writes these i64 globals as `BigInt`s.)
 //! - [`TRAP_REASON`] `dipla_trap_reason: i32`: set just before the `unreachable` that stops a
-//!   task on a limit, 0 otherwise ([`TrapReason`]).
+//!   task on a limit (1 to 3), or just before a trap of the engine's that engines word alike
+//!   (4 and 5, see below); 0 otherwise ([`TrapReason`]).
 //! - [`MEMORY_MAX_BYTES`] `dipla_memory_max_bytes: i64`: the task's memory limit in bytes
 //!   (`Limits::memory_bytes`), which the host sets before the task; `i64::MAX` (the initial
 //!   value) leaves only the engine's own limits.
@@ -43,25 +44,53 @@
 //! 1. Instantiate the module afresh. If its memory is already larger than the limit
 //!    (`memory.buffer.byteLength > memory_bytes`), the task fails with a memory-limit failure
 //!    and fuel 0, as the sandbox's instantiation does (the instance never runs).
-//! 2. Set `dipla_fuel = -fuel` and `dipla_memory_max_bytes = memory_bytes`.
+//! 2. Set `dipla_fuel = -min(fuel, i64::MAX)` and `dipla_memory_max_bytes = memory_bytes`.
 //! 3. Call `cabi_realloc(0, 0, 1, len)`, write the input, call the task: both share the fuel.
-//! 4. On a trap, [`TRAP_REASON`] says whether it was a limit; otherwise the engine's trap
-//!    (an `unreachable` with a panic message from `dipla_panic_message`, a division by zero, an
-//!    out-of-bounds access, a stack overflow) is classified as the sandbox does.
+//! 4. On a trap, [`TRAP_REASON`] says whether it was a limit (1 to 3); otherwise the engine's
+//!    trap is classified as the sandbox does: an `unreachable` with a panic message from
+//!    `dipla_panic_message` is a panic, a stack overflow is one, anything else is a trap whose
+//!    message is wasmtime's (below).
 //! 5. Reading `dipla_panic_message` or `dipla_log` must not count against the task: save
-//!    `dipla_fuel`, set it to `-1_000_000`, call, and restore it.
+//!    `dipla_fuel`, set it to `-1_000_000`, call, and restore it (read [`TRAP_REASON`] first:
+//!    these calls are instrumented too, and may run out of their own fuel).
 //! 6. Report `fuel - remaining`, remaining as above.
+//!
+//! # Traps, in wasmtime's words
+//!
+//! The sandbox reports a trap with wasmtime's description. An engine's own wording maps to it
+//! one to one but for two messages, which the module disambiguates with the hints 4 and 5 of
+//! [`TRAP_REASON`]. For V8 (`WebAssembly.RuntimeError` messages):
+//!
+//! | V8 | wasmtime |
+//! |---|---|
+//! | `divide by zero`, `remainder by zero` | `integer divide by zero` |
+//! | `divide result unrepresentable` | `integer overflow` |
+//! | `float unrepresentable in integer range` | `invalid conversion to integer` with reason 5, else `integer overflow` |
+//! | `memory access out of bounds` | `out of bounds memory access` |
+//! | `table index is out of bounds` | `undefined element: out of bounds table access` |
+//! | `null function or function signature mismatch` | `uninitialized element` with reason 4, else `indirect call type mismatch` |
+//! | `unreachable` | ``wasm `unreachable` instruction executed`` (without a panic message) |
+//! | `RangeError: Maximum call stack size exceeded` | a stack overflow |
+//!
+//! (`tests/it/host.mjs` is this protocol in JavaScript, checked against the sandbox in V8.)
 //!
 //! # What cannot be matched
 //!
 //! Where a deep recursion overflows the stack depends on each engine's stack (the sandbox's is
-//! 512 KiB); a browser's `memory.grow` may fail (return -1) for want of memory where wasmtime,
+//! 512 KiB; an instrumented function's frame also holds `f`, a few bytes more); a browser's `memory.grow` may fail (return -1) for want of memory where wasmtime,
 //! whose memory is reserved up front, succeeds; the wall-clock limit is the host's. The fuel
 //! of a task that overflows its stack or its time differs, as it does between two native
 //! workers; every other outcome and its fuel is the sandbox's. With more than `i64::MAX` fuel
 //! wasmtime refuels from its reserve where an instrumented module stops (2^63 fuel is
 //! centuries of work). Modules with more than one table, or a table larger than the sandbox
 //! allows, fail at instantiation in the sandbox and are refused.
+//!
+//! The pass mirrors wasmtime as it runs on the sandbox's machines (x86-64 or aarch64 Linux):
+//! where wasmtime itself depends on the host, it follows the usual case. On an x86-64 without
+//! SSE4.1, Cranelift calls out for `ceil`, `floor`, `trunc` and `nearest` and does not
+//! canonicalise their NaNs; where it cannot map a module's data copy-on-write (no `memfd`), it
+//! initialises memory under the task's fuel. Both would make such a machine disagree with the
+//! other native workers too.
 
 mod fuel;
 mod memory;
@@ -94,6 +123,14 @@ pub enum TrapReason {
     MemoryLimit = 2,
     /// A `table.grow` would have passed [`MAX_TABLE_ELEMENTS`].
     TableLimit = 3,
+    /// Not a stop of the instrumentation: a `call_indirect` is about to trap on a null
+    /// element ("uninitialized element"; without it, a trap the engine reports like a
+    /// signature mismatch is wasmtime's "indirect call type mismatch").
+    NullElement = 4,
+    /// Not a stop of the instrumentation: a trapping float-to-integer conversion is about to
+    /// trap on a NaN ("invalid conversion to integer"; without it, a conversion trap is
+    /// wasmtime's "integer overflow").
+    NanToInteger = 5,
 }
 
 impl TrapReason {
@@ -104,6 +141,8 @@ impl TrapReason {
             1 => Self::OutOfFuel,
             2 => Self::MemoryLimit,
             3 => Self::TableLimit,
+            4 => Self::NullElement,
+            5 => Self::NanToInteger,
             _ => return None,
         })
     }

@@ -176,7 +176,7 @@ impl<'a> Module<'a> {
 /// Where the pass puts what it adds.
 pub(crate) struct Layout {
     pub(crate) fuel: u32,
-    reason: u32,
+    pub(crate) reason: u32,
     memory_max: u32,
     detail: u32,
     pub(crate) out_of_fuel: u32,

@@ -47,6 +47,20 @@ pub(crate) fn canonicalised(op: &Operator) -> Option<Float> {
     })
 }
 
+/// The operand type of a float-to-integer conversion that traps on a NaN, if `op` is one.
+pub(crate) fn trapping_conversion(op: &Operator) -> Option<wasm_encoder::ValType> {
+    use Operator::*;
+    match op {
+        I32TruncF32S | I32TruncF32U | I64TruncF32S | I64TruncF32U => {
+            Some(wasm_encoder::ValType::F32)
+        }
+        I32TruncF64S | I32TruncF64U | I64TruncF64S | I64TruncF64U => {
+            Some(wasm_encoder::ValType::F64)
+        }
+        _ => None,
+    }
+}
+
 /// Emits the canonicalisation of the value on top of the stack, of type `float`, using the
 /// scratch local `tmp` of that type.
 pub(crate) fn emit(sink: &mut InstructionSink<'_>, float: Float, tmp: u32) {

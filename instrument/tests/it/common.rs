@@ -184,7 +184,7 @@ fn classify(
                 ),
             );
         }
-        TrapReason::None => {}
+        TrapReason::None | TrapReason::NullElement | TrapReason::NanToInteger => {}
     }
     let trap = error.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::UnreachableCodeReached)

@@ -57,7 +57,24 @@ function classify(error, e, fuel, memoryBytes) {
     const message = readText(e, 'dipla_panic_message', MAX_MESSAGE_BYTES + 1);
     if (message !== null) return ['panic', text(message)];
   }
-  return ['trap', error.message];
+  return ['trap', wasmtimeTrap(error.message, e.dipla_trap_reason.value)];
+}
+
+// wasmtime's description of a trap V8 describes with `message`.
+function wasmtimeTrap(message, reason) {
+  switch (message) {
+    case 'divide by zero':
+    case 'remainder by zero': return 'integer divide by zero';
+    case 'divide result unrepresentable': return 'integer overflow';
+    case 'memory access out of bounds': return 'out of bounds memory access';
+    case 'table index is out of bounds': return 'undefined element: out of bounds table access';
+    case 'null function or function signature mismatch':
+      return reason === 4 ? 'uninitialized element' : 'indirect call type mismatch';
+    case 'float unrepresentable in integer range':
+      return reason === 5 ? 'invalid conversion to integer' : 'integer overflow';
+    case 'unreachable': return 'wasm `unreachable` instruction executed';
+    default: return message;
+  }
 }
 
 function text(bytes) {

@@ -322,6 +322,40 @@ fn nans_are_canonical_as_in_the_sandbox() {
 
 /// Tasks that fail after some work.
 pub const FAILING: &str = r#"
+    (type $v (func))
+    (type $iv (func (param i32)))
+    (type $vi (func (result i64)))
+    (table 10 funcref)
+    (elem (i32.const 1) $nothing)
+    (func $nothing)
+    (func $divide_by (param i64) (result i64) (i64.rem_u (i64.const 7) (local.get 0)))
+    (func (export "traps") (param $p i32) (param $n i32) (result i64)
+        (local $x i64)
+        (local.set $x (call $arg (local.get $p) (local.get $n)))
+        (local.set $x (i64.add (local.get $x) (i64.const 0)))
+        (if (i64.eq (local.get $x) (i64.const 0))
+            (then (call_indirect (type $v) (i32.const 0))))
+        (if (i64.eq (local.get $x) (i64.const 1))
+            (then (call_indirect (type $iv) (i32.const 7) (i32.const 1))))
+        (if (i64.eq (local.get $x) (i64.const 2))
+            (then (call_indirect (type $v) (i32.const 12))))
+        (if (i64.eq (local.get $x) (i64.const 3))
+            (then (drop (call $divide_by (i64.sub (local.get $x) (i64.const 3))))))
+        (if (i64.eq (local.get $x) (i64.const 4))
+            (then (drop (i32.div_s (i32.const 0x80000000)
+                (i32.wrap_i64 (i64.sub (local.get $x) (i64.const 5)))))))
+        (if (i64.eq (local.get $x) (i64.const 5))
+            (then (drop (i32.trunc_f64_s (f64.convert_i64_u (i64.shl (local.get $x) (i64.const 40)))))))
+        (if (i64.eq (local.get $x) (i64.const 6))
+            (then (drop (i32.div_u (i32.const 1) (i32.wrap_i64 (i64.sub (local.get $x) (i64.const 6)))))))
+        (if (i64.eq (local.get $x) (i64.const 8))
+            (then (drop (i64.trunc_f32_u (f32.div (f32.convert_i64_u (local.get $x))
+                (f32.const 0))))))
+        (if (i64.eq (local.get $x) (i64.const 9))
+            (then (drop (i64.trunc_f64_s (f64.sqrt (f64.neg (f64.convert_i64_u (local.get $x))))))))
+        (if (i64.eq (local.get $x) (i64.const 7))
+            (then (return_call_indirect (type $vi) (i32.const 0))))
+        (call $num (local.get $x)))
     (func $work (param $x i64) (result i64)
         (local $i i64)
         (loop $l
@@ -369,6 +403,9 @@ fn traps_mid_task_report_the_same_fuel() {
     assert_eq!(ran.kind(), Some(FailureKind::Trap), "{ran:?}");
     assert!(ran.fuel > 0);
     pair.agree("divide", "100", &limits(1_000_000));
+    for input in ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"] {
+        pair.agree("traps", input, &limits(1_000_000));
+    }
     for input in ["0", "20", "100"] {
         pair.agree("load", input, &limits(1_000_000));
     }
@@ -497,6 +534,11 @@ pub const DEAD: &str = r#"
                     (local.set $x (i64.const 0)))
                 (else (local.set $x (i64.add (local.get $x) (i64.const 5)))))
             (local.set $x (i64.add (local.get $x) (i64.const 100))))
+        (if (i64.eq (local.get $x) (i64.const 8))
+            (then (drop (i64.trunc_f32_u (f32.div (f32.convert_i64_u (local.get $x))
+                (f32.const 0))))))
+        (if (i64.eq (local.get $x) (i64.const 9))
+            (then (drop (i64.trunc_f64_s (f64.sqrt (f64.neg (f64.convert_i64_u (local.get $x))))))))
         (if (i64.eq (local.get $x) (i64.const 7))
             (then (return (call $num (i64.const 7))) (drop (i32.const 0))))
         (if (i64.eq (local.get $x) (i64.const 8)) (then (unreachable)))
