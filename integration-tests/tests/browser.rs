@@ -53,6 +53,56 @@ const NAN_GUEST: &str = r#"(module
         (i64.const 87))
     (@custom "dipla" "{\"abi\":1,\"task\":\"nan\"}\n"))"#;
 
+/// A guest whose tasks trap in the ways engines word differently from wasmtime: a division
+/// by zero, a remainder by zero, an overflowing division, a NaN and an out-of-range float
+/// converted to an integer, a null table element called, a signature mismatch, an element
+/// out of the table, an out-of-bounds load.
+const TRAPS_GUEST: &str = r#"(module
+    (memory (export "memory") 1)
+    (type $t (func (result i32)))
+    (table 3 funcref)
+    (func $other (result i64) (i64.const 1))
+    (elem (i32.const 1) $other)
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+    ;; x: the input's length, so nothing is known before the task runs.
+    (func (export "div0") (param i32) (param $len i32) (result i64)
+        (i64.extend_i32_u (i32.div_u (local.get $len) (i32.sub (local.get $len) (local.get $len)))))
+    (func (export "rem0") (param i32) (param $len i32) (result i64)
+        (i64.extend_i32_u (i32.rem_s (local.get $len) (i32.sub (local.get $len) (local.get $len)))))
+    (func (export "overflow") (param i32) (param $len i32) (result i64)
+        (i64.extend_i32_s (i32.div_s (i32.shl (local.get $len) (i32.const 31)) (i32.const -1))))
+    (func (export "nan_to_int") (param i32) (param $len i32) (result i64)
+        (local $zero f64)
+        (local.set $zero (f64.sub (f64.convert_i32_u (local.get $len)) (f64.convert_i32_u (local.get $len))))
+        (i64.extend_i32_s (i32.trunc_f64_s (f64.div (local.get $zero) (local.get $zero)))))
+    (func (export "huge_to_int") (param i32) (param $len i32) (result i64)
+        (i64.extend_i32_s (i32.trunc_f64_s (f64.mul (f64.convert_i32_u (local.get $len)) (f64.const 1e20)))))
+    (func (export "null_call") (param i32) (param $len i32) (result i64)
+        (i64.extend_i32_s (call_indirect (type $t) (i32.sub (local.get $len) (local.get $len)))))
+    (func (export "wrong_type") (param i32) (param $len i32) (result i64)
+        (i64.extend_i32_s (call_indirect (type $t) (i32.div_u (local.get $len) (local.get $len)))))
+    (func (export "past_table") (param i32) (param $len i32) (result i64)
+        (i64.extend_i32_s (call_indirect (type $t) (i32.add (local.get $len) (i32.const 7)))))
+    (func (export "wild") (param i32) (param $len i32) (result i64)
+        (i64.load (i32.sub (i32.const 0) (local.get $len))))
+    (@custom "dipla" "{\"abi\":1,\"task\":\"div0\"}\n{\"abi\":1,\"task\":\"rem0\"}\n{\"abi\":1,\"task\":\"overflow\"}\n{\"abi\":1,\"task\":\"nan_to_int\"}\n{\"abi\":1,\"task\":\"huge_to_int\"}\n{\"abi\":1,\"task\":\"null_call\"}\n{\"abi\":1,\"task\":\"wrong_type\"}\n{\"abi\":1,\"task\":\"past_table\"}\n{\"abi\":1,\"task\":\"wild\"}\n"))"#;
+
+/// Each trap of [`TRAPS_GUEST`] as the sandbox words it.
+const TRAPS: &[(&str, &str)] = &[
+    ("div0", "integer divide by zero"),
+    ("rem0", "integer divide by zero"),
+    ("overflow", "integer overflow"),
+    ("nan_to_int", "invalid conversion to integer"),
+    ("huge_to_int", "integer overflow"),
+    ("null_call", "uninitialized element"),
+    ("wrong_type", "indirect call type mismatch"),
+    (
+        "past_table",
+        "undefined element: out of bounds table access",
+    ),
+    ("wild", "out of bounds memory access"),
+];
+
 /// The page, joining at once (`?start`) with one core unless `extra` query flags say.
 fn volunteer_url(url: &str, extra: &str) -> String {
     let http = url.replace("ws://", "http://").replace("/ws", "");
@@ -203,11 +253,24 @@ async fn a_browser_and_a_native_worker_agree_bit_for_bit() {
 /// workers; and the page goes on serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_guests_fail_alike_in_the_browser_and_the_page_serves_on() {
+    let traps = tempfile::tempdir().unwrap();
+    let traps_path = traps.path().join("traps.wasm");
+    std::fs::write(&traps_path, wat::parse_str(TRAPS_GUEST).unwrap()).unwrap();
+    let trap_stages: String = TRAPS
+        .iter()
+        .map(|(task, _)| {
+            format!(
+                "[[stages]]\nname = \"{task}\"\ntask = \"traps.{task}\"\n\
+                 inputs = {{ values = [1] }}\ncheck_types = false\nmax_attempts = 2\n"
+            )
+        })
+        .collect();
     let job = JobDir::new(
-        r#"
+        &r#"
         name = "hostile"
         [modules]
         bed = "{testbed}"
+        traps = "{traps_path}"
         [[stages]]
         name = "loop"
         task = "bed.spin"
@@ -249,10 +312,13 @@ async fn hostile_guests_fail_alike_in_the_browser_and_the_page_serves_on() {
         inputs = { range = { start = 0, end = 50 } }
         replicate = 1.0
         quorum = 2
+        {traps}
         [limits]
         fuel = 1_500_000_000
         memory_mb = 128
-        "#,
+        "#
+        .replace("{traps_path}", &traps_path.display().to_string())
+        .replace("{traps}", &trap_stages),
     );
     let options = RunOptions {
         min_workers: 2,
@@ -305,6 +371,10 @@ async fn hostile_guests_fail_alike_in_the_browser_and_the_page_serves_on() {
         error("panic")
     );
     assert_eq!(error("wild-pointer"), "trap: out of bounds memory access");
+    for (task, trap) in TRAPS {
+        assert_eq!(line(task)["check"], "replicated:2", "{}", line(task));
+        assert_eq!(error(task), format!("trap: {trap}"));
+    }
     assert_eq!(error("error"), "task error: 3 is odd");
     assert!(
         error("flood").starts_with("bad output: the output is"),
