@@ -1,115 +1,9 @@
 //! The live dashboard in a real browser: headless Chromium, driven over the DevTools
 //! protocol, watches a job's counters and worker list change as tasks complete.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
-
 use crate::support::{
-    RawSocket, WorkerProcess, addr_of, burn_job, eventually, eventually_async, finish, http,
-    remote_server,
+    Browser, WorkerProcess, addr_of, burn_job, eventually_async, finish, http, remote_server,
 };
-
-/// Headless Chromium showing `url`, with its DevTools endpoint's address.
-struct Browser {
-    child: Child,
-    devtools: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    fn open(url: &str) -> Self {
-        let profile = tempfile::tempdir().unwrap();
-        let mut child = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-            ])
-            .arg("--remote-debugging-port=0")
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("this test needs Chromium: apt-get install chromium");
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let devtools = loop {
-            let mut line = String::new();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "chromium exited");
-            if let Some(rest) = line.trim().strip_prefix("DevTools listening on ws://") {
-                break rest.split('/').next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Self {
-            child,
-            devtools,
-            _profile: profile,
-        }
-    }
-
-    /// A DevTools connection to the page showing `url`.
-    async fn page(&self, url: &str) -> Page {
-        let devtools = self.devtools.clone();
-        let url = url.to_owned();
-        let debugger = tokio::task::spawn_blocking(move || {
-            eventually("the page in the browser", || {
-                let (_, _, body) = http(&devtools, "GET", "/json/list", None);
-                let targets: serde_json::Value = serde_json::from_str(&body).unwrap();
-                let page = targets.as_array().unwrap().iter().find(|t| {
-                    t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(&url))
-                })?;
-                Some(page["webSocketDebuggerUrl"].as_str().unwrap().to_owned())
-            })
-        })
-        .await
-        .unwrap();
-        let (socket, _) = tokio_tungstenite::connect_async(&debugger).await.unwrap();
-        Page { socket, next: 1 }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Page {
-    socket: RawSocket,
-    next: u64,
-}
-
-impl Page {
-    /// Evaluates `expression` in the page and returns its value.
-    async fn eval(&mut self, expression: &str) -> serde_json::Value {
-        let id = self.next;
-        self.next += 1;
-        let call = serde_json::json!({
-            "id": id,
-            "method": "Runtime.evaluate",
-            "params": { "expression": expression, "returnByValue": true },
-        });
-        self.socket
-            .send(Message::text(call.to_string()))
-            .await
-            .unwrap();
-        loop {
-            let Some(Ok(Message::Text(text))) = self.socket.next().await else {
-                continue;
-            };
-            let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if reply["id"] == id {
-                return reply["result"]["result"]["value"].clone();
-            }
-        }
-    }
-}
 
 /// `/metrics` mid-job, in Prometheus's text format.
 async fn check_metrics(addr: &str) {
@@ -157,6 +51,7 @@ async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_c
         tasks: document.getElementById('tasks').textContent, \
         state: document.getElementById('state').textContent, \
         workers: [...document.querySelectorAll('.worker-name')].map(e => e.textContent), \
+        agents: [...document.querySelectorAll('.worker-agent')].map(e => e.textContent), \
         stage_done: [...document.querySelectorAll('.stage-done')].map(e => e.textContent) })";
     // The job starts once the page shows: it cannot end before the page could watch it.
     eventually_async("the page loaded", async || {
@@ -177,6 +72,7 @@ async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_c
         if shown["state"] == "running" && done > 0 {
             assert_eq!(shown["tasks"], "600", "{shown}");
             assert_eq!(shown["workers"], serde_json::json!(["steady"]), "{shown}");
+            assert_eq!(shown["agents"], serde_json::json!(["native"]), "{shown}");
             assert_eq!(shown["stage_done"][0], shown["done"], "{shown}");
             if seen.last() != Some(&done) {
                 seen.push(done);

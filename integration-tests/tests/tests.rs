@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod auth;
 mod bounds;
+mod browser;
 mod chaining;
 mod chaos;
 mod checks;

@@ -8,7 +8,8 @@
 //! - [`WorkerMessage`]: `hello` first (with the worker's identity), `proof` in answer to the
 //!   challenge, then `fetch_module` and `results` (each with a signed receipt).
 //! - [`ServerMessage`]: `challenge` in answer to `hello`, `welcome` once the proof checks,
-//!   then `tasks`, `cancel` and finally `goodbye`.
+//!   then `tasks`, `cancel` and finally `goodbye`; to a browser worker (a hello with
+//!   [`Agent::Browser`]), `instrumented` before each module's bytes.
 //!
 //! What is signed is defined byte for byte in [`identity`].
 //!
@@ -37,8 +38,8 @@ pub use limits::TaskLimits;
 pub use message_size::{DEFAULT_MAX_MODULE_MB, MAX_SERVER_MESSAGE_BYTES, MAX_WORKER_MESSAGE_BYTES};
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
 pub use worker::{
-    Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, MAX_LOG_BYTES, Secret,
-    TaskFailure, TaskResult, WorkerMessage,
+    Agent, Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, MAX_LOG_BYTES,
+    Secret, TaskFailure, TaskResult, WorkerMessage,
 };
 
 /// The protocol version this crate speaks. A server refuses a `hello` with another version.

@@ -22,6 +22,17 @@ pub enum ServerMessage {
         /// The task ids.
         ids: Vec<u64>,
     },
+    /// Sent to a browser worker just before the binary frame answering its `fetch_module`:
+    /// the bytes that follow are `module` instrumented for the browser (counting fuel and
+    /// canonicalising NaNs as the native sandbox does), whose sha256 is `sha256`. The worker
+    /// checks the bytes against `sha256` before compiling them; tasks keep naming `module`,
+    /// and receipts sign `module`. Never sent to a native worker.
+    Instrumented {
+        /// The module the tasks name (the sha256 of its original bytes).
+        module: ModuleHash,
+        /// The sha256 of the instrumented bytes that follow.
+        sha256: ModuleHash,
+    },
     /// The server has no more work for this worker on this connection and is closing it.
     Goodbye {
         /// Why, for the worker's log.

@@ -64,6 +64,35 @@ pub struct Hello {
     /// The worker's identity (its Ed25519 public key), proved in answer to the challenge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<PublicKey>,
+    /// What kind of program the worker is: absent for `dipla-worker` ([`Agent::Native`]),
+    /// `"browser"` for the page a server serves at `/volunteer`, which is sent modules
+    /// instrumented to meter fuel and canonicalise NaNs as the native sandbox does (see
+    /// [`crate::ServerMessage::Instrumented`]). An older server ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Agent>,
+}
+
+/// What kind of program a worker is.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Agent {
+    /// A browser page (`/volunteer`): it runs instrumented modules in the browser's engine,
+    /// and cannot run components (Python guests).
+    Browser,
+    /// `dipla-worker`, or anything this server does not know (taken as native).
+    #[default]
+    #[serde(other)]
+    Native,
+}
+
+impl Agent {
+    /// The agent's name, as on the wire and in the operator's API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Browser => "browser",
+        }
+    }
 }
 
 /// A secret, such as a worker token: serialised as the plain string, never shown by `Debug`.

@@ -2,9 +2,9 @@
 //! `PROTOCOL_VERSION` and update docs/ARCHITECTURE.md with it.
 
 use dipla_protocol::{
-    Benchmark, FailureKind, Hello, KernelRun, ModuleHash, Nonce, PROTOCOL_VERSION, PublicKey,
-    RawJson, Secret, ServerMessage, Signature, TaskBatch, TaskFailure, TaskItem, TaskLimits,
-    TaskResult, Welcome, WorkerMessage,
+    Agent, Benchmark, FailureKind, Hello, KernelRun, ModuleHash, Nonce, PROTOCOL_VERSION,
+    PublicKey, RawJson, Secret, ServerMessage, Signature, TaskBatch, TaskFailure, TaskItem,
+    TaskLimits, TaskResult, Welcome, WorkerMessage,
 };
 
 fn raw(text: &str) -> Box<RawJson> {
@@ -46,6 +46,7 @@ fn hello() {
             benchmark: None,
             token: None,
             identity: None,
+            agent: None,
         }),
         r#"{"hello":{"protocol":1,"name":"volunteer-7","version":"0.1.0","cores":4,"max_memory_mb":512,"max_fuel":1000000}}"#,
     );
@@ -73,10 +74,57 @@ fn hello_with_a_benchmark() {
             }),
             token: Some(Secret("s3cret".into())),
             identity: Some(PublicKey([0xab; 32])),
+            agent: None,
         }),
         &format!(
             r#"{{"hello":{{"protocol":1,"name":"w","version":"0.1.0","cores":2,"max_memory_mb":256,"max_fuel":10,"max_module_mb":64,"benchmark":{{"score":2500.5,"kernels":[{{"name":"int_chain","fuel":400000012,"micros":27000,"checksum":"00ff00ff00ff00ff"}}]}},"token":"s3cret","identity":"{}"}}}}"#,
             "ab".repeat(32)
+        ),
+    );
+}
+
+#[test]
+fn hello_from_a_browser() {
+    pin(
+        &WorkerMessage::Hello(Hello {
+            protocol: 3,
+            name: "browser".into(),
+            version: "0.1.0".into(),
+            cores: 2,
+            max_memory_mb: 1024,
+            max_fuel: 100,
+            max_module_mb: Some(64),
+            benchmark: None,
+            token: None,
+            identity: None,
+            agent: Some(Agent::Browser),
+        }),
+        r#"{"hello":{"protocol":3,"name":"browser","version":"0.1.0","cores":2,"max_memory_mb":1024,"max_fuel":100,"max_module_mb":64,"agent":"browser"}}"#,
+    );
+    // A native worker may say so; an agent this server does not know is taken as native.
+    for (agent, read) in [("native", Agent::Native), ("a-robot", Agent::Native)] {
+        let text = format!(
+            r#"{{"hello":{{"protocol":3,"name":"w","version":"1","cores":1,"max_memory_mb":1,"max_fuel":1,"agent":"{agent}"}}}}"#
+        );
+        let Ok(WorkerMessage::Hello(hello)) = serde_json::from_str(&text) else {
+            panic!("{text} is a hello");
+        };
+        assert_eq!(hello.agent, Some(read));
+    }
+    assert_eq!(Agent::Browser.name(), "browser");
+    assert_eq!(Agent::default().name(), "native");
+}
+
+#[test]
+fn instrumented() {
+    pin(
+        &ServerMessage::Instrumented {
+            module: hash(),
+            sha256: ModuleHash::of(b"instrumented"),
+        },
+        &format!(
+            r#"{{"instrumented":{{"module":"{HASH}","sha256":"{}"}}}}"#,
+            ModuleHash::of(b"instrumented")
         ),
     );
 }

@@ -73,10 +73,11 @@ pub const KERNELS: &[Kernel] = &[
 
 /// Rounds of trials, each in a fresh engine; each kernel's fastest trial counts (the first
 /// round doubles as the warm-up).
-const ROUNDS: usize = 6;
+pub const ROUNDS: usize = 6;
 
-/// Fuel a kernel may burn in one trial (far more than any needs).
-const FUEL: u64 = 1 << 40;
+/// Fuel a kernel may burn in one trial (far more than any needs). The fuel a trial reports is
+/// this less what is left after its `run`.
+pub const FUEL: u64 = 1 << 40;
 
 /// The benchmark cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,12 +94,35 @@ struct Loaded {
 }
 
 impl Kernel {
+    /// The kernel's module: `init: () -> ()`, called once on fuel of its own, then each
+    /// trial `run: (iterations i64) -> i64`, the checksum, on [`FUEL`] (a worker that runs
+    /// the kernels elsewhere, such as a browser, runs these bytes instrumented).
+    ///
+    /// # Errors
+    /// When the kernel's text does not assemble (never for the suite's kernels).
+    pub fn wasm(&self) -> Result<Vec<u8>, BenchError> {
+        wat::parse_str(self.wat).map_err(|e| BenchError {
+            kernel: self.name,
+            message: e.to_string(),
+        })
+    }
+
+    /// Iterations per trial (the argument of `run`).
+    pub fn iterations(&self) -> i64 {
+        self.iterations
+    }
+
+    /// The kernel's weight in the score.
+    pub fn weight(&self) -> f64 {
+        self.weight
+    }
+
     fn load(&self, sandbox: &Sandbox) -> Result<Loaded, BenchError> {
         let fail = |message: String| BenchError {
             kernel: self.name,
             message,
         };
-        let bytes = wat::parse_str(self.wat).map_err(|e| fail(e.to_string()))?;
+        let bytes = self.wasm()?;
         let module = Module::new(sandbox.engine(), bytes).map_err(|e| fail(format!("{e:#}")))?;
         let mut store = Store::new(sandbox.engine(), ());
         store.set_epoch_deadline(u64::MAX / 2);

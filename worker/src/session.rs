@@ -98,6 +98,7 @@ async fn connect(
         benchmark: config.benchmark.clone(),
         token: config.token.clone().map(dipla_protocol::Secret),
         identity: Some(config.identity.public()),
+        agent: None,
     };
     sink.send(encode(&WorkerMessage::Hello(hello))).await?;
     let ServerMessage::Challenge { nonce } = handshake_answer(&mut stream).await? else {

@@ -92,8 +92,8 @@ fn ensure_wasm_target() -> Result {
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
-/// Installs Debian's Chromium (the dashboard's test drives a real browser) unless it is
-/// there already.
+/// Installs Debian's Chromium (the dashboard's and the browser volunteers' tests drive a real
+/// browser) unless it is there already.
 fn ensure_chromium() -> Result {
     let found = Command::new("chromium")
         .arg("--version")
@@ -104,7 +104,10 @@ fn ensure_chromium() -> Result {
     if found {
         return Ok(());
     }
-    apt_install(&["chromium"], "the dashboard's test")
+    apt_install(
+        &["chromium"],
+        "the dashboard's and the browser volunteers' tests",
+    )
 }
 
 /// Installs Debian packages (as root, or through sudo) for `what`.

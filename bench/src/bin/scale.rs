@@ -571,6 +571,7 @@ async fn serve(
         benchmark: fleet.profile.benchmark.clone(),
         token: None,
         identity: Some(public),
+        agent: None,
     };
     send(&mut ws, &WorkerMessage::Hello(hello)).await?;
     let ServerMessage::Challenge { nonce } = next_message(&mut ws, HANDSHAKE_TIMEOUT).await? else {

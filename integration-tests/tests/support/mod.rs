@@ -6,9 +6,11 @@ use std::process::{Child, Command, Stdio};
 use dipla_sandbox::Sandbox;
 use dipla_server::{Job, RunOptions, Server, Summary, manifest};
 
+mod browser;
 mod said;
 mod wait;
 
+pub use browser::{Browser, Page};
 pub use said::Said;
 pub use wait::{PATIENCE, QUIET, eventually, eventually_async, seen_while_quiet};
 
@@ -298,6 +300,7 @@ pub fn test_hello(name: &str, identity: &dipla_worker::Identity) -> dipla_protoc
         benchmark: None,
         token: None,
         identity: Some(identity.public()),
+        agent: None,
     }
 }
 

@@ -46,6 +46,21 @@ pub(crate) struct Gate {
     pub(crate) metrics: crate::net::metrics::Metrics,
     /// The connections open, by address, and their caps.
     pub(crate) door: Arc<Door>,
+    /// Modules instrumented for browser workers, shared by every job.
+    pub(crate) browser: Arc<crate::net::browser::Instrumenter>,
+    /// What the `/volunteer` page says of the project.
+    volunteer: Mutex<Volunteer>,
+}
+
+/// What the `/volunteer` page says of the project, beside each job's name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Volunteer {
+    /// The project's name (`serve`'s; `None`: the job's).
+    pub(crate) name: Option<String>,
+    /// What it computes (`--description`).
+    pub(crate) description: Option<String>,
+    /// Whether the page honours its test hooks (tests only).
+    pub(crate) test_hooks: bool,
 }
 
 /// The identities seen from each IP address.
@@ -65,6 +80,8 @@ impl Default for Gate {
             identities_per_ip: Mutex::default(),
             metrics: crate::net::metrics::Metrics::default(),
             door: Arc::default(),
+            browser: Arc::default(),
+            volunteer: Mutex::default(),
         }
     }
 }
@@ -149,6 +166,16 @@ impl Gate {
     /// The most cores a worker is believed to have.
     pub(crate) fn max_cores(&self) -> usize {
         self.max_cores.load(Ordering::Relaxed)
+    }
+
+    /// Says `volunteer` on the `/volunteer` page.
+    pub(crate) fn set_volunteer(&self, volunteer: Volunteer) {
+        *lock(&self.volunteer) = volunteer;
+    }
+
+    /// What the `/volunteer` page says of the project.
+    pub(crate) fn volunteer(&self) -> Volunteer {
+        lock(&self.volunteer).clone()
     }
 
     /// Counts a worker in, unless the server is full.

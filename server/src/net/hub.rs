@@ -44,6 +44,8 @@ struct Floor {
 struct SeatState {
     job: String,
     cores: usize,
+    /// A browser's: it can be seated only in jobs browsers can run.
+    browser: bool,
     /// Set to ask the connection to leave.
     leave: watch::Sender<bool>,
     /// Asked to leave, for the job named: counted there already.
@@ -117,19 +119,28 @@ impl Hub {
         self.opened.subscribe()
     }
 
-    /// Whether some open job has work.
-    pub(crate) fn wants_workers(&self) -> bool {
-        self.floor().shares(0).iter().any(|share| share.demand > 0)
+    /// Whether some open job has work (that a browser can run, for a `browser`).
+    pub(crate) fn wants_workers(&self, browser: bool) -> bool {
+        let floor = self.floor();
+        floor
+            .shares(0)
+            .iter()
+            .any(|share| share.demand > 0 && self.fits(browser, &floor.jobs[share.index].1))
     }
 
-    /// Seats a worker with `cores` in the job furthest below its share; `None` when no job
-    /// has work.
-    pub(crate) fn seat(self: &Arc<Self>, cores: usize) -> Option<Seat> {
+    /// Whether a worker (a `browser`, or not) can work in the job of `handle`.
+    fn fits(&self, browser: bool, handle: &Handle) -> bool {
+        !browser || self.gate.browser.may_run(&handle.lock().job.modules)
+    }
+
+    /// Seats a worker with `cores` (a `browser`, or not) in the job furthest below its share
+    /// among those it can run; `None` when none has work.
+    pub(crate) fn seat(self: &Arc<Self>, cores: usize, browser: bool) -> Option<Seat> {
         let mut floor = self.floor();
         let shares = floor.shares(cores);
         let (job, handle) = shares
             .iter()
-            .filter(|share| share.demand > 0)
+            .filter(|share| share.demand > 0 && self.fits(browser, &floor.jobs[share.index].1))
             .max_by(|a, b| {
                 (a.target - a.current)
                     .total_cmp(&(b.target - b.current))
@@ -145,6 +156,7 @@ impl Hub {
             SeatState {
                 job,
                 cores,
+                browser,
                 leave,
                 bound_for: None,
             },
@@ -180,12 +192,14 @@ impl Hub {
                 floor.jobs[over.index].0.clone(),
                 floor.jobs[under.index].0.clone(),
             );
+            let browsers_fit = self.fits(true, &floor.jobs[under.index].1);
             let gap = (over.current - over.target) + (under.target - under.current);
             // The smallest seat there that could move.
             let seat = floor
                 .seats
                 .iter_mut()
                 .filter(|(_, seat)| seat.job == from && seat.bound_for.is_none())
+                .filter(|(_, seat)| browsers_fit || !seat.browser)
                 .min_by_key(|(id, seat)| (seat.cores, std::cmp::Reverse(**id)))
                 .map(|(_, seat)| seat);
             let Some(seat) = seat else { return };

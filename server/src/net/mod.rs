@@ -4,6 +4,7 @@
 //! [`crate::store`].
 
 pub(crate) mod auth;
+pub(crate) mod browser;
 pub(crate) mod door;
 pub(crate) mod gate;
 pub mod http;

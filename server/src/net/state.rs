@@ -14,6 +14,7 @@ use crate::store::trust::TrustStore;
 use crate::{Job, Module, Source, Stage};
 use dipla_core::WorkerRecord;
 use dipla_core::{AttemptId, Coordinator, Counts, Effect, Event, Keep, Record, Wake, WorkerId};
+use dipla_protocol::Agent;
 
 pub use crate::net::gate::DEFAULT_HEARTBEAT;
 
@@ -40,8 +41,8 @@ pub(crate) struct Shared {
     /// Whether the job's timer runs.
     timer: AtomicBool,
     next_worker: AtomicU64,
-    /// Connected workers' names, for logs and tests.
-    names: Mutex<BTreeMap<u64, String>>,
+    /// Connected workers' names and agents, for logs, the API and tests.
+    names: Mutex<BTreeMap<u64, (String, Agent)>>,
     /// When the server started: the coordinator's clock counts from here.
     started: Instant,
     /// Set when the operator cancels the job.
@@ -201,6 +202,9 @@ pub struct WorkerSummary {
     pub id: u64,
     /// The name the worker gave.
     pub name: String,
+    /// What kind of program it is: `"native"` (`dipla-worker`) or `"browser"` (the
+    /// `/volunteer` page).
+    pub agent: &'static str,
     /// How many tasks it is running.
     pub running: usize,
     /// What the scheduler knows of it (`None` while it is still joining).
@@ -323,7 +327,7 @@ impl Handle {
         self.shared.next_worker.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn named(&self, id: u64, name: Option<String>) {
+    pub(crate) fn named(&self, id: u64, name: Option<(String, Agent)>) {
         let mut names = self
             .shared
             .names
@@ -346,9 +350,10 @@ impl Handle {
         let core = self.lock();
         names
             .into_iter()
-            .map(|(id, name)| WorkerSummary {
+            .map(|(id, (name, agent))| WorkerSummary {
                 id,
                 name,
+                agent: agent.name(),
                 running: core.coordinator.running_on(id),
                 record: core.coordinator.record(id),
             })

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use dipla_protocol::identity::join_message;
 use dipla_protocol::text::printable;
 use dipla_protocol::{
-    MAX_WORKER_MESSAGE_BYTES, Nonce, PROTOCOL_VERSION, PublicKey, ServerMessage, TaskBatch,
+    Agent, MAX_WORKER_MESSAGE_BYTES, Nonce, PROTOCOL_VERSION, PublicKey, ServerMessage, TaskBatch,
     TaskItem, Welcome, WorkerMessage,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -154,6 +154,13 @@ struct Joined {
     ip: IpAddr,
 }
 
+impl Joined {
+    /// Whether it is a browser (the `/volunteer` page).
+    fn browser(&self) -> bool {
+        self.hello.agent == Some(Agent::Browser)
+    }
+}
+
 async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
     let gate = venue.gate();
     let (mut sink, mut stream) = socket.split();
@@ -167,9 +174,9 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
                 // An identity the server distrusts takes no seat (its cores would count
                 // towards a job's share): it waits in the lobby, not told, for good.
                 Venue::Hub(hub) if distrusted(hub, &joined.key) => {
-                    lobby(hub, &mut sink, &mut stream, false).await
+                    lobby(hub, &mut sink, &mut stream, false, joined.browser()).await
                 }
-                Venue::Hub(hub) => match hub.seat(joined.cores) {
+                Venue::Hub(hub) => match hub.seat(joined.cores, joined.browser()) {
                     Some(seat) => {
                         let mut leave = seat.leave.clone();
                         let end = attend(
@@ -187,7 +194,7 @@ async fn connection(socket: WebSocket, venue: Venue, ip: IpAddr) {
                             other => other,
                         }
                     }
-                    None => lobby(hub, &mut sink, &mut stream, true).await,
+                    None => lobby(hub, &mut sink, &mut stream, true, joined.browser()).await,
                 },
             }
         }
@@ -323,11 +330,26 @@ async fn attend(
     if let Some(refused) = caps.refuse(handle.lock().job.modules.iter()) {
         return End::Violation(refused);
     }
+    let agent = hello.agent.unwrap_or_default();
+    if agent == Agent::Browser {
+        // Each module instrumented now (once per server), or the browser refused, naming
+        // the module and why.
+        let modules = handle.lock().job.modules.clone();
+        if let Err(refused) = handle.shared.gate.browser.refuse(modules).await {
+            // Under `serve` the browser is seated anew, in a job it can run (the hub now
+            // knows this one's refusal), or waits in the lobby.
+            if leave.is_some() {
+                tracing::info!(name = %hello.name, why = %refused, "a browser moved on from a job it cannot run");
+                return End::Rejoin("this browser cannot run that job");
+            }
+            return End::Violation(refused);
+        }
+    }
     handle.shared.connections.fetch_add(1, Ordering::Relaxed);
     let id = handle.next_worker_id();
-    tracing::info!(id, name = %hello.name, cores, "worker joined");
+    tracing::info!(id, name = %hello.name, cores, agent = agent.name(), "worker joined");
     handle.shared.stats.joined();
-    handle.named(id, Some(hello.name.clone()));
+    handle.named(id, Some((hello.name.clone(), agent)));
     handle.start_timer();
     let trusted = {
         let mut core = handle.lock();
@@ -351,7 +373,7 @@ async fn attend(
     if let Some(benchmark) = hello.benchmark.clone() {
         judge_benchmark(handle, id, &hello.name, benchmark).await;
     }
-    let end = serve(id, *key, caps, sink, stream, handle, leave).await;
+    let end = serve(id, *key, caps, agent, sink, stream, handle, leave).await;
     {
         let mut core = handle.lock_now();
         core.coordinator.journal_worker(id, &hello.name);
@@ -380,7 +402,13 @@ fn distrusted(hub: &Hub, key: &PublicKey) -> bool {
 
 /// Keeps a worker no job needs: welcomed with no job, pinged, until a job opens (then, if
 /// `rejoin`, it is asked to join again, to be seated) or the server stops.
-async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream, rejoin: bool) -> End {
+async fn lobby(
+    hub: &Hub,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    rejoin: bool,
+    browser: bool,
+) -> End {
     let heartbeat = hub.gate().heartbeat();
     let welcome = ServerMessage::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,
@@ -403,7 +431,7 @@ async fn lobby(hub: &Hub, sink: &mut Sink, stream: &mut Stream, rejoin: bool) ->
         }
         tokio::select! {
             // A job may come to need workers again (an explore stage that grew).
-            _ = look.tick() => if rejoin && hub.wants_workers() {
+            _ = look.tick() => if rejoin && hub.wants_workers(browser) {
                 return End::Rejoin("a job is ready");
             },
             frame = stream.next() => {
@@ -467,10 +495,12 @@ async fn challenge(sink: &mut Sink, stream: &mut Stream, key: &PublicKey) -> Res
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     id: u64,
     key: PublicKey,
     caps: Caps,
+    agent: Agent,
     sink: &mut Sink,
     stream: &mut Stream,
     handle: &Handle,
@@ -494,6 +524,7 @@ async fn serve(
         id,
         key,
         caps,
+        agent,
         job,
         sent: Sent::default(),
     };
@@ -658,6 +689,8 @@ struct Connection {
     key: PublicKey,
     /// Its volunteer's caps on a task.
     caps: Caps,
+    /// What kind of program it is (a browser is sent modules instrumented).
+    agent: Agent,
     /// The job's id, which receipts name.
     job: String,
     /// What it was sent and has not answered.
@@ -685,10 +718,31 @@ async fn on_message(
                 if let Some(refused) = connection.caps.refuse([&module]) {
                     return Err(End::Violation(refused));
                 }
-                let bytes = module.bytes;
                 if !modules_sent.insert(hash) {
                     return Err(End::Violation(Violation::ModuleTwice(hash)));
                 }
+                let bytes = match connection.agent {
+                    Agent::Native => module.bytes,
+                    Agent::Browser => {
+                        // A module added since the browser joined (a driver's) is
+                        // instrumented now, or refuses the browser.
+                        let gate = &handle.shared.gate;
+                        let instrumented = gate
+                            .browser
+                            .refuse(vec![module])
+                            .await
+                            .map_err(End::Violation)?
+                            .remove(0);
+                        let announce = ServerMessage::Instrumented {
+                            module: hash,
+                            sha256: instrumented.sha256,
+                        };
+                        sink.send(Message::text(encode(&announce)))
+                            .await
+                            .map_err(|_| End::Gone)?;
+                        instrumented.bytes.clone()
+                    }
+                };
                 tracing::debug!(id, %hash, bytes = bytes.len(), "sending module");
                 handle.shared.stats.module_sent(bytes.len());
                 sink.send(Message::Binary(bytes.to_vec().into()))

@@ -56,6 +56,18 @@ pub enum Violation {
         /// The worker's limit, in MiB.
         limit_mb: u32,
     },
+    /// A browser worker joined a job with a module no browser can run (a component, or one
+    /// the instrumentation pass refuses): refused rather than sent tasks it would fail.
+    #[error("module {name} cannot run in a browser: {why}")]
+    NotForBrowser {
+        /// The module's name in the job.
+        name: String,
+        /// Why.
+        why: String,
+    },
+    /// Instrumenting a module for a browser failed unexpectedly.
+    #[error("the server could not prepare a module for this browser")]
+    Instrumenting,
 
     // Joining: the identity's proof.
     /// The challenge could not be sent: the connection ended.
@@ -179,6 +191,13 @@ mod tests {
                     limit_mb: 16,
                 },
                 "module t is 18.7 MiB, over this worker's limit of 16 MiB (--max-module-mb)".into(),
+            ),
+            (
+                Violation::NotForBrowser {
+                    name: "tasks".into(),
+                    why: "it is a component (a Python guest)".into(),
+                },
+                "module tasks cannot run in a browser: it is a component (a Python guest)".into(),
             ),
             (
                 Violation::Full(2),

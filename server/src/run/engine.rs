@@ -17,7 +17,11 @@ use crate::net::state::Handle;
 use crate::net::tls::TlsListener;
 use crate::net::transport::{self, Venue};
 use crate::web::health::{self, HealthInfo};
-use crate::{Module, run::dashboard, web::api};
+use crate::{
+    Module,
+    run::{dashboard, volunteer},
+    web::api,
+};
 
 /// How long connections get to close once the server shuts down.
 const FAREWELL: Duration = Duration::from_secs(5);
@@ -77,13 +81,14 @@ pub(crate) fn worker_url(mut addr: SocketAddr, tls: bool) -> String {
     format!("{scheme}://{addr}/ws")
 }
 
-/// The routes of a one-job server: the worker endpoint, the operator's API, the dashboard
-/// and the health check.
+/// The routes of a one-job server: the worker endpoint, the operator's API, the dashboard,
+/// the health check and the volunteer page.
 pub(crate) fn job_routes(handle: &Handle) -> axum::Router {
     transport::router(Venue::Job(handle.clone()))
         .merge(api::router(handle.clone()))
         .merge(dashboard::router(handle.clone()))
         .merge(health::router(HealthInfo::of_job(handle)))
+        .merge(volunteer::router(volunteer::of_job(handle)))
 }
 
 impl Engine {

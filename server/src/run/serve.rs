@@ -898,6 +898,10 @@ impl Serve {
         let addr = listener.local_addr()?;
         let sandbox = Sandbox::new().map_err(std::io::Error::other)?;
         let gate = Arc::new(run.gate());
+        gate.set_volunteer(crate::net::gate::Volunteer {
+            name: Some(name.clone()),
+            ..gate.volunteer()
+        });
         std::fs::create_dir_all(&data_dir)?;
         let trust =
             crate::store::trust::TrustStore::open(&data_dir.join("trust.state")).map_err(|e| {
@@ -924,7 +928,10 @@ impl Serve {
         let app = crate::net::transport::router(Venue::Hub(hub.clone()))
             .merge(crate::run::jobs_api::router(service.clone()))
             .merge(crate::run::dashboard::service_router(service.clone()))
-            .merge(crate::web::health::router(health));
+            .merge(crate::web::health::router(health))
+            .merge(crate::run::volunteer::router(
+                crate::run::volunteer::of_service(&service, &gate),
+            ));
         let local = LocalWorkers {
             count: run.local_workers,
             cache_dir: run.cache_dir.clone(),

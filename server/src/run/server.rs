@@ -77,6 +77,14 @@ pub struct RunOptions {
     /// The largest module the server serves, in MiB (`--max-module-mb`): a job with a
     /// larger one is refused before it starts. Workers set their own limit.
     pub max_module_mb: u32,
+    /// What the project computes, in a sentence or two, shown to volunteers on the
+    /// `/volunteer` page (`--description`, which `--announce` also sends the directory).
+    pub description: Option<String>,
+    /// For tests only: the `/volunteer` page honours its test hooks (`?lie`: a page that
+    /// lies, to show it is caught). Never set by `dipla-server` unless given the hidden
+    /// `--volunteer-test-hooks`.
+    #[doc(hidden)]
+    pub volunteer_test_hooks: bool,
 }
 
 impl RunOptions {
@@ -91,6 +99,11 @@ impl RunOptions {
         gate.set_max_cores(self.max_cores_per_worker);
         gate.door.set_per_ip(self.max_connections_per_ip);
         gate.door.set_head_timeout(self.head_timeout);
+        gate.set_volunteer(crate::net::gate::Volunteer {
+            name: None,
+            description: self.description.clone(),
+            test_hooks: self.volunteer_test_hooks,
+        });
         gate
     }
 }
@@ -119,6 +132,8 @@ impl Default for RunOptions {
             head_timeout: crate::net::http::HEAD_TIMEOUT,
             log_tasks: false,
             max_module_mb: dipla_protocol::DEFAULT_MAX_MODULE_MB,
+            description: None,
+            volunteer_test_hooks: false,
         }
     }
 }

@@ -157,6 +157,7 @@ impl RunArgs {
                 speculate: !self.no_speculation,
                 min_workers: self.min_workers,
                 log_tasks: self.log_tasks,
+                description: self.announce.description.clone(),
                 ..admitted
             },
             announce: self.announce.into(),
@@ -225,6 +226,7 @@ impl ServeArgs {
             "serve needs --admin-token: jobs are submitted through the API"
         );
         let run = RunOptions {
+            description: self.announce.description.clone(),
             local_workers: self.local_workers,
             cache_dir: self.cache_dir,
             speculate: !self.no_speculation,
@@ -282,6 +284,9 @@ struct Admission {
     #[arg(long, default_value_t = dipla_protocol::DEFAULT_MAX_MODULE_MB,
           value_parser = clap::value_parser!(u32).range(1..=4096), env = "DIPLA_MAX_MODULE_MB")]
     max_module_mb: u32,
+    /// For tests only: the /volunteer page honours its test hooks (`?lie`).
+    #[arg(long, hide = true)]
+    volunteer_test_hooks: bool,
     /// Seconds a connection has to send each HTTP request head (tests shorten it).
     #[arg(long, hide = true, default_value_t = dipla_server::http::HEAD_TIMEOUT.as_secs_f64())]
     head_timeout_secs: f64,
@@ -327,6 +332,7 @@ impl Admission {
                 .zip(self.tls_key)
                 .map(|(cert, key)| dipla_server::tls::TlsFiles { cert, key }),
             admin_tokens: self.admin_token,
+            volunteer_test_hooks: self.volunteer_test_hooks,
             ..RunOptions::default()
         })
     }
@@ -344,8 +350,8 @@ struct AnnounceArgs {
     /// A-Z a-z 0-9 . _ - [default: the job's name].
     #[arg(long = "name", value_name = "NAME", env = "DIPLA_PROJECT_NAME")]
     project_name: Option<String>,
-    /// With --announce: what the project computes, for volunteers (at most 500
-    /// characters).
+    /// What the project computes, for volunteers: shown on the /volunteer page and, with
+    /// --announce, in the directory (at most 500 characters).
     #[arg(long, value_name = "TEXT", env = "DIPLA_PROJECT_DESCRIPTION")]
     description: Option<String>,
     /// With --announce: how many workers the project wants (0: as many as come).
