@@ -666,3 +666,82 @@ async fn a_stage_stopped_early_cancels_the_pages_tasks() {
         "one connection throughout"
     );
 }
+
+/// A TCP proxy to `target` whose connections open so far can be frozen: they stay open and
+/// carry nothing more, as a server that hangs (or a network that drops everything) looks to
+/// its peers. Connections opened after a freeze are carried as usual.
+struct FreezingProxy {
+    addr: std::net::SocketAddr,
+    freeze: tokio::sync::watch::Sender<u64>,
+}
+
+impl FreezingProxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (freeze, frozen) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut frozen = frozen.clone();
+                let born = *frozen.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let carry = async {
+                        tokio::select! {
+                            _ = tokio::io::copy(&mut client_read, &mut server_write) => {}
+                            _ = tokio::io::copy(&mut server_read, &mut client_write) => {}
+                        }
+                    };
+                    let frozen = async move {
+                        let _ = frozen.wait_for(|generation| *generation > born).await;
+                    };
+                    tokio::select! {
+                        () = carry => {}
+                        () = frozen => {
+                            // Frozen: hold both sockets open, carry nothing, forever.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, freeze }
+    }
+
+    /// Freezes every connection open now.
+    fn freeze(&self) {
+        self.freeze.send_modify(|generation| *generation += 1);
+    }
+}
+
+/// A page whose server goes silent (its connection frozen, never closed) takes it for dead
+/// after three heartbeats, as a native worker does, and joins again; the job finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_takes_a_silent_server_for_dead_and_joins_again() {
+    let job = crate::support::burn_job(2_000, 2_000_000);
+    let options = RunOptions {
+        heartbeat: std::time::Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let (server, url) = remote_server_with(job.job(), options).await;
+    let handle = server.handle();
+    let run = tokio::spawn(finish(server));
+    let proxy = FreezingProxy::start(addr_of(&url).parse().unwrap()).await;
+    let proxied = url.replace(&addr_of(&url), &proxy.addr.to_string());
+    let (_browser, mut page) = open_page(&volunteer_url(&proxied, "")).await;
+    let (first, identity) = browser_identity(&handle, None).await;
+    eventually_async("the page hearing the server's heartbeats", async || {
+        (page.eval("window.dipla.heartbeats").await.as_u64() > Some(0)).then_some(())
+    })
+    .await;
+    proxy.freeze();
+    let (_, again) = browser_identity(&handle, Some(first)).await;
+    assert_eq!(again, identity, "the same page joined again");
+    let (summary, lines) = run.await.unwrap();
+    assert!(summary.success(), "{summary}");
+    assert_eq!(lines.len(), 2_000);
+}

@@ -33,6 +33,11 @@ pub enum ServerMessage {
         /// The sha256 of the instrumented bytes that follow.
         sha256: ModuleHash,
     },
+    /// The server is alive: sent to a browser worker with every WebSocket ping (a page cannot
+    /// see pings, which its browser answers unseen), so that it can take a server silent for
+    /// three heartbeats for dead, as a native worker does from the pings. Never sent to a
+    /// native worker.
+    Heartbeat {},
     /// The server has no more work for this worker on this connection and is closing it.
     Goodbye {
         /// Why, for the worker's log.

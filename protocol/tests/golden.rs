@@ -285,6 +285,11 @@ fn cancel() {
 }
 
 #[test]
+fn heartbeat() {
+    pin(&ServerMessage::Heartbeat {}, r#"{"heartbeat":{}}"#);
+}
+
+#[test]
 fn goodbye() {
     pin(
         &ServerMessage::Goodbye {

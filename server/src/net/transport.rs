@@ -393,6 +393,18 @@ async fn attend(
     end
 }
 
+/// Pings a worker; a browser, which cannot see pings, also gets a `heartbeat` message.
+/// Whether the connection took them.
+async fn ping_worker(sink: &mut Sink, browser: bool) -> bool {
+    if browser {
+        let heartbeat = encode(&ServerMessage::Heartbeat {});
+        if sink.send(Message::text(heartbeat)).await.is_err() {
+            return false;
+        }
+    }
+    sink.send(Message::Ping(Vec::new().into())).await.is_ok()
+}
+
 /// Whether the server's trust records mark `key` untrusted.
 fn distrusted(hub: &Hub, key: &PublicKey) -> bool {
     hub.gate()
@@ -453,7 +465,7 @@ async fn lobby(
                 if heard.elapsed() > heartbeat.saturating_mul(3) {
                     return End::Gone;
                 }
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if !ping_worker(sink, browser).await {
                     return End::Gone;
                 }
             }
@@ -613,7 +625,7 @@ async fn serve(
                     tracing::warn!(id, silent = ?heard.elapsed(), "no heartbeat from the worker");
                     return End::Gone;
                 }
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if !ping_worker(sink, agent == Agent::Browser).await {
                     return End::Gone;
                 }
             }
