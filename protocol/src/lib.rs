@@ -35,7 +35,9 @@ mod worker;
 pub use hash::{ModuleHash, ParseHashError};
 pub use identity::{Nonce, PublicKey, Signature};
 pub use limits::TaskLimits;
-pub use message_size::{DEFAULT_MAX_MODULE_MB, MAX_SERVER_MESSAGE_BYTES, MAX_WORKER_MESSAGE_BYTES};
+pub use message_size::{
+    DEFAULT_MAX_MODULE_MB, MAX_SERVER_MESSAGE_BYTES, MAX_WORKER_MESSAGE_BYTES, module_limit_bytes,
+};
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
 pub use worker::{
     Agent, Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, MAX_LOG_BYTES,

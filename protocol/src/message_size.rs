@@ -17,3 +17,10 @@ pub const MAX_SERVER_MESSAGE_BYTES: usize = 64 << 20;
 /// sent whole, in one binary message, checked against its sha256 before it is compiled; a
 /// Python guest (CPython in a component) is about 19 MB.
 pub const DEFAULT_MAX_MODULE_MB: u32 = 64;
+
+/// `mb` MiB of module, in bytes (saturating: a limit past the address space is no limit).
+pub fn module_limit_bytes(mb: u32) -> usize {
+    usize::try_from(mb)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20)
+}

@@ -396,9 +396,7 @@ impl Signer {
 
 /// The largest module, in bytes, the volunteer lets this worker take.
 fn module_limit(config: &WorkerConfig) -> usize {
-    usize::try_from(config.max_module_mb)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(1 << 20)
+    dipla_protocol::module_limit_bytes(config.max_module_mb)
 }
 
 fn closed() -> WorkerError {

@@ -294,9 +294,7 @@ impl Job {
     /// # Errors
     /// [`ModuleTooLarge`] naming the first module over the limit.
     pub fn check_module_sizes(&self, limit_mb: u32) -> Result<(), ModuleTooLarge> {
-        let limit = usize::try_from(limit_mb)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(1 << 20);
+        let limit = dipla_protocol::module_limit_bytes(limit_mb);
         match self
             .modules
             .iter()

@@ -674,9 +674,7 @@ impl Caps {
     /// Why the worker cannot take one of `modules`, if it cannot: it is refused, rather
     /// than sent a module it would refuse (and then fail every task of).
     fn refuse<'a>(self, modules: impl IntoIterator<Item = &'a crate::Module>) -> Option<Violation> {
-        let limit = usize::try_from(self.module_mb)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(1 << 20);
+        let limit = dipla_protocol::module_limit_bytes(self.module_mb);
         modules
             .into_iter()
             .find(|module| module.bytes.len() > limit)
