@@ -21,7 +21,7 @@ pub enum Lookup {
         /// Where.
         path: PathBuf,
         /// What it says.
-        state: State,
+        state: Box<State>,
         /// Whether its worker runs now.
         running: bool,
     },
@@ -74,7 +74,7 @@ pub fn look(candidates: &[PathBuf], alive: impl Fn(u32) -> bool) -> Result<Looku
         let running = state.stopped.is_none() && alive(state.pid);
         let found = Lookup::Found {
             path: path.clone(),
-            state,
+            state: Box::new(state),
             running,
         };
         if running {
@@ -141,7 +141,7 @@ impl Lookup {
                 running: *running,
                 file: Some(path),
                 looked: &[],
-                state: Some(state),
+                state: Some(&**state),
             },
             Self::Missing { looked } => Json {
                 running: false,
@@ -318,7 +318,7 @@ mod tests {
     fn a_running_worker_is_summed_up() {
         let report = Lookup::Found {
             path: "/var/lib/dipla/status.json".into(),
-            state: state(),
+            state: Box::new(state()),
             running: true,
         };
         assert_eq!(
@@ -371,7 +371,7 @@ mod tests {
         };
         let report = Lookup::Found {
             path: "/tmp/status.json".into(),
-            state: stopped.clone(),
+            state: Box::new(stopped.clone()),
             running: false,
         };
         let text = report.render(NOW);
