@@ -34,5 +34,6 @@ mod reconnect;
 mod serve;
 mod shipping;
 mod speeds;
+mod status;
 mod tls;
 mod worker_urls;

@@ -29,6 +29,9 @@ pub struct WorkerConfig {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Who the worker is: its key pair (see [`crate::identity`]).
     pub identity: std::sync::Arc<crate::Identity>,
+    /// Where the worker records what it does (`dipla-worker status` reads it); by default,
+    /// in memory only.
+    pub status: crate::Status,
     /// For tests of the server's checks only (the `test-hooks` feature): rewrites each
     /// result before it is sent, to play a lying worker. The `dipla-worker` program never
     /// sets it.
@@ -65,6 +68,7 @@ impl WorkerConfig {
             token: None,
             tls: None,
             identity: std::sync::Arc::new(crate::Identity::generate()),
+            status: crate::Status::default(),
             #[cfg(feature = "test-hooks")]
             tamper: None,
         }

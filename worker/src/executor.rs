@@ -34,11 +34,13 @@ impl Executor {
         cores: usize,
         throttle: u32,
         results: UnboundedSender<TaskResult>,
+        status: crate::Status,
     ) -> std::io::Result<Self> {
         let (queue, work) = crossbeam_channel::unbounded::<(Work, Arc<AtomicBool>)>();
         let flags = Flags::default();
         for i in 0..cores.max(1) {
             let (work, results, flags) = (work.clone(), results.clone(), flags.clone());
+            let status = status.clone();
             std::thread::Builder::new()
                 .name(format!("dipla-task-{i}"))
                 .spawn(move || {
@@ -52,7 +54,9 @@ impl Executor {
                         cancel,
                     ) in work
                     {
+                        let running = status.task_running();
                         let result = run(&guest, &export, &limits, &item, &cancel, throttle);
+                        drop(running);
                         lock(&flags).remove(&item.id);
                         if let Some(result) = result
                             && results.send(result).is_err()
@@ -164,7 +168,7 @@ mod tests {
             .compile(&wat::parse_str(GUEST).unwrap())
             .unwrap();
         let (results, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let executor = Executor::start(1, 1, results).unwrap();
+        let executor = Executor::start(1, 1, results, crate::Status::default()).unwrap();
         executor.submit(work(&guest, "spin", 1));
         executor.submit(work(&guest, "one", 2));
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -8,9 +8,12 @@
 //! anything is refused.
 //!
 //! - [`config`]: what the volunteer decides.
+//! - [`config_file`]: the options read from a TOML file, for what the command line leaves unset.
 //! - [`cache`]: compiled modules by hash, in memory and on disk.
 //! - [`identity`]: the key pair the worker is known by, which signs its receipts.
 //! - [`directory`]: finding a project's server in a project directory.
+//! - [`status`]: what the running worker does, kept in a state file; [`status_report`]:
+//!   `dipla-worker status`, which reads it.
 //! - [`server_url`]: the URL forms a volunteer may give, and what is wrong with one.
 //! - `failure`: what a failed connection attempt means, in plain words.
 //! - `executor`: the threads that run tasks.
@@ -18,6 +21,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod config_file;
 pub mod directory;
 mod error;
 mod executor;
@@ -26,6 +30,8 @@ pub mod identity;
 mod reconnect;
 pub mod server_url;
 mod session;
+pub mod status;
+pub mod status_report;
 pub mod tls;
 
 pub use cache::ModuleCache;
@@ -36,3 +42,4 @@ pub use error::WorkerError;
 pub use identity::Identity;
 pub use reconnect::{Backoff, FIRST_RETRIES, serve};
 pub use session::run;
+pub use status::{State, Status};

@@ -5,18 +5,21 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dipla_sandbox::{Sandbox, bench};
+use dipla_worker::config_file::{self, ParseError};
 use dipla_worker::{
-    Identity, ModuleCache, WorkerConfig, WorkerError, cache::default_cache_dir, identity,
-    server_url, tls,
+    Identity, ModuleCache, State, Status, WorkerConfig, WorkerError, cache::default_cache_dir,
+    identity, server_url, status, status_report, tls,
 };
 
 #[derive(Parser)]
 #[command(
     version,
     about = "The Dipla worker: runs tasks from a Dipla server in a wasm sandbox.",
-    after_help = "Every option can also be set by the environment variable shown. Exit codes: \
+    after_help = "Every option can also be set by the environment variable shown, or as a \
+                  key of the config file (see --config): the command line wins over the \
+                  environment, which wins over the file. Exit codes: \
                   0 the server finished its job and said goodbye, or --directory without \
                   --project listed the projects; 1 the server refused this worker or broke \
                   the protocol, the server was never reached (10 tries, about two minutes, \
@@ -24,13 +27,19 @@ use dipla_worker::{
                   (--max-retries), or the directory could not be read; 2 bad arguments: a \
                   server URL that is not one or does not lead to a worker endpoint, a \
                   --project the directory does not list, an identity or CA file that cannot \
-                  be used; 3 the server's TLS certificate is not trusted (or TLS failed).",
+                  be used, a config file that cannot be used; 3 the server's TLS certificate is not trusted (or TLS failed).",
     args_conflicts_with_subcommands = true,
     group = clap::ArgGroup::new("join").required(true).args(["server", "directory"])
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Read options from this TOML file, whose keys are the long option names
+    /// (`server = "ws://HOST:PORT/ws"`, `cores = 2`, `max-memory-mb = 512`, `pin = true`);
+    /// options given as flags or in the environment win over it [default:
+    /// ~/.config/dipla/worker.toml, if it exists].
+    #[arg(long, value_name = "FILE", env = "DIPLA_CONFIG")]
+    config: Option<PathBuf>,
     /// The server's worker URL, as the server prints it: ws://HOST:PORT/ws (wss:// with
     /// TLS). Its web address, http://HOST:PORT or https://..., is understood too.
     #[arg(long, env = "DIPLA_WORKER_SERVER")]
@@ -106,6 +115,11 @@ struct Cli {
     /// owner-only) [default: ~/.config/dipla/identity].
     #[arg(long, env = "DIPLA_IDENTITY")]
     identity: Option<PathBuf>,
+    /// Keep what this worker is doing in this JSON file, which `dipla-worker status` reads
+    /// [default: $STATE_DIRECTORY/status.json under systemd, else
+    /// ~/.local/state/dipla/status.json].
+    #[arg(long, value_name = "FILE", env = "DIPLA_STATE_FILE")]
+    state_file: Option<PathBuf>,
     /// For tests and benchmarks: make every task take N times as long, as a slow machine
     /// would.
     #[arg(long, hide = true, default_value_t = 1)]
@@ -120,11 +134,45 @@ enum Command {
         #[arg(long, env = "DIPLA_JSON")]
         json: bool,
     },
+    /// Say what the worker running on this machine is doing: its server, job, tasks done,
+    /// whether it is paused and why, its CPU cap.
+    #[command(
+        after_help = "Without --state-file, reads the state file of a worker run by \
+                            this user (~/.local/state/dipla/status.json), then the \
+                            service's (/var/lib/dipla/status.json). Exit codes: 0 a worker \
+                            is running; 3 none is (it stopped, its process is gone, or no \
+                            state file was found); 1 the state file cannot be read."
+    )]
+    Status {
+        /// Print the state file's fields as JSON, with `running`, `file` (the file read,
+        /// or null) and `looked` (where, when none was found).
+        #[arg(long, env = "DIPLA_JSON")]
+        json: bool,
+        /// The state file of the worker to ask about, as given to it with --state-file.
+        #[arg(long, value_name = "FILE", env = "DIPLA_STATE_FILE")]
+        state_file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let default_config =
+        identity::default_identity_path().map(|path| path.with_file_name("worker.toml"));
+    let parsed = config_file::parse(
+        Cli::command(),
+        std::env::args_os(),
+        "config",
+        default_config.as_deref(),
+    );
+    let parsed = match parsed {
+        Ok(parsed) => Cli::from_arg_matches(&parsed.matches).map(|cli| (cli, parsed.file)),
+        Err(ParseError::Clap(error)) => Err(error),
+        Err(ParseError::File(error)) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let (cli, config_file) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             let _ = error.print();
             let missing = error.kind() == clap::error::ErrorKind::MissingRequiredArgument;
@@ -145,6 +193,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(Command::Status { json, state_file }) = cli.command {
+        return print_status(json, state_file);
+    }
+    if let Some(file) = &config_file {
+        tracing::info!(file = %file.display(), "read the config file");
+    }
 
     let mut server = cli.server.clone();
     if let Some(directory) = &cli.directory {
@@ -259,13 +313,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let state = State::new(&config.server, &config.name, config.cores);
+    config.status = match cli.state_file.or_else(status::default_state_path) {
+        Some(path) => Status::to_file(state, path),
+        None => Status::in_memory(state),
+    };
     let backoff = dipla_worker::Backoff {
         retries: cli.max_retries,
         first_retries: cli.max_retries.unwrap_or(dipla_worker::FIRST_RETRIES),
         max: Duration::from_secs(cli.max_retry_secs.max(1)),
         ..dipla_worker::Backoff::default()
     };
-    match runtime.block_on(dipla_worker::serve(&config, &cache, backoff)) {
+    let served = runtime.block_on(dipla_worker::serve(&config, &cache, backoff));
+    config
+        .status
+        .finish(served.as_ref().err().map(ToString::to_string));
+    match served {
         Ok(reason) => {
             eprintln!("dipla-worker: the server said goodbye: {reason}");
             ExitCode::SUCCESS
@@ -320,6 +383,31 @@ fn from_directory(directory: &str, project: Option<&str>) -> Result<Option<Strin
             }
         }
     })
+}
+
+/// `dipla-worker status`: what the worker whose state file is `state_file` (or the user's
+/// or the service's) is doing; 0 when it runs, 3 when it does not, 1 when the file cannot
+/// be read.
+fn print_status(json: bool, state_file: Option<PathBuf>) -> ExitCode {
+    let candidates = state_file.map_or_else(status_report::default_candidates, |path| vec![path]);
+    match status_report::look(&candidates, status_report::alive) {
+        Ok(lookup) => {
+            if json {
+                println!("{}", lookup.to_json());
+            } else {
+                print!("{}", lookup.render(status::unix_now()));
+            }
+            if lookup.running() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `dipla-worker bench`: runs the suite and prints it, as a table or as JSON.

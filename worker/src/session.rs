@@ -51,7 +51,10 @@ pub(crate) async fn run_tracked(
     connected: &mut bool,
 ) -> Result<String, WorkerError> {
     loop {
-        let (reason, rejoin) = connect(config, cache, connected).await?;
+        let outcome = connect(config, cache, connected).await;
+        let error = outcome.as_ref().err().map(ToString::to_string);
+        config.status.disconnected(error);
+        let (reason, rejoin) = outcome?;
         if !rejoin {
             return Ok(reason);
         }
@@ -120,6 +123,7 @@ async fn connect(
         identity = %config.identity.public(),
         "joined"
     );
+    config.status.joined(welcome.job.as_deref());
     let signer = Signer {
         identity: config.identity.clone(),
         job: welcome.job.clone().unwrap_or_default(),
@@ -134,9 +138,15 @@ async fn connect(
         results_rx,
         signer.clone(),
         config.rewrite(),
+        config.status.clone(),
     ));
-    let executor = Executor::start(config.cores, config.throttle, results.clone())
-        .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
+    let executor = Executor::start(
+        config.cores,
+        config.throttle,
+        results.clone(),
+        config.status.clone(),
+    )
+    .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
     let mut session = Session {
         cache: cache.clone(),
         caps: config.caps,
@@ -476,6 +486,7 @@ async fn write_loop(
     mut results: mpsc::UnboundedReceiver<TaskResult>,
     signer: Signer,
     tamper: Option<crate::config::Rewrite>,
+    status: crate::Status,
 ) -> Result<(), WorkerError> {
     let mut last_results = tokio::time::Instant::now();
     loop {
@@ -509,6 +520,8 @@ async fn write_loop(
                 if let Some(tamper) = &tamper {
                     batch.iter_mut().for_each(|result| tamper(result));
                 }
+                let failed = batch.iter().filter(|result| result.error.is_some()).count();
+                status.results(batch.len() as u64, failed as u64);
                 let receipt = signer.receipt(&batch);
                 WorkerMessage::Results { results: batch, receipt }
             }

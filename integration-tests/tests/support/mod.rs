@@ -221,13 +221,18 @@ impl WorkerProcess {
         Self::spawn(url, name, tempfile::tempdir().unwrap(), args)
     }
 
-    /// Spawns the worker; unless `args` say otherwise, its identity lives beside its cache
-    /// (each test worker is its own volunteer; one restarted on the same cache is the same).
+    /// Spawns the worker; unless `args` say otherwise, its identity and its state file live
+    /// beside its cache (each test worker is its own volunteer; one restarted on the same
+    /// cache is the same; none writes the state file of the user running the tests).
     fn spawn(url: &str, name: &str, cache: tempfile::TempDir, args: &[&str]) -> Self {
         let mut args = args.to_vec();
         let identity = cache.path().join("identity");
         if !args.contains(&"--identity") {
             args.extend(["--identity", identity.to_str().unwrap()]);
+        }
+        let state = cache.path().join("status.json");
+        if !args.contains(&"--state-file") {
+            args.extend(["--state-file", state.to_str().unwrap()]);
         }
         let mut child = Command::new(bin("dipla-worker"))
             .args([
