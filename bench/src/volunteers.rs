@@ -406,25 +406,27 @@ fn chromium_version() -> String {
         .unwrap_or_else(|| "Chromium".into())
 }
 
-fn mb(bytes: f64) -> String {
-    format!("{:.0} MB", bytes / 1e6)
-}
-
-/// `median (min-max)` of a series, each value shown by `show`.
-fn spread(series: &Series, show: impl Fn(f64) -> String) -> String {
+/// `median unit (min-max)` of a series, each value shown by `show`.
+fn spread(series: &Series, show: impl Fn(f64) -> String, unit: &str) -> String {
     let (min, max) = series.range();
     if series.0.len() < 2 {
-        return show(series.median());
+        return format!("{}{unit}", show(series.median()));
     }
-    format!("{} ({}-{})", show(series.median()), show(min), show(max))
+    format!(
+        "{}{unit} ({}-{})",
+        show(series.median()),
+        show(min),
+        show(max)
+    )
 }
 
 impl Figures {
     /// The table.
     pub fn table(&self) -> String {
         let rate = |x: f64| thousands(x.round() as u64);
-        let times = |x: f64| format!("{x:.2}x");
-        let ms = |x: f64| format!("{x:.0} ms");
+        let times = |x: f64| format!("{x:.2}");
+        let whole = |x: f64| thousands(x.round() as u64);
+        let mb = |x: f64| format!("{:.0}", x / 1e6);
         let mut out = format!(
             "Browser volunteers: one page in headless {} against one `dipla-worker`, side by \
              side (median (min-max) of {} runs; tasks/s from the first result to the last)\n\n\
@@ -436,12 +438,12 @@ impl Figures {
             (
                 format!("{}, 1 core", Workload::Factorise.title()),
                 &self.factorise,
-                " (goal: within 1.5x)",
+                "; goal: within 1.5x",
             ),
             (
                 format!("{}, 1 core", Workload::Pi.title()),
                 &self.pi,
-                " (goal: within 2x)",
+                "; goal: within 2x",
             ),
             (
                 format!("{}, 1 core", Workload::Tiny.title()),
@@ -460,31 +462,31 @@ impl Figures {
         ] {
             out += &format!(
                 "| {title} | {} | {} | {}{goal} |\n",
-                spread(&side.native, rate),
-                spread(&side.browser, rate),
-                spread(&side.ratio, times)
+                spread(&side.native, rate, ""),
+                spread(&side.browser, rate, ""),
+                spread(&side.ratio, times, "x")
             );
         }
         out += &format!(
             "| from opening the page to its first result | first visit {} ({} of it to the \
              benchmark's end); reloaded, the benchmark kept: {} | | |\n",
-            spread(&self.first_visit, ms),
-            spread(&self.benchmarked, ms),
-            spread(&self.reload, ms)
+            spread(&self.first_visit, whole, " ms"),
+            spread(&self.benchmarked, whole, " ms"),
+            spread(&self.reload, whole, " ms")
         );
         let over = |memory: &Memory| {
             let blank = self.blank.browser.median();
             format!(
-                "renderers {}, whole browser +{}",
-                spread(&memory.renderers, mb),
+                "renderers {}, whole browser +{} MB",
+                spread(&memory.renderers, mb, " MB"),
                 mb(memory.browser.median() - blank)
             )
         };
         out += &format!(
             "| memory (PSS) | `about:blank`: renderers {}, whole browser {}; the page idle: {}; \
              working (peak): {} | | |\n",
-            spread(&self.blank.renderers, mb),
-            spread(&self.blank.browser, mb),
+            spread(&self.blank.renderers, mb, " MB"),
+            spread(&self.blank.browser, mb, " MB"),
             over(&self.idle),
             over(&self.working)
         );
