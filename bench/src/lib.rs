@@ -1,12 +1,15 @@
 //! What Dipla's benchmark binaries share (`dipla-bench` in `main.rs`, `scale` in
-//! `bin/scale.rs`), and the hostile worker they share with the integration tests.
+//! `bin/scale.rs`), and the tools they share with the integration tests: a hostile worker and
+//! a browser.
 //!
 //! Layout: [`machine`] describes the host; [`attacker`] is a raw worker client written from
 //! the protocol documentation; [`attacks`] plays attacks with it (the hostile-protocol tests
-//! and the `wipeout` benchmark run the same ones).
+//! and the `wipeout` benchmark run the same ones); [`browser`] drives headless Chromium (the
+//! tests of the dashboard and of browser volunteers, and the `browser` benchmark).
 
 pub mod attacker;
 pub mod attacks;
+pub mod browser;
 
 /// The machine the figures come from: CPU model, cores, memory, OS and architecture.
 pub fn machine() -> String {

@@ -12,10 +12,14 @@
 //! bytes on the wire, the processes' peak memory, speculative copies of straggling tasks, the
 //! cost of each result check, and a job beside a hostile identity against the same job
 //! without it (see [`wipeout`]).
+//!
+//! When Chromium is installed, the volunteer page in a browser against a native worker
+//! follows, in a table of its own (see [`volunteers`]; `--only browser` for that alone).
 
 mod peers;
 mod python;
 mod rig;
+mod volunteers;
 mod wipeout;
 mod workloads;
 
@@ -37,8 +41,9 @@ struct Cli {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Only this workload on `--workers` workers, one line (for profiling); `wipeout` is
-    /// always on 2 workers, without and with an attacker beside them.
-    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "py_tiny", "py_factorise", "wipeout"])]
+    /// always on 2 workers, without and with an attacker beside them; `browser` is the
+    /// volunteer page in headless Chromium against one native worker (its own table).
+    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "py_tiny", "py_factorise", "wipeout", "browser"])]
     only: Option<String>,
     /// Workers for `--only`.
     #[arg(long, default_value_t = 2, requires = "only")]
@@ -205,6 +210,16 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
+    if cli.only.as_deref() == Some("browser") {
+        let figures = volunteers::measure(&rig, &target_dir()?, cli.runs)?;
+        println!(
+            "Dipla in a browser on {} (load average before: {})\n",
+            machine(),
+            load_average()
+        );
+        print!("{}", figures.table());
+        return Ok(());
+    }
     if let Some(name) = &cli.only {
         let workload = Workload::named(name).expect("clap checked the name");
         let figures = measure(&rig, workload, cli.workers, cli.runs)?;
@@ -279,6 +294,11 @@ fn main() -> Result<()> {
         None
     } else {
         Some(extras(&rig, cli.runs)?)
+    };
+    let browser = if dipla_bench::browser::Browser::available() {
+        Some(volunteers::measure(&rig, &target_dir()?, cli.runs)?)
+    } else {
+        None
     };
 
     println!(
@@ -364,10 +384,26 @@ fn main() -> Result<()> {
     if let Some(extras) = extras {
         print!("{extras}");
     }
+    println!();
+    match browser {
+        Some(browser) => print!("{}", browser.table()),
+        None => println!(
+            "(The browser volunteers' figures are skipped: Chromium is not installed; \
+             `apt-get install chromium`, then `--only browser`.)"
+        ),
+    }
     if !peers.is_empty() {
         print_peers(&[&tiny, &chained, &factorise[1], &pi[1], &py_tiny], &peers)?;
     }
     Ok(())
+}
+
+/// `/proc/loadavg`'s three averages: how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|avg| avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The Python rows: tasks written in Python, run as components (CPython in wasm).

@@ -116,6 +116,17 @@ impl Rig {
         extra: &[&str],
         first: impl FnOnce(&str) -> Result<()>,
     ) -> Result<Run> {
+        let mut serving = self.start(manifest, workers, extra)?;
+        first(serving.url())?;
+        serving.add_workers(workers, 1)?;
+        serving.finish()
+    }
+
+    /// Starts `dipla-server run` on the job `manifest` (its text; module paths absolute),
+    /// giving out tasks once `min_workers` workers have joined; `extra` goes to it too. The
+    /// workers are the caller's: [`Serving::add_workers`], or any other client of its
+    /// [`Serving::url`] (a browser).
+    pub fn start(&self, manifest: &str, min_workers: usize, extra: &[&str]) -> Result<Serving<'_>> {
         let dir = self.dir.path();
         let job = dir.join("job.toml");
         std::fs::write(&job, manifest)?;
@@ -134,7 +145,7 @@ impl Rig {
             .arg("--summary-json")
             .arg(&summary_path)
             // Every worker is in from the first task, as in a fleet started together.
-            .args(["--min-workers", &workers.to_string()])
+            .args(["--min-workers", &min_workers.to_string()])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -169,11 +180,54 @@ impl Rig {
             }
             Vec::from(tail).join("\n")
         });
-        first(&url)?;
-        let mut pids = Vec::new();
-        for i in 0..workers {
-            let child = Command::new(&self.worker)
-                .args(["--server", &url, "--cores", "1", "--no-bench"])
+        Ok(Serving {
+            rig: self,
+            guard,
+            server,
+            workers: Vec::new(),
+            url,
+            started,
+            log,
+            results,
+            summary_path,
+        })
+    }
+}
+
+/// A job being served by `dipla-server run` ([`Rig::start`]); dropped without
+/// [`Serving::finish`], the server and its workers are killed.
+pub struct Serving<'rig> {
+    rig: &'rig Rig,
+    guard: Reaper,
+    server: libc::pid_t,
+    workers: Vec<libc::pid_t>,
+    url: String,
+    started: Instant,
+    log: std::thread::JoinHandle<String>,
+    results: PathBuf,
+    summary_path: PathBuf,
+}
+
+impl Serving<'_> {
+    /// The URL workers connect to (`ws://127.0.0.1:PORT/ws`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Starts `count` more `dipla-worker` processes of `cores` cores each, with the rig's
+    /// identities and disk cache.
+    pub fn add_workers(&mut self, count: usize, cores: usize) -> Result<()> {
+        let dir = self.rig.dir.path();
+        for _ in 0..count {
+            let i = self.workers.len();
+            let child = Command::new(&self.rig.worker)
+                .args([
+                    "--server",
+                    &self.url,
+                    "--cores",
+                    &cores.to_string(),
+                    "--no-bench",
+                ])
                 .args(["--name", &format!("bench-w{i}")])
                 .arg("--identity")
                 .arg(dir.join(format!("identity-w{i}")))
@@ -183,35 +237,42 @@ impl Rig {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .with_context(|| format!("cannot start {}", self.worker.display()))?;
-            pids.push(guard.adopt(child));
+                .with_context(|| format!("cannot start {}", self.rig.worker.display()))?;
+            let pid = self.guard.adopt(child);
+            self.workers.push(pid);
         }
-        let (status, server_peak) = guard.wait(server, None)?;
+        Ok(())
+    }
+
+    /// Waits for the job to end (and then its workers) and reads what the server says of it.
+    pub fn finish(mut self) -> Result<Run> {
+        let (status, server_peak) = self.guard.wait(self.server, None)?;
         let mut worker_peak = 0;
-        for pid in pids {
-            let (_, peak) = guard.wait(pid, Some(Duration::from_secs(10)))?;
+        for pid in std::mem::take(&mut self.workers) {
+            let (_, peak) = self.guard.wait(pid, Some(Duration::from_secs(10)))?;
             worker_peak = worker_peak.max(peak);
         }
-        let log = log.join().unwrap_or_default();
+        let log = self.log.join().unwrap_or_default();
         ensure!(
             status == Some(0),
             "dipla-server failed ({status:?}):\n{log}"
         );
+        let summary_path = &self.summary_path;
         let summary: ServerSummary = serde_json::from_slice(
-            &std::fs::read(&summary_path)
+            &std::fs::read(summary_path)
                 .with_context(|| format!("no summary at {}", summary_path.display()))?,
         )
         .context("cannot read the server's summary")?;
         ensure!(summary.success, "the job failed:\n{log}");
         let to_first_result = summary
             .first_result_secs
-            .map(|first| url_time(started, &summary, first));
+            .map(|first| url_time(self.started, &summary, first));
         Ok(Run {
             summary,
             to_first_result,
             server_peak,
             worker_peak,
-            results,
+            results: self.results,
         })
     }
 }

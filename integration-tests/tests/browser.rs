@@ -116,8 +116,8 @@ fn volunteer_url(url: &str, extra: &str) -> String {
 
 /// The page at `url` in a fresh headless Chromium, with a DevTools connection to it.
 async fn open_page(url: &str) -> (Browser, Page) {
-    let browser = Browser::open(url);
-    let page = browser.page(url).await;
+    let browser = Browser::open(url).unwrap();
+    let page = browser.page(url).await.unwrap();
     (browser, page)
 }
 
@@ -454,13 +454,13 @@ async fn a_reloaded_page_keeps_its_identity() {
     let page_url = volunteer_url(&url, "");
     let (_browser, mut page) = open_page(&page_url).await;
     let (first, identity) = browser_identity(&handle, None).await;
-    let shown = page.eval("window.dipla.identity.hex").await;
+    let shown = page.eval("window.dipla.identity.hex").await.unwrap();
     assert_eq!(shown, identity.as_str());
     let about = "JSON.stringify([document.getElementById('project').textContent, \
         document.getElementById('description').textContent, \
         document.getElementById('job').textContent])";
     eventually_async("the page showing the project and its job", async || {
-        let shown = page.eval(about).await;
+        let shown = page.eval(about).await.unwrap();
         (shown == r#"["burn","Burns CPU, for science.","burn"]"#).then_some(())
     })
     .await;
@@ -473,9 +473,73 @@ async fn a_reloaded_page_keeps_its_identity() {
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["workers"][0]["agent"], "browser", "{status}");
 
-    page.eval("location.reload()").await;
+    page.eval("location.reload()").await.unwrap();
     let (_, again) = browser_identity(&handle, Some(first)).await;
     assert_eq!(again, identity, "a reload keeps the identity");
+    run.abort();
+}
+
+/// Waits until a browser worker newer than `after` (worker ids only grow) has joined, and
+/// returns its id.
+async fn browser_after(handle: &dipla_server::Handle, after: u64) -> u64 {
+    eventually_async("a browser worker joined again", async || {
+        handle
+            .workers()
+            .into_iter()
+            .filter(|worker| worker.agent == "browser" && worker.id > after)
+            .map(|worker| worker.id)
+            .max()
+    })
+    .await
+}
+
+/// The page keeps its benchmark for the kernels it measured: reloaded, it joins without
+/// measuring again; reloaded when the benchmark it kept is for other kernels (a server on the
+/// same origin serving other ones, played here by changing the kernels' hash the benchmark
+/// was kept under), it measures again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_benchmark_counts_only_for_the_kernels_it_measured() {
+    let job = crate::support::burn_job(100_000, 2_000_000);
+    let (server, url) = remote_server(job.job()).await;
+    let handle = server.handle();
+    let run = tokio::spawn(finish(server));
+    let (_browser, mut page) = open_page(&volunteer_url(&url, "")).await;
+    let (first, _) = browser_identity(&handle, None).await;
+    assert_eq!(page.eval("window.dipla.measured").await.unwrap(), true);
+    let kept = page
+        .eval("JSON.parse(localStorage.getItem('dipla-benchmark')).kernels")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_str().map(str::len), Some(64), "a sha256: {kept}");
+
+    page.eval("location.reload()").await.unwrap();
+    let second = browser_after(&handle, first).await;
+    assert_eq!(
+        page.eval("window.dipla.measured").await.unwrap(),
+        false,
+        "the same kernels: the benchmark is remembered"
+    );
+
+    page.eval(
+        "(() => { \
+         const kept = JSON.parse(localStorage.getItem('dipla-benchmark')); \
+         kept.kernels = '0'.repeat(64); \
+         localStorage.setItem('dipla-benchmark', JSON.stringify(kept)); \
+         location.reload(); })()",
+    )
+    .await
+    .unwrap();
+    browser_after(&handle, second).await;
+    assert_eq!(
+        page.eval("window.dipla.measured").await.unwrap(),
+        true,
+        "other kernels: measured again"
+    );
+    let kept_now = page
+        .eval("JSON.parse(localStorage.getItem('dipla-benchmark')).kernels")
+        .await
+        .unwrap();
+    assert_eq!(kept_now, kept, "kept again under the kernels served");
     run.abort();
 }
 
@@ -506,7 +570,8 @@ async fn a_browser_is_refused_a_python_guest_naming_it() {
     let state = eventually_async("the page refused", async || {
         let state = page
             .eval("document.getElementById('state').textContent")
-            .await;
+            .await
+            .unwrap();
         state
             .as_str()
             .filter(|state| state.starts_with("refused"))
@@ -557,7 +622,8 @@ async fn under_serve_a_browser_works_only_for_jobs_it_can_run() {
     eventually_async("the page waiting for a job", async || {
         let job = page
             .eval("document.getElementById('job').textContent")
-            .await;
+            .await
+            .unwrap();
         (job == "waiting for a job").then_some(())
     })
     .await;
@@ -735,7 +801,7 @@ async fn a_page_takes_a_silent_server_for_dead_and_joins_again() {
     let (_browser, mut page) = open_page(&volunteer_url(&proxied, "")).await;
     let (first, identity) = browser_identity(&handle, None).await;
     eventually_async("the page hearing the server's heartbeats", async || {
-        (page.eval("window.dipla.heartbeats").await.as_u64() > Some(0)).then_some(())
+        (page.eval("window.dipla.heartbeats").await.unwrap().as_u64() > Some(0)).then_some(())
     })
     .await;
     proxy.freeze();

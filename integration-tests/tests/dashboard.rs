@@ -44,8 +44,8 @@ async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_c
     let (server, url) = remote_server(job.job()).await;
     let page_url = format!("http://{}/", addr_of(&url));
     let run = tokio::spawn(finish(server));
-    let browser = Browser::open(&page_url);
-    let mut page = browser.page(&page_url).await;
+    let browser = Browser::open(&page_url).unwrap();
+    let mut page = browser.page(&page_url).await.unwrap();
 
     let snapshot = "JSON.stringify({ done: document.getElementById('done').textContent, \
         tasks: document.getElementById('tasks').textContent, \
@@ -55,13 +55,13 @@ async fn the_dashboard_and_metrics_show_counters_and_workers_changing_as_tasks_c
         stage_done: [...document.querySelectorAll('.stage-done')].map(e => e.textContent) })";
     // The job starts once the page shows: it cannot end before the page could watch it.
     eventually_async("the page loaded", async || {
-        page.eval(snapshot).await.is_string().then_some(())
+        page.eval(snapshot).await.unwrap().is_string().then_some(())
     })
     .await;
     let _worker = WorkerProcess::start(&url, "steady");
     let mut seen: Vec<u64> = Vec::new();
     eventually_async("the dashboard showing the job done", async || {
-        let value = page.eval(snapshot).await;
+        let value = page.eval(snapshot).await.unwrap();
         let shown: serde_json::Value = serde_json::from_str(value.as_str()?).unwrap();
         let done: u64 = shown["done"]
             .as_str()
@@ -101,8 +101,8 @@ async fn the_dashboard_of_a_serving_server_lists_its_jobs_and_follows_the_chosen
     let small = submit(&url, &crate::support::squares_job(20, ""));
     let big = submit(&url, &burn_job(600, 3_000_000));
     let page_url = format!("{url}/?job={big}");
-    let browser = Browser::open(&page_url);
-    let mut page = browser.page(&page_url).await;
+    let browser = Browser::open(&page_url).unwrap();
+    let mut page = browser.page(&page_url).await.unwrap();
 
     let snapshot = "JSON.stringify({ done: document.getElementById('done').textContent, \
         jobs: [...document.querySelectorAll('#job-list a')].map(e => e.textContent), \
@@ -115,13 +115,13 @@ async fn the_dashboard_of_a_serving_server_lists_its_jobs_and_follows_the_chosen
     // The worker starts once the page lists both jobs: they cannot end before the page
     // could watch them. (It takes the older, small job first.)
     eventually_async("the page listing both jobs", async || {
-        listed(&page.eval(snapshot).await).map(drop)
+        listed(&page.eval(snapshot).await.unwrap()).map(drop)
     })
     .await;
     let _worker = WorkerProcess::start(&ws, "steady");
     let mut seen: Vec<u64> = Vec::new();
     eventually_async("the chosen job's counter rising", async || {
-        let shown = listed(&page.eval(snapshot).await)?;
+        let shown = listed(&page.eval(snapshot).await.unwrap())?;
         let jobs = shown["jobs"].as_array().unwrap();
         assert!(jobs[0].as_str().unwrap().contains(&small), "{shown}");
         assert!(jobs[1].as_str().unwrap().contains(&big), "{shown}");

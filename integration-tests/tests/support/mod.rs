@@ -6,11 +6,10 @@ use std::process::{Child, Command, Stdio};
 use dipla_sandbox::Sandbox;
 use dipla_server::{Job, RunOptions, Server, Summary, manifest};
 
-mod browser;
 mod said;
 mod wait;
 
-pub use browser::{Browser, Page};
+pub use dipla_bench::browser::{Browser, Page};
 pub use said::Said;
 pub use wait::{PATIENCE, QUIET, eventually, eventually_async, seen_while_quiet};
 

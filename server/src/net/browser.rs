@@ -2,12 +2,12 @@
 //! instead of a module's bytes: the module instrumented to meter fuel exactly as wasmtime
 //! does and to canonicalise NaNs as the native sandbox does (`dipla-instrument`), so that a
 //! browser's engine computes bit for bit what a native worker computes. Each module is
-//! instrumented once per server and kept ([`Instrumenter`]); a module the pass refuses, and
+//! instrumented once and kept while a job uses it ([`Instrumenter`]); a module the pass refuses, and
 //! a component (a Python guest, which no browser can run), refuse a browser at join, naming
 //! the module and why, as a module over a worker's `--max-module-mb` does. What the
 //! instrumented module exports, and what a host does with it, is `dipla-instrument`'s ABI.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dipla_protocol::ModuleHash;
@@ -35,9 +35,11 @@ pub(crate) enum NotForBrowser {
     Refused(String),
 }
 
-/// Every module instrumented for browsers so far, by the hash of its original bytes,
-/// shared by a server's jobs. Instrumenting is a pure function of the bytes, so an entry
-/// never changes; modules are few and a server keeps their bytes anyway.
+/// The modules instrumented for browsers, by the hash of their original bytes, shared by a
+/// server's jobs. Instrumenting is a pure function of the bytes, so an entry never changes and
+/// forgetting one costs only its making again. Under `serve`, jobs come and go: when one ends,
+/// the modules no running job uses are forgotten ([`Instrumenter::retain`]), so the cache is
+/// bounded by the running jobs' modules, which the server holds anyway.
 #[derive(Default)]
 pub(crate) struct Instrumenter {
     done: Mutex<HashMap<ModuleHash, Result<Arc<Instrumented>, NotForBrowser>>>,
@@ -101,6 +103,25 @@ impl Instrumenter {
         })
     }
 
+    /// Forgets every module but those of `live` (the modules of the jobs still running).
+    /// An entry made meanwhile for a job that has just ended (its background
+    /// [`Instrumenter::prepare`] finishing late) stays until the next job ends; a module
+    /// forgotten while a job still wants it is made again when asked (and a refusal then
+    /// refuses again, at the browser's join, as it did the first time).
+    pub(crate) fn retain(&self, live: &HashSet<ModuleHash>) {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        done.retain(|hash, _| live.contains(hash));
+    }
+
+    /// How many modules are kept (made or refused).
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Why a browser cannot take one of `modules`, if it cannot (each is instrumented on the
     /// way, off the async runtime).
     pub(crate) async fn refuse(
@@ -127,4 +148,55 @@ impl Instrumenter {
 /// The instrumentation pass (`dipla-instrument`), its refusal as a [`NotForBrowser`].
 pub(crate) fn instrument(bytes: &[u8]) -> Result<Vec<u8>, NotForBrowser> {
     dipla_instrument::instrument(bytes).map_err(|error| NotForBrowser::Refused(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module admitted by the sandbox, with `task` as its one task (`tag` varies its bytes).
+    fn module(sandbox: &dipla_sandbox::Sandbox, name: &str, tag: i64) -> Module {
+        let wat = format!(
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+                (func (export "task") (param i32 i32) (result i64) (i64.const {tag}))
+                (@custom "dipla" "{{\"abi\":1,\"task\":\"task\"}}\n"))"#
+        );
+        let guest = sandbox.admit(wat::parse_str(wat).unwrap()).unwrap();
+        Module {
+            name: name.to_owned(),
+            hash: ModuleHash::of(guest.bytes()),
+            bytes: guest.bytes().clone(),
+            guest,
+        }
+    }
+
+    /// Under `serve` jobs come and go: a module is kept while a running job uses it and
+    /// forgotten once none does, and made again (the same bytes) if a job wants it later.
+    #[test]
+    fn modules_no_running_job_uses_are_forgotten() {
+        let sandbox = dipla_sandbox::Sandbox::new().unwrap();
+        let instrumenter = Instrumenter::default();
+        let (a, b) = (module(&sandbox, "a", 1), module(&sandbox, "b", 2));
+        let first = instrumenter.get(&a).unwrap();
+        instrumenter.get(&b).unwrap();
+        assert_eq!(instrumenter.kept(), 2);
+
+        // The job of `b` ended; `a`'s goes on.
+        instrumenter.retain(&HashSet::from([a.hash]));
+        assert_eq!(instrumenter.kept(), 1);
+        assert!(
+            Arc::ptr_eq(&instrumenter.get(&a).unwrap(), &first),
+            "a is kept"
+        );
+
+        // Every job ended: nothing is kept; asked again, a module is made again, alike.
+        instrumenter.retain(&HashSet::new());
+        assert_eq!(instrumenter.kept(), 0);
+        let again = instrumenter.get(&a).unwrap();
+        assert!(!Arc::ptr_eq(&again, &first));
+        assert_eq!(again.bytes, first.bytes);
+        assert_eq!(again.sha256, first.sha256);
+    }
 }

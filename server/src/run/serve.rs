@@ -472,8 +472,28 @@ impl Service {
                 }
             };
             running.end(ended);
+            service.forget_unused_modules();
         });
         Ok(entry)
+    }
+
+    /// Forgets the modules instrumented for browsers that no running job uses any more.
+    fn forget_unused_modules(&self) {
+        let live: std::collections::HashSet<_> = self
+            .jobs()
+            .iter()
+            .filter(|entry| !entry.state().ended())
+            .filter_map(|entry| entry.handle())
+            .flat_map(|handle| {
+                let core = handle.lock();
+                core.job
+                    .modules
+                    .iter()
+                    .map(|module| module.hash)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self.gate().browser.retain(&live);
     }
 
     /// Runs a job to its end: results written in order, then off the hub.
@@ -655,6 +675,7 @@ impl Service {
                 ended.summary = format!("{reason}; {}", ended.summary);
             }
             running.end(ended);
+            service.forget_unused_modules();
         });
         Ok(entry)
     }
