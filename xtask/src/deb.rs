@@ -41,7 +41,8 @@ pub fn deb(args: &[String]) -> Result {
     let binary = match (binary, musl) {
         (Some(_), true) => return Err(format!("--binary or --musl, not both\n{USAGE}")),
         (Some(binary), false) => binary,
-        (None, true) => dist::build_musl(&["dipla-worker"])?.remove(0),
+        // Built with the server, as `dist` builds it: the same features, so the same build.
+        (None, true) => dist::build_musl(&dist::BINARIES)?.remove(0),
         (None, false) => {
             run(cargo().args([
                 "build",
@@ -215,4 +216,37 @@ fn installed_size(stage: &Path) -> Result<u64> {
     let mut total = 0;
     walk(stage, &mut total)?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary(dynamic: bool) -> elf::Binary {
+        elf::Binary {
+            debian_arch: "amd64",
+            dynamic,
+            glibc: dynamic.then_some((2, 34)),
+            libgcc_s: dynamic,
+        }
+    }
+
+    #[test]
+    fn a_glibc_build_depends_on_its_glibc_and_a_static_one_on_nothing() {
+        let dynamic = control("0.1.0", &binary(true), 100);
+        assert!(
+            dynamic.contains("\nDepends: libc6 (>= 2.34), libgcc-s1 (>= 4.2)\n"),
+            "{dynamic}"
+        );
+        let static_build = control("0.1.0", &binary(false), 100);
+        assert!(!static_build.contains("Depends"), "{static_build}");
+        for control in [dynamic, static_build] {
+            assert!(
+                control.starts_with("Package: dipla-worker\nVersion: 0.1.0\nArchitecture: amd64\n")
+            );
+            assert!(control.contains("\nInstalled-Size: 100\n"));
+            // Continuation lines of the description start with a space; no line is empty.
+            assert!(control.ends_with('\n') && !control.contains("\n\n"));
+        }
+    }
 }

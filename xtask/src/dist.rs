@@ -16,8 +16,8 @@ use crate::{
 /// The target of the release archives.
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// The two binaries a release ships.
-const BINARIES: [&str; 2] = ["dipla-worker", "dipla-server"];
+/// The two binaries a release ships (the worker first).
+pub const BINARIES: [&str; 2] = ["dipla-worker", "dipla-server"];
 
 /// Builds, checks and archives both binaries; prints what it wrote.
 pub fn dist(args: &[String]) -> Result {

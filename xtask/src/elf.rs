@@ -94,3 +94,41 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .windows(needle.len())
         .any(|window| window == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_test_binary_is_dynamic_and_needs_a_glibc() {
+        let binary = inspect(&std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(binary.debian_arch, "amd64");
+        assert!(binary.dynamic);
+        let (major, minor) = binary.glibc.expect("a GLIBC_ version");
+        assert!(major == 2 && minor >= 2, "GLIBC_{major}.{minor}");
+    }
+
+    #[test]
+    fn versions_are_read_from_the_string_table() {
+        let table = b"\0libc.so.6\0GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_PRIVATE\0GLIBC_2.17\0";
+        let mut versions: Vec<_> = glibc_versions(table).collect();
+        versions.sort_unstable();
+        assert_eq!(versions, [(2, 2), (2, 17), (2, 34)]);
+    }
+
+    #[test]
+    fn what_is_not_elf_is_refused() {
+        let file = std::env::temp_dir().join(format!("not-elf-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            b"#!/bin/sh\necho hello, this is not an ELF binary at all\n",
+        )
+        .unwrap();
+        let error = inspect(&file).unwrap_err();
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            error.contains("is not a 64-bit little-endian ELF binary"),
+            "{error}"
+        );
+    }
+}
