@@ -36,6 +36,14 @@ bench-peers *ARGS:
 bench-scale *ARGS:
     cargo xtask bench-scale {{ARGS}}
 
+# Static release archives of dipla-worker and dipla-server (x86_64 musl) in target/dist.
+dist:
+    cargo xtask dist
+
+# The worker's Debian package in target/dist (--musl: the static binary; --binary PATH).
+deb *ARGS:
+    cargo xtask deb {{ARGS}}
+
 # Render the Mandelbrot set on local workers into a PNG (--out, --width, --height, --bands).
 mandelbrot *ARGS:
     cargo xtask build-guests

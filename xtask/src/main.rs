@@ -1,9 +1,12 @@
-//! Project chores that need nothing but cargo: `cargo xtask <demo|test|sim|build-guests|lint|bench|bench-peers|bench-scale>`.
+//! Project chores that need nothing but cargo: `cargo xtask <demo|test|sim|build-guests|lint|bench|bench-peers|bench-scale|dist|deb>`.
 //!
 //! Each installs what it needs (the wasm target) and builds what it uses, in the one release
 //! profile the whole project shares, so a fresh machine with only the Rust toolchain can run
 //! any of them.
 
+mod deb;
+mod dist;
+mod elf;
 mod python;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +24,12 @@ commands:
   lint           cargo fmt --check and clippy with -D warnings
   bench          build and run the benchmarks (arguments are passed on)
   bench-peers    the benchmarks, then the same workloads on Ray and Dask (a venv from PyPI)
-  bench-scale    one server against 1,000 then 5,000 simulated workers (arguments passed on)";
+  bench-scale    one server against 1,000 then 5,000 simulated workers (arguments passed on)
+  dist           static release archives of dipla-worker and dipla-server for
+                 x86_64-unknown-linux-musl, with SHA256SUMS, in target/dist (needs musl-gcc)
+  deb            the Debian package of dipla-worker (a systemd service), in target/dist:
+                 --binary PATH packages that binary, --musl the static one `dist` builds,
+                 neither a release build for this machine; --out-dir DIR";
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
@@ -36,6 +44,8 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("bench-peers") => bench(&[&["--peers".to_owned()], &args[1..]].concat()),
         Some("bench-scale") => bench_scale(&args[1..]),
+        Some("dist") => dist::dist(&args[1..]),
+        Some("deb") => deb::deb(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -79,29 +89,38 @@ fn run(command: &mut Command) -> Result {
 
 /// Installs the wasm target with rustup unless it is there already.
 fn ensure_wasm_target() -> Result {
+    ensure_target(WASM_TARGET)
+}
+
+/// Installs a Rust target with rustup unless it is there already.
+fn ensure_target(target: &str) -> Result {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map_err(|e| format!("cannot run rustup (needed for the {WASM_TARGET} target): {e}"))?;
+        .map_err(|e| format!("cannot run rustup (needed for the {target} target): {e}"))?;
     if String::from_utf8_lossy(&installed.stdout)
         .lines()
-        .any(|line| line.trim() == WASM_TARGET)
+        .any(|line| line.trim() == target)
     {
         return Ok(());
     }
-    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+    run(Command::new("rustup").args(["target", "add", target]))
+}
+
+/// Whether `program --version` runs.
+fn has_program(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// Installs Debian's Chromium (the dashboard's and the browser volunteers' tests drive a real
 /// browser) unless it is there already.
 fn ensure_chromium() -> Result {
-    let found = Command::new("chromium")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if found {
+    if has_program("chromium") {
         return Ok(());
     }
     apt_install(
@@ -137,8 +156,17 @@ fn apt_install(packages: &[&str], what: &str) -> Result {
     })
 }
 
-/// The workspace packages that build a cdylib: the guests.
-fn guests() -> Result<Vec<String>> {
+/// Installs dpkg-deb (the package test builds and unpacks the worker's .deb) unless it is
+/// there already: it is on every Debian system, as part of dpkg.
+fn ensure_dpkg_deb() -> Result {
+    if has_program("dpkg-deb") {
+        return Ok(());
+    }
+    apt_install(&["dpkg"], "the Debian package's test")
+}
+
+/// `cargo metadata` of the workspace's own packages.
+fn metadata() -> Result<serde_json::Value> {
     let output = cargo()
         .args(["metadata", "--no-deps", "--format-version", "1"])
         .output()
@@ -149,8 +177,32 @@ fn guests() -> Result<Vec<String>> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("bad cargo metadata: {e}"))?;
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("bad cargo metadata: {e}"))
+}
+
+/// The cargo target directory (`target/`, or `CARGO_TARGET_DIR`).
+fn target_dir() -> Result<PathBuf> {
+    metadata()?["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| "cargo metadata has no target_directory".to_owned())
+}
+
+/// A workspace package's version.
+fn package_version(name: &str) -> Result<String> {
+    metadata()?["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|package| package["name"] == name)
+        .and_then(|package| package["version"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no package {name} in the workspace"))
+}
+
+/// The workspace packages that build a cdylib: the guests.
+fn guests() -> Result<Vec<String>> {
+    let metadata = metadata()?;
     let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
     Ok(packages
         .iter()
@@ -203,6 +255,7 @@ fn demo() -> Result {
 
 fn test(extra: &[String]) -> Result {
     ensure_chromium()?;
+    ensure_dpkg_deb()?;
     build_guests()?;
     build_binaries()?;
     python::test_sdk()?;
