@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Who the worker is: its key pair (see [`crate::identity`]).
     pub identity: std::sync::Arc<crate::Identity>,
+    /// How politely it runs: priority, CPU cap, pauses (see [`crate::polite`]).
+    pub polite: crate::polite::Polite,
     /// For tests of the server's checks only (the `test-hooks` feature): rewrites each
     /// result before it is sent, to play a lying worker. The `dipla-worker` program never
     /// sets it.
@@ -65,6 +67,7 @@ impl WorkerConfig {
             token: None,
             tls: None,
             identity: std::sync::Arc::new(crate::Identity::generate()),
+            polite: crate::polite::Polite::default(),
             #[cfg(feature = "test-hooks")]
             tamper: None,
         }
@@ -100,7 +103,8 @@ impl std::fmt::Debug for WorkerConfig {
             .field("cores", &self.cores)
             .field("caps", &self.caps)
             .field("throttle", &self.throttle)
-            .field("identity", &self.identity);
+            .field("identity", &self.identity)
+            .field("polite", &self.polite);
         #[cfg(feature = "test-hooks")]
         debug.field("tamper", &self.tamper.is_some());
         debug.finish_non_exhaustive()

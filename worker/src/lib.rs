@@ -10,6 +10,7 @@
 //! - [`config`]: what the volunteer decides.
 //! - [`cache`]: compiled modules by hash, in memory and on disk.
 //! - [`identity`]: the key pair the worker is known by, which signs its receipts.
+//! - [`polite`]: idle priority, a CPU cap, and pausing when the volunteer needs the machine.
 //! - [`directory`]: finding a project's server in a project directory.
 //! - [`server_url`]: the URL forms a volunteer may give, and what is wrong with one.
 //! - `failure`: what a failed connection attempt means, in plain words.
@@ -23,6 +24,7 @@ mod error;
 mod executor;
 mod failure;
 pub mod identity;
+pub mod polite;
 mod reconnect;
 pub mod server_url;
 mod session;
