@@ -141,6 +141,9 @@ struct Cli {
     /// Test hook: read the power supplies from DIR instead of /sys/class/power_supply.
     #[arg(long, hide = true, value_name = "DIR", env = "DIPLA_POWER_SUPPLY_DIR")]
     power_supply_dir: Option<PathBuf>,
+    /// Test hook: sample what the pause rules read every MS milliseconds (not every second).
+    #[arg(long, hide = true, value_name = "MS", env = "DIPLA_PAUSE_SAMPLE_MS")]
+    pause_sample_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -265,6 +268,9 @@ fn main() -> ExitCode {
     }
     if let Some(dir) = cli.power_supply_dir {
         rules.power_supply = dir;
+    }
+    if let Some(ms) = cli.pause_sample_ms {
+        rules.every = Duration::from_millis(ms.max(1));
     }
     let pauses = match monitor::start(rules) {
         Ok(pauses) => pauses,

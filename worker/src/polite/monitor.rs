@@ -29,6 +29,8 @@ pub struct PauseRules {
     /// Where the power supplies are listed (`/sys/class/power_supply`; tests give a folder
     /// of theirs).
     pub power_supply: PathBuf,
+    /// How often to sample ([`SAMPLE_EVERY`]; tests sample faster).
+    pub every: Duration,
 }
 
 impl Default for PauseRules {
@@ -39,6 +41,7 @@ impl Default for PauseRules {
             hours: None,
             proc_stat: PathBuf::from("/proc/stat"),
             power_supply: PathBuf::from("/sys/class/power_supply"),
+            every: SAMPLE_EVERY,
         }
     }
 }
@@ -147,6 +150,7 @@ impl Monitor {
 /// # Errors
 /// When the thread cannot be started.
 pub fn start(rules: PauseRules) -> std::io::Result<watch::Receiver<PauseState>> {
+    let every = rules.every;
     let mut monitor = Monitor::new(rules);
     let first = monitor.sample();
     if first.is_paused() {
@@ -157,7 +161,7 @@ pub fn start(rules: PauseRules) -> std::io::Result<watch::Receiver<PauseState>> 
         .name("dipla-pause-monitor".into())
         .spawn(move || {
             while !state.is_closed() {
-                std::thread::sleep(SAMPLE_EVERY);
+                std::thread::sleep(every);
                 let now = monitor.sample();
                 state.send_if_modified(|was| {
                     // A changing load figure alone is not a change of state.
