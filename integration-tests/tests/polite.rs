@@ -63,7 +63,15 @@ fn worker(url: &str, name: &str, args: &[&str], env: &[(&str, &str)]) -> WorkerP
     let cache = tempfile::tempdir().unwrap();
     let mut command = Command::new(bin("dipla-worker"));
     command
-        .args(["--server", url, "--name", name, "--no-bench", "--cores", "1"])
+        .args([
+            "--server",
+            url,
+            "--name",
+            name,
+            "--no-bench",
+            "--cores",
+            "1",
+        ])
         .arg("--cache-dir")
         .arg(cache.path())
         .arg("--identity")
@@ -120,7 +128,7 @@ async fn task_threads_run_at_idle_priority_unless_told_otherwise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cpu_cap_keeps_the_task_threads_within_their_share() {
     // Tasks of about a second of CPU each: the cap works inside them.
-    let job = burn_job(20, 500_000_000);
+    let job = burn_job(20, 400_000_000);
     let (server, url) = remote_server(job.job()).await;
     let _run = tokio::spawn(finish(server));
     let capped = worker(
@@ -139,7 +147,10 @@ async fn a_cpu_cap_keeps_the_task_threads_within_their_share() {
         (used >= 150).then_some(used)
     });
     let share = ticks as f64 / 100.0 / started.elapsed().as_secs_f64();
-    eprintln!("--cpu-percent 50: the task thread used {:.1}% of one core", share * 100.0);
+    eprintln!(
+        "--cpu-percent 50: the task thread used {:.1}% of one core",
+        share * 100.0
+    );
     // A busy machine can only lower the share; the cap must never let it rise above.
     assert!(share <= 0.60, "{share}");
 }
@@ -202,7 +213,87 @@ fn record(handle: &Handle, name: &str) -> Option<(u64, dipla_server::WorkerRecor
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_worker_s_tasks_go_to_another_at_once_and_it_rejoins_the_work() {
+async fn a_paused_worker_s_tasks_go_to_an_idle_worker_at_once() {
+    // Two long tasks for the worker that will pause, short ones for the other, which is
+    // idle by the time the first pauses: the long ones must go to it at once, not at a
+    // deadline.
+    const LONG: u64 = 400_000_000;
+    let inputs: Vec<String> = (0..20)
+        .map(|i| format!("[{i}, {}]", if i < 2 { LONG } else { 5_000_000 }))
+        .collect();
+    let job = crate::support::JobDir::new(&format!(
+        r#"
+        name = "burn"
+        [modules]
+        bed = "{{testbed}}"
+        [[stages]]
+        name = "burn"
+        task = "bed.burn"
+        inputs = {{ values = [{}] }}
+        "#,
+        inputs.join(", ")
+    ));
+    let options = RunOptions {
+        // A copy of the paused worker's tasks would hide whether they were given back.
+        speculate: false,
+        ..RunOptions::default()
+    };
+    let (server, url) = remote_server_with(job.job(), options).await;
+    let handle = server.handle();
+    let run = tokio::spawn(finish(server));
+    let fake = tempfile::tempdir().unwrap();
+    mains(fake.path(), true);
+    let mut pauser = worker(
+        &url,
+        "pauser",
+        &["--priority", "normal"],
+        &[
+            ("DIPLA_ON_BATTERY", "pause"),
+            ("DIPLA_POWER_SUPPLY_DIR", fake.path().to_str().unwrap()),
+            ("DIPLA_PAUSE_SAMPLE_MS", "100"),
+        ],
+    );
+    let (pauser_id, _) = eventually("the pauser holding the two long tasks", || {
+        record(&handle, "pauser").filter(|(_, record)| record.running == 2)
+    });
+    let _other = worker(&url, "other", &["--priority", "normal"], &[]);
+    let (other_id, _) = eventually("the other worker done with the short tasks", || {
+        record(&handle, "other").filter(|(_, record)| record.results >= 18 && record.running == 0)
+    });
+
+    let unplugged = Instant::now();
+    mains(fake.path(), false);
+    let paused = eventually("the server seeing the pause", || {
+        record(&handle, "pauser")
+            .filter(|(_, record)| record.paused)
+            .map(|_| Instant::now())
+    });
+    let reassigned = eventually("the long tasks given to the idle worker", || {
+        (handle.running_on(other_id) == 2).then(Instant::now)
+    });
+    eprintln!(
+        "pause on battery: seen by the server {:.0} ms after unplugging (sampled every          100 ms); both tasks given to the idle worker {:.1} ms after that",
+        (paused - unplugged).as_secs_f64() * 1000.0,
+        (reassigned - paused).as_secs_f64() * 1000.0
+    );
+    assert!(
+        reassigned - paused < Duration::from_secs(1),
+        "within a second, not at a deadline"
+    );
+    assert_eq!(handle.running_on(pauser_id), 0);
+    pauser.said.line("pausing").await;
+    let (summary, lines) = tokio::time::timeout(PATIENCE, run).await.unwrap().unwrap();
+    assert!(summary.success(), "{summary}");
+    assert_eq!(lines.len(), 20);
+    for line in &lines {
+        assert_eq!(line["output"], line["input"][0], "{line}");
+    }
+    assert_eq!(summary.counts.failed, 0);
+    assert_eq!(summary.counts.requeued, 2, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_paused_on_battery_or_by_a_busy_machine_resumes_and_works_again() {
     // Tasks of about 50 ms: a worker holds a few at a time and answers often.
     let job = burn_job(400, 25_000_000);
     let options = RunOptions {
@@ -230,7 +321,10 @@ async fn a_paused_worker_s_tasks_go_to_another_at_once_and_it_rejoins_the_work()
         ],
         &[
             ("DIPLA_POWER_SUPPLY_DIR", power.to_str().unwrap()),
-            ("DIPLA_PROC_STAT", fake.path().join("stat").to_str().unwrap()),
+            (
+                "DIPLA_PROC_STAT",
+                fake.path().join("stat").to_str().unwrap(),
+            ),
             ("DIPLA_PAUSE_SAMPLE_MS", "100"),
         ],
     );
@@ -244,24 +338,19 @@ async fn a_paused_worker_s_tasks_go_to_another_at_once_and_it_rejoins_the_work()
     });
 
     // Unplugged: it pauses, and its tasks go to the other worker.
-    let unplugged = Instant::now();
     mains(&power, false);
     pauser.said.line("pausing").await;
-    let paused = eventually("the server seeing the pause", || {
-        record(&handle, "pauser")
-            .filter(|(_, record)| record.paused)
-            .map(|_| Instant::now())
+    eventually("the server seeing the pause", || {
+        record(&handle, "pauser").filter(|(_, record)| record.paused)
     });
-    assert_eq!(handle.running_on(pauser_id), 0, "it holds nothing while paused");
-    let reassigned = eventually("its tasks given to the other worker", || {
-        (handle.lock().coordinator.queued() == 0).then(Instant::now)
-    });
-    eprintln!(
-        "pause on battery: seen by the server {:.0} ms after unplugging; its tasks given to \
-         the other worker {:.0} ms after that",
-        (paused - unplugged).as_secs_f64() * 1000.0,
-        (reassigned - paused).as_secs_f64() * 1000.0
+    assert_eq!(
+        handle.running_on(pauser_id),
+        0,
+        "it holds nothing while paused"
     );
+    eventually("its tasks given to the other worker", || {
+        (handle.lock().coordinator.queued() == 0).then_some(())
+    });
     assert!(
         crate::support::seen_while_quiet(|| (handle.running_on(pauser_id) > 0).then_some(()))
             .is_none(),
@@ -331,7 +420,10 @@ async fn old_server_welcomes(listener: &TcpListener) -> Socket {
     };
     let text = serde_json::to_string(&challenge).unwrap();
     socket.send(Message::text(text)).await.unwrap();
-    assert!(matches!(next(&mut socket).await, WorkerMessage::Proof { .. }));
+    assert!(matches!(
+        next(&mut socket).await,
+        WorkerMessage::Proof { .. }
+    ));
     let welcome = ServerMessage::Welcome(Welcome {
         protocol: dipla_protocol::PROTOCOL_VERSION,
         worker: 1,
@@ -390,9 +482,11 @@ async fn against_an_older_server_a_paused_worker_stays_away_until_it_resumes() {
         .send(Message::text(serde_json::to_string(&goodbye).unwrap()))
         .await
         .unwrap();
-    eventually_async("the worker's exit", async || paused.child.try_wait().unwrap())
-        .await
-        .success()
-        .then_some(())
-        .expect("it exits as told");
+    eventually_async("the worker's exit", async || {
+        paused.child.try_wait().unwrap()
+    })
+    .await
+    .success()
+    .then_some(())
+    .expect("it exits as told");
 }

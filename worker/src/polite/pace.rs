@@ -2,12 +2,12 @@
 //! over a few seconds, by sleeping when it is over that budget.
 //!
 //! A [`Pacer`] belongs to one thread: it compares the thread's CPU time
-//! (`CLOCK_THREAD_CPUTIME_ID`) with the wall-clock time since its window began, and sleeps
-//! the thread until the two agree with the share again. It is asked at every epoch tick of a
+//! (`CLOCK_THREAD_CPUTIME_ID`) with the wall-clock time since it began, and sleeps the
+//! thread until the two agree with the share again. It is asked at every epoch tick of a
 //! running task (every 10 ms: the sandbox's pacing hook) and between tasks (tasks shorter
-//! than a tick never see one). The window starts over every [`WINDOW`], so time spent idle
-//! earns at most that much credit: a thread never runs flat out for long after a quiet
-//! spell.
+//! than a tick never see one). Time spent under the budget (idle, waiting for work) earns at
+//! most [`MAX_CREDIT`] of running ahead: a thread never runs flat out after a quiet spell,
+//! and over any few seconds it uses at most its share (plus that credit's worth).
 //!
 //! Pacing only sleeps: it never changes what a task computes, its fuel or its output. The
 //! sandbox's wall-clock backstop counts the epoch ticks at which the task was running (one
@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How long the window over which the share is kept lasts before it starts over.
-pub const WINDOW: Duration = Duration::from_secs(3);
+/// The most wall-clock time a thread under its budget may bank, to run ahead later.
+pub const MAX_CREDIT: Duration = Duration::from_millis(100);
 
 /// The longest single sleep, so that a cancelled or paused task stops within about a tick.
 const SLICE: Duration = Duration::from_millis(10);
@@ -69,11 +69,9 @@ impl Pacer {
             slept = true;
         }
         let now = Instant::now();
-        if now.duration_since(window.wall) >= WINDOW {
-            *window = Window {
-                wall: now,
-                cpu: thread_cpu_time(),
-            };
+        if let Some(credit) = now.checked_duration_since(until + MAX_CREDIT) {
+            // Under budget by more than the credit allows: forget the rest.
+            window.wall += credit;
         }
         if slept { now - started } else { Duration::ZERO }
     }
@@ -128,6 +126,22 @@ mod tests {
         let share = burn_paced(30, Duration::from_millis(1500));
         assert!(share <= 0.40, "{share}");
         assert!(share > 0.0);
+    }
+
+    #[test]
+    fn a_quiet_spell_earns_little_credit() {
+        let pacer = Pacer::new(50);
+        let never = AtomicBool::new(false);
+        // A second idle, then flat out: at 50% it may run ahead by the credit only.
+        std::thread::sleep(Duration::from_millis(1000));
+        pacer.pace(&never);
+        let started = Instant::now();
+        let (cpu, mut slept) = (thread_cpu_time(), Duration::ZERO);
+        while thread_cpu_time() - cpu < Duration::from_millis(300) {
+            slept += pacer.pace(&never);
+        }
+        // 300 ms of CPU at 50% takes 600 ms, less at most 100 ms of credit.
+        assert!(started.elapsed() >= Duration::from_millis(450), "{slept:?}");
     }
 
     #[test]
