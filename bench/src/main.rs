@@ -14,6 +14,7 @@
 //! without it (see [`wipeout`]).
 
 mod peers;
+mod polite;
 mod python;
 mod rig;
 mod wipeout;
@@ -37,8 +38,9 @@ struct Cli {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Only this workload on `--workers` workers, one line (for profiling); `wipeout` is
-    /// always on 2 workers, without and with an attacker beside them.
-    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "py_tiny", "py_factorise", "wipeout"])]
+    /// always on 2 workers, without and with an attacker beside them; `polite` is one worker
+    /// at `--cpu-percent 50` on a CPU-bound job for 20 s, and the share of a core it used.
+    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "py_tiny", "py_factorise", "wipeout", "polite"])]
     only: Option<String>,
     /// Workers for `--only`.
     #[arg(long, default_value_t = 2, requires = "only")]
@@ -202,6 +204,15 @@ fn main() -> Result<()> {
             figures.without,
             figures.ratio(),
             figures.attacker
+        );
+        return Ok(());
+    }
+    if cli.only.as_deref() == Some("polite") {
+        let share = polite::measure(&target_dir()?, &wasm_dir()?, 50)?;
+        println!(
+            "--cpu-percent 50 on a CPU-bound job: the task thread used {share:.1}% of one core \
+             over {} s (target 50 within 10 points)",
+            polite::WINDOW.as_secs()
         );
         return Ok(());
     }

@@ -179,6 +179,9 @@ impl Rig {
                 .arg(dir.join(format!("identity-w{i}")))
                 .arg("--cache-dir")
                 .arg(dir.join("cache"))
+                // Measured as before the politeness controls: at normal priority (beside the
+                // server's threads), and on battery too.
+                .args(["--priority", "normal", "--on-battery", "run"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
