@@ -33,10 +33,8 @@ pub fn on_battery(dir: &Path) -> bool {
                 .unwrap_or_default()
         };
         match read("type").as_str() {
-            "Battery" if read("scope") != "Device" => {
-                if read("status") == "Discharging" {
-                    return true;
-                }
+            "Battery" if read("scope") != "Device" && read("status") == "Discharging" => {
+                return true;
             }
             "Mains" => {
                 mains = true;
