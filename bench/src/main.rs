@@ -17,6 +17,7 @@
 //! follows, in a table of its own (see [`volunteers`]; `--only browser` for that alone).
 
 mod peers;
+mod polite;
 mod python;
 mod rig;
 mod volunteers;
@@ -42,8 +43,10 @@ struct Cli {
     runs: usize,
     /// Only this workload on `--workers` workers, one line (for profiling); `wipeout` is
     /// always on 2 workers, without and with an attacker beside them; `browser` is the
-    /// volunteer page in headless Chromium against one native worker (its own table).
-    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "py_tiny", "py_factorise", "wipeout", "browser"])]
+    /// volunteer page in headless Chromium against one native worker (its own table);
+    /// `polite` is one worker at `--cpu-percent 50` on a CPU-bound job for 20 s, and the
+    /// share of a core it used.
+    #[arg(long, value_parser = ["tiny", "chained", "factorise", "pi", "py_tiny", "py_factorise", "wipeout", "browser", "polite"])]
     only: Option<String>,
     /// Workers for `--only`.
     #[arg(long, default_value_t = 2, requires = "only")]
@@ -218,6 +221,15 @@ fn main() -> Result<()> {
             load_average()
         );
         print!("{}", figures.table());
+        return Ok(());
+    }
+    if cli.only.as_deref() == Some("polite") {
+        let share = polite::measure(&target_dir()?, &wasm_dir()?, 50)?;
+        println!(
+            "--cpu-percent 50 on a CPU-bound job: the task thread used {share:.1}% of one core \
+             over {} s (target 50 within 10 points)",
+            polite::WINDOW.as_secs()
+        );
         return Ok(());
     }
     if let Some(name) = &cli.only {

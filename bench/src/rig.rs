@@ -233,6 +233,9 @@ impl Serving<'_> {
                 .arg(dir.join(format!("identity-w{i}")))
                 .arg("--cache-dir")
                 .arg(dir.join("cache"))
+                // Measured as before the politeness controls: at normal priority (beside the
+                // server's threads), and on battery too.
+                .args(["--priority", "normal", "--on-battery", "run"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -132,6 +132,8 @@ pub(crate) struct Worker {
     pub(crate) identity: IdentityId,
     /// Where it connected from, if the transport said.
     address: Option<String>,
+    /// Whether its volunteer paused it: it holds no task and gets none until it resumes.
+    paused: bool,
 }
 
 impl Worker {
@@ -236,6 +238,9 @@ pub struct WorkerRecord {
     pub note: Option<String>,
     /// Whether it still gets work: false once caught returning a wrong result.
     pub trusted: bool,
+    /// Whether its volunteer paused it (it holds no task and gets none until it resumes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Its identity's replicated results that agreed with the canonical one (its
     /// credibility).
     pub agreed: u64,
@@ -299,6 +304,7 @@ impl Fleet {
             note: None,
             identity: 0,
             address: None,
+            paused: false,
         };
         self.workers.insert(id, worker);
         // Until it says who it is, a connection is its own identity.
@@ -408,7 +414,7 @@ impl Fleet {
     /// Room for more tasks on worker `id`: what its window leaves, and what its identity's
     /// allowance leaves over all its connections.
     pub(crate) fn room(&self, id: WorkerId) -> usize {
-        let Some(worker) = self.workers.get(&id) else {
+        let Some(worker) = self.workers.get(&id).filter(|worker| !worker.paused) else {
             return 0;
         };
         let window = worker.window().saturating_sub(worker.in_flight);
@@ -505,6 +511,38 @@ impl Fleet {
             }
             self.changed();
         }
+    }
+
+    /// Worker `id`'s volunteer paused it: what it held is no longer its (the caller puts the
+    /// tasks back), and it has no room and no capacity until [`Fleet::resume`]. Whether it
+    /// was connected and running.
+    pub(crate) fn pause(&mut self, id: WorkerId) -> bool {
+        let Some(worker) = self.workers.get_mut(&id).filter(|worker| !worker.paused) else {
+            return false;
+        };
+        worker.paused = true;
+        let (identity, held) = (worker.identity, worker.in_flight);
+        worker.in_flight = 0;
+        // Time paused is not time holding tasks: the answer rate stays what it was.
+        worker.busy_since = None;
+        self.release(identity, held);
+        self.refresh();
+        true
+    }
+
+    /// Worker `id` runs again. Whether it was paused.
+    pub(crate) fn resume(&mut self, id: WorkerId) -> bool {
+        let Some(worker) = self.workers.get_mut(&id).filter(|worker| worker.paused) else {
+            return false;
+        };
+        worker.paused = false;
+        self.refresh();
+        true
+    }
+
+    /// Whether worker `id` is paused.
+    pub(crate) fn paused(&self, id: WorkerId) -> bool {
+        self.workers.get(&id).is_some_and(|worker| worker.paused)
     }
 
     pub(crate) fn get(&self, id: WorkerId) -> Option<&Worker> {
@@ -620,6 +658,7 @@ impl Fleet {
     pub(crate) fn capacity(&self, id: WorkerId) -> f64 {
         self.workers
             .get(&id)
+            .filter(|worker| !worker.paused)
             .map_or(0.0, |w| self.speed(id) * w.cores as f64)
     }
 
@@ -676,6 +715,7 @@ impl Fleet {
                     .map(|why| format!("untrusted: {why}"))
             }),
             trusted: credibility.untrusted.is_none(),
+            paused: worker.paused,
             agreed: credibility.agreed,
             rejected: credibility.rejected,
         })

@@ -108,6 +108,7 @@ async fn a_worker_refuses_modules_with_imports_and_unrequested_modules() {
             worker: 1,
             heartbeat_ms: None,
             job: Some("job".into()),
+            pause: false,
         }),
     )
     .await;

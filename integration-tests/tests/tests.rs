@@ -29,6 +29,7 @@ mod hostile_workers;
 mod identities;
 mod liveness;
 mod nulls;
+mod polite;
 mod python;
 mod reconnect;
 mod serve;

@@ -6,7 +6,8 @@
 //! through as raw JSON without buffering):
 //!
 //! - [`WorkerMessage`]: `hello` first (with the worker's identity), `proof` in answer to the
-//!   challenge, then `fetch_module` and `results` (each with a signed receipt).
+//!   challenge, then `fetch_module` and `results` (each with a signed receipt), and `pause`
+//!   and `resume` to a server whose `welcome` says it understands them.
 //! - [`ServerMessage`]: `challenge` in answer to `hello`, `welcome` once the proof checks,
 //!   then `tasks`, `cancel` and finally `goodbye`; to a browser worker (a hello with
 //!   [`Agent::Browser`]), `instrumented` before each module's bytes.
@@ -41,7 +42,7 @@ pub use message_size::{
 pub use server::{ServerMessage, TaskBatch, TaskItem, Welcome};
 pub use worker::{
     Agent, Benchmark, FailureKind, Hello, KernelRun, MAX_FAILURE_MESSAGE_BYTES, MAX_LOG_BYTES,
-    Secret, TaskFailure, TaskResult, WorkerMessage,
+    MAX_PAUSE_REASON_CHARS, Secret, TaskFailure, TaskResult, WorkerMessage,
 };
 
 /// The protocol version this crate speaks. A server refuses a `hello` with another version.

@@ -64,6 +64,11 @@ pub struct Welcome {
     /// The job's fingerprint, which the worker's receipts name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// The server understands [`crate::WorkerMessage::Pause`] and
+    /// [`crate::WorkerMessage::Resume`]. Absent (an older server): a worker that must pause
+    /// closes the connection instead, and connects again when it resumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause: bool,
 }
 
 /// Tasks that share a module, an export and limits.

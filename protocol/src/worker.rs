@@ -31,7 +31,23 @@ pub enum WorkerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         receipt: Option<Signature>,
     },
+    /// The worker's volunteer wants its machine back for now (other programs are busy, it
+    /// runs on battery, it is outside the volunteer's hours): the worker has stopped its
+    /// tasks and dropped its queue, sends no results for them, and takes no work until it
+    /// sends [`WorkerMessage::Resume`]. The server gives its tasks to other workers at once,
+    /// neither as failures nor against the worker's trust. Sent only to a server whose
+    /// [`crate::Welcome::pause`] says it understands it (an older server would take it for a
+    /// protocol violation); against another, a worker closes the connection while paused.
+    Pause {
+        /// Why, for the server's log and dashboard (at most 200 characters are kept).
+        reason: String,
+    },
+    /// The worker runs tasks again after a [`WorkerMessage::Pause`].
+    Resume {},
 }
+
+/// The longest pause reason a server keeps, in characters.
+pub const MAX_PAUSE_REASON_CHARS: usize = 200;
 
 /// Who a worker is and what it offers.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

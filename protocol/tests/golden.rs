@@ -193,6 +193,7 @@ fn welcome() {
             worker: 3,
             heartbeat_ms: None,
             job: None,
+            pause: false,
         }),
         r#"{"welcome":{"protocol":1,"worker":3}}"#,
     );
@@ -373,7 +374,52 @@ fn welcome_with_a_heartbeat() {
             worker: 3,
             heartbeat_ms: Some(5000),
             job: Some("f00d".into()),
+            pause: false,
         }),
         r#"{"welcome":{"protocol":1,"worker":3,"heartbeat_ms":5000,"job":"f00d"}}"#,
     );
+}
+
+#[test]
+fn welcome_from_a_server_that_understands_pauses() {
+    pin(
+        &ServerMessage::Welcome(Welcome {
+            protocol: 3,
+            worker: 3,
+            heartbeat_ms: Some(5000),
+            job: Some("f00d".into()),
+            pause: true,
+        }),
+        r#"{"welcome":{"protocol":3,"worker":3,"heartbeat_ms":5000,"job":"f00d","pause":true}}"#,
+    );
+}
+
+#[test]
+fn pause_and_resume() {
+    pin(
+        &WorkerMessage::Pause {
+            reason: "on battery".into(),
+        },
+        r#"{"pause":{"reason":"on battery"}}"#,
+    );
+    pin(&WorkerMessage::Resume {}, r#"{"resume":{}}"#);
+}
+
+#[test]
+fn both_sides_ignore_fields_they_do_not_know() {
+    // What makes `pause` in the welcome safe for older workers, and newer hellos safe for
+    // older servers.
+    let welcome: ServerMessage = serde_json::from_str(
+        r#"{"welcome":{"protocol":3,"worker":1,"pause":true,"from_the_future":[1]}}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        welcome,
+        ServerMessage::Welcome(Welcome { pause: true, .. })
+    ));
+    let hello: WorkerMessage = serde_json::from_str(
+        r#"{"hello":{"protocol":3,"name":"w","version":"9","cores":1,"max_memory_mb":1,"max_fuel":1,"from_the_future":{}}}"#,
+    )
+    .unwrap();
+    assert!(matches!(hello, WorkerMessage::Hello(_)));
 }

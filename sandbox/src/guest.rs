@@ -149,14 +149,30 @@ impl Guest {
         limits: &Limits,
         cancel: Arc<AtomicBool>,
     ) -> Run {
+        self.run_paced(export, input, limits, cancel, None)
+    }
+
+    /// Like [`Guest::run_cancellable`], calling `pace` (if any) at every epoch tick (10 ms)
+    /// of the task, on the thread running it: a worker capping its CPU use sleeps there.
+    /// The sleeps change nothing the task computes (its outcome and fuel are the same), and
+    /// they do not count against `limits.timeout`, which counts the ticks at which the task
+    /// ran (see [`Pace`]).
+    pub fn run_paced(
+        &self,
+        export: &str,
+        input: &[u8],
+        limits: &Limits,
+        cancel: Arc<AtomicBool>,
+        pace: Option<Pace>,
+    ) -> Run {
         let module = match &self.code {
             Code::Core(module) => module,
-            Code::Python(python) => return python.run(export, input, limits, cancel),
+            Code::Python(python) => return python.run(export, input, limits, cancel, pace),
         };
         let started = Instant::now();
         let mut store = Store::new(module.engine(), Limiter::core(limits.memory_bytes));
         store.limiter(|limiter| limiter);
-        arm_deadline(&mut store, limits, cancel);
+        arm_deadline(&mut store, limits, cancel, pace);
         let mut instance = None;
         let (outcome, stop, fuel) = with_fuel(&mut store, limits, |store| {
             call(module, store, &mut instance, export, input, limits)
@@ -205,12 +221,20 @@ pub(crate) fn with_fuel<T: 'static>(
     (outcome, stop, fuel)
 }
 
-/// Arms `store`'s wall-clock limit: the epoch callback runs every tick and stops the task
-/// once it is past `limits.timeout`, or at the next tick once `cancel` is set.
+/// A pacing hook: called on the task's thread at every epoch tick with the task's cancel
+/// flag, it may sleep (and should stop sleeping soon after the flag is set). The wall-clock
+/// backstop counts one tick per call, whatever the hook slept, so pacing never makes a task
+/// time out.
+pub type Pace = Arc<dyn Fn(&AtomicBool) + Send + Sync>;
+
+/// Arms `store`'s wall-clock limit: the epoch callback runs every tick, calls `pace` if
+/// given, and stops the task once it ran for `limits.timeout` worth of ticks, or at the next
+/// tick once `cancel` is set.
 pub(crate) fn arm_deadline<T: 'static>(
     store: &mut Store<T>,
     limits: &Limits,
     cancel: Arc<AtomicBool>,
+    pace: Option<Pace>,
 ) {
     let ticks = limits
         .timeout
@@ -220,6 +244,9 @@ pub(crate) fn arm_deadline<T: 'static>(
     let mut left = u64::try_from(ticks).unwrap_or(u64::MAX);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
+        if let Some(pace) = &pace {
+            pace(&cancel);
+        }
         if cancel.load(Ordering::Relaxed) {
             return Err(wasmtime::Error::new(Cancelled));
         }
@@ -543,6 +570,41 @@ mod tests {
         let started = Instant::now();
         assert_eq!(fails("spin", &limits).kind, FailureKind::Timeout);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn pacing_sleeps_change_no_outcome_nor_fuel_and_never_time_a_task_out() {
+        let limits = Limits {
+            fuel: 50_000_000,
+            timeout: Duration::from_secs(1),
+            ..limits()
+        };
+        let guest = guest();
+        let plain = guest.run("spin", b"1", &limits);
+        let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = ticks.clone();
+        let pace: Pace = Arc::new(move |_: &AtomicBool| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let started = Instant::now();
+        let paced = guest.run_paced(
+            "spin",
+            b"1",
+            &limits,
+            Arc::new(AtomicBool::new(false)),
+            Some(pace),
+        );
+        // It slept past its timeout (every tick slept 200 ms)...
+        assert!(
+            ticks.load(Ordering::Relaxed) >= 5,
+            "the task ran too few ticks to tell"
+        );
+        assert!(started.elapsed() > limits.timeout);
+        // ...and still ran out of fuel, not time, exactly as without pacing.
+        assert_eq!(plain.outcome.unwrap_err().kind, FailureKind::OutOfFuel);
+        assert_eq!(paced.outcome.unwrap_err().kind, FailureKind::OutOfFuel);
+        assert_eq!((paced.fuel, paced.stop), (plain.fuel, plain.stop));
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod lazy;
 mod limits;
 mod sandbox;
 
-pub use guest::{Guest, Run};
+pub use guest::{Guest, Pace, Run};
 pub use lazy::LazyGuest;
 pub use limits::Limits;
 pub use sandbox::{Sandbox, SandboxError};

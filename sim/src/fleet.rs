@@ -67,6 +67,8 @@ pub struct Volunteer {
     pub answers: u32,
     /// Whether it ever left or crashed holding work (which honest workers may be struck for).
     pub let_down: bool,
+    /// Whether its volunteer pauses it now and then (busy, on battery), then resumes.
+    pub pausy: bool,
 }
 
 impl Volunteer {
@@ -183,6 +185,7 @@ pub fn random(
             leaves: (!anchor && rng.chance(0.15)).then(|| rng.range(horizon / 8, horizon)),
             answers: 0,
             let_down: false,
+            pausy: false,
         });
     }
     fleet

@@ -63,6 +63,8 @@ pub struct Summary {
     pub restores: u64,
     /// Liars caught.
     pub liars_caught: u64,
+    /// Times a worker paused.
+    pub pauses: u64,
     /// Virtual time over all runs, in µs.
     pub virtual_micros: u64,
 }
@@ -75,6 +77,7 @@ impl Summary {
         self.crashes += report.crashes;
         self.restores += report.restores;
         self.liars_caught += report.liars_caught;
+        self.pauses += report.pauses;
         self.virtual_micros += report.virtual_micros;
     }
 
@@ -87,6 +90,7 @@ impl Summary {
         self.crashes += other.crashes;
         self.restores += other.restores;
         self.liars_caught += other.liars_caught;
+        self.pauses += other.pauses;
         self.virtual_micros += other.virtual_micros;
     }
 }

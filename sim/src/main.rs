@@ -69,7 +69,7 @@ fn main() -> std::process::ExitCode {
         total
     });
     println!(
-        "{{\"seeds\":{},\"failures\":{},\"tasks\":{},\"workers_max\":{},\"crashes\":{},\"restores\":{},\"liars_caught\":{},\"virtual_secs\":{:.0},\"wall_secs\":{:.1}}}",
+        "{{\"seeds\":{},\"failures\":{},\"tasks\":{},\"workers_max\":{},\"crashes\":{},\"restores\":{},\"liars_caught\":{},\"pauses\":{},\"virtual_secs\":{:.0},\"wall_secs\":{:.1}}}",
         summary.seeds,
         summary.failures,
         summary.tasks,
@@ -77,6 +77,7 @@ fn main() -> std::process::ExitCode {
         summary.crashes,
         summary.restores,
         summary.liars_caught,
+        summary.pauses,
         summary.virtual_micros as f64 / 1e6,
         began.elapsed().as_secs_f64()
     );

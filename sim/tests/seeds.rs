@@ -24,11 +24,12 @@ fn a_seed_is_the_same_run_every_time() {
 
 #[test]
 fn seeds_reach_what_they_are_meant_to() {
-    // Across a batch: big fleets, crashes, restores and caught liars all happen (a
+    // Across a batch: big fleets, crashes, restores, pauses and caught liars all happen (a
     // simulator that never exercised them would pass for nothing).
     let reports: Vec<_> = (0..300u64).filter_map(|seed| run(seed).ok()).collect();
     assert!(reports.iter().any(|r| r.workers >= 200));
     assert!(reports.iter().any(|r| r.crashes > 0));
     assert!(reports.iter().any(|r| r.restores > 0));
     assert!(reports.iter().any(|r| r.liars_caught > 0));
+    assert!(reports.iter().any(|r| r.pauses > 0));
 }

@@ -32,6 +32,8 @@ pub struct WorkerConfig {
     /// Where the worker records what it does (`dipla-worker status` reads it); by default,
     /// in memory only.
     pub status: crate::Status,
+    /// How politely it runs: priority, CPU cap, pauses (see [`crate::polite`]).
+    pub polite: crate::polite::Polite,
     /// For tests of the server's checks only (the `test-hooks` feature): rewrites each
     /// result before it is sent, to play a lying worker. The `dipla-worker` program never
     /// sets it.
@@ -69,6 +71,7 @@ impl WorkerConfig {
             tls: None,
             identity: std::sync::Arc::new(crate::Identity::generate()),
             status: crate::Status::default(),
+            polite: crate::polite::Polite::default(),
             #[cfg(feature = "test-hooks")]
             tamper: None,
         }
@@ -104,7 +107,8 @@ impl std::fmt::Debug for WorkerConfig {
             .field("cores", &self.cores)
             .field("caps", &self.caps)
             .field("throttle", &self.throttle)
-            .field("identity", &self.identity);
+            .field("identity", &self.identity)
+            .field("polite", &self.polite);
         #[cfg(feature = "test-hooks")]
         debug.field("tamper", &self.tamper.is_some());
         debug.finish_non_exhaustive()

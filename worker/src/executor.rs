@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dipla_protocol::{TaskItem, TaskResult};
-use dipla_sandbox::{Guest, Limits};
+use dipla_sandbox::{Guest, Limits, Pace};
 use tokio::sync::mpsc::UnboundedSender;
+
+use crate::polite::{Pacer, Priority};
 
 /// One task to run.
 pub(crate) struct Work {
@@ -30,9 +32,13 @@ pub(crate) struct Executor {
 impl Executor {
     /// Starts `cores` threads sending each result to `results`; with a `throttle` above 1,
     /// each task takes that many times as long (a slow machine, for tests and benchmarks).
+    /// Each thread runs at `priority` and, with a `cpu_percent`, paces itself to that share
+    /// of the wall clock (see [`crate::polite`]).
     pub(crate) fn start(
         cores: usize,
         throttle: u32,
+        priority: Priority,
+        cpu_percent: Option<u8>,
         results: UnboundedSender<TaskResult>,
         status: crate::Status,
     ) -> std::io::Result<Self> {
@@ -44,6 +50,14 @@ impl Executor {
             std::thread::Builder::new()
                 .name(format!("dipla-task-{i}"))
                 .spawn(move || {
+                    priority.apply_to_this_thread();
+                    // Made on this thread: it measures this thread's CPU time.
+                    let pacer = cpu_percent.map(|percent| Arc::new(Pacer::new(percent)));
+                    let pace = pacer.clone().map(|pacer| {
+                        Arc::new(move |cancel: &AtomicBool| {
+                            pacer.pace(cancel);
+                        }) as Pace
+                    });
                     for (
                         Work {
                             guest,
@@ -54,10 +68,22 @@ impl Executor {
                         cancel,
                     ) in work
                     {
+                        let task = Task {
+                            guest: &guest,
+                            export: &export,
+                            limits: &limits,
+                            item: &item,
+                            cancel: &cancel,
+                            pace: pace.clone(),
+                        };
                         let running = status.task_running();
-                        let result = run(&guest, &export, &limits, &item, &cancel, throttle);
+                        let result = run(task, throttle);
                         drop(running);
                         lock(&flags).remove(&item.id);
+                        // Tasks shorter than a tick are paced between them.
+                        if let Some(pacer) = &pacer {
+                            pacer.pace(&cancel);
+                        }
                         if let Some(result) = result
                             && results.send(result).is_err()
                         {
@@ -77,6 +103,14 @@ impl Executor {
         let _ = self.queue.send((work, cancel));
     }
 
+    /// Drops every task queued and interrupts every task running (a pause); no result is
+    /// sent for them.
+    pub(crate) fn cancel_all(&self) {
+        for flag in lock(&self.flags).values() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Drops the tasks `ids` if queued and interrupts them if running; no result is sent
     /// for them.
     pub(crate) fn cancel(&self, ids: &[u64]) {
@@ -89,20 +123,31 @@ impl Executor {
     }
 }
 
+/// One task as a thread runs it.
+struct Task<'a> {
+    guest: &'a Guest,
+    export: &'a str,
+    limits: &'a Limits,
+    item: &'a TaskItem,
+    cancel: &'a Arc<AtomicBool>,
+    pace: Option<Pace>,
+}
+
 /// Runs one task; `None` when it was cancelled.
-fn run(
-    guest: &Guest,
-    export: &str,
-    limits: &Limits,
-    item: &TaskItem,
-    cancel: &Arc<AtomicBool>,
-    throttle: u32,
-) -> Option<TaskResult> {
+fn run(task: Task<'_>, throttle: u32) -> Option<TaskResult> {
+    let Task {
+        guest,
+        export,
+        limits,
+        item,
+        cancel,
+        pace,
+    } = task;
     if cancel.load(Ordering::Relaxed) {
         return None;
     }
     let input = item.input.get().as_bytes();
-    let mut run = guest.run_cancellable(export, input, limits, cancel.clone());
+    let mut run = guest.run_paced(export, input, limits, cancel.clone(), pace);
     if throttle > 1 {
         let extra = Duration::from_micros(run.micros.saturating_mul(u64::from(throttle - 1)));
         let until = Instant::now() + extra;
@@ -168,7 +213,15 @@ mod tests {
             .compile(&wat::parse_str(GUEST).unwrap())
             .unwrap();
         let (results, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let executor = Executor::start(1, 1, results, crate::Status::default()).unwrap();
+        let executor = Executor::start(
+            1,
+            1,
+            Priority::Normal,
+            None,
+            results,
+            crate::Status::default(),
+        )
+        .unwrap();
         executor.submit(work(&guest, "spin", 1));
         executor.submit(work(&guest, "one", 2));
         tokio::time::sleep(Duration::from_millis(50)).await;

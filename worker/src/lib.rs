@@ -11,6 +11,7 @@
 //! - [`config_file`]: the options read from a TOML file, for what the command line leaves unset.
 //! - [`cache`]: compiled modules by hash, in memory and on disk.
 //! - [`identity`]: the key pair the worker is known by, which signs its receipts.
+//! - [`polite`]: idle priority, a CPU cap, and pausing when the volunteer needs the machine.
 //! - [`directory`]: finding a project's server in a project directory.
 //! - [`status`]: what the running worker does, kept in a state file; [`status_report`]:
 //!   `dipla-worker status`, which reads it.
@@ -27,6 +28,7 @@ mod error;
 mod executor;
 mod failure;
 pub mod identity;
+pub mod polite;
 mod reconnect;
 pub mod server_url;
 mod session;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dipla_sandbox::{Sandbox, bench};
 use dipla_worker::config_file::{self, ParseError};
+use dipla_worker::polite::{Hours, OnBattery, PauseRules, Polite, Priority, monitor};
 use dipla_worker::{
     Identity, ModuleCache, State, Status, WorkerConfig, WorkerError, cache::default_cache_dir,
     identity, server_url, status, status_report, tls,
@@ -124,6 +125,39 @@ struct Cli {
     /// would.
     #[arg(long, hide = true, default_value_t = 1)]
     throttle: u32,
+    /// How task threads (and module compiles) are scheduled: idle runs them only on CPU
+    /// time no other program wants (Linux SCHED_IDLE, or nice 19 where that is refused), so
+    /// the volunteer's own programs always come first.
+    #[arg(long, value_enum, default_value_t = Priority::Idle, env = "DIPLA_PRIORITY")]
+    priority: Priority,
+    /// Let each task thread use at most N% (1 to 100) of the time, averaged over a few
+    /// seconds, so the worker uses at most N% of the cores it runs on [default: no cap].
+    #[arg(long, value_name = "N", env = "DIPLA_CPU_PERCENT",
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    cpu_percent: Option<u8>,
+    /// Pause while other programs use more than PCT% of the machine's CPU (read from
+    /// /proc/stat every second: after 2 seconds above PCT; resuming after 5 seconds below
+    /// PCT minus 10 points). A pause stops the running tasks, and the server gives them to
+    /// other workers at once.
+    #[arg(long, value_name = "PCT", env = "DIPLA_PAUSE_WHEN_BUSY",
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pause_when_busy: Option<u8>,
+    /// Pause or run while the machine runs on battery (read from /sys/class/power_supply).
+    #[arg(long, value_enum, default_value_t = OnBattery::Pause, env = "DIPLA_ON_BATTERY")]
+    on_battery: OnBattery,
+    /// Run only between these local times, START-END in 24-hour time (22-07 runs through
+    /// the night; 08:30-17:00), pausing outside them [default: at all hours].
+    #[arg(long, value_name = "START-END", env = "DIPLA_HOURS")]
+    hours: Option<Hours>,
+    /// Test hook: read the machine's CPU counters from FILE instead of /proc/stat.
+    #[arg(long, hide = true, value_name = "FILE", env = "DIPLA_PROC_STAT")]
+    proc_stat: Option<PathBuf>,
+    /// Test hook: read the power supplies from DIR instead of /sys/class/power_supply.
+    #[arg(long, hide = true, value_name = "DIR", env = "DIPLA_POWER_SUPPLY_DIR")]
+    power_supply_dir: Option<PathBuf>,
+    /// Test hook: sample what the pause rules read every MS milliseconds (not every second).
+    #[arg(long, hide = true, value_name = "MS", env = "DIPLA_PAUSE_SAMPLE_MS")]
+    pause_sample_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -275,6 +309,35 @@ fn main() -> ExitCode {
     config.caps.fuel = cli.max_fuel;
     config.max_module_mb = cli.max_module_mb;
     config.caps.timeout = Duration::from_secs(cli.max_task_secs);
+    // Before anything compiles: the compiler's pool is made at the task threads' priority.
+    cli.priority.apply_to_compiler_pool();
+    let mut rules = PauseRules {
+        when_busy: cli.pause_when_busy,
+        on_battery: cli.on_battery,
+        hours: cli.hours,
+        ..PauseRules::default()
+    };
+    if let Some(path) = cli.proc_stat {
+        rules.proc_stat = path;
+    }
+    if let Some(dir) = cli.power_supply_dir {
+        rules.power_supply = dir;
+    }
+    if let Some(ms) = cli.pause_sample_ms {
+        rules.every = Duration::from_millis(ms.max(1));
+    }
+    let pauses = match monitor::start(rules) {
+        Ok(pauses) => pauses,
+        Err(error) => {
+            eprintln!("error: cannot start the pause monitor: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.polite = Polite {
+        priority: cli.priority,
+        cpu_percent: cli.cpu_percent,
+        pauses: Some(pauses),
+    };
     let cache_dir = if cli.no_disk_cache {
         None
     } else {
@@ -318,6 +381,24 @@ fn main() -> ExitCode {
         Some(path) => Status::to_file(state, path),
         None => Status::in_memory(state),
     };
+    config.status.set_cpu_percent(cli.cpu_percent.map(u32::from));
+    config.status.set_priority(
+        clap::ValueEnum::to_possible_value(&cli.priority).map(|value| value.get_name().to_owned()),
+    );
+    if let Some(mut pauses) = config.polite.pauses.clone() {
+        // The state file says whether the worker is paused and why, connected or not.
+        let status = config.status.clone();
+        runtime.spawn(async move {
+            loop {
+                let state = pauses.borrow_and_update().clone();
+                let reasons = state.reasons.iter().map(ToString::to_string).collect();
+                status.set_paused(state.is_paused().then_some(reasons));
+                if pauses.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let backoff = dipla_worker::Backoff {
         retries: cli.max_retries,
         first_retries: cli.max_retries.unwrap_or(dipla_worker::FIRST_RETRIES),

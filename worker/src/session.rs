@@ -12,12 +12,13 @@ use dipla_protocol::{
 use dipla_sandbox::abi::AbiError;
 use dipla_sandbox::{Guest, Limits};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::executor::{Executor, Work};
+use crate::polite::{PauseState, Priority};
 use crate::{ModuleCache, WorkerConfig, WorkerError};
 
 /// How long the server has to answer `hello`.
@@ -54,7 +55,15 @@ pub(crate) async fn run_tracked(
         let outcome = connect(config, cache, connected).await;
         let error = outcome.as_ref().err().map(ToString::to_string);
         config.status.disconnected(error);
-        let (reason, rejoin) = outcome?;
+        let (reason, rejoin) = match outcome? {
+            Ended::Goodbye { reason, rejoin } => (reason, rejoin),
+            Ended::Paused => {
+                // A server that does not understand pauses: stay away until resumed.
+                tracing::info!("disconnected while paused (the server cannot be told)");
+                until_resumed(config.polite.pauses.clone()).await;
+                continue;
+            }
+        };
         if !rejoin {
             return Ok(reason);
         }
@@ -65,13 +74,43 @@ pub(crate) async fn run_tracked(
     }
 }
 
-/// One connection: serves the server until it says goodbye, and returns its reason and
-/// whether it asked the worker to join again.
+/// How a connection ended, when it ended well.
+enum Ended {
+    /// The server said goodbye, with its reason and whether it asked the worker to join
+    /// again.
+    Goodbye { reason: String, rejoin: bool },
+    /// The worker paused, and the server does not understand pauses: the worker closed the
+    /// connection, and connects again when it resumes.
+    Paused,
+}
+
+/// Waits until the pause monitor says the worker runs (at once without one).
+async fn until_resumed(pauses: Option<watch::Receiver<PauseState>>) {
+    if let Some(mut pauses) = pauses {
+        // An error: the monitor stopped, and the worker runs.
+        let _ = pauses.wait_for(|state| !state.is_paused()).await;
+    }
+}
+
+/// The next change of the pause monitor's state (never, without one).
+async fn next_pause_state(pauses: &mut Option<watch::Receiver<PauseState>>) -> PauseState {
+    if let Some(watched) = pauses {
+        if watched.changed().await.is_ok() {
+            return watched.borrow_and_update().clone();
+        }
+        // The monitor stopped: nothing will change any more.
+        *pauses = None;
+    }
+    std::future::pending().await
+}
+
+/// One connection: serves the server until it says goodbye, or until the worker pauses
+/// and the server cannot be told.
 async fn connect(
     config: &WorkerConfig,
     cache: &ModuleCache,
     connected: &mut bool,
-) -> Result<(String, bool), WorkerError> {
+) -> Result<Ended, WorkerError> {
     // Modules are the only messages that may be larger than the protocol's cap, and only as
     // large as the volunteer allows.
     let largest = MAX_SERVER_MESSAGE_BYTES.max(module_limit(config));
@@ -123,6 +162,15 @@ async fn connect(
         identity = %config.identity.public(),
         "joined"
     );
+    let mut pauses = config.polite.pauses.clone();
+    let paused = pauses
+        .as_mut()
+        .map(|pauses| pauses.borrow_and_update().clone())
+        .filter(PauseState::is_paused);
+    if paused.is_some() && !welcome.pause {
+        let _ = sink.send(Message::Close(None)).await;
+        return Ok(Ended::Paused);
+    }
     config.status.joined(welcome.job.as_deref());
     let signer = Signer {
         identity: config.identity.clone(),
@@ -143,11 +191,17 @@ async fn connect(
     let executor = Executor::start(
         config.cores,
         config.throttle,
+        config.polite.priority,
+        config.polite.cpu_percent,
         results.clone(),
         config.status.clone(),
     )
     .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
     let mut session = Session {
+        priority: config.polite.priority,
+        pauses,
+        server_pauses: welcome.pause,
+        paused: false,
         cache: cache.clone(),
         caps: config.caps,
         module_limit: module_limit(config),
@@ -161,6 +215,9 @@ async fn connect(
             .heartbeat_ms
             .map(|ms| Duration::from_millis(ms.max(100)).saturating_mul(3)),
     };
+    if let Some(state) = paused {
+        session.pause(&state).await?;
+    }
     let ended = session.serve(&mut stream).await;
     drop(session);
     // Let the writer flush what is queued, then close.
@@ -197,6 +254,15 @@ enum Event {
 }
 
 struct Session {
+    /// The priority modules are compiled at.
+    priority: Priority,
+    /// The pause monitor's state, if one runs.
+    pauses: Option<watch::Receiver<PauseState>>,
+    /// Whether the server understands `pause` and `resume`.
+    server_pauses: bool,
+    /// Whether the worker is paused: it runs nothing, and drops batches sent before the
+    /// server heard of the pause (the server gave them to others).
+    paused: bool,
     cache: ModuleCache,
     caps: Limits,
     /// The largest module, in bytes, this worker compiles.
@@ -213,14 +279,15 @@ struct Session {
 }
 
 impl Session {
-    async fn serve(&mut self, stream: &mut Stream) -> Result<(String, bool), WorkerError> {
+    async fn serve(&mut self, stream: &mut Stream) -> Result<Ended, WorkerError> {
         let silence = self.silence;
         loop {
             tokio::select! {
                 message = next_frame_within(stream, silence) => match message? {
+                    Frame::Message(ServerMessage::Tasks(_)) if self.paused => {}
                     Frame::Message(ServerMessage::Tasks(batch)) => self.on_batch(batch),
                     Frame::Message(ServerMessage::Goodbye { reason, rejoin }) => {
-                        return Ok((reason, rejoin));
+                        return Ok(Ended::Goodbye { reason, rejoin });
                     }
                     Frame::Message(ServerMessage::Cancel { ids }) => self.on_cancel(&ids),
                     Frame::Message(other) => {
@@ -229,8 +296,41 @@ impl Session {
                     Frame::Module(bytes) => self.on_module(bytes)?,
                 },
                 Some(event) = self.events.1.recv() => self.on_event(event).await?,
+                state = next_pause_state(&mut self.pauses) => {
+                    if state.is_paused() && !self.paused {
+                        if !self.server_pauses {
+                            self.stop_everything();
+                            return Ok(Ended::Paused);
+                        }
+                        self.pause(&state).await?;
+                    } else if !state.is_paused() && self.paused {
+                        self.paused = false;
+                        self.control.send(WorkerMessage::Resume {}).await.map_err(|_| closed())?;
+                    }
+                }
             }
         }
+    }
+
+    /// Pauses: stops every task and tells the server, which gives them to other workers.
+    async fn pause(&mut self, state: &PauseState) -> Result<(), WorkerError> {
+        self.paused = true;
+        self.stop_everything();
+        let pause = WorkerMessage::Pause {
+            reason: state.reason(),
+        };
+        self.control.send(pause).await.map_err(|_| closed())
+    }
+
+    /// Interrupts the running tasks (within one epoch tick) and drops the queued ones and
+    /// those waiting for their module; no result goes out for any of them.
+    fn stop_everything(&mut self) {
+        for slot in self.modules.values_mut() {
+            if let Slot::Pending { batches, .. } = slot {
+                batches.clear();
+            }
+        }
+        self.executor.cancel_all();
     }
 
     fn on_batch(&mut self, batch: TaskBatch) {
@@ -289,6 +389,7 @@ impl Session {
         tracing::debug!(%hash, bytes = bytes.len(), "received module");
         let (cache, events) = (self.cache.clone(), self.events.0.clone());
         let limit = self.module_limit;
+        let priority = self.priority;
         tokio::task::spawn_blocking(move || {
             let compiled = if bytes.len() > limit {
                 Err(AbiError::TooLarge {
@@ -296,7 +397,8 @@ impl Session {
                     limit,
                 })
             } else {
-                cache.insert(&hash, &bytes)
+                // Compiling is CPU-heavy: as polite as running tasks.
+                priority.run(|| cache.insert(&hash, &bytes))
             };
             let _ = events.send(Event::Compiled(hash, compiled));
         });

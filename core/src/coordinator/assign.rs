@@ -15,7 +15,7 @@ impl Coordinator {
     /// faster ones get more; when there is none, an idle worker much faster than another
     /// takes a copy of a task that one is running.
     pub fn assign(&mut self, worker: WorkerId) -> Vec<Assignment> {
-        if !self.fleet.trusted(worker) || self.holding() {
+        if !self.fleet.trusted(worker) || self.fleet.paused(worker) || self.holding() {
             return Vec::new();
         }
         self.reissue_overdue();

@@ -23,7 +23,7 @@
 //!
 //! The coordinator is one type, [`Coordinator`]; its methods are grouped by concern, one file
 //! each: this one holds its state, construction, configuration and the effects it leaves;
-//! `stage` the stage graph; `workers` joins, identities and departures; `assign` handing out
+//! `stage` the stage graph; `workers` joins, identities and departures; `pause` volunteers pausing and resuming; `assign` handing out
 //! work; `attempts` an attempt's life; `deadline` time, deadlines and `tick`; `speculate`
 //! copies of slow tasks; `answer`, `failure` and `replicate` what an answer makes final;
 //! `trust` strikes, liars and revocations; `stop` and `explore` stages that end early or
@@ -43,6 +43,7 @@ mod deadline;
 mod explore;
 mod failure;
 mod feed;
+mod pause;
 mod progress;
 mod reduce;
 mod replicate;
@@ -117,7 +118,7 @@ pub struct Coordinator {
     copyable: VecDeque<Copyable>,
     /// When to scan the attempts for copies again.
     next_copy_scan: u64,
-    /// Attempts cancelled by a stop: their late results are ignored.
+    /// Attempts cancelled by a stop or a pause: their late results are ignored.
     cancelled: HashSet<AttemptId>,
     counts: Counts,
     /// Whether final results, goals, discoveries, revocations and trust records are

@@ -104,11 +104,7 @@ impl Coordinator {
         let held = !lost.is_empty();
         for (id, task) in lost {
             self.forget_attempt(id);
-            if self.drop_live(task) > 0
-                && !self.votes.contains_key(&task)
-                && self.running_in_time(task)
-            {
-                // A copy runs elsewhere in time: it carries on.
+            if self.carries_on(task) {
                 continue;
             }
             let history = self.history.entry(task).or_default();
@@ -141,22 +137,7 @@ impl Coordinator {
             } else {
                 // A released worker left because the job ended (or was cancelled): its tasks
                 // were not lost and will not run again.
-                if departure != Departure::Released {
-                    self.counts.requeued += 1;
-                }
-                if !self.votes.contains_key(&task)
-                    && !self.running_in_time(task)
-                    && self
-                        .history
-                        .get(&task)
-                        .is_some_and(|history| !history.failures.is_empty())
-                {
-                    // Failures reported while this attempt ran waited for its answer, which
-                    // will not come: they decide now.
-                    self.judge_failures(task);
-                } else {
-                    self.retries.push_front(task);
-                }
+                self.give_back(task, departure != Departure::Released);
             }
         }
         if let Some(identity) = identity {
@@ -168,5 +149,31 @@ impl Coordinator {
             self.journal_identity(identity);
         }
         self.settle();
+    }
+
+    /// One attempt of `task` ended unanswered: whether a copy runs elsewhere in time (the
+    /// task carries on there).
+    pub(super) fn carries_on(&mut self, task: TaskRef) -> bool {
+        self.drop_live(task) > 0 && !self.votes.contains_key(&task) && self.running_in_time(task)
+    }
+
+    /// `task`'s attempt ended unanswered, through no fault of the task: it goes back to the
+    /// front of the queue (counted as requeued if `counted`), unless failures reported while
+    /// the attempt ran were waiting for its answer, which will not come: they decide now.
+    pub(super) fn give_back(&mut self, task: TaskRef, counted: bool) {
+        if counted {
+            self.counts.requeued += 1;
+        }
+        if !self.votes.contains_key(&task)
+            && !self.running_in_time(task)
+            && self
+                .history
+                .get(&task)
+                .is_some_and(|history| !history.failures.is_empty())
+        {
+            self.judge_failures(task);
+        } else {
+            self.retries.push_front(task);
+        }
     }
 }

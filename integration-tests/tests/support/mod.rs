@@ -220,9 +220,10 @@ impl WorkerProcess {
         Self::spawn(url, name, tempfile::tempdir().unwrap(), args)
     }
 
-    /// Spawns the worker; unless `args` say otherwise, its identity and its state file live
-    /// beside its cache (each test worker is its own volunteer; one restarted on the same
-    /// cache is the same; none writes the state file of the user running the tests).
+    /// Spawns the worker; unless `args` say otherwise, it runs one task at a time, and its
+    /// identity and its state file live beside its cache (each test worker is its own
+    /// volunteer; one restarted on the same cache is the same; none writes the state file of
+    /// the user running the tests).
     fn spawn(url: &str, name: &str, cache: tempfile::TempDir, args: &[&str]) -> Self {
         let mut args = args.to_vec();
         let identity = cache.path().join("identity");
@@ -233,18 +234,18 @@ impl WorkerProcess {
         if !args.contains(&"--state-file") {
             args.extend(["--state-file", state.to_str().unwrap()]);
         }
+        if !args.contains(&"--cores") {
+            args.extend(["--cores", "1"]);
+        }
         let mut child = Command::new(bin("dipla-worker"))
-            .args([
-                "--server",
-                url,
-                "--cores",
-                "1",
-                "--name",
-                name,
-                "--cache-dir",
-            ])
+            .args(["--server", url, "--name", name, "--cache-dir"])
             .arg(cache.path())
             .args(args)
+            // Test workers run as before the politeness controls (a test that checks them
+            // says so): at normal priority, so that timings compare with the in-process
+            // server's, and on battery too, so that a laptop runs the suite.
+            .env("DIPLA_PRIORITY", "normal")
+            .env("DIPLA_ON_BATTERY", "run")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -96,13 +96,14 @@ impl PythonCode {
         input: &[u8],
         limits: &Limits,
         cancel: Arc<AtomicBool>,
+        pace: Option<crate::guest::Pace>,
     ) -> Run {
         let started = Instant::now();
         let log = BoundedLog::new(MAX_LOG_BYTES + 1);
         let host = Host::new(export, input, &log, Limiter::component(limits.memory_bytes));
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|host| &mut host.limiter);
-        arm_deadline(&mut store, limits, cancel);
+        arm_deadline(&mut store, limits, cancel, pace);
         let (outcome, stop, fuel) = with_fuel(&mut store, limits, |store| {
             self.call(store, export, input, limits)
         });

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use dipla_protocol::identity::join_message;
 use dipla_protocol::text::printable;
 use dipla_protocol::{
-    Agent, MAX_WORKER_MESSAGE_BYTES, Nonce, PROTOCOL_VERSION, PublicKey, ServerMessage, TaskBatch,
-    TaskItem, Welcome, WorkerMessage,
+    Agent, MAX_PAUSE_REASON_CHARS, MAX_WORKER_MESSAGE_BYTES, Nonce, PROTOCOL_VERSION, PublicKey,
+    ServerMessage, TaskBatch, TaskItem, Welcome, WorkerMessage,
 };
 use futures_util::{SinkExt, StreamExt};
 
@@ -427,6 +427,7 @@ async fn lobby(
         worker: 0,
         heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
         job: None,
+        pause: true,
     });
     if sink.send(Message::text(encode(&welcome))).await.is_err() {
         return End::Gone;
@@ -437,13 +438,15 @@ async fn lobby(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = tokio::time::Instant::now();
     let mut look = tokio::time::interval(Duration::from_secs(1));
+    // A paused worker is not asked to take a seat until it resumes.
+    let mut paused = false;
     loop {
         if *done.borrow_and_update() {
             return End::Done;
         }
         tokio::select! {
             // A job may come to need workers again (an explore stage that grew).
-            _ = look.tick() => if rejoin && hub.wants_workers(browser) {
+            _ = look.tick() => if rejoin && !paused && hub.wants_workers(browser) {
                 return End::Rejoin("a job is ready");
             },
             frame = stream.next() => {
@@ -451,13 +454,23 @@ async fn lobby(
                 match frame {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return End::Gone,
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
+                        Ok(WorkerMessage::Pause { .. }) => paused = true,
+                        Ok(WorkerMessage::Resume {}) => {
+                            paused = false;
+                            if rejoin && hub.wants_workers(browser) {
+                                return End::Rejoin("a job is ready");
+                            }
+                        }
+                        _ => return End::Violation(Violation::Lobby),
+                    },
                     Some(Ok(_)) => {
                         return End::Violation(Violation::Lobby);
                     }
                 }
             }
             changed = opened.changed() => match changed {
-                Ok(()) if rejoin => return End::Rejoin("a job is ready"),
+                Ok(()) if rejoin && !paused => return End::Rejoin("a job is ready"),
                 Ok(()) => {}
                 Err(_) => return End::Done,
             },
@@ -525,6 +538,7 @@ async fn serve(
         worker: id,
         heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
         job: Some(job.clone()),
+        pause: true,
     });
     if sink.send(Message::text(encode(&welcome))).await.is_err() {
         return End::Gone;
@@ -759,6 +773,24 @@ async fn on_message(
                     .await
                     .map_err(|_| End::Gone)?;
             }
+            Ok(())
+        }
+        WorkerMessage::Pause { reason } => {
+            let reason = printable(&reason, MAX_PAUSE_REASON_CHARS);
+            // Its tasks go to the others at once (the lock's effects wake them).
+            let given_back = {
+                let mut core = handle.lock_now();
+                let held = core.coordinator.running_on(id);
+                core.coordinator.pause(id);
+                held
+            };
+            tracing::info!(id, %reason, given_back, "worker paused");
+            handle.progressed();
+            Ok(())
+        }
+        WorkerMessage::Resume {} => {
+            handle.lock_now().coordinator.resume(id);
+            tracing::info!(id, "worker resumed");
             Ok(())
         }
         WorkerMessage::Results { results, receipt } => {

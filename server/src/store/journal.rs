@@ -768,6 +768,7 @@ mod tests {
                     results: 9,
                     note: None,
                     trusted: false,
+                    paused: false,
                     agreed: 1,
                     rejected: 0,
                 },

@@ -12,6 +12,14 @@ impl World {
         if let Some(task) = self.missing.take() {
             return Err(format!("task {task:?} was handed out without its input"));
         }
+        // A paused worker holds nothing.
+        if let Some(id) = self
+            .conns
+            .keys()
+            .find(|&&id| self.core.is_paused(id) && self.core.running_on(id) > 0)
+        {
+            return Err(format!("worker {id} is paused and holds tasks"));
+        }
         // Memory: results kept are bounded by the work they wait for.
         let mut bound = self.core.demand() as u64;
         for (stage, spec) in self.job.stages.iter().enumerate() {

@@ -28,6 +28,7 @@ impl World {
                 running: HashMap::new(),
                 held: HashSet::new(),
                 open: true,
+                paused: false,
             },
         );
         // The server's side of the hello.
@@ -53,6 +54,8 @@ impl World {
                     conn.running.remove(&attempt);
                 }
             }
+            // Sent before the server heard of the pause: it gave them to others.
+            Down::Tasks(_) if conn.paused => {}
             Down::Tasks(tasks) => {
                 let vol = conn.vol;
                 for (attempt, task, input) in tasks {
@@ -94,6 +97,29 @@ impl World {
                 micros,
             },
         );
+    }
+
+    /// The volunteer pauses its worker (`pause`: it stops its tasks and says so) or lets it
+    /// run again.
+    pub(super) fn pause(&mut self, vol: usize, pause: bool) {
+        let Some(id) = self.conn_of[vol] else {
+            return;
+        };
+        let now = self.now;
+        let conn = self.conns.get_mut(&id).expect("live");
+        if conn.paused == pause {
+            return;
+        }
+        conn.paused = pause;
+        if pause {
+            // Its tasks stop where they are; nothing is answered for them.
+            conn.running.clear();
+            for core in &mut conn.cores {
+                *core = (*core).min(now);
+            }
+            self.report.pauses += 1;
+        }
+        self.up(id, if pause { Up::Pause } else { Up::Resume });
     }
 
     /// Sends a message to the server, after the connection's earlier ones.

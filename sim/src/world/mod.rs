@@ -41,6 +41,8 @@ pub struct Report {
     pub restores: u64,
     /// Liars the core caught.
     pub liars_caught: u64,
+    /// Times a worker paused (its tasks given back at once), resuming later.
+    pub pauses: u64,
     /// Virtual time the job took, in µs.
     pub virtual_micros: u64,
 }
@@ -71,6 +73,10 @@ enum Up {
     },
     /// A result for an attempt the worker was never given.
     Bogus,
+    /// The worker paused: it stopped its tasks and takes none until it resumes.
+    Pause,
+    /// The worker runs again.
+    Resume,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +88,8 @@ enum Ev {
     Gone(WorkerId, Departure),
     Crash(usize),
     Leave(usize),
+    Pause(usize),
+    Resume(usize),
     Ask(WorkerId),
     Tick,
     ServerCrash,
@@ -104,6 +112,8 @@ struct Conn {
     held: HashSet<AttemptId>,
     /// Whether the server still counts it connected.
     open: bool,
+    /// Whether the worker is paused (it drops the tasks that cross its pause).
+    paused: bool,
 }
 
 /// One run.
@@ -180,7 +190,13 @@ impl World {
         // (max_attempts distinct identities, MAX_LOST lost) or to outvote on one (colluders
         // fewer than a quorum; the others each lie their own way).
         let hostile_bound = (least_attempts.min(dipla_core::MAX_LOST) - 1) as usize;
-        let vols = fleet::random(&mut rng.fork(), workers, anchors, hostile_bound, quorum);
+        let mut vols = fleet::random(&mut rng.fork(), workers, anchors, hostile_bound, quorum);
+        // Honest volunteers beyond the anchors may pause now and then (drawn apart, so
+        // that the rest of a seed's run is drawn as before).
+        let mut pauses = Rng::new(crate::rng::hash(&[seed, 0x9a05e]));
+        for vol in vols.iter_mut().skip(anchors) {
+            vol.pausy = vol.behaviour == Behaviour::Honest && pauses.chance(0.2);
+        }
         let liars = vols
             .iter()
             .filter(|v| matches!(v.behaviour, Behaviour::Liar { .. }))
@@ -290,6 +306,16 @@ impl World {
             if let Some(leaves) = self.vols[n].leaves {
                 self.at(joins.max(leaves), Ev::Leave(n));
             }
+            if self.vols[n].pausy {
+                let mut pauses = Rng::new(crate::rng::hash(&[self.seed, n as u64, 0x9a05e]));
+                let mut when = joins;
+                for _ in 0..pauses.range(1, 4) {
+                    when += pauses.range(10_000, 10_000_000);
+                    self.at(when, Ev::Pause(n));
+                    when += pauses.range(1_000, 5_000_000);
+                    self.at(when, Ev::Resume(n));
+                }
+            }
         }
         for when in self.server_crashes.clone() {
             self.at(when, Ev::ServerCrash);
@@ -373,6 +399,8 @@ impl World {
                 self.vols[vol].leaves = Some(0);
                 self.crash(vol, false);
             }
+            Ev::Pause(vol) => self.pause(vol, true),
+            Ev::Resume(vol) => self.pause(vol, false),
             Ev::Ask(conn) => self.ask(conn),
             Ev::Tick => {
                 self.tick_at = None;

@@ -31,6 +31,18 @@ impl World {
                 }
                 self.expel(id);
             }
+            Up::Pause => {
+                // What it held goes to the others at once, and it gets nothing more.
+                self.core.pause(id);
+                self.conns.get_mut(&id).expect("checked").held.clear();
+                if self.core.running_on(id) != 0 {
+                    return Err(format!("worker {id} paused and still holds tasks"));
+                }
+            }
+            Up::Resume => {
+                self.core.resume(id);
+                self.ask(id);
+            }
             Up::Result {
                 attempt,
                 answer,

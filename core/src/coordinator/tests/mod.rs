@@ -4,6 +4,7 @@ mod assign;
 mod deadline;
 mod effects;
 mod failure;
+mod pause;
 mod replicate;
 mod restore;
 mod speculate;
