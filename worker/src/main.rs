@@ -381,7 +381,9 @@ fn main() -> ExitCode {
         Some(path) => Status::to_file(state, path),
         None => Status::in_memory(state),
     };
-    config.status.set_cpu_percent(cli.cpu_percent.map(u32::from));
+    config
+        .status
+        .set_cpu_percent(cli.cpu_percent.map(u32::from));
     config.status.set_priority(
         clap::ValueEnum::to_possible_value(&cli.priority).map(|value| value.get_name().to_owned()),
     );
