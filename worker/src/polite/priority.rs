@@ -99,9 +99,22 @@ impl Priority {
 /// Lowers the calling thread: `SCHED_IDLE`, or nice 19 where that is refused.
 #[cfg(target_os = "linux")]
 pub fn lower_this_thread() -> Lowered {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param; pid 0 is the calling thread on Linux.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+    // Zeroed: musl's sched_param has more fields than glibc's, all zero here.
+    // SAFETY: sched_param is plain integers, for which all zeroes is a valid value.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // The system call itself, not libc's wrapper: musl's (the static build's) refuses with
+    // ENOSYS, as POSIX gives the call a whole process's meaning.
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the calling
+    // thread on Linux.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0,
+            libc::SCHED_IDLE,
+            &raw const param,
+        )
+    };
+    if set == 0 {
         return Lowered::SchedIdle;
     }
     // SAFETY: gettid takes no arguments and cannot fail.
