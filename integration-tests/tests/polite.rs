@@ -4,6 +4,8 @@
 //! gives them to another worker at once; against a server that does not understand pauses,
 //! the worker disconnects while paused and comes back when it resumes.
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -155,31 +157,42 @@ async fn a_cpu_cap_keeps_the_task_threads_within_their_share() {
     assert!(share <= 0.60, "{share}");
 }
 
-/// Another program's load, as a fake `/proc/stat` the worker reads (its test hook): the
-/// counters grow every few milliseconds, `busy` percent of them busy.
+/// Another program's load, as a fake `/proc/stat` the worker reads (its test hook): a named
+/// pipe that hands each read the next snapshot, the counters grown by [`FakeLoad::STEP`]
+/// ticks since the last, `busy` percent of them busy. Driven by the worker's reads, not by
+/// a clock: every sample sees the load last set, however slowly a busy machine samples.
 struct FakeLoad {
+    path: PathBuf,
     busy: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
 impl FakeLoad {
+    /// Ticks between two snapshots: so many that the worker's own CPU time, which it takes
+    /// off the busy ones, is lost in them.
+    const STEP: u64 = 1_000_000;
+
     fn start(path: PathBuf) -> Self {
+        let made = Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(made.success(), "mkfifo {}", path.display());
         let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (share, stopped) = (busy.clone(), stop.clone());
+        let (share, stopped, pipe) = (busy.clone(), stop.clone(), path.clone());
         std::thread::spawn(move || {
             let (mut user, mut idle) = (0u64, 0u64);
-            while !stopped.load(Ordering::Relaxed) {
+            // Opening the pipe to write waits for a reader: one snapshot per read.
+            while let Ok(mut reader) = std::fs::OpenOptions::new().write(true).open(&pipe) {
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
                 let busy = share.load(Ordering::Relaxed);
-                user += busy * 10;
-                idle += (100 - busy) * 10;
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, format!("cpu  {user} 0 0 {idle} 0 0 0 0 0 0\n")).unwrap();
-                std::fs::rename(&tmp, &path).unwrap();
-                std::thread::sleep(Duration::from_millis(5));
+                user += busy * Self::STEP / 100;
+                idle += (100 - busy) * Self::STEP / 100;
+                // A reader gone before it read is only a sample lost.
+                let _ = write!(reader, "cpu  {user} 0 0 {idle} 0 0 0 0 0 0\n");
             }
         });
-        Self { busy, stop }
+        Self { path, busy, stop }
     }
 
     fn set(&self, percent: u64) {
@@ -190,6 +203,12 @@ impl FakeLoad {
 impl Drop for FakeLoad {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Wakes the thread if it waits for a reader (a read end opened without waiting for
+        // a writer); it then sees `stop` and ends.
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.path);
     }
 }
 
