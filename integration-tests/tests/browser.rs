@@ -138,7 +138,26 @@ async fn a_browser_and_a_native_worker_agree_bit_for_bit() {
     let nan = tempfile::tempdir().unwrap();
     let nan_path = nan.path().join("nan.wasm");
     std::fs::write(&nan_path, wat::parse_str(NAN_GUEST).unwrap()).unwrap();
-    let checked = "replicate = 1.0\nquorum = 2";
+    // Every stage replicated on both workers: (name, task, inputs, anything more).
+    let stages: String = [
+        ("squares", "bed.square", "{ range = { start = 0, end = 40 } }", ""),
+        ("factors", "factor.factorise", "{ range = { start = 1000000000000, end = 1000000000012 } }", ""),
+        ("structs", "bed.holes", "{ range = { start = 0, end = 6 } }", ""),
+        ("strings", "bed.describe", r#"{ values = [["apples", 3, ["red", "green"]], ["Zoë ✓", 0, []]] }"#, ""),
+        ("pi", "pi.hits", "{ range = { start = 1, end = 5 } }", ""),
+        ("mandelbrot", "mandelbrot.rows", "{ scatter = { value = { width = 160, height = 64, center_re = -0.6, center_im = 0.0, pixel = 0.02, max_iterations = 300 }, count = 4 } }", ""),
+        ("wobble", "bed.wobble", "{ range = { start = 0, end = 12 } }", ""),
+        ("nan", "nan.nan", "{ values = [1, 22, 333] }", "check_types = false"),
+        ("unbounded", "bed.unbounded", "{ range = { start = 0, end = 4 } }", ""),
+    ]
+    .iter()
+    .map(|(name, task, inputs, more)| {
+        format!(
+            "[[stages]]\nname = \"{name}\"\ntask = \"{task}\"\ninputs = {inputs}\n{more}\n\
+             replicate = 1.0\nquorum = 2\n"
+        )
+    })
+    .collect();
     let job = JobDir::new(&format!(
         r#"
         name = "agree"
@@ -148,52 +167,7 @@ async fn a_browser_and_a_native_worker_agree_bit_for_bit() {
         pi = "{pi}"
         mandelbrot = "{mandelbrot}"
         nan = "{nan}"
-        [[stages]]
-        name = "squares"
-        task = "bed.square"
-        inputs = {{ range = {{ start = 0, end = 40 }} }}
-        {checked}
-        [[stages]]
-        name = "factors"
-        task = "factor.factorise"
-        inputs = {{ range = {{ start = 1000000000000, end = 1000000000012 }} }}
-        {checked}
-        [[stages]]
-        name = "structs"
-        task = "bed.holes"
-        inputs = {{ range = {{ start = 0, end = 6 }} }}
-        {checked}
-        [[stages]]
-        name = "strings"
-        task = "bed.describe"
-        inputs = {{ values = [["apples", 3, ["red", "green"]], ["Zoë ✓", 0, []]] }}
-        {checked}
-        [[stages]]
-        name = "pi"
-        task = "pi.hits"
-        inputs = {{ range = {{ start = 1, end = 5 }} }}
-        {checked}
-        [[stages]]
-        name = "mandelbrot"
-        task = "mandelbrot.rows"
-        inputs = {{ scatter = {{ value = {{ width = 160, height = 64, center_re = -0.6, center_im = 0.0, pixel = 0.02, max_iterations = 300 }}, count = 4 }} }}
-        {checked}
-        [[stages]]
-        name = "wobble"
-        task = "bed.wobble"
-        inputs = {{ range = {{ start = 0, end = 12 }} }}
-        {checked}
-        [[stages]]
-        name = "nan"
-        task = "nan.nan"
-        inputs = {{ values = [1, 22, 333] }}
-        check_types = false
-        {checked}
-        [[stages]]
-        name = "unbounded"
-        task = "bed.unbounded"
-        inputs = {{ range = {{ start = 0, end = 4 }} }}
-        {checked}
+        {stages}
         "#,
         pi = wasm("pi").display(),
         mandelbrot = wasm("mandelbrot").display(),

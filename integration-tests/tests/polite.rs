@@ -19,8 +19,8 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
-    PATIENCE, QUIET, Said, WorkerProcess, bin, burn_job, eventually, eventually_async, finish,
-    remote_server, remote_server_with,
+    PATIENCE, QUIET, Said, WorkerProcess, bin, burn_job, burn_job_of, eventually, eventually_async,
+    finish, remote_server, remote_server_with,
 };
 
 /// One thread of a process, as `/proc/PID/task/TID/stat` shows it.
@@ -189,7 +189,7 @@ impl FakeLoad {
                 user += busy * Self::STEP / 100;
                 idle += (100 - busy) * Self::STEP / 100;
                 // A reader gone before it read is only a sample lost.
-                let _ = write!(reader, "cpu  {user} 0 0 {idle} 0 0 0 0 0 0\n");
+                let _ = writeln!(reader, "cpu  {user} 0 0 {idle} 0 0 0 0 0 0");
             }
         });
         Self { path, busy, stop }
@@ -237,21 +237,7 @@ async fn a_paused_worker_s_tasks_go_to_an_idle_worker_at_once() {
     // idle by the time the first pauses: the long ones must go to it at once, not at a
     // deadline.
     const LONG: u64 = 400_000_000;
-    let inputs: Vec<String> = (0..20)
-        .map(|i| format!("[{i}, {}]", if i < 2 { LONG } else { 5_000_000 }))
-        .collect();
-    let job = crate::support::JobDir::new(&format!(
-        r#"
-        name = "burn"
-        [modules]
-        bed = "{{testbed}}"
-        [[stages]]
-        name = "burn"
-        task = "bed.burn"
-        inputs = {{ values = [{}] }}
-        "#,
-        inputs.join(", ")
-    ));
+    let job = burn_job_of((0..20).map(|i| if i < 2 { LONG } else { 5_000_000 }));
     let options = RunOptions {
         // A copy of the paused worker's tasks would hide whether they were given back.
         speculate: false,

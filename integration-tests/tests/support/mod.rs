@@ -95,7 +95,15 @@ pub async fn remote_server_with(job: Job, options: RunOptions) -> (Server, Strin
 /// A job of `count` tasks of the testbed's `burn`, each burning `rounds` iterations and
 /// returning its index.
 pub fn burn_job(count: u64, rounds: u64) -> JobDir {
-    let inputs: Vec<String> = (0..count).map(|i| format!("[{i}, {rounds}]")).collect();
+    burn_job_of((0..count).map(|_| rounds))
+}
+
+/// A job of tasks of the testbed's `burn`, task `i` burning the `i`th of `rounds` iterations
+/// and returning `i`.
+pub fn burn_job_of(rounds: impl IntoIterator<Item = u64>) -> JobDir {
+    let inputs: Vec<String> = (rounds.into_iter().enumerate())
+        .map(|(i, rounds)| format!("[{i}, {rounds}]"))
+        .collect();
     JobDir::new(&format!(
         r#"
         name = "burn"
